@@ -1,0 +1,74 @@
+"""Logging set-up with secret redaction.
+
+Every handler gets a filter that replaces registered secret values, and anything shaped like a
+credential in a URL or header, with `***`, so no token, client secret or API key reaches a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+_REDACTED = "***"
+# Credentials that can appear inside URLs, headers or reprs even when their value was never registered.
+_PATTERNS = [
+    re.compile(r"(?i)(token=)[^&\s'\"]+"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-~+/=]+"),
+    re.compile(r"(?i)((?:clientsecret|client_secret|stream_key|api_key)[\"']?\s*[:=]\s*[\"']?)[^\s,'\"&}]+"),
+    re.compile(r"()\bplbr_[A-Za-z0-9_\-]+"),
+    # Discord bot tokens: base64 user id . timestamp . hmac
+    re.compile(r"()\b[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,38}\b"),
+]
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that it is redacted wherever it appears in a log record."""
+    if value and len(value) >= 4:
+        with _lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + _REDACTED, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+def install_redaction(handler: logging.Handler) -> None:
+    if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+        handler.addFilter(RedactingFilter())
+
+
+def setup_logging(level: str = "INFO") -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    for handler in root.handlers:
+        install_redaction(handler)
+    root.setLevel(level)
+    # discord.py logs full gateway payloads at DEBUG, which include tokens in IDENTIFY.
+    logging.getLogger("discord.gateway").setLevel(max(logging.INFO, root.level))

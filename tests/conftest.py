@@ -1,0 +1,58 @@
+"""Suite-wide fixtures: the secret-in-logs guard and the database URLs (SQLite always, PostgreSQL
+when reachable; REQUIRE_POSTGRES=1, as in CI, turns an unreachable server into a failure)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import socket
+
+import pytest
+
+from bot.logs import install_redaction
+from tests.fakes import secrets
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs():
+    """Every log line any test produces goes through the product's redaction; none may hold a secret."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    install_redaction(handler)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    for noisy in ("websockets", "aiohttp.access", "asyncio", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    output = stream.getvalue()
+    leaked = [s[:6] + "…" for s in secrets.ALL if s in output]
+    assert not leaked, f"secrets leaked into logs: {leaked}"
+
+
+def _postgres_reachable() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    if not _postgres_reachable():
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL is required (REQUIRE_POSTGRES=1) but 127.0.0.1:5432 is unreachable")
+        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
+    return POSTGRES_URL

@@ -1,0 +1,63 @@
+import pytest
+
+from bot.errors import ConfigurationError
+from bot.logs import redact
+from bot.settings import load_settings
+from tests.fakes import secrets
+
+
+def test_defaults_match_the_product_brief(monkeypatch):
+    for name in ("DATABASE_URL", "PALABRA_API_URL", "DISCORD_API_BASE", "HTTP_PORT", "LOG_LEVEL", "SPEAKER_TOKENS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(_env_file=None)
+    assert settings.database_url == "sqlite+aiosqlite:///data/bot.db"
+    assert settings.palabra_api_url == "https://api.palabra.ai"
+    assert settings.discord_api_base == "https://discord.com/api/v10"
+    assert settings.http_port == 8080
+    assert settings.log_level == "INFO"
+    assert settings.speaker_tokens == []
+
+
+def test_speaker_tokens_are_comma_separated(monkeypatch):
+    monkeypatch.setenv("SPEAKER_TOKENS", f" {secrets.SPEAKER_TOKENS[0]} ,{secrets.SPEAKER_TOKENS[1]},")
+    settings = load_settings(_env_file=None)
+    assert [t.get_secret_value() for t in settings.speaker_tokens] == secrets.SPEAKER_TOKENS
+
+
+def test_invalid_settings_name_the_variable_and_never_echo_secrets(monkeypatch):
+    monkeypatch.setenv("HTTP_PORT", "99999")
+    monkeypatch.setenv("LOG_LEVEL", "LOUD")
+    monkeypatch.setenv("DISCORD_TOKEN", secrets.DISCORD_TOKEN)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(_env_file=None)
+    message = str(info.value)
+    assert "HTTP_PORT" in message and "LOG_LEVEL" in message
+    assert secrets.DISCORD_TOKEN not in message
+
+
+def test_palabra_pair_must_be_complete(monkeypatch):
+    monkeypatch.setenv("PALABRA_CLIENT_ID", secrets.PALABRA_CLIENT_ID)
+    monkeypatch.delenv("PALABRA_CLIENT_SECRET", raising=False)
+    with pytest.raises(ConfigurationError, match="PALABRA_CLIENT_SECRET"):
+        load_settings(_env_file=None)
+
+
+def test_loaded_secrets_are_redacted_from_any_text(monkeypatch):
+    monkeypatch.setenv("PALABRA_CLIENT_ID", secrets.PALABRA_CLIENT_ID)
+    monkeypatch.setenv("PALABRA_CLIENT_SECRET", secrets.PALABRA_CLIENT_SECRET)
+    load_settings(_env_file=None)
+    assert secrets.PALABRA_CLIENT_SECRET not in redact(f"header ClientSecret: {secrets.PALABRA_CLIENT_SECRET}x")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"wss://h/stream?token={secrets.PALABRA_API_KEY}&x=1",
+        f"Authorization: Bearer {secrets.PALABRA_API_KEY}",
+        f"IDENTIFY {{'token': '{secrets.DISCORD_TOKEN}'}}",
+    ],
+)
+def test_credential_shapes_are_redacted_without_registration(text):
+    cleaned = redact(text)
+    assert secrets.PALABRA_API_KEY not in cleaned and secrets.DISCORD_TOKEN not in cleaned
+    assert "***" in cleaned
