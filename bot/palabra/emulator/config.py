@@ -1,0 +1,51 @@
+"""Behaviour switches of the emulator: protocol dialect, limits and fault injection.
+
+Set from CLI flags (`python -m bot emulator --help`) or at run time through the admin endpoint
+`POST /_emulator/config` with a JSON object of these fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+@dataclass
+class EmulatorConfig:
+    # Dialect: SDK >= 2.2 gets task_status acks; the 2026-09 live probe saw none (get_task polling).
+    ack_task_status: bool = True
+    # "end_of_stream" (SDK >= 2.1.1) or "eos" (docs, SDK <= 2.1.0).
+    end_message: str = "end_of_stream"
+    # Credentials accepted by REST (ClientID/ClientSecret pairs, and platform API keys).
+    client_credentials: dict[str, str] = field(default_factory=dict)  # client_id -> client_secret
+    api_keys: set[str] = field(default_factory=set)
+    # Limits.
+    max_parallel_sessions: int = 10
+    session_ttl_s: float = 3600.0
+    audio_timeout_s: float = 10.0  # SERVICE_TIMEOUT + close 1008 after this long without audio
+    ws_connections_per_minute: int = 20
+    command_interval_s: dict[str, float] = field(
+        default_factory=lambda: {"set_task": 2.0, "get_task": 2.0, "pause_task": 3.0, "end_task": 3.0}
+    )
+    enforce_command_rate_limits: bool = True
+    pacing_warnings: bool = True
+    # Deterministic "translation".
+    vad_threshold_dbfs: float = -45.0
+    partial_interval_s: float = 0.25
+    output_chunk_s: float = 0.2
+    time_scale: float = 1.0  # >1 when a client streams faster than real time (simulate --speed)
+    # Fault injection.
+    drop_after_s: float | None = None  # close the next WebSocket abruptly this long after set_task
+    drop_count: int = 0  # how many connections to drop (0 = every one while drop_after_s is set)
+    rest_fail_first: int = 0  # fail the first K REST calls ...
+    rest_fail_status: int = 503  # ... with this status (429 adds Retry-After)
+    processing_delay_s: float = 0.0  # added before emitting each utterance's results
+
+    def update(self, values: dict) -> None:
+        known = {f.name for f in fields(self)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown emulator settings: {', '.join(sorted(unknown))}")
+        for name, value in values.items():
+            if name == "api_keys":
+                value = set(value)
+            setattr(self, name, value)
