@@ -1,0 +1,173 @@
+"""Signal helpers shared by the audio tests: generators, conversions, RMS, normalised
+cross-correlation with lag, an energy-based speech detector, and the committed speech fixtures.
+
+Everything here is independent of the code under test (fixtures are decoded with PyAV directly),
+so a test can compare what the product produced against a reference computed another way.
+
+Conventions: a "signal" is a float64 numpy array in [-1, 1]; mono signals are 1-D, multichannel
+signals are shaped (samples, channels). PCM is interleaved signed 16-bit little-endian.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+SAMPLE_EN = REPO / "bot" / "assets" / "sample-en.ogg"
+SPEECH_A = FIXTURES / "speech-a.ogg"
+SPEECH_B = FIXTURES / "speech-b.ogg"
+
+FULL_SCALE = 32768.0
+
+
+# --- generators -----------------------------------------------------------------------------------
+
+
+def sine(freq: float, seconds: float, rate: int, amplitude: float = 0.5, phase: float = 0.0) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return amplitude * np.sin(2 * np.pi * freq * t + phase)
+
+
+def noise(seconds: float, rate: int, amplitude: float = 0.3, seed: int = 0) -> np.ndarray:
+    """White noise (uniform in +-amplitude), reproducible by seed."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-amplitude, amplitude, round(seconds * rate))
+
+
+def silence(seconds: float, rate: int) -> np.ndarray:
+    return np.zeros(round(seconds * rate))
+
+
+# --- conversions ----------------------------------------------------------------------------------
+
+
+def to_pcm(signal: np.ndarray, channels: int = 1) -> bytes:
+    """Float signal -> s16le bytes. A mono signal is duplicated to `channels`."""
+    data = np.asarray(signal, dtype=np.float64)
+    if data.ndim == 1 and channels > 1:
+        data = np.repeat(data[:, None], channels, axis=1)
+    return np.clip(np.round(data * FULL_SCALE), -32768, 32767).astype("<i2").tobytes()
+
+
+def from_pcm(pcm: bytes, channels: int = 1) -> np.ndarray:
+    """s16le bytes -> float signal, shaped (samples, channels) when channels > 1."""
+    data = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / FULL_SCALE
+    return data.reshape(-1, channels) if channels > 1 else data
+
+
+def mono(pcm: bytes, channels: int = 1) -> np.ndarray:
+    """s16le bytes -> mono float signal (channels averaged)."""
+    data = from_pcm(pcm, channels)
+    return data.mean(axis=1) if data.ndim == 2 else data
+
+
+# --- measurements ---------------------------------------------------------------------------------
+
+
+def rms(signal: np.ndarray) -> float:
+    data = np.asarray(signal, dtype=np.float64)
+    return float(np.sqrt(np.mean(data**2))) if data.size else 0.0
+
+
+def dbfs(value: float) -> float:
+    return 20 * np.log10(max(value, 1e-12))
+
+
+def peak_frequency(signal: np.ndarray, rate: int) -> float:
+    """Frequency (Hz) of the strongest FFT bin of a mono signal (Hann window)."""
+    data = np.asarray(signal, dtype=np.float64)
+    spectrum = np.abs(np.fft.rfft(data * np.hanning(len(data))))
+    return float(np.fft.rfftfreq(len(data), 1 / rate)[int(np.argmax(spectrum))])
+
+
+def max_jump(signal: np.ndarray) -> float:
+    """Largest sample-to-sample difference: a click shows up as a jump far above the signal's slope."""
+    data = np.asarray(signal, dtype=np.float64)
+    return float(np.max(np.abs(np.diff(data, axis=0)))) if len(data) > 1 else 0.0
+
+
+@dataclass(frozen=True)
+class Correlation:
+    peak: float  # normalised cross-correlation at the best lag, in [-1, 1]
+    lag: int  # samples by which `b` is delayed relative to `a` (negative: b is early)
+
+    def lag_seconds(self, rate: int) -> float:
+        return self.lag / rate
+
+
+def xcorr(a: np.ndarray, b: np.ndarray, max_lag: int | None = None) -> Correlation:
+    """Normalised cross-correlation of two mono signals, searched over lags in [-max_lag, max_lag].
+
+    Normalised by the energies of the whole signals, so 1.0 means `b` is `a` shifted (and scaled),
+    and a signal correlated with something unrelated stays near 0.
+    """
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    energy = np.sqrt(np.sum(x**2) * np.sum(y**2))
+    if energy == 0:
+        return Correlation(0.0, 0)
+    size = 1 << int(np.ceil(np.log2(len(x) + len(y))))
+    full = np.fft.irfft(np.conj(np.fft.rfft(x, size)) * np.fft.rfft(y, size), size)
+    # full[k] = sum_n x[n] * y[n + k]; negative k wraps to the end.
+    lags = np.concatenate([np.arange(0, len(y)), np.arange(-(len(x) - 1), 0)])
+    values = np.concatenate([full[: len(y)], full[size - (len(x) - 1) :]]) if len(x) > 1 else full[: len(y)]
+    if max_lag is not None:
+        keep = np.abs(lags) <= max_lag
+        lags, values = lags[keep], values[keep]
+    best = int(np.argmax(values))
+    return Correlation(float(values[best] / energy), int(lags[best]))
+
+
+def speech_regions(
+    signal: np.ndarray,
+    rate: int,
+    frame_ms: float = 20.0,
+    threshold_db: float = -40.0,
+    min_silence_s: float = 0.5,
+    min_speech_s: float = 0.2,
+) -> list[tuple[float, float]]:
+    """(start, end) seconds of speech found by frame energy: frames louder than `threshold_db`
+    (dBFS RMS) are speech; gaps shorter than `min_silence_s` are bridged (pauses between words);
+    regions shorter than `min_speech_s` are dropped (clicks)."""
+    data = np.asarray(signal, dtype=np.float64)
+    frame = max(1, round(rate * frame_ms / 1000))
+    count = len(data) // frame
+    if count == 0:
+        return []
+    energies = np.sqrt(np.mean(data[: count * frame].reshape(count, frame) ** 2, axis=1))
+    loud = 20 * np.log10(np.maximum(energies, 1e-12)) > threshold_db
+    regions: list[list[int]] = []
+    for index in np.flatnonzero(loud):
+        if regions and (index - regions[-1][1]) * frame / rate < min_silence_s:
+            regions[-1][1] = index + 1
+        else:
+            regions.append([index, index + 1])
+    seconds = frame / rate
+    return [(float(s * seconds), float(e * seconds)) for s, e in regions if (e - s) * seconds >= min_speech_s]
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+
+
+def decode(path: Path, rate: int = 48000, channels: int = 2) -> bytes:
+    """Decode any audio file to s16le PCM at `rate`/`channels` with PyAV (a reference decoder,
+    independent of bot.audio.files)."""
+    import av
+
+    layout = "mono" if channels == 1 else "stereo"
+    chunks: list[bytes] = []
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
+        for frame in container.decode(audio=0):
+            chunks.extend(bytes(out.planes[0])[: out.samples * 2 * channels] for out in resampler.resample(frame))
+        chunks.extend(bytes(out.planes[0])[: out.samples * 2 * channels] for out in resampler.resample(None))
+    return b"".join(chunks)
+
+
+def fixture_signal(path: Path, rate: int = 48000) -> np.ndarray:
+    """A fixture as a mono float signal at `rate`."""
+    return from_pcm(decode(path, rate=rate, channels=1))
