@@ -51,6 +51,7 @@ class EmulatorState:
         self.broadcasts: dict[str, dict] = {}
         self.streams: list[StreamRecord] = []
         self.rest_calls = 0
+        self.insufficient_balance = False  # REST: session creation answers 403 / error_code 100050
         self.ws_connect_times: dict[str, list[float]] = {}
 
     # --- tokens ---------------------------------------------------------------------------------
