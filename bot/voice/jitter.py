@@ -1,0 +1,232 @@
+"""Per-sender jitter buffer and Opus decode: ordered, gap-filled 20 ms PCM frames.
+
+Sans-I/O: `push(packet)` and `poll(now)` return frames and speaking events; the caller owns threads and
+clocks. Every output frame occupies one 20 ms *slot* of the sender's RTP clock (`tick`):
+
+- packets are ordered by (extended) sequence number; a missing one is waited for until `depth` later
+  packets are buffered or the oldest buffered packet has waited `max_wait` seconds, then declared lost;
+- a lost packet's slot is recovered with in-band FEC from the next packet (the slot right before it) or
+  concealed by PLC (up to `plc_limit` slots); older unfilled slots become silence;
+- while a sender is speaking and nothing arrives (DTX, loss), `poll()` fills silence on the wall clock,
+  so a consumer gets a continuous stream without a burst of silence when speech resumes;
+- after `speaking_timeout` without packets the sender stops speaking; the next packet starts a new
+  talk spurt (re-anchored, no fill for the pause).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, Union
+
+from bot.audio.opus import FRAME_BYTES, FRAME_SAMPLES, Decoder, OpusError
+from bot.voice.receive import VoicePacket
+from bot.voice.rtp import unwrap
+
+log = logging.getLogger(__name__)
+
+SILENCE_PCM = bytes(FRAME_BYTES)
+
+
+class OpusDecoder(Protocol):
+    def decode(self, packet: bytes) -> bytes: ...
+    def decode_fec(self, next_packet: bytes, samples: int = FRAME_SAMPLES) -> bytes: ...
+    def conceal(self, samples: int = FRAME_SAMPLES) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UserFrame:
+    """20 ms of one sender's audio: 48 kHz stereo s16le, 3840 bytes."""
+
+    user_id: int
+    pcm: bytes
+    tick: int  # slot index on the sender's RTP clock since we first heard them (+1 per 20 ms)
+    timestamp: int  # extended RTP timestamp of the slot
+    sequence: int | None  # extended RTP sequence number (None for filled slots)
+    kind: str  # "audio", "fec", "plc" or "silence"
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakingChanged:
+    user_id: int
+    speaking: bool
+
+
+Output = Union[UserFrame, SpeakingChanged]
+
+
+@dataclass
+class JitterStats:
+    frames: int = 0
+    late: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    fec_recovered: int = 0
+    plc_frames: int = 0
+    silence_frames: int = 0
+    decode_errors: int = 0
+
+    def add(self, other: JitterStats) -> None:
+        for name, value in other.__dict__.items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass(slots=True)
+class _Buffered:
+    timestamp: int
+    opus: bytes
+    arrival: float
+
+
+@dataclass
+class UserStream:
+    user_id: int
+    decoder_factory: Callable[[], OpusDecoder] = Decoder
+    depth: int = 3
+    max_wait: float = 0.06
+    max_fill: int = 50  # longest gap (slots) filled on arrival; longer gaps re-anchor
+    plc_limit: int = 5
+    speaking_timeout: float = 0.3
+    stats: JitterStats = field(default_factory=JitterStats)
+
+    def __post_init__(self) -> None:
+        self._decoder = self.decoder_factory()
+        self._buffer: dict[int, _Buffered] = {}
+        self._next_seq: int | None = None
+        self._seq_ref = 0
+        self._ts_ref = 0
+        self._base_ts: int | None = None
+        self._last_ts = 0  # extended timestamp of the last filled slot
+        self._anchor: tuple[float, int] = (0.0, 0)  # (wall time, timestamp) of the spurt's first slot
+        self._last_arrival = 0.0
+        self.speaking = False
+
+    # ---- input -------------------------------------------------------------------------------------
+    def push(self, packet: VoicePacket) -> list[Output]:
+        out: list[Output] = []
+        if self._next_seq is None:
+            self._seq_ref, self._ts_ref = packet.sequence, packet.timestamp
+            self._base_ts = packet.timestamp
+        seq = unwrap(packet.sequence, self._seq_ref, 16)
+        ts = unwrap(packet.timestamp, self._ts_ref, 32)
+        self._seq_ref, self._ts_ref = max(self._seq_ref, seq), max(self._ts_ref, ts)
+        self._last_arrival = max(self._last_arrival, packet.arrival)
+        if not self.speaking:
+            self._start_spurt(seq, ts, packet.arrival, out)
+        assert self._next_seq is not None
+        if seq < self._next_seq:
+            self.stats.late += 1
+            return out
+        if seq in self._buffer:
+            self.stats.duplicates += 1
+            return out
+        self._buffer[seq] = _Buffered(ts, packet.opus, packet.arrival)
+        self._drain(packet.arrival, out)
+        return out
+
+    def poll(self, now: float) -> list[Output]:
+        """Call every ~20 ms: gives up on missing packets, fills silence, ends talk spurts."""
+        out: list[Output] = []
+        if not self.speaking:
+            return out
+        self._drain(now, out)
+        if not self._buffer:
+            self._fill_silence_until(now, out)
+            if now - self._last_arrival > self.speaking_timeout:
+                self.speaking = False
+                out.append(SpeakingChanged(self.user_id, False))
+        return out
+
+    # ---- ordering ----------------------------------------------------------------------------------
+    def _start_spurt(self, seq: int, ts: int, arrival: float, out: list[Output]) -> None:
+        self.speaking = True
+        self._buffer.clear()
+        self._next_seq = seq
+        self._last_ts = ts - FRAME_SAMPLES
+        self._anchor = (arrival, ts)
+        out.append(SpeakingChanged(self.user_id, True))
+
+    def _drain(self, now: float, out: list[Output]) -> None:
+        assert self._next_seq is not None or not self._buffer
+        while self._buffer:
+            item = self._buffer.pop(self._next_seq, None)  # type: ignore[arg-type]
+            if item is not None:
+                self._emit_packet(self._next_seq, item, 0, out)  # type: ignore[arg-type]
+                self._next_seq += 1  # type: ignore[operator]
+                continue
+            oldest = min(self._buffer)
+            waited = now - self._buffer[oldest].arrival
+            if len(self._buffer) <= self.depth and waited < self.max_wait:
+                return
+            missing = oldest - self._next_seq  # type: ignore[operator]
+            self.stats.lost += missing
+            self._emit_packet(oldest, self._buffer.pop(oldest), missing, out)
+            self._next_seq = oldest + 1
+
+    # ---- slots -------------------------------------------------------------------------------------
+    def _emit_packet(self, seq: int, item: _Buffered, missing: int, out: list[Output]) -> None:
+        gap = (item.timestamp - self._last_ts) // FRAME_SAMPLES - 1
+        if gap < 0:
+            self.stats.late += 1  # its slot was already filled (silence while we waited)
+            return
+        if gap > self.max_fill:
+            self._anchor = (item.arrival, item.timestamp)  # a long pause inside a spurt: no fill
+        else:
+            self._fill_gap(gap, min(missing, gap), item.opus, out)
+        self._last_ts = item.timestamp - FRAME_SAMPLES
+        try:
+            pcm = self._decoder.decode(item.opus)
+        except OpusError:
+            self.stats.decode_errors += 1
+            pcm = self._conceal_or_silence()
+        for start in range(0, max(len(pcm), FRAME_BYTES), FRAME_BYTES):
+            chunk = pcm[start : start + FRAME_BYTES]
+            self._slot(chunk.ljust(FRAME_BYTES, b"\0"), seq if start == 0 else None, "audio", out)
+
+    def _fill_gap(self, gap: int, lost_slots: int, next_opus: bytes, out: list[Output]) -> None:
+        """Fill `gap` slots before a packet: the last `lost_slots` were lost packets, the rest DTX."""
+        for index in range(gap):
+            from_end = gap - index  # 1 = the slot right before the packet
+            if from_end == 1 and lost_slots >= 1:
+                self._slot(self._fec(next_opus), None, "fec", out)
+            elif from_end <= min(lost_slots, self.plc_limit):
+                self._slot(self._conceal_or_silence(), None, "plc", out)
+            else:
+                self._slot(SILENCE_PCM, None, "silence", out)
+
+    def _fill_silence_until(self, now: float, out: list[Output]) -> None:
+        anchor_wall, anchor_ts = self._anchor
+        while True:
+            slot_ts = self._last_ts + FRAME_SAMPLES
+            due = anchor_wall + (slot_ts - anchor_ts) / 48_000 + self.max_wait
+            if due > now:
+                return
+            self._slot(SILENCE_PCM, None, "silence", out)
+
+    def _slot(self, pcm: bytes, seq: int | None, kind: str, out: list[Output]) -> None:
+        self._last_ts += FRAME_SAMPLES
+        assert self._base_ts is not None
+        tick = (self._last_ts - self._base_ts) // FRAME_SAMPLES
+        self.stats.frames += 1
+        if kind == "fec":
+            self.stats.fec_recovered += 1
+        elif kind == "plc":
+            self.stats.plc_frames += 1
+        elif kind == "silence":
+            self.stats.silence_frames += 1
+        out.append(UserFrame(self.user_id, pcm, tick, self._last_ts, seq, kind))
+
+    def _fec(self, next_opus: bytes) -> bytes:
+        try:
+            return self._decoder.decode_fec(next_opus)[:FRAME_BYTES].ljust(FRAME_BYTES, b"\0")
+        except OpusError:
+            self.stats.decode_errors += 1
+            return self._conceal_or_silence()
+
+    def _conceal_or_silence(self) -> bytes:
+        try:
+            return self._decoder.conceal()[:FRAME_BYTES].ljust(FRAME_BYTES, b"\0")
+        except OpusError:
+            self.stats.decode_errors += 1
+            return SILENCE_PCM
