@@ -1,0 +1,82 @@
+"""Reading any common audio file (PyAV) into Discord's PCM format, and writing WAV files."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+from bot.audio.frames import DISCORD, SAMPLE_WIDTH, AudioFormat
+from bot.errors import BotError
+
+
+class AudioFileError(BotError):
+    """An audio file is missing or cannot be decoded; the message names the file and the reason."""
+
+
+def read_audio(path: str | Path, fmt: AudioFormat = DISCORD) -> bytes:
+    """Decode the first audio stream of `path` (wav, ogg, opus, mp3, flac, m4a, ...) to s16le PCM,
+    48 kHz stereo by default."""
+    import av  # heavy; imported only when a file is actually read
+
+    path = Path(path)
+    if not path.exists():
+        raise AudioFileError(f"audio file not found: {path}")
+    if not path.is_file():
+        raise AudioFileError(f"not a file: {path}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioFileError(f"{path} has no audio stream")
+            return _decode(container, fmt)
+    except AudioFileError:
+        raise
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise AudioFileError(f"cannot read audio from {path}: {_reason(exc)}") from exc
+
+
+def _decode(container, fmt: AudioFormat) -> bytes:  # noqa: ANN001 - PyAV container
+    import av
+
+    resampler = av.AudioResampler(format="s16", layout="mono" if fmt.channels == 1 else "stereo", rate=fmt.rate)
+    frame_bytes = fmt.channels * SAMPLE_WIDTH
+    out = bytearray()
+    for frame in container.decode(audio=0):
+        for converted in resampler.resample(frame):
+            out += bytes(converted.planes[0])[: converted.samples * frame_bytes]
+    for converted in resampler.resample(None):
+        out += bytes(converted.planes[0])[: converted.samples * frame_bytes]
+    return bytes(out)
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(":")[0] if text.startswith("[Errno") else text
+
+
+def write_wav(path: str | Path, pcm: bytes, rate: int, channels: int) -> Path:
+    """Write s16le PCM as a WAV file (creating the parent directory); returns the path."""
+    AudioFormat(rate, channels)  # validates
+    if len(pcm) % (SAMPLE_WIDTH * channels):
+        raise ValueError(f"PCM length {len(pcm)} is not a whole number of {channels}-channel s16 samples")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(SAMPLE_WIDTH)
+        wav.setframerate(rate)
+        wav.writeframes(pcm)
+    return path
+
+
+def read_wav(path: str | Path) -> tuple[bytes, AudioFormat]:
+    """A 16-bit WAV file's PCM and format (for files this project wrote)."""
+    path = Path(path)
+    try:
+        with wave.open(str(path), "rb") as wav:
+            if wav.getsampwidth() != SAMPLE_WIDTH:
+                raise AudioFileError(f"{path} is not 16-bit PCM WAV")
+            return wav.readframes(wav.getnframes()), AudioFormat(wav.getframerate(), wav.getnchannels())
+    except FileNotFoundError:
+        raise AudioFileError(f"audio file not found: {path}") from None
+    except (wave.Error, EOFError) as exc:
+        raise AudioFileError(f"cannot read WAV {path}: {exc}") from exc

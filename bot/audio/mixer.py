@@ -1,0 +1,241 @@
+"""Mixing the speakers of a voice channel into one stream on a 20 ms clock.
+
+`Mixer` is pure (no I/O, no clock): decoded 48 kHz stereo 20 ms frames are `push`ed per user as they
+arrive and each `tick()` takes at most one frame per user and sums them. A per-user queue absorbs
+network jitter; it is bounded so a user whose packets pile up cannot grow the latency without bound
+(the oldest frames are dropped and counted). Opted-out users are dropped at `push`: their audio is
+never queued, mixed or measured.
+
+`ActivityTimeline` records who was audible on which tick (time = tick index x 20 ms on the mixer's
+clock), so transcripts can be attributed to speakers.
+
+`MixerClock` is the asyncio driver: it ticks on a monotonic schedule (deadlines at start + n x 20 ms,
+so sleep jitter never accumulates into drift) and hands each mixed frame to a callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bot.audio.frames import FRAME_BYTES, FRAME_MS, PCM_DTYPE, SILENT_FRAME, rms_dbfs, saturate
+
+log = logging.getLogger(__name__)
+
+UserId = Hashable
+FRAME_S = FRAME_MS / 1000
+
+DEFAULT_QUEUE_FRAMES = 10  # 200 ms of jitter buffer per user
+DEFAULT_ACTIVITY_DBFS = -45.0  # frames louder than this count as speech
+
+
+class ActivityTimeline:
+    """Per-user voice activity as runs of consecutive active ticks."""
+
+    def __init__(self, frame_s: float = FRAME_S, retain_s: float | None = 3600.0) -> None:
+        self.frame_s = frame_s
+        self.retain_ticks = None if retain_s is None else int(retain_s / frame_s)
+        self._runs: dict[UserId, deque[list[int]]] = {}  # user -> [start_tick, end_tick) runs, in order
+
+    def record(self, tick: int, user_ids: Iterable[UserId]) -> None:
+        for user_id in user_ids:
+            runs = self._runs.setdefault(user_id, deque())
+            if runs and runs[-1][1] == tick:
+                runs[-1][1] = tick + 1
+            elif not runs or runs[-1][1] < tick:
+                runs.append([tick, tick + 1])
+        if self.retain_ticks is not None:
+            self.prune_before(tick - self.retain_ticks)
+
+    def prune_before(self, tick: int) -> None:
+        """Forget activity older than `tick` (keeps memory bounded on long sessions)."""
+        for user_id in list(self._runs):
+            runs = self._runs[user_id]
+            while runs and runs[0][1] <= tick:
+                runs.popleft()
+            if not runs:
+                del self._runs[user_id]
+
+    def seconds_active(self, user_id: UserId, t0: float, t1: float) -> float:
+        start, end = self._tick_range(t0, t1)
+        total = 0
+        for run_start, run_end in self._runs.get(user_id, ()):
+            if run_start >= end:
+                break
+            total += max(0, min(run_end, end) - max(run_start, start))
+        return total * self.frame_s
+
+    def speakers_between(self, t0: float, t1: float) -> list[tuple[UserId, float]]:
+        """Users audible between t0 and t1 (seconds on the mixer's clock) with their seconds of
+        activity, most active first."""
+        found = [(user_id, self.seconds_active(user_id, t0, t1)) for user_id in self._runs]
+        found = [(user_id, seconds) for user_id, seconds in found if seconds > 0]
+        return sorted(found, key=lambda item: (-item[1], str(item[0])))
+
+    def _tick_range(self, t0: float, t1: float) -> tuple[int, int]:
+        # Round to the nearest tick so float seconds like 0.6 map onto tick 30, not 29.
+        return max(0, round(t0 / self.frame_s)), max(0, round(t1 / self.frame_s))
+
+
+@dataclass
+class MixerStats:
+    ticks: int = 0
+    frames_mixed: int = 0
+    dropped_overflow: dict[UserId, int] = field(default_factory=dict)  # per user, queue full
+    dropped_excluded: int = 0  # frames from opted-out users, discarded at push
+
+
+class Mixer:
+    def __init__(
+        self,
+        max_queue_frames: int = DEFAULT_QUEUE_FRAMES,
+        activity_threshold_dbfs: float = DEFAULT_ACTIVITY_DBFS,
+        timeline: ActivityTimeline | None = None,
+    ) -> None:
+        if max_queue_frames < 1:
+            raise ValueError("a user's queue must hold at least one frame")
+        self.max_queue_frames = max_queue_frames
+        self.activity_threshold_dbfs = activity_threshold_dbfs
+        self.timeline = timeline or ActivityTimeline()
+        self.stats = MixerStats()
+        self._queues: dict[UserId, deque[bytes]] = {}
+        self._excluded: set[UserId] = set()
+
+    @property
+    def tick_index(self) -> int:
+        """Ticks done so far; the next mixed frame starts at tick_index x 20 ms."""
+        return self.stats.ticks
+
+    @property
+    def now_s(self) -> float:
+        return self.stats.ticks * FRAME_S
+
+    def push(self, user_id: UserId, frame: bytes) -> bool:
+        """Queue one 20 ms 48 kHz stereo frame from `user_id`; False if the user is opted out."""
+        if len(frame) != FRAME_BYTES:
+            raise ValueError(f"a mixer frame is {FRAME_BYTES} bytes (20 ms of 48 kHz stereo), not {len(frame)}")
+        if user_id in self._excluded:
+            self.stats.dropped_excluded += 1
+            return False
+        queue = self._queues.setdefault(user_id, deque())
+        if len(queue) >= self.max_queue_frames:
+            queue.popleft()
+            self.stats.dropped_overflow[user_id] = self.stats.dropped_overflow.get(user_id, 0) + 1
+        queue.append(frame)
+        return True
+
+    def exclude(self, user_id: UserId) -> None:
+        """Opt a user out: anything queued is discarded and later frames are dropped at push."""
+        self._excluded.add(user_id)
+        dropped = self._queues.pop(user_id, None)
+        if dropped:
+            self.stats.dropped_excluded += len(dropped)
+
+    def include(self, user_id: UserId) -> None:
+        self._excluded.discard(user_id)
+
+    def is_excluded(self, user_id: UserId) -> bool:
+        return user_id in self._excluded
+
+    def remove(self, user_id: UserId) -> None:
+        """A user left: forget their queue (their activity stays on the timeline)."""
+        self._queues.pop(user_id, None)
+
+    def queued(self, user_id: UserId) -> int:
+        queue = self._queues.get(user_id)
+        return len(queue) if queue else 0
+
+    def tick(self) -> bytes:
+        """One mixed 20 ms frame: the sum (saturated) of the next frame of every user who has one;
+        silence when nobody does."""
+        tick = self.stats.ticks
+        self.stats.ticks += 1
+        frames = {user_id: queue.popleft() for user_id, queue in self._queues.items() if queue}
+        if not frames:
+            return SILENT_FRAME
+        self.stats.frames_mixed += len(frames)
+        self.timeline.record(tick, self._audible(frames))
+        if len(frames) == 1:
+            return next(iter(frames.values()))
+        total = np.zeros(FRAME_BYTES // 2, dtype=np.int32)
+        for frame in frames.values():
+            total += np.frombuffer(frame, dtype=PCM_DTYPE)
+        return saturate(total).tobytes()
+
+    def _audible(self, frames: dict[UserId, bytes]) -> list[UserId]:
+        return [user_id for user_id, frame in frames.items() if rms_dbfs(frame) > self.activity_threshold_dbfs]
+
+
+FrameCallback = Callable[[bytes], Awaitable[None] | None]
+
+
+class MixerClock:
+    """Calls `mixer.tick()` every 20 ms and passes each frame to `on_frame` (sync or async).
+
+    Deadlines are start + n x interval on a monotonic clock. After a stall (a slow callback, a busy
+    event loop) the clock catches up with back-to-back ticks, at most `max_catch_up` of them; a longer
+    stall is skipped (counted in `skipped`) and the schedule re-anchored, so a hiccup never turns into
+    a burst of seconds of audio.
+    """
+
+    def __init__(
+        self,
+        mixer: Mixer,
+        on_frame: FrameCallback,
+        interval_s: float = FRAME_S,
+        max_catch_up: int = 5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.mixer = mixer
+        self.on_frame = on_frame
+        self.interval_s = interval_s
+        self.max_catch_up = max_catch_up
+        self.clock = clock
+        self.ticks = 0
+        self.skipped = 0
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> asyncio.Task[None]:
+        if self._task is None or self._task.done():
+            self._stopping.clear()
+            self._task = asyncio.create_task(self.run(), name="mixer-clock")
+        return self._task
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def run(self, max_ticks: int | None = None) -> None:
+        """Tick until `stop()` (or `max_ticks` ticks)."""
+        anchor = self.clock()
+        scheduled = 0  # ticks since the anchor
+        while not self._stopping.is_set() and (max_ticks is None or self.ticks < max_ticks):
+            deadline = anchor + scheduled * self.interval_s
+            delay = deadline - self.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif -delay > self.max_catch_up * self.interval_s:
+                behind = int(-delay / self.interval_s)
+                self.skipped += behind
+                log.warning("mixer clock stalled for %.0f ms; skipping %d ticks", -delay * 1000, behind)
+                anchor, scheduled = self.clock(), 0
+            if self._stopping.is_set():
+                break
+            await self._emit(self.mixer.tick())
+            self.ticks += 1
+            scheduled += 1
+
+    async def _emit(self, frame: bytes) -> None:
+        result = self.on_frame(frame)
+        if inspect.isawaitable(result):
+            await result
