@@ -1,13 +1,174 @@
-"""`python -m bot emulator`: serve the Palabra-compatible emulator."""
+"""`python -m bot emulator`: serve the Palabra-compatible emulator (REST + WebSocket on one port).
+
+Point the bot at it with `PALABRA_API_URL=http://HOST:PORT` and one of the accepted credentials.
+With no `--client`/`--api-key`, one local test credential of each kind is generated and shown once
+on standard output (never logged).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import secrets
+import signal
+import sys
+
+log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    pass
+    net = parser.add_argument_group("network")
+    net.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    net.add_argument("--port", type=int, default=8765, help="port to bind, 0 = any free port (default: 8765)")
+
+    creds = parser.add_argument_group("credentials (local test values; generated when none are given)")
+    creds.add_argument("--client", action="append", default=[], metavar="ID:SECRET",
+                       help="accept this ClientID/ClientSecret pair (repeatable)")
+    creds.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                       help="accept this platform API key (repeatable)")
+
+    dialect = parser.add_argument_group("protocol dialect")
+    dialect.add_argument("--no-ack", action="store_true",
+                         help="do not push task_status after set_task (clients must poll get_task)")
+    dialect.add_argument("--eos", action="store_true",
+                         help="answer end_task with 'eos' (docs, SDK <= 2.1.0) instead of 'end_of_stream'")
+
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--max-parallel-sessions", type=_positive_int, default=10, metavar="N")
+    limits.add_argument("--session-ttl", type=_positive_float, default=3600.0, metavar="SECONDS")
+    limits.add_argument("--audio-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                        help="SERVICE_TIMEOUT + close 1008 after this long without audio (default: 10)")
+    limits.add_argument("--ws-connections-per-minute", type=_positive_int, default=20, metavar="N")
+    limits.add_argument("--no-command-rate-limits", action="store_true",
+                        help="do not enforce set_task/get_task/pause_task/end_task intervals")
+    limits.add_argument("--time-scale", type=_positive_float, default=1.0, metavar="X",
+                        help="expect audio X times faster than real time")
+
+    faults = parser.add_argument_group("fault injection")
+    faults.add_argument("--drop-after", type=_positive_float, default=None, metavar="SECONDS",
+                        help="close WebSocket connections abruptly this long after set_task")
+    faults.add_argument("--drop-count", type=int, default=0, metavar="N",
+                        help="how many connections to drop (0 = every one)")
+    faults.add_argument("--rest-fail-first", type=int, default=0, metavar="K", help="fail the first K REST calls")
+    faults.add_argument("--rest-fail-status", type=_http_error_status, default=503, metavar="STATUS",
+                        help="status of those failures (429 adds Retry-After: 1; default: 503)")
+    faults.add_argument("--processing-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="extra delay before each utterance's results")
 
 
 def main(args: argparse.Namespace) -> int:
-    raise NotImplementedError("emulator is not built yet")
+    from bot.logs import setup_logging
+
+    setup_logging("INFO")
+    config, generated = build_config(args)
+    try:
+        asyncio.run(_serve_until_stopped(config, args.host, args.port, generated))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def build_config(args: argparse.Namespace):
+    """EmulatorConfig from the flags, plus the credentials generated when none were given."""
+    from bot.errors import ConfigurationError
+    from bot.logs import register_secret
+    from bot.palabra.emulator.config import EmulatorConfig
+
+    clients: dict[str, str] = {}
+    for pair in args.client:
+        client_id, sep, client_secret = pair.partition(":")
+        if not sep or not client_id or not client_secret:
+            raise ConfigurationError("--client takes ID:SECRET with both parts non-empty")
+        clients[client_id] = client_secret
+    api_keys = set(args.api_key)
+    if any(not key.strip() for key in api_keys):
+        raise ConfigurationError("--api-key must not be empty")
+    generated: dict[str, str] = {}
+    if not clients and not api_keys:
+        generated = {
+            "client_id": f"emulator-{secrets.token_hex(4)}",
+            "client_secret": secrets.token_urlsafe(24),
+            "api_key": f"plbr_emulator_{secrets.token_urlsafe(24)}",
+        }
+        clients[generated["client_id"]] = generated["client_secret"]
+        api_keys.add(generated["api_key"])
+    for secret in [*clients.values(), *api_keys]:
+        register_secret(secret)
+    config = EmulatorConfig(
+        ack_task_status=not args.no_ack,
+        end_message="eos" if args.eos else "end_of_stream",
+        client_credentials=clients,
+        api_keys=api_keys,
+        max_parallel_sessions=args.max_parallel_sessions,
+        session_ttl_s=args.session_ttl,
+        audio_timeout_s=args.audio_timeout,
+        ws_connections_per_minute=args.ws_connections_per_minute,
+        enforce_command_rate_limits=not args.no_command_rate_limits,
+        time_scale=args.time_scale,
+        drop_after_s=args.drop_after,
+        drop_count=args.drop_count,
+        rest_fail_first=args.rest_fail_first,
+        rest_fail_status=args.rest_fail_status,
+        processing_delay_s=args.processing_delay,
+    )
+    return config, generated
+
+
+async def _serve_until_stopped(config, host: str, port: int, generated: dict[str, str]) -> None:
+    from bot.palabra.emulator.app import serve
+    from bot.palabra.emulator.rest import STREAM_PATH
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not available on this platform
+            pass
+    async with serve(config, host=host, port=port) as emulator:
+        log.info("Palabra emulator listening on %s (REST) and %s%s (WebSocket); Ctrl-C to stop",
+                 emulator.base_url, emulator.ws_base_url, STREAM_PATH)
+        log.info("accepting %d client credential pair(s) and %d API key(s)",
+                 len(config.client_credentials), len(config.api_keys))
+        if generated:
+            _print_generated(emulator.base_url, generated)
+        await stop.wait()
+        log.info("Palabra emulator stopping")
+
+
+def _print_generated(base_url: str, generated: dict[str, str]) -> None:
+    # Shown once on stdout for the operator: these are throw-away credentials of this local emulator.
+    print(
+        "\nNo credentials were given, so these LOCAL TEST credentials were generated for this run\n"
+        "(they work only against this emulator; pass --client ID:SECRET or --api-key KEY to choose your own).\n"
+        "Use either set in the bot's environment:\n\n"
+        f"  PALABRA_API_URL={base_url}\n"
+        f"  PALABRA_CLIENT_ID={generated['client_id']}\n"
+        f"  PALABRA_CLIENT_SECRET={generated['client_secret']}\n\n"
+        f"  PALABRA_API_URL={base_url}\n"
+        f"  PALABRA_API_KEY={generated['api_key']}\n",
+        flush=True,
+    )
+    sys.stdout.flush()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
+
+
+def _http_error_status(text: str) -> int:
+    value = int(text)
+    if not 400 <= value <= 599:
+        raise argparse.ArgumentTypeError("must be an HTTP error status from 400 to 599")
+    return value
