@@ -39,6 +39,7 @@ class EmulatorConfig:
     rest_fail_first: int = 0  # fail the first K REST calls ...
     rest_fail_status: int = 503  # ... with this status (429 adds Retry-After)
     processing_delay_s: float = 0.0  # added before emitting each utterance's results
+    task_start_delay_s: float = 0.0  # get_task answers NOT_FOUND this long after set_task
 
     def update(self, values: dict) -> None:
         known = {f.name for f in fields(self)}
