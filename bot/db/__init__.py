@@ -1,0 +1,98 @@
+"""The bot's database: SQLAlchemy 2 (async) on SQLite (default) or PostgreSQL, migrated by Alembic.
+
+Getting a database
+------------------
+    from bot.db import Database, upgrade_to_head
+
+    await upgrade_to_head(settings.database_url)        # `run` does this first; returns a MigrationResult
+    db = await Database.connect(settings.database_url)  # DatabaseUnavailable (a ConfigurationError) if unusable
+    async with db.session() as s:                       # one unit of work: commits at the end, rolls back on error
+        prefs = await guilds.get_or_create_guild_settings(s, guild_id)
+    await db.close()
+
+Keep units of work short and free of network calls: on SQLite each one holds the write lock. Objects
+stay readable after the unit ends (no lazy loading needed; `GuildSettings.languages` is eager).
+
+Repository modules (every function takes the AsyncSession first)
+----------------------------------------------------------------
+guilds:      get_guild_settings(s, guild_id) -> GuildSettings | None
+             get_or_create_guild_settings(s, guild_id) -> GuildSettings
+             update_guild_setting(s, guild_id, name, value) -> GuildSettings   # names: EDITABLE_SETTINGS; InvalidSetting
+             set_languages(s, guild_id, source, targets) -> GuildSettings
+             set_language_channel(s, guild_id, language, channel_id | None) -> GuildSettings
+             clear_language_channel(s, guild_id, language) -> GuildSettings
+             set_language_voice(s, guild_id, language, voice_id | None) -> GuildSettings
+             GuildSettings.sibling_channels -> {lang: channel_id}, .voices -> {lang: voice_id}
+sessions:    start_session(s, *, guild_id, source_channel_id, source_language, target_languages,
+                           instance_id, text_channel_id=None, started_by_user_id=None) -> InterpretationSession
+                 # SessionAlreadyActive if the channel has a live session (use its own unit of work)
+             get_session(s, id), live_session_in_channel(s, source_channel_id)
+             list_active_sessions(s, *, guild_id=None, instance_id=None) -> list[InterpretationSession]
+             mark_stopping(s, id); stop_session(s, id, *, reason="stopped") (also releases its leases)
+             add_palabra_session_id(s, id, palabra_session_id)
+             heartbeat(s, instance_id) -> int
+             mark_crashed_sessions(s, *, instance_id=None, except_instance_id=None, heartbeat_before=None)
+                 -> list[InterpretationSession]   # ended with reason "crashed", leases released;
+                                                   # delete their .palabra_session_ids at Palabra
+             default_instance_id() -> "host:pid"
+transcripts: add_transcript_line(s, *, session_id, transcription_id, source_text, speaker_user_id=None,
+                                 source_language=None, translations=None, start_time=None, end_time=None)
+             add_translation(s, *, session_id, transcription_id, language, text)   # merges; order-independent
+             session_transcript(s, session_id) -> list[TranscriptLine]
+             purge_expired_transcripts(s, *, now=None) -> int   # per-guild retention days
+privacy:     opt_out(s, user_id, guild_id=None) / opt_in(...) -> bool   # guild_id None = everywhere
+             is_opted_out(s, user_id, guild_id) -> bool
+             opted_out_user_ids(s, guild_id) -> set[int]   # the mixer's exclusion set
+             opt_out_scopes(s, user_id) -> list[int | None]
+             delete_user_data(s, user_id, guild_id=None) -> DeletedUserData(transcript_lines, privacy_choices)
+leases:      acquire_speaker(s, *, candidates, guild_id, channel_id, language, instance_id, session_id=None)
+                 -> SpeakerLease | None   # atomic; acquire each language in its own unit of work
+             release_speaker(s, speaker_user_id, guild_id), release_lease(s, lease_id) -> bool
+             release_session_leases(s, session_id), release_instance_leases(s, instance_id) -> int
+             leases_of_session(s, session_id), busy_speakers(s, guild_id) -> set[int]
+broadcasts:  add_broadcast(s, *, guild_id, palabra_broadcast_id, creator_user_id, title,
+                           announce_channel_id=None, status=None) -> Broadcast
+             list_broadcasts(s, guild_id); find_broadcast(s, guild_id, pid) -> Broadcast | None
+             get_broadcast(s, guild_id, pid) -> Broadcast          # NotFound if absent or another guild's
+             update_broadcast(s, guild_id, pid, *, status=, title=, announce_channel_id=)
+             update_broadcast_status(s, guild_id, pid, status); delete_broadcast(s, guild_id, pid)
+
+Errors (bot.db.errors): DatabaseUnavailable (also a ConfigurationError), InvalidSetting, SessionAlreadyActive,
+NotFound, all DatabaseError (a BotError). Messages never contain the database password.
+"""
+
+# Imported on first use: the CLI imports bot.db.migrate just to build its parser and should stay fast.
+_EXPORTS = {
+    "Database": "bot.db.engine",
+    "check_connection": "bot.db.engine",
+    "create_engine": "bot.db.engine",
+    "session_factory": "bot.db.engine",
+    "DatabaseError": "bot.db.errors",
+    "DatabaseUnavailable": "bot.db.errors",
+    "InvalidSetting": "bot.db.errors",
+    "NotFound": "bot.db.errors",
+    "SessionAlreadyActive": "bot.db.errors",
+    "MigrationResult": "bot.db.migrate",
+    "upgrade_to_head": "bot.db.migrate",
+    "Broadcast": "bot.db.models",
+    "GuildLanguage": "bot.db.models",
+    "GuildSettings": "bot.db.models",
+    "InterpretationSession": "bot.db.models",
+    "PrivacyOptOut": "bot.db.models",
+    "SpeakerLease": "bot.db.models",
+    "TranscriptLine": "bot.db.models",
+    "redact_url": "bot.db.urls",
+}
+_MODULES = ("broadcasts", "guilds", "leases", "privacy", "sessions", "transcripts")
+
+__all__ = sorted([*_EXPORTS, *_MODULES])
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    if name in _MODULES:
+        return importlib.import_module(f"bot.db.{name}")
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'bot.db' has no attribute {name!r}")
