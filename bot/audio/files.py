@@ -5,7 +5,7 @@ from __future__ import annotations
 import wave
 from pathlib import Path
 
-from bot.audio.frames import DISCORD, SAMPLE_WIDTH, AudioFormat
+from bot.audio.frames import DISCORD, SAMPLE_WIDTH, AudioFormat, as_samples, downmix, to_pcm, upmix
 from bot.errors import BotError
 
 
@@ -35,17 +35,30 @@ def read_audio(path: str | Path, fmt: AudioFormat = DISCORD) -> bytes:
 
 
 def _decode(container, fmt: AudioFormat) -> bytes:  # noqa: ANN001 - PyAV container
+    """Resample with FFmpeg at the file's own layout (mono stays mono, more channels become stereo),
+    then convert channels ourselves: FFmpeg's mono->stereo upmix lowers each channel by 3 dB, whereas
+    the bot duplicates mono at full level everywhere (same as the Resampler)."""
     import av
 
-    resampler = av.AudioResampler(format="s16", layout="mono" if fmt.channels == 1 else "stereo", rate=fmt.rate)
-    frame_bytes = fmt.channels * SAMPLE_WIDTH
+    stream = container.streams.audio[0]
+    source_channels = 1 if stream.codec_context.channels == 1 else 2
+    layout = "mono" if source_channels == 1 else "stereo"
+    resampler = av.AudioResampler(format="s16", layout=layout, rate=fmt.rate)
+    frame_bytes = source_channels * SAMPLE_WIDTH
     out = bytearray()
-    for frame in container.decode(audio=0):
+    for frame in container.decode(stream):
         for converted in resampler.resample(frame):
             out += bytes(converted.planes[0])[: converted.samples * frame_bytes]
     for converted in resampler.resample(None):
         out += bytes(converted.planes[0])[: converted.samples * frame_bytes]
-    return bytes(out)
+    return _convert_channels(bytes(out), source_channels, fmt.channels)
+
+
+def _convert_channels(pcm: bytes, source: int, target: int) -> bytes:
+    if source == target:
+        return pcm
+    samples = as_samples(pcm, source)
+    return to_pcm(upmix(samples) if target == 2 else downmix(samples))
 
 
 def _reason(exc: Exception) -> str:

@@ -225,7 +225,7 @@ class MixerClock:
             if delay > 0:
                 await asyncio.sleep(delay)
             elif -delay > self.max_catch_up * self.interval_s:
-                behind = int(-delay / self.interval_s)
+                behind = int(-delay / self.interval_s + 1e-6)  # deadlines missed (float-safe)
                 self.skipped += behind
                 log.warning("mixer clock stalled for %.0f ms; skipping %d ticks", -delay * 1000, behind)
                 anchor, scheduled = self.clock(), 0

@@ -154,18 +154,19 @@ def speech_regions(
 
 
 def decode(path: Path, rate: int = 48000, channels: int = 2) -> bytes:
-    """Decode any audio file to s16le PCM at `rate`/`channels` with PyAV (a reference decoder,
-    independent of bot.audio.files)."""
+    """Decode an audio file to s16le PCM at `rate` with PyAV (a reference decoder, independent of
+    bot.audio.files). The file is mixed down to mono; channels=2 duplicates it at full level (as the
+    bot does with mono sources), so a fixture decodes to the same level either way."""
     import av
 
-    layout = "mono" if channels == 1 else "stereo"
     chunks: list[bytes] = []
     with av.open(str(path)) as container:
-        resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
         for frame in container.decode(audio=0):
-            chunks.extend(bytes(out.planes[0])[: out.samples * 2 * channels] for out in resampler.resample(frame))
-        chunks.extend(bytes(out.planes[0])[: out.samples * 2 * channels] for out in resampler.resample(None))
-    return b"".join(chunks)
+            chunks.extend(bytes(out.planes[0])[: out.samples * 2] for out in resampler.resample(frame))
+        chunks.extend(bytes(out.planes[0])[: out.samples * 2] for out in resampler.resample(None))
+    pcm = b"".join(chunks)
+    return to_pcm(from_pcm(pcm), channels) if channels > 1 else pcm
 
 
 def fixture_signal(path: Path, rate: int = 48000) -> np.ndarray:
