@@ -1,0 +1,133 @@
+"""Jitter buffer + decode: ordering, wraparound, loss -> FEC/PLC, gaps -> silence, speaking events."""
+
+import numpy as np
+import pytest
+
+from bot.audio import opus
+from bot.voice.jitter import SILENCE_PCM, SpeakingChanged, UserFrame, UserStream
+from bot.voice.receive import VoicePacket
+from tests.fakes.audio import from_pcm, rms, sine, to_pcm
+
+USER = 42
+
+
+@pytest.fixture(scope="module")
+def packets():
+    signal = sine(330, 1.2, 48000, amplitude=0.4)
+    pcm = to_pcm(np.repeat(signal[:, None], 2, axis=1).reshape(-1))
+    encoder = opus.Encoder(application="voip", fec=True, expected_packet_loss=0.2)
+    return [encoder.encode(pcm[i : i + 3840]) for i in range(0, 60 * 3840, 3840)]
+
+
+def reference(packets):
+    decoder = opus.Decoder()
+    return [decoder.decode(p) for p in packets]
+
+
+def vp(index, payload, seq0=100, ts0=5000, arrival=None, ts_offset=0):
+    return VoicePacket(
+        USER, 7, (seq0 + index) & 0xFFFF, (ts0 + 960 * (index + ts_offset)) & 0xFFFFFFFF, payload,
+        index * 0.02 if arrival is None else arrival,
+    )
+
+
+def frames(outputs):
+    return [o for o in outputs if isinstance(o, UserFrame)]
+
+
+def feed(stream, items):
+    out = []
+    for item in items:
+        out += stream.push(item)
+    return out
+
+
+def test_in_order_matches_a_plain_decode(packets):
+    out = feed(UserStream(USER), [vp(i, p) for i, p in enumerate(packets)])
+    assert isinstance(out[0], SpeakingChanged) and out[0].speaking
+    got = frames(out)
+    assert [f.pcm for f in got] == reference(packets)
+    assert [f.tick for f in got] == list(range(len(packets)))
+    assert {f.kind for f in got} == {"audio"}
+
+
+def test_reordering_within_depth_is_undone(packets):
+    order = list(range(len(packets)))
+    # (the first packet of a talk spurt anchors the order, so swaps start after it)
+    for i in range(2, len(order) - 1, 4):
+        order[i], order[i + 1] = order[i + 1], order[i]
+    stream = UserStream(USER)
+    got = frames(feed(stream, [vp(i, packets[i], arrival=n * 0.02) for n, i in enumerate(order)]))
+    assert [f.pcm for f in got] == reference(packets)
+    assert stream.stats.lost == stream.stats.late == 0
+
+
+def test_wraparound_of_sequence_and_timestamp(packets):
+    items = [vp(i, p, seq0=65530, ts0=2**32 - 960 * 3) for i, p in enumerate(packets[:20])]
+    got = frames(feed(UserStream(USER), items))
+    assert [f.tick for f in got] == list(range(20))
+    assert [f.sequence for f in got][5:8] == [65535, 65536, 65537]
+
+
+def test_single_loss_is_recovered_with_fec(packets):
+    stream = UserStream(USER)
+    got = frames(feed(stream, [vp(i, p) for i, p in enumerate(packets) if i != 20]))
+    assert len(got) == len(packets)
+    assert got[20].kind == "fec" and got[20].tick == 20
+    assert stream.stats.lost == 1 and stream.stats.fec_recovered == 1
+    expected = from_pcm(reference(packets)[20], 2)
+    assert rms(from_pcm(got[20].pcm, 2) - expected) < 0.5 * rms(expected)
+
+
+def test_burst_loss_uses_plc_then_fec(packets):
+    stream = UserStream(USER)
+    got = frames(feed(stream, [vp(i, p) for i, p in enumerate(packets) if i not in (30, 31, 32)]))
+    assert [f.kind for f in got[30:34]] == ["plc", "plc", "fec", "audio"]
+    assert stream.stats.lost == 3 and stream.stats.plc_frames == 2
+    # concealment continues the tone (fading), it is not silence
+    assert rms(from_pcm(got[30].pcm, 2)) > 0.1
+    assert all(rms(from_pcm(f.pcm, 2)) > 0.01 for f in got[30:33])
+
+
+def test_missing_packet_is_given_up_after_max_wait(packets):
+    stream = UserStream(USER, max_wait=0.06)
+    out = feed(stream, [vp(0, packets[0]), vp(2, packets[2], arrival=0.04)])
+    assert len(frames(out)) == 1  # waiting for seq 1
+    assert frames(stream.poll(0.07)) == []
+    late = frames(stream.poll(0.11))
+    assert [f.kind for f in late] == ["fec", "audio"]
+
+
+def test_dtx_gap_inside_a_spurt_becomes_silence(packets):
+    items = [vp(i, packets[i]) for i in range(5)] + [vp(i, packets[i], ts_offset=4, arrival=(i + 4) * 0.02) for i in range(5, 10)]
+    got = frames(feed(UserStream(USER), items))
+    assert [f.kind for f in got[5:9]] == ["silence"] * 4
+    assert all(f.pcm == SILENCE_PCM for f in got[5:9])
+    assert [f.tick for f in got] == list(range(14))
+
+
+def test_silence_is_paced_by_the_wall_clock_then_speaking_stops(packets):
+    stream = UserStream(USER, max_wait=0.04, speaking_timeout=0.3)
+    feed(stream, [vp(i, packets[i]) for i in range(5)])  # slots 0..4, last arrives at 0.08
+    filled = frames(stream.poll(0.08 + 0.04 + 0.1))
+    assert [f.kind for f in filled] == ["silence"] * 5 and filled[0].tick == 5
+    stopped = stream.poll(0.5)
+    assert stopped[-1] == SpeakingChanged(USER, False)
+    resumed = stream.push(vp(60, packets[10], arrival=2.0))
+    assert resumed[0] == SpeakingChanged(USER, True)
+    assert frames(resumed)[0].tick == 60 and frames(resumed)[0].kind == "audio"
+
+
+def test_packet_after_its_slot_was_filled_is_late(packets):
+    stream = UserStream(USER, max_wait=0.04)
+    feed(stream, [vp(0, packets[0]), vp(1, packets[1])])
+    stream.poll(0.2)  # fills slots 2.. with silence
+    assert frames(stream.push(vp(2, packets[2], arrival=0.21))) == []
+    assert stream.stats.late == 1
+
+
+def test_corrupted_packet_is_concealed_not_fatal(packets):
+    stream = UserStream(USER)
+    got = frames(feed(stream, [vp(0, packets[0]), vp(1, b"\xff\xff\xff\xff"), vp(2, packets[2])]))
+    assert [f.kind for f in got] == ["audio", "audio", "audio"]
+    assert stream.stats.decode_errors == 1 and len(got[1].pcm) == 3840

@@ -1,0 +1,61 @@
+"""Both rtpsize AEAD modes: packets sealed with PyNaCl / cryptography directly open with ours."""
+
+import os
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
+
+from bot.voice.rtp import build_header, parse_header, strip_plaintext
+from bot.voice.transport import AES_GCM, XCHACHA, TransportCipher, TransportError
+
+KEY = bytes(range(32))
+
+
+def seal_independently(mode, aad, plaintext, counter):
+    suffix = counter.to_bytes(4, "big")
+    if mode == XCHACHA:
+        sealed = crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, aad, suffix + bytes(20), KEY)
+    else:
+        sealed = AESGCM(KEY).encrypt(suffix + bytes(8), plaintext, aad)
+    return aad + sealed + suffix
+
+
+@pytest.mark.parametrize("mode", [XCHACHA, AES_GCM])
+@pytest.mark.parametrize("with_extension", [False, True])
+def test_decrypts_independently_sealed_packets(mode, with_extension):
+    opus = os.urandom(120)
+    aad = build_header(7, 6720, 99, padding=True, extension_words=1 if with_extension else None)
+    plaintext = (b"\x10\xaa\x90\x01" if with_extension else b"") + opus + b"\x00\x00\x00\x04"
+    packet = seal_independently(mode, aad, plaintext, 0xFFFFFFFE)
+    header = parse_header(packet)
+    decrypted = TransportCipher(mode, KEY).decrypt(header, packet)
+    assert decrypted == plaintext
+    assert strip_plaintext(header, decrypted) == opus
+
+
+@pytest.mark.parametrize("mode", [XCHACHA, AES_GCM])
+def test_tampered_header_or_wrong_key_fails(mode):
+    packet = bytearray(seal_independently(mode, build_header(1, 960, 5), b"frame", 1))
+    header = parse_header(bytes(packet))
+    with pytest.raises(TransportError):
+        TransportCipher(mode, bytes(32)).decrypt(header, bytes(packet))
+    packet[3] ^= 1  # sequence is authenticated
+    with pytest.raises(TransportError):
+        TransportCipher(mode, KEY).decrypt(parse_header(bytes(packet)), bytes(packet))
+
+
+def test_our_encrypt_matches_the_independent_one():
+    aad = build_header(1, 960, 5)
+    for mode in (XCHACHA, AES_GCM):
+        assert TransportCipher(mode, KEY).encrypt(aad, b"frame", 3) == seal_independently(mode, aad, b"frame", 3)
+
+
+def test_bad_configuration_is_explained():
+    with pytest.raises(TransportError, match="unsupported encryption mode 'xsalsa20_poly1305'"):
+        TransportCipher("xsalsa20_poly1305", KEY)
+    with pytest.raises(TransportError, match="32 bytes"):
+        TransportCipher(XCHACHA, b"short")
+    cipher = TransportCipher(XCHACHA, KEY)
+    with pytest.raises(TransportError, match="too short"):
+        cipher.decrypt(parse_header(build_header(1, 1, 1)), build_header(1, 1, 1) + bytes(10))
