@@ -390,12 +390,17 @@ def _error_entries(body: Any) -> list[dict]:
     if isinstance(body, dict):
         errors = body.get("errors")
         if isinstance(errors, list):
-            return [e for e in errors if isinstance(e, dict)]
+            return [_redacted(e) for e in errors if isinstance(e, dict)]
         if isinstance(body.get("detail"), str) or isinstance(body.get("title"), str):
-            return [body]  # a bare problem document
+            return [_redacted(body)]  # a bare problem document
         if isinstance(body.get("error"), str):
-            return [{"detail": body["error"]}]
+            return [{"detail": redact(body["error"])}]
     return []
+
+
+def _redacted(entry: dict) -> dict:
+    """An error entry is kept on the exception; a server echoing a credential must not leak it."""
+    return {key: redact(value) if isinstance(value, str) else value for key, value in entry.items()}
 
 
 def _plain_text(body: Any) -> str:
