@@ -47,7 +47,7 @@ def _check_shape(code: str, role: str) -> str:
     if not isinstance(code, str) or not code.strip():
         raise InvalidTaskError(f"{role} language is empty; use a code such as 'en' or 'es-mx'")
     norm = normalise(code)
-    if not _CODE_RE.match(norm):
+    if norm != AUTO and not _CODE_RE.match(norm):
         raise InvalidTaskError(
             f"{role} language {code!r} is not a language code; use a code such as 'en', 'pt-br' or 'zh-hans'"
         )
