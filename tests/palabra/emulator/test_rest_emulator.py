@@ -6,6 +6,7 @@ import copy
 
 import httpx
 import pytest
+import websockets
 
 from bot.palabra.emulator.app import serve
 from bot.palabra.emulator.config import EmulatorConfig
@@ -271,3 +272,16 @@ async def test_broadcasts_are_private_to_their_owner(http):
     assert (await http.get("/broadcasts", headers=KEY_HEADERS)).json()["data"] == []
     assert (await http.delete(path, headers=APP_HEADERS)).status_code == 200
     assert (await http.get(path, headers=APP_HEADERS)).status_code == 404
+
+
+# --- REST and streaming halves agree -------------------------------------------------------------------
+async def test_publisher_token_opens_the_websocket_until_the_session_is_deleted(http):
+    data = (await http.post("/session-storage/session", headers=APP_HEADERS)).json()["data"]
+    url = f"{data['ws_url']}?token={data['publisher']}"
+    async with websockets.connect(url) as ws:
+        await ws.ping()
+    assert (await http.delete(f"/session-storage/sessions/{data['id']}", headers=APP_HEADERS)).status_code == 200
+    with pytest.raises(websockets.exceptions.InvalidStatus) as info:
+        async with websockets.connect(url):
+            pass
+    assert info.value.response.status_code == 403
