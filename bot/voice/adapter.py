@@ -24,3 +24,63 @@ def point_discord_py_at(api_base: str, gateway_url: str | None) -> None:
     discord.http.Route.BASE = api_base.rstrip("/")
     if gateway_url:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+# ---- voice receive (all checked against discord.py 2.7.1 / davey 0.1.7) -------------------------------
+
+
+def connection_state_with_hook(voice_client: discord.VoiceClient, hook):
+    """A `VoiceConnectionState` whose voice websocket awaits `hook(ws, message)` for every JSON message.
+
+    Why: discord.py ignores ops 5 (SSRC -> user), 11, 12 and 13; the undocumented `hook` keyword of
+    `discord.voice_state.VoiceConnectionState` (voice_state.py) is the only way to see them, and it is
+    handed to every new voice websocket, so it survives resumes and reconnects.
+    Checked against discord.py 2.7.1 / davey 0.1.7.
+    """
+    from discord.voice_state import VoiceConnectionState
+
+    return VoiceConnectionState(voice_client, hook=hook)
+
+
+def add_socket_listener(voice_client: discord.VoiceClient, callback) -> None:
+    """Receive every UDP datagram: `callback(bytes)` on discord.py's SocketReader thread.
+
+    Why: discord.py has no receive API; `VoiceConnectionState.add_socket_listener` (private `_connection`)
+    fans out each datagram. Register only once connected: the reader spins on a missing socket. The
+    registration survives reconnects (the reader is paused and resumed, callbacks kept).
+    Checked against discord.py 2.7.1 / davey 0.1.7.
+    """
+    voice_client._connection.add_socket_listener(callback)
+
+
+def remove_socket_listener(voice_client: discord.VoiceClient, callback) -> None:
+    """Undo `add_socket_listener` (same private `_connection`). Checked against discord.py 2.7.1 / davey 0.1.7."""
+    voice_client._connection.remove_socket_listener(callback)
+
+
+def dave_state(voice_client: discord.VoiceClient) -> tuple[object | None, int]:
+    """(davey.DaveSession or None, negotiated DAVE protocol version), read fresh on every call.
+
+    Why: receive must DAVE-decrypt with discord.py's own MLS session, which exists only as the private
+    `_connection.dave_session`; it appears at SESSION_DESCRIPTION and is re-initialised in place, and
+    `_connection.dave_protocol_version` changes with transitions (0 = transport-only).
+    Checked against discord.py 2.7.1 / davey 0.1.7.
+    """
+    state = voice_client._connection
+    return state.dave_session, int(state.dave_protocol_version or 0)
+
+
+def send_datagram(voice_client: discord.VoiceClient, data: bytes) -> bool:
+    """Send one raw UDP datagram on the voice socket (the NAT keepalive); False if not connected.
+
+    Why: `VoiceClient.send_audio_packet` only sends encrypted RTP; `_connection.send_packet` writes to
+    the connected UDP socket. Checked against discord.py 2.7.1 / davey 0.1.7.
+    """
+    state = voice_client._connection
+    if not state.is_connected():
+        return False
+    try:
+        state.send_packet(data)
+    except OSError:
+        return False
+    return True

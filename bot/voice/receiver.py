@@ -1,0 +1,314 @@
+"""Voice receive for discord.py: the threads and the asyncio side around the sans-I/O pieces.
+
+    UDP datagram (discord.py's SocketReader thread)
+      -> ReceivePipeline.feed: parse + transport decrypt + DAVE decrypt (small, bounded work)
+      -> SimpleQueue -> decode worker thread: per-user UserStream (jitter buffer, Opus, FEC/PLC, silence)
+      -> event loop: `frames()` (UserFrame) and `events()` (speaking, decryption failures, members)
+
+`ListeningVoiceClient` is the `discord.VoiceClient` to pass to `channel.connect(cls=...)`: it sees every
+JSON voice-gateway message (ops 2, 4, 5, 11, 12, 13) and registers the UDP listener; every private
+discord.py access goes through bot.voice.adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import struct
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Union
+
+import discord
+
+from bot.voice import adapter
+from bot.voice.jitter import JitterStats, SpeakingChanged, UserFrame, UserStream
+from bot.voice.receive import DecryptFailure, ReceivePipeline, SessionSource, SsrcMapped, VoicePacket
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_SECONDS = 5.0
+POLL_SECONDS = 0.02
+DEFAULT_QUEUE_FRAMES = 1500  # 30 s of one speaker; beyond that the consumer is gone: drop oldest
+LOG_EVERY_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    user_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    user_id: int
+
+
+ReceiverEvent = Union[SpeakingChanged, DecryptFailure, SsrcMapped, MemberJoined, MemberLeft]
+
+
+class _RateLimitedLog:
+    """At most one log line per key per interval, with the number suppressed meanwhile."""
+
+    def __init__(self, interval: float = LOG_EVERY_SECONDS) -> None:
+        self.interval = interval
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, key: str, level: int, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        last, suppressed = self._last.get(key, (-1e9, 0))
+        if now - last < self.interval:
+            self._last[key] = (last, suppressed + 1)
+            return
+        self._last[key] = (now, 0)
+        suffix = f" ({suppressed} similar suppressed)" if suppressed else ""
+        log.log(level, message + suffix, *args)
+
+
+class VoiceReceiver:
+    """Receive state of one voice connection. Thread-safe entry points: `on_datagram` (UDP thread),
+    `on_gateway_message` (event loop)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        session_source: SessionSource,
+        *,
+        own_user_id: int | None,
+        stream_factory: Callable[[int], UserStream] = UserStream,
+        max_queue_frames: int = DEFAULT_QUEUE_FRAMES,
+        on_failure: Callable[[DecryptFailure], None] | None = None,
+    ) -> None:
+        self.loop = loop
+        self.pipeline = ReceivePipeline(session_source, own_user_id=own_user_id)
+        self._stream_factory = stream_factory
+        self._on_failure = on_failure
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._frames: asyncio.Queue[UserFrame] = asyncio.Queue()
+        self._events: asyncio.Queue[ReceiverEvent] = asyncio.Queue()
+        self._max_queue = max_queue_frames
+        self._streams: dict[int, UserStream] = {}
+        self._retired = JitterStats()
+        self._worker: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._log = _RateLimitedLog()
+        self.dropped_frames = 0
+        self.worker_errors = 0
+        self.callback_errors = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._stopping.clear()
+            self._worker = threading.Thread(target=self._work, name="voice-decode", daemon=True)
+            self._worker.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._inbox.put(("stop", None))
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=2)
+
+    @property
+    def worker_alive(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
+
+    # ---- inputs ------------------------------------------------------------------------------------
+    def on_datagram(self, data: bytes) -> None:
+        """UDP thread: parse and decrypt, then hand off. Never raises."""
+        try:
+            for event in self.pipeline.feed(data, time.monotonic()):
+                self._inbox.put(("event", event))
+        except Exception:
+            self.callback_errors += 1
+            self._log("datagram", logging.ERROR, "voice receive: unexpected error handling a datagram")
+
+    def on_gateway_message(self, message: dict[str, Any]) -> None:
+        """Event loop: JSON voice-gateway messages (after discord.py has handled them)."""
+        try:
+            self._gateway(message.get("op"), message.get("d") or {})
+        except Exception:
+            self._log("gateway", logging.ERROR, "voice receive: bad voice gateway message op=%s", message.get("op"))
+
+    def _gateway(self, op: Any, data: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if op == 2:  # READY: our own SSRC
+            self.pipeline.set_own_ssrc(int(data["ssrc"]))
+        elif op == 4:  # SESSION DESCRIPTION: the (new, after a reconnect) transport key
+            self.pipeline.set_transport(data["mode"], bytes(data["secret_key"]))
+        elif op == 5 and data.get("user_id") is not None and data.get("ssrc"):
+            self._enqueue_events(self.pipeline.map_ssrc(int(data["ssrc"]), int(data["user_id"]), now))
+        elif op == 12 and data.get("user_id") is not None and data.get("audio_ssrc"):
+            self._enqueue_events(self.pipeline.map_ssrc(int(data["audio_ssrc"]), int(data["user_id"]), now))
+        elif op == 11:
+            self._publish_event(MemberJoined(tuple(int(u) for u in data.get("user_ids", ()))))
+        elif op == 13 and data.get("user_id") is not None:
+            user_id = int(data["user_id"])
+            self.pipeline.forget_user(user_id)
+            self._inbox.put(("forget", user_id))
+            self._publish_event(MemberLeft(user_id))
+
+    def _enqueue_events(self, events: list[Any]) -> None:
+        for event in events:
+            self._inbox.put(("event", event))
+
+    # ---- decode worker -----------------------------------------------------------------------------
+    def _work(self) -> None:
+        next_poll = time.monotonic() + POLL_SECONDS
+        while not self._stopping.is_set():
+            out: list[Any] = []
+            try:
+                timeout = max(0.0, next_poll - time.monotonic())
+                try:
+                    kind, item = self._inbox.get(timeout=timeout)
+                except queue.Empty:
+                    kind, item = "", None
+                if kind == "stop":
+                    break
+                if kind == "event":
+                    out.extend(self._handle(item))
+                elif kind == "forget":
+                    self._forget(item)
+                now = time.monotonic()
+                if now >= next_poll:
+                    next_poll = now + POLL_SECONDS
+                    for stream in list(self._streams.values()):
+                        out.extend(stream.poll(now))
+            except Exception:  # the worker must survive anything a packet can do
+                self.worker_errors += 1
+                self._log("worker", logging.ERROR, "voice receive: decode worker error")
+            if out:
+                self._deliver(out)
+
+    def _handle(self, event: Any) -> list[Any]:
+        if isinstance(event, VoicePacket):
+            stream = self._streams.get(event.user_id)
+            if stream is None:
+                stream = self._streams[event.user_id] = self._stream_factory(event.user_id)
+            return stream.push(event)
+        if isinstance(event, DecryptFailure):
+            self._log(
+                f"fail-{event.stage}-{event.reason}", logging.WARNING,
+                "voice receive: %s decryption failing (%s) for ssrc=%s user=%s: %d in a row, %d total",
+                event.stage, event.reason, event.ssrc, event.user_id, event.consecutive, event.total,
+            )
+        return [event]
+
+    def _forget(self, user_id: int) -> None:
+        stream = self._streams.pop(user_id, None)
+        if stream is not None:
+            self._retired.add(stream.stats)
+
+    def _deliver(self, items: list[Any]) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._publish_batch, items)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.dropped_frames += sum(isinstance(i, UserFrame) for i in items)
+
+    # ---- event loop side ---------------------------------------------------------------------------
+    def _publish_batch(self, items: list[Any]) -> None:
+        for item in items:
+            if isinstance(item, UserFrame):
+                if self._frames.qsize() >= self._max_queue:
+                    self._frames.get_nowait()
+                    self.dropped_frames += 1
+                self._frames.put_nowait(item)
+            else:
+                self._publish_event(item)
+
+    def _publish_event(self, event: ReceiverEvent) -> None:
+        if self._events.qsize() >= self._max_queue:
+            self._events.get_nowait()
+        self._events.put_nowait(event)
+        if isinstance(event, DecryptFailure) and self._on_failure is not None:
+            try:
+                self._on_failure(event)
+            except Exception:
+                log.exception("voice receive: on_failure callback raised")
+
+    async def frames(self) -> AsyncIterator[UserFrame]:
+        """Per-user 20 ms frames (48 kHz stereo s16le), in order per user, forever."""
+        while True:
+            yield await self._frames.get()
+
+    async def events(self) -> AsyncIterator[ReceiverEvent]:
+        """Speaking start/stop, members joining/leaving, SSRC mappings, repeated decryption failures."""
+        while True:
+            yield await self._events.get()
+
+    def stats(self) -> dict[str, Any]:
+        totals = JitterStats()
+        totals.add(self._retired)
+        for stream in list(self._streams.values()):
+            totals.add(stream.stats)
+        return {
+            **self.pipeline.stats.as_dict(),
+            **{f"jitter_{k}": v for k, v in totals.__dict__.items()},
+            "dropped_frames": self.dropped_frames,
+            "worker_errors": self.worker_errors,
+            "callback_errors": self.callback_errors,
+            "worker_alive": self.worker_alive,
+            "users": sorted(self._streams),
+        }
+
+
+class ListeningVoiceClient(discord.VoiceClient):
+    """A VoiceClient that also receives: `channel.connect(cls=ListeningVoiceClient)`, then
+    `vc.receiver.frames()`. Never connect it self-deafened (a deafened bot is sent no audio)."""
+
+    def __init__(self, client: discord.Client, channel: discord.abc.Connectable) -> None:
+        own_id = client.user.id if client.user else None
+        # Created before super().__init__, which calls create_connection_state().
+        self.receiver = VoiceReceiver(client.loop, self._dave_state, own_user_id=own_id)
+        self._listening = False
+        self._keepalive: asyncio.Task[None] | None = None
+        super().__init__(client, channel)
+
+    def create_connection_state(self):  # type: ignore[override]
+        return adapter.connection_state_with_hook(self, self._on_voice_ws_message)
+
+    async def _on_voice_ws_message(self, _ws: Any, message: dict[str, Any]) -> None:
+        self.receiver.on_gateway_message(message)
+
+    def _dave_state(self) -> tuple[Any, int]:
+        return adapter.dave_state(self)
+
+    async def connect(self, *, reconnect: bool, timeout: float, self_deaf: bool = False, self_mute: bool = False) -> None:
+        await super().connect(reconnect=reconnect, timeout=timeout, self_deaf=self_deaf, self_mute=self_mute)
+        self.start_listening()
+
+    def start_listening(self) -> None:
+        if self._listening:
+            return
+        self._listening = True
+        self.receiver.start()
+        adapter.add_socket_listener(self, self.receiver.on_datagram)
+        self._keepalive = self.loop.create_task(self._send_keepalives(), name="voice-udp-keepalive")
+
+    async def _send_keepalives(self) -> None:
+        """A listen-only client sends no RTP; a small datagram every few seconds keeps the NAT mapping."""
+        counter = 0
+        while True:
+            await asyncio.sleep(KEEPALIVE_SECONDS)
+            counter = (counter + 1) & 0xFFFFFFFF
+            if not adapter.send_datagram(self, struct.pack(">Q", counter)):
+                log.debug("voice keepalive not sent (not connected)")
+
+    async def disconnect(self, *, force: bool = False) -> None:
+        self._stop_listening()
+        await super().disconnect(force=force)
+
+    def cleanup(self) -> None:
+        self._stop_listening()
+        super().cleanup()
+
+    def _stop_listening(self) -> None:
+        if not self._listening:
+            return
+        self._listening = False
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        adapter.remove_socket_listener(self, self.receiver.on_datagram)
+        self.receiver.stop()
