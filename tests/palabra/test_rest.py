@@ -156,6 +156,33 @@ async def test_each_credential_sees_only_its_own_sessions(emulator):
     assert theirs.id in emulator.state.sessions
 
 
+
+async def test_listing_from_a_server_that_ignores_paging_ends():
+    """An upstream that answers every page with everything, unwrapped, must not make us loop."""
+    from aiohttp import web
+
+    requests = []
+
+    async def sessions(request: web.Request) -> web.Response:
+        requests.append(dict(request.query))
+        return web.json_response({"sessions": [{"id": f"s{i}", "expires_at": "2026-01-01T00:00:00Z"} for i in range(3)]})
+
+    app = web.Application()
+    app.router.add_get("/session-storage/sessions", sessions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, LOOPBACK, 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with PalabraRest(APP, f"http://{LOOPBACK}:{port}") as rest:
+            listed = [s async for s in rest.list_sessions(page_size=2)]
+    finally:
+        await runner.cleanup()
+    assert [s.id for s in listed] == ["s0", "s1", "s2"]
+    assert listed[0].expires_at.year == 2026 and listed[0].created_at is None
+    assert requests == [{"limit": "2", "offset": "0"}, {"limit": "2", "offset": "3"}]
+
 # --- broadcasts ------------------------------------------------------------------------------------
 async def test_broadcast_endpoints(emulator):
     async with _client(emulator, KEY) as rest:
