@@ -1,0 +1,348 @@
+"""`FakeDiscord`: REST + main gateway (one aiohttp server), the voice server (TLS gateway + UDP SFU),
+one guild, several bot accounts and simulated users. See the package docstring for the API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Iterable
+
+from aiohttp import web
+
+from tests.fakes import secrets
+from tests.fakes.discord import tls
+from tests.fakes.discord.gateway import Gateway, voice_state_for
+from tests.fakes.discord.model import (
+    BOT_PERMISSIONS,
+    EVERYONE_PERMISSIONS,
+    MANAGE_GUILD,
+    TEXT,
+    VOICE,
+    Account,
+    Channel,
+    Guild,
+    Role,
+    new_token,
+    snowflake,
+)
+from tests.fakes.discord.rest import InteractionRecord, Rest, StoredMessage
+from tests.fakes.discord.users import FakeUser, ensure_opus
+from tests.fakes.discord.voice import CLOSE_DISCONNECTED, VoiceServer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOKENS = (secrets.DISCORD_TOKEN, *secrets.SPEAKER_TOKENS)
+
+
+class FakeDiscord:
+    """A fake Discord on 127.0.0.1 for unmodified discord.py clients. Use `async with FakeDiscord() as fake:`."""
+
+    def __init__(
+        self,
+        *,
+        bot_tokens: Iterable[str] = DEFAULT_TOKENS,
+        voice_channels: Iterable[str] = ("Voice A", "Voice B", "Voice C"),
+        text_channels: Iterable[str] = ("general",),
+        late_speaking_packets: int = 0,
+    ) -> None:
+        guild_id = snowflake()
+        self.accounts: dict[int, Account] = {}
+        self.bots: list[Account] = []
+        for index, token in enumerate(bot_tokens):
+            name = "Interpreter" if index == 0 else f"Speaker {index}"
+            self.bots.append(self._new_account(name, bot=True, token=token))
+        self.guild = Guild(guild_id, "Fake Guild", owner_id=0)
+        self.guild.roles[guild_id] = Role(guild_id, "@everyone", EVERYONE_PERMISSIONS, 0)
+        self.bot_role = Role(snowflake(), "Bots", BOT_PERMISSIONS, 1)
+        self.admin_role = Role(snowflake(), "Admins", EVERYONE_PERMISSIONS | MANAGE_GUILD, 2)
+        for role in (self.bot_role, self.admin_role):
+            self.guild.roles[role.id] = role
+        for name in text_channels:
+            self.guild.add_channel(name, TEXT)
+        for name in voice_channels:
+            self.guild.add_channel(name, VOICE)
+        owner = self._new_account("Owner", bot=False)
+        self.guild.owner_id = owner.id
+        for account in [*self.bots, owner]:
+            self._add_member(account)
+        for bot in self.bots:
+            bot.role_ids.append(self.bot_role.id)
+        self.owner = owner
+        self.users: dict[int, FakeUser] = {}
+        self.rest = Rest(self)
+        self.gateway = Gateway(self)
+        self.voice = VoiceServer(tls.server_context(), late_speaking_packets=late_speaking_packets)
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FakeDiscord:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        tls.trust_test_ca()
+        ensure_opus()
+        app = web.Application()
+        self.gateway.routes(app)
+        self.rest.routes(app)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        await self.voice.start()
+
+    async def stop(self) -> None:
+        for user in self.users.values():
+            user._close()
+        await self.voice.stop()
+        await self.gateway.close_all()
+        if self._runner:
+            await self._runner.cleanup()
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    def point_discord_py(self) -> None:
+        """Point discord.py (process-wide) at this fake, through the product's own adapter."""
+        from bot.voice.adapter import point_discord_py_at
+
+        point_discord_py_at(self.api_base, self.gateway_url)
+
+    # -- world -----------------------------------------------------------------------------------------
+
+    def _new_account(self, name: str, *, bot: bool, token: str | None = None) -> Account:
+        account = Account(snowflake(), name, bot, token=token, application_id=snowflake() if bot else None)
+        self.accounts[account.id] = account
+        return account
+
+    def _add_member(self, account: Account) -> None:
+        self.guild.members[account.id] = account
+
+    def account_by_token(self, token: str) -> Account | None:
+        for account in self.bots:
+            if account.token == token:
+                return account
+        return None
+
+    def account_by_application(self, application_id: int) -> Account:
+        for account in self.bots:
+            if account.application_id == application_id:
+                return account
+        raise KeyError(f"no bot with application id {application_id}")
+
+    def bot(self, token: str = secrets.DISCORD_TOKEN) -> Account:
+        account = self.account_by_token(token)
+        if account is None:
+            raise KeyError("no bot account with that token")
+        return account
+
+    def channel(self, name: str) -> Channel:
+        return self.guild.channel_named(name)
+
+    async def add_user(self, name: str, *, admin: bool = False) -> FakeUser:
+        """A simulated human member (GUILD_MEMBER_ADD to the bots); `admin` gives Manage Server."""
+        account = self._new_account(name, bot=False)
+        if admin:
+            account.role_ids.append(self.admin_role.id)
+        self._add_member(account)
+        user = FakeUser(self, account)
+        self.users[account.id] = user
+        member = self.guild.member_payload(account)
+        await self.gateway.broadcast("GUILD_MEMBER_ADD", {**member, "guild_id": str(self.guild.id)})
+        return user
+
+    def voice_members(self, channel_id: int) -> set[int]:
+        return {s.user_id for s in self.guild.voice_states.values() if s.channel_id == channel_id}
+
+    # -- voice state -----------------------------------------------------------------------------------
+
+    async def voice_state_update(self, account: Account, data: dict) -> None:
+        """op 4 from a bot (or a simulated user joining/leaving)."""
+        guild = self.guild
+        channel_id = int(data["channel_id"]) if data.get("channel_id") else None
+        gateway_session = self.gateway.sessions.get(account.id)
+        session_id = gateway_session.session_id if gateway_session else f"user-{account.id}"
+        state = voice_state_for(session_id, account.id, channel_id, data)
+        if channel_id is None:
+            guild.voice_states.pop(account.id, None)
+            await self.voice.end_session(guild.id, account.id, close_code=None)
+            await self.gateway.broadcast("VOICE_STATE_UPDATE", guild.voice_state_payload(state))
+            return
+        if channel_id not in guild.channels or guild.channels[channel_id].type != VOICE:
+            log.warning("op 4 for %s names no voice channel (%s); ignored", account.name, channel_id)
+            return
+        guild.voice_states[account.id] = state
+        token = new_token()
+        same_channel = self.voice.expect(guild.id, account.id, session_id, channel_id, token)
+        server_update = {"token": token, "guild_id": str(guild.id), "endpoint": self.voice.endpoint}
+        state_update = guild.voice_state_payload(state)
+        if gateway_session is None:
+            await self.gateway.broadcast("VOICE_STATE_UPDATE", state_update)
+        elif same_channel:
+            # discord.py (connected, re-sending op 4 to resume) must see the server update first.
+            await gateway_session.dispatch("VOICE_SERVER_UPDATE", server_update)
+            await self.gateway.broadcast("VOICE_STATE_UPDATE", state_update)
+        else:
+            # A join or a move: the state update first, so discord.py knows the new channel.
+            await self.gateway.broadcast("VOICE_STATE_UPDATE", state_update)
+            await gateway_session.dispatch("VOICE_SERVER_UPDATE", server_update)
+
+    async def move_member(self, user_id: int, channel: int | str) -> None:
+        """Move a member to another voice channel, as a moderator would."""
+        channel_id = channel if isinstance(channel, int) else self.channel(channel).id
+        if user_id in self.users:
+            await self.users[user_id].join(channel_id)
+            return
+        current = self.guild.voice_states.get(user_id)
+        data = {"guild_id": str(self.guild.id), "channel_id": str(channel_id)}
+        if current:
+            data.update(self_mute=current.self_mute, self_deaf=current.self_deaf)
+        await self.voice_state_update(self.accounts[user_id], data)
+
+    async def disconnect_member(self, user_id: int) -> None:
+        """Kick a member from voice: VOICE_STATE_UPDATE with no channel, voice socket closed 4014."""
+        if user_id in self.users:
+            await self.users[user_id].leave()
+            return
+        state = self.guild.voice_states.pop(user_id, None)
+        if state is None:
+            raise KeyError(f"user {user_id} is not in voice")
+        state.channel_id = None
+        await self.gateway.broadcast("VOICE_STATE_UPDATE", self.guild.voice_state_payload(state))
+        await self.voice.end_session(self.guild.id, user_id, close_code=CLOSE_DISCONNECTED)
+
+    async def close_voice(self, user_id: int, code: int) -> None:
+        """Close a bot's voice WebSocket with `code` (4015: it resumes; 4006: it reconnects)."""
+        await self.voice.close_socket(user_id, code)
+
+    # -- events and interactions ----------------------------------------------------------------------
+
+    async def dispatch(self, bot: Account | int, event: str, data: object) -> None:
+        """Send any gateway event to one bot."""
+        user_id = bot.id if isinstance(bot, Account) else bot
+        session = self.gateway.sessions.get(user_id)
+        if session is None:
+            raise KeyError(f"bot {user_id} has no gateway session")
+        await session.dispatch(event, data)
+
+    def interaction_payload(
+        self,
+        *,
+        bot: Account,
+        user: Account | FakeUser,
+        channel: Channel | int | str,
+        name: str,
+        options: dict | None = None,
+        subcommand: str | None = None,
+        group: str | None = None,
+        locale: str = "en-US",
+    ) -> dict:
+        """A real application-command INTERACTION_CREATE payload (type 2)."""
+        account = user.account if isinstance(user, FakeUser) else user
+        if isinstance(channel, str):
+            channel = self.channel(channel)
+        elif isinstance(channel, int):
+            channel = self.guild.channels[channel]
+        resolved: dict = {}
+        built = [self._option(key, value, resolved) for key, value in (options or {}).items()]
+        if subcommand:
+            built = [{"name": subcommand, "type": 1, "options": built}]
+        if group:
+            built = [{"name": group, "type": 2, "options": built}]
+        data = {"id": str(self._command_id(bot, name)), "name": name, "type": 1, "options": built, "guild_id": str(self.guild.id)}
+        if resolved:
+            data["resolved"] = resolved
+        bot_permissions = self.guild.permissions_of(bot)
+        return {
+            "id": str(snowflake()),
+            "application_id": str(bot.application_id),
+            "type": 2,
+            "data": data,
+            "guild_id": str(self.guild.id),
+            "guild": {"id": str(self.guild.id), "locale": "en-US", "features": []},
+            "channel_id": str(channel.id),
+            "channel": channel.payload(self.guild.id),
+            "member": self.guild.member_payload(account, with_permissions=True),
+            "token": f"interaction-token-{snowflake()}",
+            "version": 1,
+            "app_permissions": str(bot_permissions),
+            "locale": locale,
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(self.guild.id)},
+            "context": 0,
+            "attachment_size_limit": 8 * 1024 * 1024,
+        }
+
+    def _option(self, key: str, value, resolved: dict) -> dict:
+        if isinstance(value, bool):
+            return {"name": key, "type": 5, "value": value}
+        if isinstance(value, int):
+            return {"name": key, "type": 4, "value": value}
+        if isinstance(value, float):
+            return {"name": key, "type": 10, "value": value}
+        if isinstance(value, Channel):
+            resolved.setdefault("channels", {})[str(value.id)] = {
+                **value.payload(self.guild.id),
+                "permissions": str(EVERYONE_PERMISSIONS),
+            }
+            return {"name": key, "type": 7, "value": str(value.id)}
+        if isinstance(value, (Account, FakeUser)):
+            account = value.account if isinstance(value, FakeUser) else value
+            resolved.setdefault("users", {})[str(account.id)] = account.user_payload()
+            member = self.guild.member_payload(account, with_permissions=True)
+            member.pop("user")
+            resolved.setdefault("members", {})[str(account.id)] = member
+            return {"name": key, "type": 6, "value": str(account.id)}
+        return {"name": key, "type": 3, "value": str(value)}
+
+    def _command_id(self, bot: Account, name: str) -> int:
+        for key in ((bot.application_id, self.guild.id), (bot.application_id, None)):
+            for command in self.rest.commands.get(key, []):
+                if command["name"] == name:
+                    return int(command["id"])
+        return snowflake()
+
+    async def slash_command(self, bot: Account, user: Account | FakeUser, channel, name: str, **kwargs) -> InteractionRecord:
+        """Dispatch an application command to `bot`; returns the record its answers land in."""
+        payload = self.interaction_payload(bot=bot, user=user, channel=channel, name=name, **kwargs)
+        record = InteractionRecord(int(payload["id"]), payload["token"], bot.application_id, int(payload["channel_id"]), payload)
+        self.rest.interactions[record.id] = record
+        await self.dispatch(bot, "INTERACTION_CREATE", payload)
+        return record
+
+    def interaction_answered(self, record: InteractionRecord) -> None:
+        log.debug("interaction %s answered with type %s", record.id, record.response_type)
+
+    async def wait_for_response(self, record: InteractionRecord, timeout: float = 5.0) -> InteractionRecord:
+        """Until the bot has called the interaction callback (raises TimeoutError otherwise)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not record.responses:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"no response to interaction /{record.payload['data']['name']} within {timeout}s")
+            await asyncio.sleep(0.01)
+        return record
+
+    # -- stored REST state ------------------------------------------------------------------------------
+
+    def messages(self, channel: int | str, *, include_deleted: bool = False) -> list[StoredMessage]:
+        channel_id = channel if isinstance(channel, int) else self.channel(channel).id
+        return [m for m in self.rest.messages.get(channel_id, []) if include_deleted or not m.deleted]
+
+    def commands(self, bot: Account, guild: bool = False) -> list[dict]:
+        return self.rest.commands.get((bot.application_id, self.guild.id if guild else None), [])
+
+    @property
+    def rate_limits(self):
+        return self.rest.rate_limits

@@ -1,0 +1,458 @@
+"""The fake voice server: voice gateway v8 over TLS (`wss://127.0.0.1:VP/?v=8`), the DAVE external
+sender per channel, and the UDP SFU.
+
+Participants are either real clients on a WebSocket (`WsParticipant`, e.g. discord.py) or in-process
+simulated users (`tests.fakes.discord.users.FakeUser`), which receive the same JSON and binary
+messages through method calls and speak the real wire format over UDP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiohttp import WSMsgType, web
+
+from tests.fakes.discord import rtp
+from tests.fakes.discord.dave import (
+    OP_ANNOUNCE_COMMIT,
+    OP_EXTERNAL_SENDER,
+    OP_PROPOSALS,
+    OP_WELCOME,
+    DaveCoordinator,
+    Outgoing,
+)
+
+log = logging.getLogger(__name__)
+
+BINARY_OPS = {OP_EXTERNAL_SENDER, OP_PROPOSALS, OP_ANNOUNCE_COMMIT, OP_WELCOME}
+
+# Voice gateway opcodes.
+IDENTIFY, SELECT_PROTOCOL, READY, HEARTBEAT, SESSION_DESCRIPTION, SPEAKING = 0, 1, 2, 3, 4, 5
+HEARTBEAT_ACK, RESUME, HELLO, RESUMED, CLIENTS_CONNECT, CLIENT_DISCONNECT = 6, 7, 8, 9, 11, 13
+TRANSITION_READY, KEY_PACKAGE, COMMIT_WELCOME, INVALID_COMMIT = 23, 26, 28, 31
+
+CLOSE_SERVER_CRASHED = 4015  # client resumes (op 7)
+CLOSE_SESSION_INVALID = 4006  # client starts over with a new identify
+CLOSE_DISCONNECTED = 4014  # kicked / moved
+CLOSE_AUTH_FAILED = 4004
+
+
+class Participant(Protocol):
+    """What the voice server needs from anyone in a channel."""
+
+    user_id: int
+
+    async def send_json(self, op: int, data: object) -> None: ...
+
+    async def send_dave(self, op: int, payload: bytes) -> list[Outgoing]: ...
+
+
+@dataclass
+class VoiceSession:
+    """One user's voice connection in one guild (survives a resume; replaced on a new identify)."""
+
+    guild_id: int
+    user_id: int
+    session_id: str
+    channel_id: int
+    token: str
+    ssrc: int
+    secret_key: bytes = field(default_factory=lambda: os.urandom(32))
+    mode: str | None = None
+    address: tuple[str, int] | None = None
+    participant: Participant | None = None
+    tx_counter: int = 0  # nonce counter of the packets the SFU sends to this user
+    speaking_sent: bool = False
+    packets_in: int = 0
+
+    @property
+    def ready_for_media(self) -> bool:
+        return self.mode is not None and self.address is not None
+
+
+@dataclass
+class Room:
+    """The participants of one voice channel and their DAVE group."""
+
+    channel_id: int
+    coordinator: DaveCoordinator
+    sessions: dict[int, VoiceSession] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class SfuStats:
+    received: int = 0
+    relayed: int = 0
+    dropped: int = 0  # undecryptable, unknown SSRC or sender not in a channel
+    ignored: int = 0  # not RTP: keepalives, RTCP, stray bytes
+    discoveries: int = 0
+
+
+class VoiceServer:
+    """Voice gateway + SFU on 127.0.0.1. Start with `await start()`, stop with `await stop()`."""
+
+    def __init__(self, ssl_context, *, late_speaking_packets: int = 0) -> None:
+        self._ssl = ssl_context
+        self.port = 0  # TCP (wss) port; the endpoint is "127.0.0.1:<port>"
+        self.udp_port = 0
+        self.sessions: dict[tuple[int, int], VoiceSession] = {}  # (guild, user) -> session
+        self.rooms: dict[int, Room] = {}
+        self.stats = SfuStats()
+        # Tests may hold back the SPEAKING (op 5) SSRC mapping until a sender's Nth packet.
+        self.late_speaking_packets = late_speaking_packets
+        self._ssrcs = itertools.count(int.from_bytes(os.urandom(2), "big") + 1000)
+        self._runner: web.AppRunner | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._ws: dict[int, web.WebSocketResponse] = {}  # user -> live voice websocket
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/", self._handle_ws)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(
+            lambda: _SfuProtocol(self), local_addr=("127.0.0.1", 0)
+        )
+        self.udp_port = self._transport.get_extra_info("sockname")[1]
+
+    async def stop(self) -> None:
+        for ws in list(self._ws.values()):
+            await ws.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._transport:
+            self._transport.close()
+        if self._runner:
+            await self._runner.cleanup()
+
+    # -- sessions (driven by the main gateway) -------------------------------------------------------
+
+    def expect(self, guild_id: int, user_id: int, session_id: str, channel_id: int, token: str) -> bool:
+        """A VOICE_SERVER_UPDATE was sent; returns True if an existing session stays (same channel)."""
+        current = self.sessions.get((guild_id, user_id))
+        if current and current.channel_id == channel_id and current.session_id == session_id:
+            current.token = token
+            return True
+        if current:
+            self._spawn(self.end_session(guild_id, user_id, close_code=None))
+        self.sessions[(guild_id, user_id)] = VoiceSession(guild_id, user_id, session_id, channel_id, token, next(self._ssrcs))
+        return False
+
+    async def end_session(self, guild_id: int, user_id: int, *, close_code: int | None = CLOSE_DISCONNECTED) -> None:
+        """The user left voice (or was kicked/moved): leave the room; close its socket with `close_code`."""
+        session = self.sessions.pop((guild_id, user_id), None)
+        if session is None:
+            return
+        await self._leave_room(session)
+        ws = self._ws.pop(user_id, None)
+        if ws is not None and close_code is not None and not ws.closed:
+            await ws.close(code=close_code)
+
+    async def close_socket(self, user_id: int, code: int) -> None:
+        """Close a client's voice WebSocket. 4015: the session stays and the client resumes;
+        4006: the session is invalidated (the client leaves the channel and connects afresh)."""
+        ws = self._ws.get(user_id)
+        if ws is None:
+            raise KeyError(f"user {user_id} has no voice websocket")
+        if code == CLOSE_SESSION_INVALID:
+            for (guild_id, uid), session in list(self.sessions.items()):
+                if uid == user_id:
+                    await self.end_session(guild_id, uid, close_code=None)
+        await ws.close(code=code)
+
+    def session_of(self, user_id: int) -> VoiceSession | None:
+        for (_, uid), session in self.sessions.items():
+            if uid == user_id:
+                return session
+        return None
+
+    def room(self, channel_id: int) -> Room:
+        room = self.rooms.get(channel_id)
+        if room is None:
+            room = self.rooms[channel_id] = Room(channel_id, DaveCoordinator(channel_id))
+        return room
+
+    # -- room membership ------------------------------------------------------------------------------
+
+    async def join_room(self, session: VoiceSession) -> None:
+        room = self.room(session.channel_id)
+        others = [s for s in room.sessions.values() if s.user_id != session.user_id]
+        room.sessions[session.user_id] = session
+        participant = session.participant
+        if others:
+            await participant.send_json(CLIENTS_CONNECT, {"user_ids": [str(s.user_id) for s in others]})
+            for other in others:
+                await other.participant.send_json(CLIENTS_CONNECT, {"user_ids": [str(session.user_id)]})
+                if other.speaking_sent:
+                    await participant.send_json(SPEAKING, self._speaking(other, 1))
+
+    async def _leave_room(self, session: VoiceSession) -> None:
+        room = self.rooms.get(session.channel_id)
+        if room is None or room.sessions.get(session.user_id) is not session:
+            return
+        del room.sessions[session.user_id]
+        for other in room.sessions.values():
+            await self._send_json(other, CLIENT_DISCONNECT, {"user_id": str(session.user_id)})
+        await self.deliver(room, room.coordinator.leave(session.user_id))
+
+    async def key_package(self, session: VoiceSession, key_package: bytes) -> None:
+        room = self.room(session.channel_id)
+        await self.deliver(room, room.coordinator.key_package(session.user_id, key_package))
+
+    async def deliver(self, room: Room, messages: list[Outgoing]) -> None:
+        """Send the coordinator's messages; in-process participants answer at once (queued here)."""
+        async with room.lock:
+            queue = list(messages)
+            while queue:
+                message = queue.pop(0)
+                session = room.sessions.get(message.user_id)
+                if session is None or session.participant is None:
+                    continue
+                try:
+                    if message.op in BINARY_OPS:
+                        queue.extend(await session.participant.send_dave(message.op, message.payload))
+                    else:
+                        await session.participant.send_json(message.op, message.payload)
+                except ConnectionError as exc:
+                    log.info("could not deliver DAVE op %s to user %s: %s", message.op, message.user_id, exc)
+
+    async def speaking(self, session: VoiceSession, flags: int) -> None:
+        """op 5 from a participant: tell the others which SSRC is whose (unless held back)."""
+        if flags and self.late_speaking_packets and session.packets_in < self.late_speaking_packets:
+            return
+        await self._announce_speaking(session, flags)
+
+    async def _announce_speaking(self, session: VoiceSession, flags: int) -> None:
+        if flags:
+            session.speaking_sent = True
+        room = self.rooms.get(session.channel_id)
+        for other in list(room.sessions.values()) if room else []:
+            if other.user_id != session.user_id:
+                await self._send_json(other, SPEAKING, self._speaking(session, flags))
+
+    @staticmethod
+    def _speaking(session: VoiceSession, flags: int) -> dict:
+        return {"user_id": str(session.user_id), "ssrc": session.ssrc, "speaking": flags}
+
+    async def _send_json(self, session: VoiceSession, op: int, data: object) -> None:
+        if session.participant is None:
+            return
+        try:
+            await session.participant.send_json(op, data)
+        except ConnectionError as exc:
+            log.info("could not send op %s to user %s: %s", op, session.user_id, exc)
+
+    def session_description(self, session: VoiceSession) -> dict:
+        return {
+            "mode": session.mode,
+            "secret_key": list(session.secret_key),
+            "dave_protocol_version": 1,
+            "audio_codec": "opus",
+            "video_codec": None,
+            "media_session_id": os.urandom(16).hex(),
+        }
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the voice gateway ----------------------------------------------------------------------------
+
+    async def _handle_ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=None, compress=True)
+        await ws.prepare(request)
+        participant = WsParticipant(ws)
+        session: VoiceSession | None = None
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    session = await self._on_json(participant, session, json.loads(message.data))
+                elif message.type == WSMsgType.BINARY:
+                    await self._on_binary(session, message.data)
+        finally:
+            if session is not None and self._ws.get(session.user_id) is ws:
+                del self._ws[session.user_id]
+        return ws
+
+    async def _on_json(self, participant: WsParticipant, session: VoiceSession | None, msg: dict):
+        op, data = msg.get("op"), msg.get("d") or {}
+        if op == IDENTIFY:
+            return await self._identify(participant, data)
+        if op == RESUME:
+            return await self._resume(participant, data)
+        if session is None:
+            await participant.ws.close(code=4003)  # not authenticated
+            return None
+        if op == HEARTBEAT:
+            await participant.send_json(HEARTBEAT_ACK, {"t": data.get("t")})
+        elif op == SELECT_PROTOCOL:
+            mode = data.get("data", {}).get("mode")
+            if mode not in rtp.MODES:
+                await participant.ws.close(code=4016)  # unknown encryption mode
+                return session
+            session.mode = mode
+            await participant.send_json(SESSION_DESCRIPTION, self.session_description(session))
+            await participant.send_dave(OP_EXTERNAL_SENDER, self.room(session.channel_id).coordinator.external_sender_package())
+            await self.join_room(session)
+        elif op == SPEAKING:
+            await self.speaking(session, int(data.get("speaking", 0)))
+        elif op == TRANSITION_READY:
+            room = self.room(session.channel_id)
+            await self.deliver(room, room.coordinator.transition_ready(session.user_id, int(data["transition_id"])))
+        elif op == INVALID_COMMIT:
+            room = self.room(session.channel_id)
+            await self.deliver(room, room.coordinator.invalid_commit(session.user_id, int(data["transition_id"])))
+        else:
+            log.debug("voice op %s from user %s ignored", op, session.user_id)
+        return session
+
+    async def _identify(self, participant: WsParticipant, data: dict) -> VoiceSession | None:
+        key = (int(data.get("server_id", 0)), int(data.get("user_id", 0)))
+        session = self.sessions.get(key)
+        if session is None or session.token != data.get("token") or session.session_id != data.get("session_id"):
+            await participant.ws.close(code=CLOSE_AUTH_FAILED)
+            return None
+        if int(data.get("max_dave_protocol_version", 0)) < 1:
+            await participant.ws.close(code=4017)  # E2EE/DAVE protocol required
+            return None
+        await self._leave_room(session)  # a fresh identify starts a new connection
+        session.mode, session.address, session.speaking_sent, session.packets_in = None, None, False, 0
+        self._attach(session, participant)
+        await participant.send_json(HELLO, {"heartbeat_interval": 41250, "v": 8})
+        await participant.send_json(
+            READY,
+            {"ssrc": session.ssrc, "ip": "127.0.0.1", "port": self.udp_port, "modes": list(rtp.MODES), "heartbeat_interval": 1},
+        )
+        return session
+
+    async def _resume(self, participant: WsParticipant, data: dict) -> VoiceSession | None:
+        key = (int(data.get("server_id", 0)), int(self._user_of_session(data.get("session_id"))))
+        session = self.sessions.get(key)
+        if session is None or session.token != data.get("token") or session.mode is None:
+            await participant.ws.close(code=CLOSE_SESSION_INVALID)
+            return None
+        self._attach(session, participant)
+        await participant.send_json(HELLO, {"heartbeat_interval": 41250, "v": 8})
+        await participant.send_json(RESUMED, None)
+        # discord.py waits for a secret key on every new socket; it then starts a new DAVE session
+        # (op 26), which replaces its leaf in the group.
+        await participant.send_json(SESSION_DESCRIPTION, self.session_description(session))
+        await participant.send_dave(OP_EXTERNAL_SENDER, self.room(session.channel_id).coordinator.external_sender_package())
+        return session
+
+    def _user_of_session(self, session_id) -> int:
+        for (_, user_id), session in self.sessions.items():
+            if session.session_id == session_id:
+                return user_id
+        return 0
+
+    def _attach(self, session: VoiceSession, participant: WsParticipant) -> None:
+        participant.user_id = session.user_id
+        session.participant = participant
+        self._ws[session.user_id] = participant.ws
+
+    async def _on_binary(self, session: VoiceSession | None, data: bytes) -> None:
+        if session is None or not data:
+            return
+        op, payload = data[0], data[1:]
+        room = self.room(session.channel_id)
+        if op == KEY_PACKAGE:
+            await self.key_package(session, payload)
+        elif op == COMMIT_WELCOME:
+            await self.deliver(room, room.coordinator.commit_welcome(session.user_id, payload))
+        else:
+            log.debug("binary voice op %s from user %s ignored", op, session.user_id)
+
+    # -- the SFU ----------------------------------------------------------------------------------------
+
+    def _by_ssrc(self, ssrc: int) -> VoiceSession | None:
+        for session in self.sessions.values():
+            if session.ssrc == ssrc:
+                return session
+        return None
+
+    def datagram(self, data: bytes, address: tuple[str, int]) -> None:
+        self.stats.received += 1
+        ssrc = rtp.parse_discovery_request(data)
+        if ssrc is not None:
+            session = self._by_ssrc(ssrc)
+            if session is None:
+                self.stats.dropped += 1
+                return
+            session.address = address
+            self.stats.discoveries += 1
+            self._transport.sendto(rtp.discovery_response(ssrc, address[0], address[1]), address)
+            return
+        if not rtp.is_rtp(data):
+            self.stats.ignored += 1
+            return
+        sender = self._by_ssrc(rtp.ssrc_of(data))
+        room = self.rooms.get(sender.channel_id) if sender else None
+        if sender is None or sender.mode is None or room is None or room.sessions.get(sender.user_id) is not sender:
+            self.stats.dropped += 1
+            return
+        try:
+            aad, plaintext = rtp.open_packet(data, sender.mode, sender.secret_key)
+        except rtp.PacketError:
+            self.stats.dropped += 1
+            return
+        sender.address = sender.address or address
+        sender.packets_in += 1
+        if self.late_speaking_packets and sender.packets_in == self.late_speaking_packets and not sender.speaking_sent:
+            self._spawn(self._announce_speaking(sender, 1))
+        for receiver in list(room.sessions.values()):
+            if receiver is sender or not receiver.ready_for_media:
+                continue
+            receiver.tx_counter += 1
+            self._transport.sendto(rtp.seal(aad, plaintext, receiver.mode, receiver.secret_key, receiver.tx_counter), receiver.address)
+            self.stats.relayed += 1
+
+
+class _SfuProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: VoiceServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.server.datagram(data, addr)
+
+
+class WsParticipant:
+    """A client on a voice WebSocket. Server messages carry a sequence number (binary: u16 prefix)."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.user_id = 0
+        self._seq = 0
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFFFF
+        return self._seq
+
+    async def send_json(self, op: int, data: object) -> None:
+        if self.ws.closed:
+            raise ConnectionError("voice websocket closed")
+        await self.ws.send_str(json.dumps({"op": op, "d": data, "seq": self._next_seq()}))
+
+    async def send_dave(self, op: int, payload: bytes) -> list[Outgoing]:
+        if self.ws.closed:
+            raise ConnectionError("voice websocket closed")
+        await self.ws.send_bytes(struct.pack(">HB", self._next_seq(), op) + payload)
+        return []
