@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from bot.audio.frames import FRAME_BYTES, SILENT_FRAME, FrameAssembler
+from bot.audio.frames import SILENT_FRAME, FrameAssembler
 from bot.audio.mixer import ActivityTimeline, Mixer, MixerClock
 from tests.fakes import audio
 
