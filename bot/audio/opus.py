@@ -34,6 +34,8 @@ _SET_FEC = 4012
 _SET_PACKET_LOSS = 4014
 _SET_COMPLEXITY = 4010
 _SET_SIGNAL = 4024
+_SET_BANDWIDTH = 4008
+_BANDWIDTHS = {"narrow": 1101, "medium": 1102, "wide": 1103, "superwide": 1104, "full": 1105}
 
 Application = Literal["voip", "audio", "lowdelay"]
 Signal = Literal["auto", "voice", "music"]
@@ -193,6 +195,7 @@ class Encoder:
         expected_packet_loss: float = 0.10,
         signal: Signal = "voice",
         complexity: int | None = None,
+        bandwidth: str | None = None,
     ) -> None:
         self._lib = load()
         error = ctypes.c_int(0)
@@ -207,6 +210,8 @@ class Encoder:
         self._ctl(_SET_SIGNAL, _SIGNALS[signal])
         if complexity is not None:
             self._ctl(_SET_COMPLEXITY, complexity)
+        if bandwidth is not None:
+            self._ctl(_SET_BANDWIDTH, _BANDWIDTHS[bandwidth])  # discord.py forces "full"
         self._out = ctypes.create_string_buffer(MAX_PACKET_BYTES)
         self._encode = self._lib.opus_encode
 

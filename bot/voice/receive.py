@@ -16,7 +16,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 from bot.voice import e2ee
 from bot.voice.rtp import OPUS_PAYLOAD_TYPE, RtpError, RtpHeader, is_rtcp, parse_header, strip_plaintext
@@ -34,8 +34,7 @@ REPORT_EVERY = 25
 SessionSource = Callable[[], tuple[Any, int]]  # -> (davey.DaveSession | None, dave_protocol_version)
 
 
-@dataclass(frozen=True, slots=True)
-class VoicePacket:
+class VoicePacket(NamedTuple):  # a tuple: cheap to build once per packet
     """One sender's Opus frame, fully decrypted, ready for that sender's jitter buffer."""
 
     user_id: int

@@ -10,7 +10,7 @@ Pure functions over bytes; nothing here does I/O. Layout of an encrypted "rtpsiz
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 OPUS_PAYLOAD_TYPE = 0x78  # 120
 RTCP_TYPES = range(200, 205)
@@ -26,8 +26,7 @@ class RtpError(ValueError):
     """A datagram that is not a usable RTP packet; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
-class RtpHeader:
+class RtpHeader(NamedTuple):  # a tuple: cheap to build once per packet
     padding: bool
     extension: bool
     csrc_count: int
