@@ -425,7 +425,8 @@ async def _stream(options: Options, task: dict, session_pcm: bytes, collector: C
                 break  # the session ended early; its error surfaces below
             progress.update(_fresh_seconds(session), collector.confirmed)
             await asyncio.sleep(0.1)
-        await session.end(timeout=30.0 + total_s * 0.1)
+        if not reader.done():  # a failed session has nothing to end; its error surfaces from the reader
+            await session.end(timeout=30.0 + total_s * 0.1)
         await asyncio.wait_for(reader, timeout=30.0)
     finally:
         if not reader.done():

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from bot.audio.files import AudioFileError, read_wav, write_wav
@@ -81,6 +82,32 @@ async def test_silence_gives_silent_outputs_and_empty_transcript(tmp_path, setti
     pcm, _ = read_wav(result.wavs["de"])
     assert len(pcm) == 48000 * 4 and not any(pcm)
     assert result.transcript.read_text() == "" and result.utterances == 0
+
+
+async def test_simulate_uses_configured_palabra_credentials(tmp_path, monkeypatch):
+    """With credentials in the settings, simulate talks to PALABRA_API_URL (here an emulator standing in
+    for Palabra, with an app's client id + secret) in real time, and deletes the REST session after."""
+    from bot.palabra.emulator.app import serve
+    from bot.palabra.emulator.config import EmulatorConfig
+
+    monkeypatch.chdir(tmp_path)
+    burst = np.concatenate([audio.silence(0.4, 48000), audio.sine(300, 0.6, 48000, amplitude=0.3),
+                            audio.silence(0.5, 48000)])
+    source = write_wav(tmp_path / "burst.wav", audio.to_pcm(burst, channels=2), 48000, 2)
+    config = EmulatorConfig(client_credentials={secrets.PALABRA_CLIENT_ID: secrets.PALABRA_CLIENT_SECRET})
+    async with serve(config) as palabra:
+        settings = load_settings(palabra_api_key=None, palabra_client_id=secrets.PALABRA_CLIENT_ID,
+                                 palabra_client_secret=secrets.PALABRA_CLIENT_SECRET, palabra_api_url=palabra.base_url)
+        opts = options(tmp_path, input=source, targets="es", speed=1.0)
+        result = await simulate(opts, settings)
+        assert palabra.state.sessions == {}  # the streaming session's REST session was deleted
+        assert len(palabra.state.streams) == 1
+    progress = opts.progress.getvalue()
+    assert f"using Palabra at {palabra.base_url}, client {secrets.PALABRA_CLIENT_ID}" in progress
+    assert secrets.PALABRA_CLIENT_SECRET not in progress
+    assert result.utterances == 1
+    pcm, _ = read_wav(result.wavs["es"])
+    assert audio.xcorr(burst, audio.mono(pcm, 2), max_lag=4800).peak >= 0.9
 
 
 def test_input_conversion_is_the_bots_path():
