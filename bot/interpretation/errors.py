@@ -1,0 +1,39 @@
+"""Errors the interpretation layer raises on purpose; `user_message` is safe to show in Discord."""
+
+from __future__ import annotations
+
+from bot.errors import BotError
+
+
+class InterpretationError(BotError):
+    """Base: `user_message` says what went wrong and what to do, without internals or secrets."""
+
+    default_message = "Interpretation failed."
+
+    def __init__(self, user_message: str | None = None) -> None:
+        self.user_message = user_message or self.default_message
+        super().__init__(self.user_message)
+
+
+class NotInVoiceChannel(InterpretationError):
+    default_message = "Join a voice channel first, then run the command again."
+
+
+class SessionAlreadyRunning(InterpretationError):
+    default_message = "Interpretation is already running in that channel."
+
+
+class NoActiveSession(InterpretationError):
+    default_message = "No interpretation session is running here."
+
+
+class PalabraUnavailable(InterpretationError):
+    default_message = "The translation service is unavailable right now; try again in a minute."
+
+
+class BotMissingPermissions(InterpretationError):
+    default_message = "The bot lacks the permissions it needs in that channel."
+
+
+class InvalidLanguages(InterpretationError):
+    default_message = "Those languages are not supported; see /languages."
