@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 # How long a SQLite connection waits for another writer before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+POSTGRES_CONNECT_TIMEOUT_S = 10
 
 
 def create_engine(url: str | URL, **engine_options: Any) -> AsyncEngine:
@@ -38,6 +39,8 @@ def create_engine(url: str | URL, **engine_options: Any) -> AsyncEngine:
         _configure_sqlite(engine)
         return engine
     engine_options.setdefault("pool_pre_ping", True)
+    # Fail in seconds, not asyncpg's default minute, when the server is unreachable.
+    engine_options.setdefault("connect_args", {}).setdefault("timeout", POSTGRES_CONNECT_TIMEOUT_S)
     return _create_async_engine(parsed, **engine_options)
 
 
@@ -79,7 +82,7 @@ def unavailable(url: URL, exc: BaseException) -> DatabaseUnavailable:
     """A clear, password-free error for a database we cannot use."""
     original = getattr(exc, "orig", None) or exc
     lines = str(original).strip().splitlines()
-    detail = f"{type(original).__name__}: {lines[0]}" if lines else type(original).__name__
+    detail = lines[0] if lines else type(original).__name__
     if url.password:
         # Drivers do not echo passwords, but the message must not depend on that.
         detail = detail.replace(str(url.password), "***")

@@ -72,10 +72,11 @@ async def current_revision(url: str) -> str | None:
     """The database's revision, or None when it has no schema yet."""
     from alembic.runtime.migration import MigrationContext
 
-    from bot.db.engine import create_engine, unavailable
+    from bot.db.engine import check_connection, create_engine, unavailable
 
     engine = create_engine(url, poolclass=NullPool)
     try:
+        await check_connection(engine)
         async with engine.connect() as connection:
             return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
     except (OperationalError, DBAPIError, OSError) as exc:
@@ -94,7 +95,7 @@ async def upgrade_to_head(url: str) -> MigrationResult:
     from alembic.runtime.migration import MigrationContext
     from alembic.util import CommandError
 
-    from bot.db.engine import create_engine, unavailable
+    from bot.db.engine import check_connection, create_engine, unavailable
     from bot.db.urls import redact_url
 
     config = alembic_config()
@@ -109,6 +110,7 @@ async def upgrade_to_head(url: str) -> MigrationResult:
         revisions["after"] = MigrationContext.configure(connection).get_current_revision()
 
     try:
+        await check_connection(engine)  # unreachable / no such database: DatabaseUnavailable
         async with engine.begin() as connection:
             await connection.run_sync(upgrade)
     except CommandError as exc:

@@ -95,7 +95,8 @@ async def purge_expired_transcripts(session: AsyncSession, *, now: datetime | No
     A retention of 0 days deletes every line of that guild. Returns the number of lines deleted.
     """
     now = now or utcnow()
-    retention = dict((await session.execute(select(GuildSettings.guild_id, GuildSettings.transcript_retention_days))).tuples())
+    rows = await session.execute(select(GuildSettings.guild_id, GuildSettings.transcript_retention_days))
+    retention = {guild_id: days for guild_id, days in rows}
     deleted = 0
     for days in sorted(set(retention.values())):
         guilds = [guild for guild, guild_days in retention.items() if guild_days == days]

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import make_url
+
+from bot.db import Database, upgrade_to_head
+from bot.db.errors import DatabaseError, DatabaseUnavailable
+from bot.db.migrate import alembic_config, current_revision, head_revision, migrations_directory
+from bot.db.models import Base
+from tests.fakes import secrets
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TABLES = {
+    "guild_settings", "guild_languages", "interpretation_sessions", "speaker_leases", "transcript_lines",
+    "privacy_optouts", "broadcasts",
+}
+
+
+def run_migrate(url: str | None, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if url is not None:
+        env["DATABASE_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "migrate"], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_upgrade_creates_every_table_and_is_idempotent(isolated_url):
+    head = head_revision()
+    assert head is not None
+    first = await upgrade_to_head(isolated_url)
+    assert (first.before, first.after, first.head, first.changed) == (None, head, head, True)
+    second = await upgrade_to_head(isolated_url)
+    assert (second.before, second.after, second.changed) == (head, head, False)
+    assert "up to date" in second.describe()
+    assert await current_revision(isolated_url) == head
+    async with Database(isolated_url) as db, db.engine.connect() as connection:
+        tables = set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+    assert TABLES | {"alembic_version"} == tables
+
+
+async def test_migrated_schema_matches_the_models(isolated_url):
+    await upgrade_to_head(isolated_url)
+
+    def differences(sync_connection):
+        context = MigrationContext.configure(sync_connection, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+    async with Database(isolated_url) as db, db.engine.connect() as connection:
+        diff = await connection.run_sync(differences)
+    assert diff == []
+
+
+async def test_downgrade_to_base_then_upgrade_again(isolated_url):
+    await upgrade_to_head(isolated_url)
+    async with Database(isolated_url) as db:
+        async with db.engine.begin() as connection:
+
+            def downgrade(sync_connection):
+                config = alembic_config()
+                config.attributes["connection"] = sync_connection
+                command.downgrade(config, "base")
+
+            await connection.run_sync(downgrade)
+        async with db.engine.connect() as connection:
+            tables = set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+    assert tables & TABLES == set()
+    assert (await upgrade_to_head(isolated_url)).before is None
+
+
+def test_migrations_are_found_next_to_the_source():
+    assert migrations_directory() == REPO_ROOT / "migrations"
+
+
+def test_cli_migrate_twice_from_another_directory(isolated_url, tmp_path):
+    head = head_revision()
+    first = run_migrate(isolated_url, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert f"empty -> {head}" in first.stdout
+    second = run_migrate(isolated_url, tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert f"up to date (revision {head})" in second.stdout
+
+
+def test_cli_default_database_is_created_under_data(tmp_path):
+    result = run_migrate(None, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "data" / "bot.db").is_file()
+    assert "sqlite+aiosqlite:///data/bot.db" in result.stdout
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_cli_unreachable_database_names_the_setting_without_the_password(tmp_path):
+    password = secrets.PALABRA_CLIENT_SECRET
+    url = f"postgresql+asyncpg://bot:{password}@127.0.0.1:{_closed_port()}/bot"
+    result = run_migrate(url, tmp_path)
+    assert result.returncode == 2
+    assert "DATABASE_URL" in result.stderr and "127.0.0.1" in result.stderr
+    assert password not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [("mysql://user@localhost/db", "unsupported database"), ("not a url", "not a valid database URL")],
+)
+def test_cli_bad_url(tmp_path, url, message):
+    result = run_migrate(url, tmp_path)
+    assert result.returncode == 2
+    assert "DATABASE_URL" in result.stderr and message in result.stderr
+
+
+async def test_missing_postgres_database_is_a_clear_error(database_url):
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite creates missing files")
+    missing = url.set(database="no_such_database_h6", password=secrets.PALABRA_CLIENT_SECRET)
+    with pytest.raises(DatabaseUnavailable) as caught:
+        await upgrade_to_head(missing.render_as_string(hide_password=False))
+    message = str(caught.value)
+    assert "DATABASE_URL" in message and "no_such_database_h6" in message
+    assert secrets.PALABRA_CLIENT_SECRET not in message and "***" in message
+
+
+async def test_database_from_a_newer_version_is_refused(isolated_url):
+    await upgrade_to_head(isolated_url)
+    async with Database(isolated_url) as db, db.session() as s:
+        await s.execute(text("UPDATE alembic_version SET version_num = 'future'"))
+    with pytest.raises(DatabaseError, match="newer version"):
+        await upgrade_to_head(isolated_url)
