@@ -80,13 +80,12 @@ class Gateway:
         session = GatewaySession(account)
         session.ws = ws
         self.sessions[account.id] = session
-        guild = self.fake.guild
         await session.dispatch(
             "READY",
             {
                 "v": 10,
                 "user": {**account.user_payload(), "verified": True, "mfa_enabled": False},
-                "guilds": [{"id": str(guild.id), "unavailable": True}],
+                "guilds": [{"id": str(guild.id), "unavailable": True} for guild in self.fake.guilds],
                 "session_id": session.session_id,
                 "resume_gateway_url": self.fake.gateway_url,
                 "application": {"id": str(account.application_id), "flags": 0},
@@ -94,7 +93,8 @@ class Gateway:
                 "relationships": [],
             },
         )
-        await session.dispatch("GUILD_CREATE", guild.payload())
+        for guild in self.fake.guilds:
+            await session.dispatch("GUILD_CREATE", guild.payload())
         return session
 
     async def _resume(self, ws: web.WebSocketResponse, data: dict) -> GatewaySession | None:

@@ -272,7 +272,7 @@ class Rest:
         data = {
             "id": str(snowflake()),
             "channel_id": str(channel_id),
-            "guild_id": str(self.fake.guild.id),
+            "guild_id": str((self.fake.guild_of_channel(channel_id) or self.fake.guild).id),
             "author": author,
             "content": payload.get("content") or "",
             "embeds": payload.get("embeds") or [],
@@ -352,7 +352,7 @@ class Rest:
     async def create_message(self, request: web.Request) -> web.Response:
         account = self._caller(request)
         channel_id = int(request.match_info["channel"])
-        if channel_id not in self.fake.guild.channels:
+        if self.fake.guild_of_channel(channel_id) is None:
             return json_response({"message": "Unknown Channel", "code": 10003}, 404)
         payload, files = await self._body(request)
         return json_response(self._message(channel_id, account.user_payload(), payload, files).data)

@@ -1,5 +1,6 @@
 """`FakeDiscord`: REST + main gateway (one aiohttp server), the voice server (TLS gateway + UDP SFU),
-one guild, several bot accounts and simulated users. See the package docstring for the API."""
+one guild (more with `add_guild`, for isolation tests), several bot accounts and simulated users.
+See the package docstring for the API."""
 
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ class FakeDiscord:
         for bot in self.bots:
             bot.role_ids.append(self.bot_role.id)
         self.owner = owner
+        self.guilds: list[Guild] = [self.guild]  # the first is `self.guild`; `add_guild` appends
         self.users: dict[int, FakeUser] = {}
         self.rest = Rest(self)
         self.gateway = Gateway(self)
@@ -147,8 +149,31 @@ class FakeDiscord:
             raise KeyError("no bot account with that token")
         return account
 
-    def channel(self, name: str) -> Channel:
-        return self.guild.channel_named(name)
+    def channel(self, name: str, guild: Guild | None = None) -> Channel:
+        return (guild or self.guild).channel_named(name)
+
+    def guild_of_channel(self, channel_id: int) -> Guild | None:
+        return next((g for g in self.guilds if channel_id in g.channels), None)
+
+    async def add_guild(self, name: str, *, text_channels: Iterable[str] = ("general",)) -> Guild:
+        """Another guild with the same bots, owner and roles (text channels only; voice stays in the
+        first guild). Connected bots get GUILD_CREATE for it."""
+        guild = Guild(snowflake(), name, owner_id=self.owner.id)
+        guild.roles[guild.id] = Role(guild.id, "@everyone", EVERYONE_PERMISSIONS, 0)
+        for role in (self.bot_role, self.admin_role):
+            guild.roles[role.id] = role
+        for channel_name in text_channels:
+            guild.add_channel(channel_name, TEXT)
+        for account in [*self.bots, self.owner]:
+            guild.members[account.id] = account
+        self.guilds.append(guild)
+        await self.gateway.broadcast("GUILD_CREATE", guild.payload())
+        return guild
+
+    def add_member(self, guild: Guild, user: Account | FakeUser) -> None:
+        """Make an existing account a member of another guild (no gateway event)."""
+        account = user.account if isinstance(user, FakeUser) else user
+        guild.members[account.id] = account
 
     async def add_user(self, name: str, *, admin: bool = False) -> FakeUser:
         """A simulated human member (GUILD_MEMBER_ADD to the bots); `admin` gives Manage Server."""
@@ -247,45 +272,48 @@ class FakeDiscord:
         subcommand: str | None = None,
         group: str | None = None,
         locale: str = "en-US",
+        guild: Guild | None = None,
     ) -> dict:
-        """A real application-command INTERACTION_CREATE payload (type 2)."""
+        """A real application-command INTERACTION_CREATE payload (type 2), in `guild` (default: the first)."""
         account = user.account if isinstance(user, FakeUser) else user
+        guild = guild or self.guild
         if isinstance(channel, str):
-            channel = self.channel(channel)
+            channel = guild.channel_named(channel)
         elif isinstance(channel, int):
-            channel = self.guild.channels[channel]
+            channel = guild.channels[channel]
         resolved: dict = {}
-        built = [self._option(key, value, resolved) for key, value in (options or {}).items()]
+        built = [self._option(key, value, resolved, guild) for key, value in (options or {}).items()]
         if subcommand:
             built = [{"name": subcommand, "type": 1, "options": built}]
         if group:
             built = [{"name": group, "type": 2, "options": built}]
-        data = {"id": str(self._command_id(bot, name)), "name": name, "type": 1, "options": built, "guild_id": str(self.guild.id)}
+        data = {"id": str(self._command_id(bot, name, guild)), "name": name, "type": 1, "options": built, "guild_id": str(guild.id)}
         if resolved:
             data["resolved"] = resolved
-        bot_permissions = self.guild.permissions_of(bot)
+        bot_permissions = guild.permissions_of(bot)
         return {
             "id": str(snowflake()),
             "application_id": str(bot.application_id),
             "type": 2,
             "data": data,
-            "guild_id": str(self.guild.id),
-            "guild": {"id": str(self.guild.id), "locale": "en-US", "features": []},
+            "guild_id": str(guild.id),
+            "guild": {"id": str(guild.id), "locale": "en-US", "features": []},
             "channel_id": str(channel.id),
-            "channel": channel.payload(self.guild.id),
-            "member": self.guild.member_payload(account, with_permissions=True),
+            "channel": channel.payload(guild.id),
+            "member": guild.member_payload(account, with_permissions=True),
             "token": f"interaction-token-{snowflake()}",
             "version": 1,
             "app_permissions": str(bot_permissions),
             "locale": locale,
             "guild_locale": "en-US",
             "entitlements": [],
-            "authorizing_integration_owners": {"0": str(self.guild.id)},
+            "authorizing_integration_owners": {"0": str(guild.id)},
             "context": 0,
             "attachment_size_limit": 8 * 1024 * 1024,
         }
 
-    def _option(self, key: str, value, resolved: dict) -> dict:
+    def _option(self, key: str, value, resolved: dict, guild: Guild | None = None) -> dict:
+        guild = guild or self.guild
         if isinstance(value, bool):
             return {"name": key, "type": 5, "value": value}
         if isinstance(value, int):
@@ -294,21 +322,22 @@ class FakeDiscord:
             return {"name": key, "type": 10, "value": value}
         if isinstance(value, Channel):
             resolved.setdefault("channels", {})[str(value.id)] = {
-                **value.payload(self.guild.id),
+                **value.payload(guild.id),
                 "permissions": str(EVERYONE_PERMISSIONS),
             }
             return {"name": key, "type": 7, "value": str(value.id)}
         if isinstance(value, (Account, FakeUser)):
             account = value.account if isinstance(value, FakeUser) else value
             resolved.setdefault("users", {})[str(account.id)] = account.user_payload()
-            member = self.guild.member_payload(account, with_permissions=True)
+            member = guild.member_payload(account, with_permissions=True)
             member.pop("user")
             resolved.setdefault("members", {})[str(account.id)] = member
             return {"name": key, "type": 6, "value": str(account.id)}
         return {"name": key, "type": 3, "value": str(value)}
 
-    def _command_id(self, bot: Account, name: str) -> int:
-        for key in ((bot.application_id, self.guild.id), (bot.application_id, None)):
+    def _command_id(self, bot: Account, name: str, guild: Guild | None = None) -> int:
+        guild = guild or self.guild
+        for key in ((bot.application_id, guild.id), (bot.application_id, None)):
             for command in self.rest.commands.get(key, []):
                 if command["name"] == name:
                     return int(command["id"])
@@ -336,7 +365,9 @@ class FakeDiscord:
 
     # -- stored REST state ------------------------------------------------------------------------------
 
-    def messages(self, channel: int | str, *, include_deleted: bool = False) -> list[StoredMessage]:
+    def messages(self, channel: int | str | Channel, *, include_deleted: bool = False) -> list[StoredMessage]:
+        if isinstance(channel, Channel):
+            channel = channel.id
         channel_id = channel if isinstance(channel, int) else self.channel(channel).id
         return [m for m in self.rest.messages.get(channel_id, []) if include_deleted or not m.deleted]
 
