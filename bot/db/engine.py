@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,8 +14,6 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 from bot.db.errors import DatabaseUnavailable
 from bot.db.urls import ensure_sqlite_directory, parse_database_url, redact_url
-
-log = logging.getLogger(__name__)
 
 # How long a SQLite connection waits for another writer before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -74,7 +70,7 @@ async def check_connection(engine: AsyncEngine) -> None:
     try:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
-    except (OperationalError, DBAPIError, OSError, socket.gaierror) as exc:
+    except (OperationalError, DBAPIError, OSError) as exc:
         raise unavailable(engine.url, exc) from None
 
 

@@ -82,12 +82,15 @@ def test_migrations_are_found_next_to_the_source():
     assert migrations_directory() == REPO_ROOT / "migrations"
 
 
-def test_cli_migrate_twice_from_another_directory(isolated_url, tmp_path):
+@pytest.mark.parametrize("where", ["repo root", "elsewhere"])
+def test_cli_migrate_twice(isolated_url, tmp_path, where):
+    cwd = REPO_ROOT if where == "repo root" else tmp_path
     head = head_revision()
-    first = run_migrate(isolated_url, tmp_path)
+    first = run_migrate(isolated_url, cwd)
     assert first.returncode == 0, first.stderr
+    assert f"at empty, head is {head}" in first.stdout
     assert f"empty -> {head}" in first.stdout
-    second = run_migrate(isolated_url, tmp_path)
+    second = run_migrate(isolated_url, cwd)
     assert second.returncode == 0, second.stderr
     assert f"up to date (revision {head})" in second.stdout
 
