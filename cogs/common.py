@@ -1,0 +1,210 @@
+"""What every cog shares: input errors, the configure permission check, language parsing and
+autocomplete, and small reply helpers. No feature lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+
+from bot.errors import BotError
+from bot.palabra import languages
+from bot.palabra.errors import InvalidTaskError
+
+if TYPE_CHECKING:
+    from bot.client import InterpreterBot
+
+MAX_TARGETS = 10
+MAX_CHOICES = 25  # Discord's limit for autocomplete choices
+MESSAGE_LIMIT = 2000
+
+
+class CommandInputError(BotError):
+    """Bad input to a command; `user_message` says what was wrong and what is accepted."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
+class NotAllowed(app_commands.CheckFailure):
+    """The caller may not use a command; the message says who may."""
+
+
+# ---- permissions ----------------------------------------------------------------------------------
+
+
+async def config_role_id(bot: InterpreterBot, guild_id: int) -> int | None:
+    from bot.db import guilds
+
+    async with bot.services.database.session() as s:
+        settings = await guilds.get_guild_settings(s, guild_id)
+    return settings.config_role_id if settings else None
+
+
+def has_manage_guild(interaction: discord.Interaction) -> bool:
+    return bool(interaction.permissions.manage_guild)
+
+
+def has_role(interaction: discord.Interaction, role_id: int | None) -> bool:
+    user = interaction.user
+    return role_id is not None and isinstance(user, discord.Member) and user.get_role(role_id) is not None
+
+
+async def may_configure(interaction: discord.Interaction) -> bool:
+    """Manage Server, or the role the server named with `/setup role`."""
+    if interaction.guild_id is None:
+        return False
+    if has_manage_guild(interaction):
+        return True
+    return has_role(interaction, await config_role_id(interaction.client, interaction.guild_id))  # type: ignore[arg-type]
+
+
+def who_may_configure(role_id: int | None) -> str:
+    role = f" or the <@&{role_id}> role" if role_id else ""
+    return f"members with the Manage Server permission{role}"
+
+
+async def require_configure(interaction: discord.Interaction) -> None:
+    """Raise NotAllowed (an ephemeral refusal) unless the caller may change the server's settings."""
+    if await may_configure(interaction):
+        return
+    role_id = await config_role_id(interaction.client, interaction.guild_id)  # type: ignore[arg-type]
+    raise NotAllowed(f"Only {who_may_configure(role_id)} can do this.")
+
+
+def configure_check():
+    """`app_commands.check` form of `require_configure`, for commands and GroupCogs."""
+
+    async def predicate(interaction: discord.Interaction) -> bool:
+        await require_configure(interaction)
+        return True
+
+    return app_commands.check(predicate)
+
+
+def caller_voice_channel(interaction: discord.Interaction) -> discord.VoiceChannel | discord.StageChannel | None:
+    user = interaction.user
+    voice = user.voice if isinstance(user, discord.Member) else None
+    return voice.channel if voice is not None else None
+
+
+# ---- languages ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Languages:
+    codes: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _checked(code: str, check) -> tuple[str, str | None]:
+    try:
+        warning = check(code)
+    except InvalidTaskError as exc:
+        raise CommandInputError(f"{exc}. See `/languages` for the accepted codes.") from None
+    return languages.normalise(code), warning
+
+
+def parse_source(text: str) -> Languages:
+    """One source code or `auto`. Unknown but well-formed codes are kept with a warning."""
+    code, warning = _checked(text, languages.check_source)
+    return Languages([code], [warning] if warning else [])
+
+
+def parse_target(text: str) -> Languages:
+    code, warning = _checked(text, languages.check_target)
+    return Languages([code], [warning] if warning else [])
+
+
+def parse_targets(text: str) -> Languages:
+    """Comma- or space-separated target codes, duplicates dropped, order kept."""
+    parts = [part for part in text.replace(",", " ").split() if part]
+    if not parts:
+        raise CommandInputError("Give at least one target language, e.g. `es` or `es, fr, de`.")
+    result = Languages([])
+    for part in parts:
+        code, warning = _checked(part, languages.check_target)
+        if code not in result.codes:
+            result.codes.append(code)
+        if warning:
+            result.warnings.append(warning)
+    if len(result.codes) > MAX_TARGETS:
+        raise CommandInputError(f"At most {MAX_TARGETS} target languages at once; you gave {len(result.codes)}.")
+    return result
+
+
+def _ranked(current: str, codes: Iterable[str]) -> list[str]:
+    wanted = languages.normalise(current)
+    ordered = sorted(codes)
+    starts = [c for c in ordered if c.startswith(wanted)]
+    contains = [c for c in ordered if wanted in c and c not in starts]
+    return (starts + contains)[:MAX_CHOICES]
+
+
+async def source_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=code, value=code) for code in _ranked(current, languages.SOURCE_LANGUAGES)]
+
+
+async def target_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=code, value=code) for code in _ranked(current, languages.TARGET_LANGUAGES)]
+
+
+async def targets_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """Completes the last code of a comma-separated list, keeping the ones already typed."""
+    head, _, last = current.rpartition(",")
+    done = [languages.normalise(c) for c in head.split(",") if c.strip()]
+    prefix = ", ".join(done)
+    choices = []
+    for code in _ranked(last, languages.TARGET_LANGUAGES - set(done)):
+        value = f"{prefix}, {code}" if prefix else code
+        if len(value) <= 100:
+            choices.append(app_commands.Choice(name=value, value=value))
+    return choices
+
+
+# ---- replies --------------------------------------------------------------------------------------
+
+
+def channel_mention(channel_id: int | None, default: str = "not set") -> str:
+    return f"<#{channel_id}>" if channel_id else default
+
+
+def with_warnings(text: str, warnings: Iterable[str]) -> str:
+    unique = list(dict.fromkeys(w for w in warnings if w))
+    if unique:
+        text += "\n" + "\n".join(f"⚠️ {w}" for w in unique)
+    return clip(text)
+
+
+def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def services_of(interaction: discord.Interaction):
+    return interaction.client.services  # type: ignore[attr-defined]
+
+
+class InterpretationUnavailable(BotError):
+    user_message = "Interpretation is not available on this bot right now; ask its operator."
+
+
+def interpretation_manager(interaction: discord.Interaction):
+    manager = services_of(interaction).interpretation
+    if manager is None:
+        raise InterpretationUnavailable(InterpretationUnavailable.user_message)
+    return manager
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"

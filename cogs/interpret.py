@@ -1,0 +1,137 @@
+"""/interpret start|stop|status: parse, check, call the interpretation manager, reply."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.common import (
+    CommandInputError,
+    NotAllowed,
+    caller_voice_channel,
+    channel_mention,
+    clip,
+    duration,
+    interpretation_manager,
+    may_configure,
+    parse_source,
+    parse_targets,
+    source_autocomplete,
+    targets_autocomplete,
+    with_warnings,
+)
+
+
+def placement_line(placement) -> str:
+    where = {
+        "sibling": f"plays in {channel_mention(placement.channel_id)}",
+        "same_channel": f"plays in {channel_mention(placement.channel_id)} (the source channel)",
+        "text_only": "text only",
+    }.get(placement.kind, placement.kind)
+    reason = f" — {placement.reason}" if placement.reason else ""
+    return f"• **{placement.language}**: {where}{reason}"
+
+
+def start_text(report, voice_channel_id: int) -> str:
+    lines = [
+        f"Interpreting {channel_mention(voice_channel_id)}: **{report.source}** → "
+        + ", ".join(f"**{t}**" for t in report.targets),
+        *(placement_line(report.placements[t]) for t in report.targets if t in report.placements),
+        f"Transcripts go to {channel_mention(report.transcript_channel_id)}.",
+    ]
+    return with_warnings("\n".join(lines), report.warnings)
+
+
+def stop_text(report) -> str:
+    lines = f"{report.transcript_lines} transcript line{'s' if report.transcript_lines != 1 else ''}"
+    return f"Stopped interpreting after {duration(report.duration_s)} ({lines})."
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} s"
+
+
+def _speakers(heard) -> str:
+    if isinstance(heard, int):
+        return str(heard)
+    heard = list(heard or [])
+    if not heard:
+        return "nobody yet"
+    shown = ", ".join(f"<@{user_id}>" for user_id in heard[:10])
+    return shown + (f" and {len(heard) - 10} more" if len(heard) > 10 else "")
+
+
+def status_text(sessions) -> str:
+    if not sessions:
+        return "No interpretation is running in this server. Start one with `/interpret start`."
+    blocks = []
+    for status in sessions:
+        blocks.append(
+            "\n".join(
+                [
+                    f"**{channel_mention(status.source_channel_id)}**: **{status.source}** → "
+                    + ", ".join(f"**{t}**" for t in status.targets),
+                    *(placement_line(status.placements[t]) for t in status.targets if t in status.placements),
+                    f"Speakers heard: {_speakers(status.speakers_heard)}",
+                    f"Uptime: {duration(status.uptime_s)} · latency p50 {_seconds(status.latency_p50_s)}, "
+                    f"p90 {_seconds(status.latency_p90_s)} · packets {status.packets}, "
+                    f"decrypt failures {status.decrypt_failures}",
+                ]
+            )
+        )
+    return clip("\n\n".join(blocks))
+
+
+@app_commands.guild_only()
+class Interpret(commands.GroupCog, group_name="interpret", group_description="Live interpretation of a voice channel"):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    @app_commands.command(name="start", description="Interpret the voice channel you are in")
+    @app_commands.describe(
+        source="Language spoken in the channel (a code such as en, or auto); default: the server's setting",
+        targets="Comma-separated target languages, e.g. es, fr; default: the server's setting",
+    )
+    @app_commands.autocomplete(source=source_autocomplete, targets=targets_autocomplete)
+    async def start(self, interaction: discord.Interaction, source: str | None = None, targets: str | None = None) -> None:
+        manager = interpretation_manager(interaction)
+        voice_channel = caller_voice_channel(interaction)
+        if voice_channel is None:
+            raise CommandInputError("Join the voice channel you want interpreted, then run `/interpret start` again.")
+        source_choice = parse_source(source) if source else None
+        target_choice = parse_targets(targets) if targets else None
+        await interaction.response.defer(thinking=True)
+        report = await manager.start(
+            guild=interaction.guild,
+            voice_channel=voice_channel,
+            requested_by=interaction.user,
+            source=source_choice.codes[0] if source_choice else None,
+            targets=target_choice.codes if target_choice else None,
+        )
+        warnings = [*(source_choice.warnings if source_choice else []), *(target_choice.warnings if target_choice else [])]
+        report.warnings = [*warnings, *report.warnings]
+        await interaction.followup.send(start_text(report, voice_channel.id))
+
+    @app_commands.command(name="stop", description="Stop interpreting your voice channel")
+    async def stop(self, interaction: discord.Interaction) -> None:
+        manager = interpretation_manager(interaction)
+        voice_channel = caller_voice_channel(interaction)
+        if voice_channel is None and not await may_configure(interaction):
+            raise NotAllowed(
+                "Join the voice channel being interpreted to stop it "
+                "(members with the Manage Server permission can stop it from anywhere)."
+            )
+        await interaction.response.defer(thinking=True)
+        report = await manager.stop(guild_id=interaction.guild_id, channel_id=voice_channel.id if voice_channel else None)
+        await interaction.followup.send(stop_text(report))
+
+    @app_commands.command(name="status", description="Languages, channels, speakers and latency of running sessions")
+    async def status(self, interaction: discord.Interaction) -> None:
+        manager = interpretation_manager(interaction)
+        await interaction.response.send_message(status_text(manager.status(interaction.guild_id)), ephemeral=True)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Interpret(bot))

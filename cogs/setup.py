@@ -1,0 +1,181 @@
+"""/setup languages|channel|transcripts|voice|role|autostop|show: the server's interpretation settings."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.db import guilds
+from cogs.common import (
+    CommandInputError,
+    NotAllowed,
+    channel_mention,
+    clip,
+    duration,
+    has_manage_guild,
+    parse_source,
+    parse_target,
+    parse_targets,
+    require_configure,
+    services_of,
+    source_autocomplete,
+    target_autocomplete,
+    targets_autocomplete,
+    who_may_configure,
+    with_warnings,
+)
+
+DEFAULT_TRANSCRIPTS = "the source voice channel's own text chat"
+
+
+def _not_a_target(language: str, settings) -> list[str]:
+    if language in settings.target_languages:
+        return []
+    current = ", ".join(settings.target_languages) or "none yet"
+    return [f"{language!r} is not one of the server's target languages ({current}); add it with `/setup languages`"]
+
+
+def show_text(settings, guild_id: int) -> str:
+    targets = settings.target_languages
+    channels = settings.sibling_channels
+    voices = settings.voices
+    lines = [
+        "**Interpretation settings**",
+        f"Source language: **{settings.source_language}**",
+        f"Target languages: {', '.join(f'**{t}**' for t in targets) or 'none (set them with `/setup languages`)'}",
+    ]
+    for language in sorted(set(targets) | set(channels) | set(voices)):
+        channel = channel_mention(channels.get(language), "no sibling channel")
+        voice = f"voice `{voices[language]}`" if language in voices else "default voice"
+        lines.append(f"• **{language}**: {channel}, {voice}")
+    maximum = duration(settings.auto_stop_max_seconds) if settings.auto_stop_max_seconds else "no limit"
+    lines += [
+        f"Transcripts: {channel_mention(settings.transcript_channel_id, DEFAULT_TRANSCRIPTS)}",
+        f"Auto-stop: {duration(settings.auto_stop_empty_seconds)} after the channel empties; at most {maximum}",
+        f"Who may configure: {who_may_configure(settings.config_role_id)}",
+    ]
+    return clip("\n".join(lines))
+
+
+@app_commands.guild_only()
+class Setup(commands.GroupCog, group_name="setup", group_description="Server settings for interpretation"):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.command is not None and interaction.command.name == "show":
+            return True
+        await require_configure(interaction)
+        return True
+
+    def _session(self, interaction: discord.Interaction):
+        return services_of(interaction).database.session()
+
+    @app_commands.command(name="languages", description="Default source and target languages for /interpret start")
+    @app_commands.describe(source="Language spoken (a code such as en, or auto)", targets="Comma-separated target codes, e.g. es, fr")
+    @app_commands.autocomplete(source=source_autocomplete, targets=targets_autocomplete)
+    async def languages(self, interaction: discord.Interaction, source: str, targets: str) -> None:
+        source_choice, target_choice = parse_source(source), parse_targets(targets)
+        async with self._session(interaction) as s:
+            settings = await guilds.set_languages(s, interaction.guild_id, source_choice.codes[0], target_choice.codes)
+        text = f"Defaults set: **{settings.source_language}** → " + ", ".join(f"**{t}**" for t in settings.target_languages)
+        await interaction.response.send_message(
+            with_warnings(text, [*source_choice.warnings, *target_choice.warnings]), ephemeral=True
+        )
+
+    @app_commands.command(name="channel", description="The voice channel where a language is heard")
+    @app_commands.describe(language="Target language code", channel="Its voice channel (leave out to clear)")
+    @app_commands.autocomplete(language=target_autocomplete)
+    async def channel(
+        self, interaction: discord.Interaction, language: str, channel: discord.VoiceChannel | None = None
+    ) -> None:
+        choice = parse_target(language)
+        code = choice.codes[0]
+        async with self._session(interaction) as s:
+            settings = await guilds.set_language_channel(s, interaction.guild_id, code, channel.id if channel else None)
+        warnings = [*choice.warnings, *_not_a_target(code, settings)]
+        sharing = [lang for lang, cid in settings.sibling_channels.items() if channel and cid == channel.id and lang != code]
+        if sharing:
+            warnings.append(f"{channel.mention} is also the channel of {', '.join(sharing)}; each language needs its own")
+        text = f"**{code}** is heard in {channel.mention}." if channel else f"**{code}** has no sibling channel now."
+        await interaction.response.send_message(with_warnings(text, warnings), ephemeral=True)
+
+    @app_commands.command(name="transcripts", description="Where transcripts are posted")
+    @app_commands.describe(channel="A text channel or thread (leave out for the voice channel's own chat)")
+    async def transcripts(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.TextChannel | discord.Thread | discord.VoiceChannel | None = None,
+    ) -> None:
+        async with self._session(interaction) as s:
+            await guilds.update_guild_setting(s, interaction.guild_id, "transcript_channel_id", channel.id if channel else None)
+        warnings = []
+        if channel is not None and not channel.permissions_for(channel.guild.me).send_messages:
+            warnings.append(f"the bot cannot send messages in {channel.mention}; give it Send Messages there")
+        text = f"Transcripts go to {channel.mention}." if channel else f"Transcripts go to {DEFAULT_TRANSCRIPTS}."
+        await interaction.response.send_message(with_warnings(text, warnings), ephemeral=True)
+
+    @app_commands.command(name="voice", description="The Palabra voice a language is spoken with")
+    @app_commands.describe(language="Target language code", voice="Palabra voice id (leave out for the default voice)")
+    @app_commands.autocomplete(language=target_autocomplete)
+    async def voice(self, interaction: discord.Interaction, language: str, voice: str | None = None) -> None:
+        choice = parse_target(language)
+        code = choice.codes[0]
+        async with self._session(interaction) as s:
+            settings = await guilds.set_language_voice(s, interaction.guild_id, code, voice)
+        text = f"**{code}** speaks with voice `{settings.voices[code]}`." if voice else f"**{code}** uses the default voice."
+        await interaction.response.send_message(
+            with_warnings(text, [*choice.warnings, *_not_a_target(code, settings)]), ephemeral=True
+        )
+
+    @app_commands.command(name="role", description="A role whose members may change these settings")
+    @app_commands.describe(role="The role (leave out so only Manage Server can configure)")
+    async def role(self, interaction: discord.Interaction, role: discord.Role | None = None) -> None:
+        if not has_manage_guild(interaction):
+            raise NotAllowed("Only members with the Manage Server permission can choose who may configure.")
+        async with self._session(interaction) as s:
+            settings = await guilds.update_guild_setting(s, interaction.guild_id, "config_role_id", role.id if role else None)
+        await interaction.response.send_message(
+            f"Settings can now be changed by {who_may_configure(settings.config_role_id)}.", ephemeral=True
+        )
+
+    @app_commands.command(name="autostop", description="When a session stops by itself")
+    @app_commands.describe(
+        empty_minutes="Minutes after the source channel empties", max_hours="Longest session in hours (0 = no limit)"
+    )
+    async def autostop(
+        self,
+        interaction: discord.Interaction,
+        empty_minutes: app_commands.Range[int, 1, 1440] | None = None,
+        max_hours: app_commands.Range[int, 0, 48] | None = None,
+    ) -> None:
+        if empty_minutes is None and max_hours is None:
+            raise CommandInputError("Give `empty_minutes` (1–1440), `max_hours` (0–48, 0 = no limit), or both.")
+        # Discord enforces the ranges in its client; a crafted request is refused here too.
+        if empty_minutes is not None and not 1 <= empty_minutes <= 1440:
+            raise CommandInputError(f"`empty_minutes` must be from 1 to 1440; got {empty_minutes}.")
+        if max_hours is not None and not 0 <= max_hours <= 48:
+            raise CommandInputError(f"`max_hours` must be from 0 (no limit) to 48; got {max_hours}.")
+        async with self._session(interaction) as s:
+            if empty_minutes is not None:
+                await guilds.update_guild_setting(s, interaction.guild_id, "auto_stop_empty_seconds", empty_minutes * 60)
+            if max_hours is not None:
+                await guilds.update_guild_setting(s, interaction.guild_id, "auto_stop_max_seconds", max_hours * 3600 or None)
+            settings = await guilds.get_or_create_guild_settings(s, interaction.guild_id)
+        maximum = duration(settings.auto_stop_max_seconds) if settings.auto_stop_max_seconds else "no limit"
+        await interaction.response.send_message(
+            f"Sessions stop {duration(settings.auto_stop_empty_seconds)} after the channel empties; at most {maximum}.",
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="show", description="The server's interpretation settings")
+    async def show(self, interaction: discord.Interaction) -> None:
+        async with self._session(interaction) as s:
+            settings = await guilds.get_or_create_guild_settings(s, interaction.guild_id)
+        await interaction.response.send_message(show_text(settings, interaction.guild_id), ephemeral=True)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Setup(bot))

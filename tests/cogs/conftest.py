@@ -1,0 +1,181 @@
+"""The cogs under test: an unmodified discord.py client (InterpreterBot) connected to the fake Discord,
+a migrated database of the test's own, and slash commands sent as real INTERACTION_CREATE payloads.
+
+`harness` runs on both databases (SQLite and PostgreSQL); `sqlite_harness` on SQLite only, for tests
+the database does not matter to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from bot.client import InterpreterBot
+from bot.db import Database, upgrade_to_head
+from bot.interpretation.errors import NoActiveSession
+from bot.interpretation.manager import Placement, SessionStatus, StartReport, StopReport
+from bot.services import Services
+from bot.settings import Settings
+from tests.db.conftest import isolated_url  # noqa: F401  (fixture)
+from tests.fakes import secrets
+from tests.fakes.discord.clients import running_clients
+from tests.fakes.discord.model import Role, snowflake
+from tests.fakes.discord.rest import InteractionRecord
+from tests.fakes.discord.server import FakeDiscord
+
+EPHEMERAL = 64
+
+
+@dataclass
+class RecordingManager:
+    """Stand-in for the interpretation manager (its start is not built yet): keeps the contract's
+    signatures and return types, records every call, and raises `fail_with` when set."""
+
+    fail_with: BaseException | None = None
+    calls: list[tuple[str, dict]] = field(default_factory=list)
+    sessions: list[SessionStatus] = field(default_factory=list)
+
+    def _record(self, name: str, **kwargs: Any) -> None:
+        self.calls.append((name, kwargs))
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    async def start(self, *, guild, voice_channel, requested_by, source=None, targets=None) -> StartReport:
+        self._record("start", guild=guild, voice_channel=voice_channel, requested_by=requested_by, source=source, targets=targets)
+        targets = targets or ["es"]
+        placements = {t: Placement(t, "text_only", None, "no speaker bot is free") for t in targets}
+        placements[targets[0]] = Placement(targets[0], "sibling", voice_channel.id + 1, None)
+        return StartReport(7, source or "auto", targets, placements, voice_channel.id, ["Palabra said hello"])
+
+    async def stop(self, *, guild_id, channel_id=None, reason="stopped") -> StopReport:
+        self._record("stop", guild_id=guild_id, channel_id=channel_id, reason=reason)
+        if not self.sessions:
+            raise NoActiveSession()
+        return StopReport(self.sessions[0].session_id, 125.0, 3, None)
+
+    def status(self, guild_id: int) -> list[SessionStatus]:
+        self._record("status", guild_id=guild_id)
+        return [s for s in self.sessions if s.guild_id == guild_id]
+
+    async def set_user_opted_out(self, guild_id, user_id, opted_out) -> None:
+        self._record("set_user_opted_out", guild_id=guild_id, user_id=user_id, opted_out=opted_out)
+
+
+@dataclass
+class Harness:
+    fake: FakeDiscord
+    client: InterpreterBot
+    services: Services
+    manager: Any
+
+    @property
+    def bot_account(self):
+        return self.fake.bot()
+
+    async def command(self, user, name: str, subcommand: str | None = None, *, channel="general",
+                      timeout: float = 10.0, **options) -> InteractionRecord:
+        """Send `/name [subcommand] options…` as `user` and wait for the bot's answer."""
+        record = await self.fake.slash_command(
+            self.bot_account, user, channel, name, subcommand=subcommand, options=options
+        )
+        await self.fake.wait_for_response(record, timeout)
+        await self.settled(record)
+        return record
+
+    async def send(self, payload: dict, timeout: float = 10.0) -> InteractionRecord:
+        """Dispatch a hand-edited interaction payload (for option kinds the fake does not build)."""
+        record = InteractionRecord(
+            int(payload["id"]), payload["token"], self.bot_account.application_id, int(payload["channel_id"]), payload
+        )
+        self.fake.rest.interactions[record.id] = record
+        await self.fake.dispatch(self.bot_account, "INTERACTION_CREATE", payload)
+        await self.fake.wait_for_response(record, timeout)
+        await self.settled(record)
+        return record
+
+    def payload(self, user, name: str, subcommand: str | None = None, *, channel="general", **options) -> dict:
+        return self.fake.interaction_payload(
+            bot=self.bot_account, user=user, channel=channel, name=name, subcommand=subcommand, options=options
+        )
+
+    async def settled(self, record: InteractionRecord, timeout: float = 10.0) -> None:
+        """A deferred answer is complete once a followup arrived (or the placeholder was deleted)."""
+        if record.response_type != 5:
+            return
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not record.followups:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("deferred interaction got no followup")
+            await asyncio.sleep(0.01)
+
+    async def add_role(self, name: str, permissions: int = 0) -> Role:
+        """A new role, announced to the bot as Discord does (GUILD_ROLE_CREATE)."""
+        role = Role(snowflake(), name, permissions, len(self.fake.guild.roles))
+        self.fake.guild.roles[role.id] = role
+        await self.fake.dispatch(
+            self.bot_account, "GUILD_ROLE_CREATE", {"guild_id": str(self.fake.guild.id), "role": role.payload()}
+        )
+        await wait_until(lambda: self.client.get_guild(self.fake.guild.id).get_role(role.id) is not None)
+        return role
+
+    async def join_voice(self, user, channel: str) -> None:
+        await user.join(channel)
+        channel_id = self.fake.channel(channel).id
+        guild = self.client.get_guild(self.fake.guild.id)
+        await wait_until(
+            lambda: (state := guild._voice_state_for(user.id)) is not None and state.channel and state.channel.id == channel_id
+        )
+
+
+async def wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.01)
+
+
+def ephemeral(record: InteractionRecord) -> bool:
+    """Whether what the user saw last was private: the response, or the followup after a deferral."""
+    if record.response_type == 5:
+        return bool(int(record.followups[-1].flags) & EPHEMERAL)
+    return record.ephemeral
+
+
+@contextlib.asynccontextmanager
+async def running_harness(database_url: str, manager: Any = None):
+    await upgrade_to_head(database_url)
+    database = Database(database_url)
+    settings = Settings(_env_file=None, discord_token=secrets.DISCORD_TOKEN, database_url=database_url)
+    services = Services(settings=settings, database=database, interpretation=manager)
+    try:
+        async with FakeDiscord() as fake:
+            factory = lambda: InterpreterBot(services, guild_ready_timeout=0.1)  # noqa: E731
+            async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (client,):
+                await wait_until(lambda: fake.commands(fake.bot()), timeout=10)
+                yield Harness(fake, client, services, manager)
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+def manager() -> RecordingManager:
+    return RecordingManager()
+
+
+@pytest.fixture
+async def harness(isolated_url, manager):  # noqa: F811
+    async with running_harness(isolated_url, manager) as h:
+        yield h
+
+
+@pytest.fixture
+async def sqlite_harness(tmp_path, manager):
+    async with running_harness(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", manager) as h:
+        yield h
+
+
