@@ -12,6 +12,22 @@ Getting a database
 
 Keep units of work short and free of network calls: on SQLite each one holds the write lock. Objects
 stay readable after the unit ends (no lazy loading needed; `GuildSettings.languages` is eager).
+All datetimes are timezone-aware UTC; naive datetimes are refused.
+
+Migrations: Alembic scripts live in `migrations/` at the project root (the container image copies them
+to its working directory); `upgrade_to_head(url)` is async, idempotent and prints nothing (it logs
+"current -> head"); `python -m bot migrate` prints the progress. A new model change needs a new
+revision: `alembic revision --autogenerate -m "..."` from the project root.
+
+Start-up recipe for `run` (crash recovery)
+------------------------------------------
+    instance = sessions.default_instance_id()
+    async with db.session() as s:   # single-instance bot: anything live now was left by a dead process
+        for crashed in await sessions.mark_crashed_sessions(s, except_instance_id=instance):
+            ...delete crashed.palabra_session_ids at Palabra...
+    # then every ~30 s: sessions.heartbeat(s, instance); several instances sharing one database
+    # would instead use mark_crashed_sessions(s, heartbeat_before=now - 2 min).
+    # daily: transcripts.purge_expired_transcripts(s)
 
 Repository modules (every function takes the AsyncSession first)
 ----------------------------------------------------------------

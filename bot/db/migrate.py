@@ -10,12 +10,12 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.pool import NullPool
+from typing import TYPE_CHECKING
 
 from bot.db.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ def head_revision() -> str | None:
 async def current_revision(url: str) -> str | None:
     """The database's revision, or None when it has no schema yet."""
     from alembic.runtime.migration import MigrationContext
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    from sqlalchemy.pool import NullPool
 
     from bot.db.engine import check_connection, create_engine, unavailable
 
@@ -94,6 +96,8 @@ async def upgrade_to_head(url: str) -> MigrationResult:
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.util import CommandError
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    from sqlalchemy.pool import NullPool
 
     from bot.db.engine import check_connection, create_engine, unavailable
     from bot.db.urls import redact_url
@@ -138,14 +142,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from bot.db.urls import redact_url
     from bot.settings import load_settings
 
     url = args.database_url or load_settings().database_url
-    head = head_revision()
     before = asyncio.run(current_revision(url))
-    from bot.db.urls import redact_url
-
-    print(f"database {redact_url(url)}: at {before or 'empty'}, head is {head}", flush=True)
+    print(f"database {redact_url(url)}: at {before or 'empty'}, head is {head_revision()}", flush=True)
     result = asyncio.run(upgrade_to_head(url))
     print(result.describe(), flush=True)
     return 0

@@ -146,3 +146,19 @@ async def test_database_from_a_newer_version_is_refused(isolated_url):
         await s.execute(text("UPDATE alembic_version SET version_num = 'future'"))
     with pytest.raises(DatabaseError, match="newer version"):
         await upgrade_to_head(isolated_url)
+
+
+def test_installed_package_uses_the_migrations_in_the_working_directory(tmp_path, monkeypatch):
+    """As in the container image: the package lives in site-packages, the scripts in the working directory."""
+    import bot.db.migrate as migrate_module
+
+    site_packages = tmp_path / "venv" / "lib" / "site-packages"
+    monkeypatch.setattr(migrate_module, "__file__", str(site_packages / "bot" / "db" / "migrate.py"))
+    app = tmp_path / "app"
+    (app / "migrations").mkdir(parents=True)
+    (app / "migrations" / "env.py").write_text("")
+    monkeypatch.chdir(app)
+    assert migrations_directory() == app / "migrations"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatabaseError, match="migration scripts were not found"):
+        migrations_directory()
