@@ -1,0 +1,347 @@
+"""One live interpretation session: a source voice channel to Palabra and back.
+
+    listener voice client -> receiver frames -> Mixer (opted-out users dropped at push)
+      -> MixerClock (20 ms) -> resample to the session format -> StreamingSession (paced 320 ms chunks)
+    Palabra events -> transcript (attributed with the mixer's ActivityTimeline) -> TranscriptPoster
+                   -> output audio per language -> TranslationSource (speaker bot or the listener)
+
+The session's audio timeline (Palabra's segment times) is the mixer's clock: the mixer ticks in real
+time from the moment the stream starts, silence included, so segment times index the timeline directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import discord
+
+from bot.audio.mixer import Mixer, MixerClock
+from bot.audio.resample import discord_to_session
+from bot.interpretation.attribution import attribute
+from bot.interpretation.transcripts import Speaker, Transcript, TranscriptPoster
+from bot.palabra import protocol as p
+
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL_S = 0.5
+DISCONNECTED_GRACE_S = 3.0  # a voice reconnect (4015/4006) is not a kick
+TAIL_SILENCE_S = 1.0  # silence sent before end_task so Palabra confirms the last sentence
+DRAIN_TIMEOUT_S = 15.0
+PLAYOUT_LIMIT_S = 10.0  # at stop, queued translation is played out for at most this long
+
+
+@dataclass
+class SessionConfig:
+    session_id: int
+    guild_id: int
+    source_channel_id: int
+    transcript_channel_id: int
+    source: str
+    targets: list[str]
+    session_rate: int = 16000
+    auto_stop_empty_s: float = 300.0
+    auto_stop_max_s: float | None = None
+    floor_audio: bool = False
+    tail_silence_s: float = TAIL_SILENCE_S
+    drain_timeout_s: float = DRAIN_TIMEOUT_S
+
+
+@dataclass
+class SessionParts:
+    """What the manager assembled for the session (it owns their release)."""
+
+    voice_client: Any  # ListeningVoiceClient
+    streaming: Any  # StreamingSession
+    poster: TranscriptPoster
+    transcript: Transcript
+    playbacks: dict[str, Any] = field(default_factory=dict)  # language -> TranslationSource
+    floor_playbacks: list[Any] = field(default_factory=list)  # sources that get the original under them
+
+
+class LiveSession:
+    def __init__(self, config: SessionConfig, parts: SessionParts, *, mixer: Mixer, bot_user_ids: set[int],
+                 resolve_speaker: Callable[[int], Speaker], on_stop: Callable[[LiveSession, str], None],
+                 on_latency: Callable[[float], None] | None = None,
+                 on_line: Callable[[str, str, Any], Awaitable[None]] | None = None,
+                 metrics: Any = None) -> None:
+        self.config, self.parts, self.mixer = config, parts, mixer
+        self.bot_user_ids = bot_user_ids
+        self.resolve_speaker, self.on_stop, self.on_latency, self.on_line = resolve_speaker, on_stop, on_latency, on_line
+        self.metrics = metrics
+        self.started_at = time.monotonic()
+        self.stopping = False
+        self.stop_reason: str | None = None
+        self.latencies: list[float] = []
+        self.speakers_heard: set[int] = set()
+        self._resampler = discord_to_session(config.session_rate)
+        self._clock = MixerClock(mixer, self._on_mixed_frame)
+        self._mixer_anchor: float | None = None
+        self._utterance_end: dict[str, float] = {}  # transcription id -> segment end (timeline s)
+        self._first_audio: dict[str, float] = {}  # transcription id -> monotonic time of first output audio
+        self._latency_done: set[str] = set()
+        self._tasks: list[asyncio.Task] = []
+        self._last_stats = {"packets": 0, "transport_failures": 0, "dave_failures": 0}
+        self._empty_since: float | None = None
+        self._gone_since: float | None = None
+
+    # --- running -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.parts.poster.start()
+        self._clock.start()
+        self._tasks = [
+            asyncio.create_task(self._consume_frames(), name=f"session-{self.config.session_id}-frames"),
+            asyncio.create_task(self._consume_events(), name=f"session-{self.config.session_id}-events"),
+            asyncio.create_task(self._watch(), name=f"session-{self.config.session_id}-watch"),
+        ]
+
+    @property
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.started_at
+
+    def latency_percentiles(self) -> tuple[float | None, float | None]:
+        if not self.latencies:
+            return None, None
+        if len(self.latencies) == 1:
+            return self.latencies[0], self.latencies[0]
+        cuts = statistics.quantiles(self.latencies, n=10, method="inclusive")
+        return statistics.median(self.latencies), cuts[8]
+
+    def receiver_stats(self) -> dict[str, Any]:
+        receiver = getattr(self.parts.voice_client, "receiver", None)
+        return receiver.stats() if receiver is not None else {}
+
+    async def _consume_frames(self) -> None:
+        async for frame in self.parts.voice_client.receiver.frames():
+            if frame.user_id in self.bot_user_ids:
+                continue
+            self.mixer.push(frame.user_id, frame.pcm)
+
+    async def _on_mixed_frame(self, frame: bytes) -> None:
+        if self._mixer_anchor is None:
+            self._mixer_anchor = time.monotonic()
+        for source in self.parts.floor_playbacks:
+            source.feed_floor(frame)
+        pcm = self._resampler.process(frame)
+        if pcm:
+            try:
+                await self.parts.streaming.send_audio(pcm)
+            except Exception as exc:  # the stream failed or is ending: the events task reports it
+                log.debug("session %s: audio not sent: %s", self.config.session_id, exc)
+
+    # --- Palabra events ----------------------------------------------------------------------------
+    async def _consume_events(self) -> None:
+        try:
+            async for event in self.parts.streaming:
+                try:
+                    await self._on_event(event)
+                except Exception:
+                    log.exception("session %s: handling a Palabra event failed", self.config.session_id)
+                    self._count_error("event")
+        except Exception as exc:
+            if not self.stopping:
+                log.error("session %s: the Palabra stream failed: %s", self.config.session_id, exc)
+                self._count_error("palabra")
+                self.on_stop(self, "palabra_error")
+            return
+        if not self.stopping:
+            log.warning("session %s: the Palabra stream ended unexpectedly", self.config.session_id)
+            self.on_stop(self, "palabra_closed")
+
+    async def _on_event(self, event: p.Event) -> None:
+        transcript, poster = self.parts.transcript, self.parts.poster
+        if isinstance(event, p.OutputAudio):
+            self._on_audio(event)
+        elif isinstance(event, p.PartialTranscription):
+            line = transcript.line(event.transcription_id)
+            if line.final:
+                return
+            line.text, line.language = event.text, event.language
+            self._attribute(line, event.segments)
+            poster.partial_changed(event.transcription_id)
+        elif isinstance(event, p.ValidatedTranscription):
+            line = transcript.line(event.transcription_id)
+            line.text, line.language, line.final = event.text, event.language, True
+            if event.segments:
+                line.start, line.end = event.start, event.end
+                self._note_end(event.transcription_id, event.end)
+            self._attribute(line, event.segments)
+            if line.speaker.user_id is not None:
+                self.speakers_heard.add(line.speaker.user_id)
+            poster.final_changed(event.transcription_id)
+            if self.on_line is not None:
+                await self.on_line("line", event.transcription_id, line)
+        elif isinstance(event, p.TranslatedTranscription):
+            line = transcript.line(event.transcription_id)
+            line.translations[event.language] = event.text
+            if line.final:
+                poster.final_changed(event.transcription_id)
+            if self.on_line is not None:
+                await self.on_line("translation", event.transcription_id, (event.language, event.text))
+        elif isinstance(event, p.ErrorMessage):
+            log.warning("session %s: Palabra error %s: %s", self.config.session_id, event.code, event.desc)
+            self._count_error("palabra_message")
+        elif isinstance(event, p.Reconnected):
+            log.warning("session %s: Palabra stream reconnected (attempt %d)", self.config.session_id, event.attempt)
+
+    def _attribute(self, line: Any, segments: tuple[p.Segment, ...]) -> None:
+        if not segments:
+            return
+        user_id = attribute(self.mixer.timeline, segments)
+        if user_id is not None:
+            line.speaker = self.resolve_speaker(int(user_id))
+
+    def _on_audio(self, event: p.OutputAudio) -> None:
+        source = self.parts.playbacks.get(event.language)
+        if source is not None:
+            source.feed(event.pcm)
+            if event.last_chunk:
+                source.end_utterance()
+        tid = event.transcription_id
+        if tid not in self._first_audio:
+            self._first_audio[tid] = time.monotonic()
+            self._measure(tid)
+
+    def _note_end(self, tid: str, end_s: float | None) -> None:
+        if end_s is not None:
+            self._utterance_end[tid] = end_s
+            self._measure(tid)
+
+    def _measure(self, tid: str) -> None:
+        """Utterance end on the timeline (as wall clock) -> first translated audio, once per utterance."""
+        if tid in self._latency_done or self._mixer_anchor is None:
+            return
+        end_s, audio_at = self._utterance_end.get(tid), self._first_audio.get(tid)
+        if end_s is None or audio_at is None:
+            return
+        self._latency_done.add(tid)
+        latency = audio_at - (self._mixer_anchor + end_s)
+        self.latencies.append(latency)
+        if self.on_latency is not None:
+            self.on_latency(latency)
+        log.info("session %s: utterance %s: %.2f s from its end to the first translated audio",
+                 self.config.session_id, tid, latency)
+
+    # --- auto-stop ---------------------------------------------------------------------------------
+    async def _watch(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            self._export_stats()
+            reason = self._stop_reason_now(time.monotonic())
+            if reason is not None and not self.stopping:
+                log.info("session %s: stopping (%s)", self.config.session_id, reason)
+                self.on_stop(self, reason)
+                return
+
+    def _stop_reason_now(self, now: float) -> str | None:
+        config = self.config
+        if config.auto_stop_max_s and now - self.started_at >= config.auto_stop_max_s:
+            return "max_duration"
+        where = self._listener_channel_id()
+        if where is None:
+            self._gone_since = self._gone_since or now
+            if now - self._gone_since >= DISCONNECTED_GRACE_S:
+                return "bot_disconnected"
+        else:
+            self._gone_since = None
+            if where != config.source_channel_id:
+                return "bot_moved"
+        if self._humans_in_channel() == 0:
+            self._empty_since = self._empty_since or now
+            if now - self._empty_since >= config.auto_stop_empty_s:
+                return "channel_empty"
+        else:
+            self._empty_since = None
+        return None
+
+    def _listener_channel_id(self) -> int | None:
+        vc = self.parts.voice_client
+        guild = getattr(vc, "guild", None)
+        me = guild.me if guild is not None else None
+        state = me.voice if me is not None else None
+        if state is None or state.channel is None:
+            return None if not vc.is_connected() else vc.channel.id
+        return state.channel.id
+
+    def _humans_in_channel(self) -> int:
+        channel = self.parts.voice_client.channel
+        states = getattr(channel, "voice_states", {}) or {}
+        guild = channel.guild
+        count = 0
+        for user_id in states:
+            if user_id in self.bot_user_ids:
+                continue
+            member = guild.get_member(user_id)
+            if member is not None and member.bot:
+                continue
+            count += 1
+        return count
+
+    def _export_stats(self) -> None:
+        if self.metrics is None:
+            return
+        stats = self.receiver_stats()
+        for key, counter in (("packets", self.metrics.packets),):
+            delta = int(stats.get(key, 0)) - self._last_stats[key]
+            if delta > 0:
+                counter.inc(delta)
+        for key, stage in (("transport_failures", "transport"), ("dave_failures", "dave")):
+            delta = int(stats.get(key, 0)) - self._last_stats[key]
+            if delta > 0:
+                self.metrics.decrypt_failures.labels(stage).inc(delta)
+        for key in self._last_stats:
+            self._last_stats[key] = int(stats.get(key, 0))
+
+    def _count_error(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.errors.labels(kind).inc()
+
+    # --- stopping ----------------------------------------------------------------------------------
+    async def wind_down(self) -> None:
+        """No more input; the tail is sent and end_task awaited (bounded); transcripts drained (bounded);
+        queued translation played out (bounded). Releasing resources is the manager's part."""
+        self.stopping = True
+        current = asyncio.current_task()
+        frames, events, watch = self._tasks or (None, None, None)
+        for task in (frames, watch):
+            if task is not None and task is not current:
+                task.cancel()
+        await asyncio.sleep(self.config.tail_silence_s)  # the clock keeps ticking silence meanwhile
+        await self._clock.stop()
+        with contextlib.suppress(Exception):
+            await self.parts.streaming.send_audio(self._resampler.flush())
+        try:
+            await self.parts.streaming.end(timeout=self.config.drain_timeout_s)
+        except Exception as exc:
+            log.warning("session %s: ending the Palabra stream failed: %s", self.config.session_id, exc)
+            await self.parts.streaming.close()
+        if events is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(events, timeout=5.0)
+        await self.parts.poster.drain(timeout=self.config.drain_timeout_s)
+        await self.parts.poster.close()
+        await self._play_out()
+        for task in self._tasks:
+            if not task.done() and task is not current:
+                task.cancel()
+        await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
+
+    async def _play_out(self) -> None:
+        deadline = time.monotonic() + PLAYOUT_LIMIT_S
+        while time.monotonic() < deadline:
+            if all(getattr(s, "queued_seconds", 0.0) <= 0.0 for s in self.parts.playbacks.values()):
+                return
+            await asyncio.sleep(0.1)
+
+
+def user_speaker(guild: discord.Guild | None, user_id: int) -> Speaker:
+    member = guild.get_member(user_id) if guild is not None else None
+    if member is None:
+        return Speaker(user_id, f"User {user_id}")
+    return Speaker(user_id, member.display_name, member.display_avatar.url)
