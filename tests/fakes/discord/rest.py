@@ -163,6 +163,7 @@ class RateLimits:
                     "X-RateLimit-Reset": f"{time.time() + injection.retry_after:.3f}",
                     "X-RateLimit-Bucket": "fake-bucket",
                     "X-RateLimit-Scope": injection.scope,
+                    "Via": "1.1 google",  # discord.py treats a 429 without Via as a Cloudflare ban
                 }
                 body = {"message": "You are being rate limited.", "retry_after": injection.retry_after, "global": False}
                 return json_response(body, 429, headers)
@@ -463,7 +464,13 @@ class Rest:
         resource: dict = {"type": kind}
         if kind in (4, 5, 7):  # message, deferred message, update message
             data = payload.get("data") or {}
-            message = self._message(interaction.channel_id, bot.user_payload(), data, files, interaction={"id": str(interaction.id)})
+            metadata = {
+                "id": str(interaction.id),
+                "type": interaction.payload["type"],
+                "name": interaction.payload["data"]["name"],
+                "user": interaction.payload["member"]["user"],
+            }
+            message = self._message(interaction.channel_id, bot.user_payload(), data, files, interaction=metadata)
             interaction.original = message
             resource["message"] = message.data
         self.fake.interaction_answered(interaction)

@@ -121,6 +121,11 @@ class FakeUser:
         return self.session.ssrc
 
     @property
+    def joined_at(self) -> float:
+        """Loop time of sample 0 of `recording()`."""
+        return self._t0
+
+    @property
     def channel_id(self) -> int | None:
         return self.session.channel_id if self.session else None
 

@@ -113,6 +113,7 @@ class VoiceServer:
         self._transport: asyncio.DatagramTransport | None = None
         self._ws: dict[int, web.WebSocketResponse] = {}  # user -> live voice websocket
         self._tasks: set[asyncio.Task] = set()
+        self.events: list[tuple[int, int]] = []  # (user id, op) of every client message, for tests
 
     @property
     def endpoint(self) -> str:
@@ -151,12 +152,14 @@ class VoiceServer:
             current.token = token
             return True
         if current:
-            self._spawn(self.end_session(guild_id, user_id, close_code=None))
+            # Moved: leave the old channel now; the client reconnects with the new token.
+            del self.sessions[(guild_id, user_id)]
+            self._spawn(self._leave_room(current))
         self.sessions[(guild_id, user_id)] = VoiceSession(guild_id, user_id, session_id, channel_id, token, next(self._ssrcs))
         return False
 
     async def end_session(self, guild_id: int, user_id: int, *, close_code: int | None = CLOSE_DISCONNECTED) -> None:
-        """The user left voice (or was kicked/moved): leave the room; close its socket with `close_code`."""
+        """The user left voice (or was kicked): leave the room; close its socket with `close_code`."""
         session = self.sessions.pop((guild_id, user_id), None)
         if session is None:
             return
@@ -284,8 +287,13 @@ class VoiceServer:
         try:
             async for message in ws:
                 if message.type == WSMsgType.TEXT:
-                    session = await self._on_json(participant, session, json.loads(message.data))
+                    payload = json.loads(message.data)
+                    session = await self._on_json(participant, session, payload)
+                    if session is not None:
+                        self.events.append((session.user_id, payload.get("op")))
                 elif message.type == WSMsgType.BINARY:
+                    if session is not None and message.data:
+                        self.events.append((session.user_id, message.data[0]))
                     await self._on_binary(session, message.data)
         finally:
             if session is not None and self._ws.get(session.user_id) is ws:

@@ -1,0 +1,453 @@
+"""The fake Discord against unmodified discord.py 2.7.1 clients: if these pass, the fake speaks the
+protocols the way discord.py (and davey) expect, so other tests can trust it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import ssl
+import struct
+import threading
+
+import davey
+import discord
+import numpy as np
+import pytest
+import soxr
+from discord import app_commands
+
+from tests.fakes import audio, secrets
+from tests.fakes.discord import rtp, tls
+from tests.fakes.discord.clients import client_kwargs, running_clients
+from tests.fakes.discord.dave import (
+    DaveCoordinator,
+    ExternalSender,
+    LocalDaveGroup,
+    dave_group,
+    read_varint,
+    split_commit_welcome,
+    varint,
+)
+from tests.fakes.discord.server import FakeDiscord
+
+RATE = 48_000
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+async def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def dave_members(vc: discord.VoiceClient) -> int:
+    session = vc._connection.dave_session
+    return len(session.get_user_ids()) if session is not None and session.ready else 0
+
+
+async def connect(client: discord.Client, fake: FakeDiscord, channel: str) -> discord.VoiceClient:
+    return await client.get_channel(fake.channel(channel).id).connect(timeout=10)
+
+
+def speech_24k_as_48k(seconds: tuple[float, float] = (0.4, 2.8)) -> np.ndarray:
+    """A speech clip that went through 24 kHz (like translated audio) and back to 48 kHz."""
+    speech = audio.fixture_signal(audio.SPEECH_A, rate=24_000)
+    clip = speech[int(seconds[0] * 24_000) : int(seconds[1] * 24_000)]
+    return soxr.resample(clip, 24_000, RATE)
+
+
+async def play(vc: discord.VoiceClient, signal: np.ndarray) -> float:
+    """Play and wait for the end; returns the loop time playback started."""
+    started = asyncio.get_running_loop().time()
+    done = threading.Event()
+    vc.play(discord.PCMAudio(io.BytesIO(audio.to_pcm(signal, channels=2))), after=lambda error: done.set())
+    await wait_until(done.is_set, timeout=len(signal) / RATE + 5, what="playback to finish")
+    return started
+
+
+def assert_heard(reference: np.ndarray, heard_pcm: bytes, minimum: float = 0.9) -> audio.Correlation:
+    heard = audio.mono(heard_pcm, channels=2)
+    assert audio.rms(heard) > 0.01, "nothing audible was received"
+    result = audio.xcorr(reference, heard, max_lag=len(heard))
+    assert result.peak >= minimum, f"correlation {result.peak:.3f} < {minimum}"
+    return result
+
+
+class SocketRecorder:
+    """A raw UDP listener on a discord.py voice connection (runs on discord.py's reader thread)."""
+
+    def __init__(self, vc: discord.VoiceClient) -> None:
+        self.vc = vc
+        self.datagrams: list[bytes] = []
+        self._lock = threading.Lock()
+        vc._connection.add_socket_listener(self)
+
+    def __call__(self, data: bytes) -> None:
+        with self._lock:
+            self.datagrams.append(bytes(data))
+
+    def close(self) -> None:
+        self.vc._connection.remove_socket_listener(self)
+
+    def decode_from(self, user_id: int) -> tuple[bytes, dict]:
+        """Transport-decrypt, strip extension/padding, DAVE-decrypt and Opus-decode every packet, laid
+        out by RTP timestamp; returns (PCM, counters)."""
+        counts = {"rtp": 0, "dave_ok": 0, "dave_failed": 0, "padded": 0, "extended": 0, "silence": 0}
+        key, mode = bytes(self.vc.secret_key), self.vc.mode
+        session = self.vc._connection.dave_session
+        decoder = discord.opus.Decoder()
+        frames: dict[int, bytes] = {}
+        with self._lock:
+            datagrams = list(self.datagrams)
+        for data in datagrams:
+            if not rtp.is_rtp(data):
+                continue
+            packet = rtp.decrypt(data, mode, key)
+            counts["rtp"] += 1
+            counts["padded"] += packet.padded
+            counts["extended"] += bool(packet.extension)
+            if packet.payload == rtp.SILENCE_FRAME:
+                counts["silence"] += 1
+                continue
+            try:
+                opus = session.decrypt(user_id, davey.MediaType.audio, packet.payload)
+            except ValueError:
+                counts["dave_failed"] += 1
+                continue
+            counts["dave_ok"] += 1
+            frames[packet.timestamp] = decoder.decode(opus)
+        if not frames:
+            return b"", counts
+        first = min(frames)
+        out = bytearray()
+        for timestamp in sorted(frames):
+            offset = (timestamp - first) * 4
+            out.extend(bytes(max(0, offset - len(out))))
+            out[offset : offset + len(frames[timestamp])] = frames[timestamp]
+        return bytes(out), counts
+
+
+# --- DAVE coordinator without networking -------------------------------------------------------------
+
+
+def test_varint_round_trip():
+    for value in (0, 1, 63, 64, 16383, 16384, 2**30 - 1):
+        encoded = varint(value)
+        assert read_varint(encoded, 0) == (value, len(encoded))
+    with pytest.raises(ValueError):
+        varint(2**30)
+
+
+def test_external_sender_package_layout():
+    sender = ExternalSender(identity=b"voice")
+    package = sender.package()
+    key_length, offset = read_varint(package, 0)
+    assert package[offset : offset + key_length] == sender.public_key
+    assert key_length == 65 and sender.public_key[0] == 0x04  # uncompressed P-256 point
+    assert package[offset + key_length :] == struct.pack(">H", 1) + bytes([5]) + b"voice"
+
+
+def test_dave_group_of_three_encrypts_for_each_other():
+    sessions = dave_group([11, 22, 33])
+    codes = {session.voice_privacy_code for session in sessions.values()}
+    assert len(codes) == 1 and None not in codes
+    frame = b"\xfc" + bytes(range(120))
+    for sender, session in sessions.items():
+        encrypted = session.encrypt_opus(frame)
+        assert encrypted != frame and encrypted.endswith(b"\xfa\xfa")
+        for receiver, other in sessions.items():
+            if receiver != sender:
+                assert other.decrypt(sender, davey.MediaType.audio, encrypted) == frame
+
+
+def test_dave_group_reforms_after_leave_and_reinit():
+    group = LocalDaveGroup(channel_id=777)
+    for user in (1, 2, 3):
+        group.join(user)
+    group.leave(1)
+    group.reinit(2)  # what discord.py does after a resume: a new key package replaces its leaf
+    group.join(4)
+    sessions = group.sessions
+    assert sorted(int(u) for u in sessions[3].get_user_ids()) == [2, 3, 4]
+    assert len({s.voice_privacy_code for s in sessions.values()}) == 1
+    frame = sessions[2].encrypt_opus(b"\xfc\x01\x02\x03")
+    assert sessions[3].decrypt(2, davey.MediaType.audio, frame) == b"\xfc\x01\x02\x03"
+    assert sessions[4].decrypt(2, davey.MediaType.audio, frame) == b"\xfc\x01\x02\x03"
+    assert group.coordinator.settled
+
+
+def test_commit_from_a_non_committer_is_ignored():
+    coordinator = DaveCoordinator(5)
+    session = davey.DaveSession(1, 9, 5)
+    assert coordinator.key_package(9, session.get_serialized_key_package()) == []  # founder
+    second = davey.DaveSession(1, 10, 5)
+    proposals = coordinator.key_package(10, second.get_serialized_key_package())
+    assert [m.user_id for m in proposals] == [9]
+    assert coordinator.commit_welcome(10, b"\x00\x01") == []
+
+
+def test_split_commit_welcome_finds_the_welcome():
+    sessions = {}
+    coordinator = DaveCoordinator(6)
+    for user in (1, 2):
+        sessions[user] = davey.DaveSession(1, user, 6)
+        key_package = sessions[user].get_serialized_key_package()
+        sessions[user].set_external_sender(coordinator.external_sender_package())
+        out = coordinator.key_package(user, key_package)
+    result = sessions[1].process_proposals(davey.ProposalsOperationType.append, out[0].payload[1:])
+    assert split_commit_welcome(result.commit + result.welcome) == (result.commit, result.welcome)
+    assert split_commit_welcome(result.commit) == (result.commit, None)
+
+
+# --- RTP and TLS ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [rtp.XCHACHA, rtp.AES_GCM])
+def test_rtp_round_trip_with_extension_and_padding(mode):
+    key = bytes(range(32))
+    header = rtp.RtpHeader(65535, 2**32 - 960, 1234, extension=rtp.audio_level_extension(), padding=7)
+    data = rtp.encrypt(header, b"opus-frame", mode, key, counter=42)
+    assert data[0] == 0x80 | 0x20 | 0x10 and data[12:14] == b"\xbe\xde" and data[-4:] == struct.pack(">I", 42)
+    packet = rtp.decrypt(data, mode, key)
+    assert (packet.payload, packet.ssrc, packet.sequence, packet.padded) == (b"opus-frame", 1234, 65535, True)
+    assert packet.extension == rtp.audio_level_extension()
+    with pytest.raises(rtp.PacketError):
+        rtp.decrypt(data[:-5] + bytes([data[-5] ^ 1]) + data[-4:], mode, key)
+
+
+def test_ip_discovery_messages():
+    request = rtp.discovery_request(77)
+    assert len(request) == 74 and rtp.parse_discovery_request(request) == 77
+    assert rtp.parse_discovery_response(rtp.discovery_response(77, "127.0.0.1", 5000)) == ("127.0.0.1", 5000)
+    assert rtp.parse_discovery_request(b"\x00" * 8) is None
+
+
+async def test_default_ssl_context_trusts_the_voice_gateway():
+    async with FakeDiscord() as fake:
+        bundle = tls.trust_test_ca()
+        import os
+
+        assert os.environ["SSL_CERT_FILE"] == bundle
+        context = ssl.create_default_context()  # reads SSL_CERT_FILE, as discord.py's session does
+        reader, writer = await asyncio.open_connection("127.0.0.1", fake.voice.port, ssl=context)
+        assert writer.get_extra_info("peercert")["subjectAltName"] == (("IP Address", "127.0.0.1"),)
+        writer.close()
+
+
+# --- discord.py clients -----------------------------------------------------------------------------
+
+
+async def test_login_sees_guild_channels_members_and_voice_states():
+    async with FakeDiscord() as fake:
+        alice = await fake.add_user("Alice")
+        await alice.join("Voice A")
+        async with running_clients(fake) as clients:
+            assert len(clients) == 1 + len(secrets.SPEAKER_TOKENS)
+            assert len({c.user.id for c in clients}) == len(clients)
+            guild = clients[0].guilds[0]
+            assert guild.id == fake.guild.id
+            voice_a = guild.get_channel(fake.channel("Voice A").id)
+            assert isinstance(voice_a, discord.VoiceChannel)
+            assert isinstance(guild.get_channel(fake.channel("general").id), discord.TextChannel)
+            assert guild.me is not None and guild.me.id == clients[0].user.id
+            assert [m.id for m in voice_a.members] == [alice.id]
+            await alice.leave()
+            await wait_until(lambda: not voice_a.members, timeout=5, what="Alice's voice state to clear")
+            bob = await fake.add_user("Bob")
+            await bob.join("Voice B")
+            voice_b = guild.get_channel(fake.channel("Voice B").id)
+            await wait_until(lambda: [m.id for m in voice_b.members] == [bob.id], timeout=5, what="Bob in Voice B")
+
+
+async def test_dave_group_spans_bots_and_users_and_bot_speech_is_heard():
+    async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN, secrets.SPEAKER_TOKENS[0]]) as (listener, speaker):
+        alice = await fake.add_user("Alice")
+        await alice.join("Voice A")
+        listener_vc = await connect(listener, fake, "Voice A")
+        speaker_vc = await connect(speaker, fake, "Voice A")
+        assert speaker_vc.mode == rtp.XCHACHA
+        await alice.wait_dave_ready(members=3)
+        await wait_until(lambda: dave_members(listener_vc) == 3 and dave_members(speaker_vc) == 3, what="DAVE group of 3")
+        codes = {listener_vc.voice_privacy_code, speaker_vc.voice_privacy_code, alice.dave.voice_privacy_code}
+        assert len(codes) == 1 and None not in codes
+
+        reference = speech_24k_as_48k()
+        started = await play(speaker_vc, reference)
+        await asyncio.sleep(0.2)
+        assert alice.stats.dave_failures == 0 and alice.stats.transport_failures == 0
+        result = assert_heard(reference, alice.heard(speaker.user.id))
+        # The recording is on Alice's timeline: the speech sits where (when) it was played.
+        assert result.lag_seconds(RATE) == pytest.approx(started - alice.joined_at, abs=0.15)
+        assert alice.heard(listener.user.id) == b""  # the listener bot sent nothing
+
+
+async def test_user_speech_reaches_the_bot_socket_and_decrypts():
+    async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (bot,):
+        alice = await fake.add_user("Alice")
+        await alice.join("Voice A")
+        vc = await connect(bot, fake, "Voice A")
+        await alice.wait_dave_ready(members=2)
+        await wait_until(lambda: dave_members(vc) == 2, what="bot's DAVE session")
+        assert vc.voice_privacy_code == alice.dave.voice_privacy_code
+        recorder = SocketRecorder(vc)
+        spoken = audio.fixture_signal(audio.SPEECH_B)[int(0.4 * RATE) : int(2.0 * RATE)]
+        report = await alice.speak(audio.to_pcm(spoken, channels=2), padding_fraction=0.2, extension_fraction=0.5, seed=3)
+        await asyncio.sleep(0.2)
+        recorder.close()
+        pcm, counts = recorder.decode_from(alice.id)
+        assert counts["rtp"] == report.frames and report.dave_encrypted == report.frames - 5
+        assert counts["dave_failed"] == 0 and counts["dave_ok"] == report.frames - 5 and counts["silence"] == 5
+        assert counts["padded"] == report.padded > 0 and counts["extended"] == report.extended > 0
+        result = assert_heard(spoken, pcm)
+        assert abs(result.lag) < RATE // 10
+
+
+async def test_late_speaking_mapping_arrives_after_the_first_packets():
+    seen: list[dict] = []
+
+    async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (bot,):
+
+        class HookedClient(discord.VoiceClient):
+            def create_connection_state(self):
+                async def hook(ws, message):
+                    if message.get("op") == 5:
+                        seen.append(message["d"])
+
+                return discord.voice_state.VoiceConnectionState(self, hook=hook)
+
+        alice = await fake.add_user("Alice")
+        await alice.join("Voice A")
+        vc = await bot.get_channel(fake.channel("Voice A").id).connect(cls=HookedClient)
+        await wait_until(lambda: dave_members(vc) == 2, what="DAVE group")
+        recorder = SocketRecorder(vc)
+        arrivals: list[int] = []
+
+        async def count_packets_at_mapping():
+            await wait_until(lambda: seen, timeout=5, what="op 5")
+            arrivals.append(sum(rtp.is_rtp(d) for d in recorder.datagrams))
+
+        watcher = asyncio.create_task(count_packets_at_mapping())
+        await alice.speak(audio.to_pcm(audio.sine(300, 0.6, RATE), channels=2), speaking="late", late_after=8)
+        await watcher
+        recorder.close()
+        assert seen[0]["user_id"] == str(alice.id) and seen[0]["ssrc"] == alice.ssrc
+        assert arrivals[0] >= 5, f"op 5 came after only {arrivals[0]} packets"
+
+
+async def _close_voice_and_check_recovery(code: int, expected_op: int, connect_timeout: float) -> None:
+    async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (bot,):
+        alice = await fake.add_user("Alice")
+        await alice.join("Voice A")
+        vc = await bot.get_channel(fake.channel("Voice A").id).connect(timeout=connect_timeout)
+        await wait_until(lambda: dave_members(vc) == 2, what="DAVE group")
+        identifies = fake.voice.events.count((bot.user.id, expected_op))
+        epoch = alice.dave.epoch
+        await fake.close_voice(bot.user.id, code)
+        await wait_until(
+            lambda: fake.voice.events.count((bot.user.id, expected_op)) > identifies,
+            timeout=connect_timeout,
+            what=f"op {expected_op} after close {code}",
+        )
+        await wait_until(
+            lambda: vc.is_connected() and dave_members(vc) == 2 and alice.dave.epoch > epoch,
+            timeout=connect_timeout,
+            what=f"DAVE group to re-form after close {code}",
+        )
+        assert vc.voice_privacy_code == alice.dave.voice_privacy_code
+        await play(vc, audio.sine(440, 0.6, RATE, amplitude=0.3))
+        await asyncio.sleep(0.2)
+        assert alice.stats.dave_failures == 0
+        assert audio.peak_frequency(audio.mono(alice.heard(bot.user.id), 2), RATE) == pytest.approx(440, abs=10)
+
+
+async def test_voice_close_4015_resumes_with_op_7():
+    await _close_voice_and_check_recovery(4015, expected_op=7, connect_timeout=10)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_voice_close_4006_reconnects_with_a_new_identify():
+    # discord.py 2.7.1 recreates its UDP socket here while its reader thread still sits in a 30 s
+    # select() on the closed one, so IP discovery can only complete after that select times out.
+    await _close_voice_and_check_recovery(4006, expected_op=0, connect_timeout=45)
+
+
+async def test_moving_and_kicking_a_bot():
+    async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (bot,):
+        bob = await fake.add_user("Bob")
+        await bob.join("Voice B")
+        vc = await connect(bot, fake, "Voice A")
+        await fake.move_member(bot.user.id, "Voice B")
+        await wait_until(lambda: vc.channel is not None and vc.channel.id == fake.channel("Voice B").id and vc.is_connected(), what="move")
+        await wait_until(lambda: dave_members(vc) == 2, what="DAVE group in Voice B")
+        await play(vc, audio.sine(660, 0.5, RATE, amplitude=0.3))
+        await asyncio.sleep(0.2)
+        assert audio.peak_frequency(audio.mono(bob.heard(bot.user.id), 2), RATE) == pytest.approx(660, abs=10)
+        await fake.disconnect_member(bot.user.id)
+        await wait_until(lambda: not bot.voice_clients, what="the bot to leave voice")
+        assert bot.user.id not in fake.voice_members(fake.channel("Voice B").id)
+
+
+async def test_slash_command_round_trip():
+    async with FakeDiscord() as fake:
+        trees: list[app_commands.CommandTree] = []
+
+        def factory() -> discord.Client:
+            client = discord.Client(**client_kwargs())
+            tree = app_commands.CommandTree(client)
+            interpret = app_commands.Group(name="interpret", description="Live interpretation")
+
+            @interpret.command(name="start", description="Start interpreting")
+            async def start(interaction: discord.Interaction, source: str = "auto", targets: str | None = None):
+                await interaction.response.send_message(f"started {source} -> {targets}", ephemeral=True)
+                await interaction.followup.send("transcripts go to #general")
+                await interaction.edit_original_response(content=f"started {source} -> {targets} (edited)")
+
+            tree.add_command(interpret)
+            trees.append(tree)
+            return client
+
+        async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (client,):
+            await trees[0].sync()
+            bot = fake.bot()
+            registered = fake.commands(bot)
+            assert [c["name"] for c in registered] == ["interpret"]
+            assert registered[0]["options"][0]["name"] == "start"
+            alice = await fake.add_user("Alice", admin=True)
+            record = await fake.slash_command(bot, alice, "general", "interpret", subcommand="start", options={"source": "en", "targets": "es,fr"})
+            await fake.wait_for_response(record)
+            await wait_until(lambda: record.followups and record.original and record.original.edits, timeout=5, what="followup and edit")
+            assert record.response_type == 4 and record.ephemeral
+            assert record.original.content == "started en -> es,fr (edited)"
+            assert record.followups[0].content == "transcripts go to #general"
+            assert "started en -> es,fr" in record.text()
+
+
+async def test_messages_webhooks_and_rate_limits():
+    async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (client,):
+        channel = client.get_channel(fake.channel("general").id)
+        message = await channel.send("hello", file=discord.File(io.BytesIO(b"transcript"), "transcript.txt"))
+        await message.edit(content="hello again")
+        stored = fake.messages("general")
+        assert [m.content for m in stored] == ["hello again"] and stored[0].files[0].data == b"transcript"
+        await message.delete()
+        assert fake.messages("general") == []
+
+        webhook = await channel.create_webhook(name="Interpreter")
+        sent = await webhook.send("hola", username="Alice (es)", avatar_url="https://example.invalid/a.png", wait=True)
+        await webhook.edit_message(sent.id, content="hola de nuevo")
+        assert sent.author.name == "Alice (es)"
+        stored = fake.messages("general")[0]
+        assert stored.content == "hola de nuevo" and stored.data["avatar_url"] == "https://example.invalid/a.png"
+        assert [w.id for w in await channel.webhooks()] == [webhook.id]
+
+        fake.rate_limits.inject("POST", r"^/channels/\d+/messages$", retry_after=0.3)
+        await channel.send("after a 429")
+        assert len(fake.rate_limits.hits) == 1
+        posts = [r for r in fake.rest.requests if r[0] == "POST" and r[1].endswith("/messages")]
+        assert len(posts) == 3  # the first message, the 429, the retry
+        assert fake.messages("general")[-1].content == "after a 429"
