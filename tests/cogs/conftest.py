@@ -139,6 +139,19 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+def shown(record: InteractionRecord) -> str:
+    """The text of the message the user ended up with: the answer, or the last followup after a deferral."""
+    if record.response_type == 5:
+        message = record.followups[-1].data
+    else:
+        message = record.responses[0].get("data") or {}
+    parts = [message.get("content") or ""]
+    for embed in message.get("embeds") or []:
+        parts += [embed.get("title") or "", embed.get("description") or ""]
+        parts += [f"{f['name']}: {f['value']}" for f in embed.get("fields") or []]
+    return "\n".join(p for p in parts if p)
+
+
 def ephemeral(record: InteractionRecord) -> bool:
     """Whether what the user saw last was private: the response, or the followup after a deferral."""
     if record.response_type == 5:
