@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIRECTORY_NAME = "migrations"
+# Any constant shared by every process of the bot; it names the PostgreSQL advisory lock.
+MIGRATION_LOCK_KEY = 0x50414C4142  # "PALAB"
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ async def upgrade_to_head(url: str) -> MigrationResult:
     revisions: dict[str, str | None] = {}
 
     def upgrade(connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            # Two processes starting at once migrate one after the other (SQLite: BEGIN IMMEDIATE does it).
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         revisions["before"] = MigrationContext.configure(connection).get_current_revision()
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -47,6 +48,12 @@ async def test_upgrade_creates_every_table_and_is_idempotent(isolated_url):
     async with Database(isolated_url) as db, db.engine.connect() as connection:
         tables = set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
     assert TABLES | {"alembic_version"} == tables
+
+
+async def test_concurrent_upgrades_migrate_once(isolated_url):
+    results = await asyncio.gather(*(upgrade_to_head(isolated_url) for _ in range(3)))
+    assert sorted(result.changed for result in results) == [False, False, True]
+    assert {result.after for result in results} == {head_revision()}
 
 
 async def test_migrated_schema_matches_the_models(isolated_url):
