@@ -37,7 +37,8 @@ class BroadcastPoller:
         self.announce = announce
         self.interval_s = interval_s
         self.jitter = jitter
-        self.rounds = 0
+        self.rounds = 0  # completed rounds
+        self.failed_rounds = 0
         self._task: asyncio.Task | None = None
 
     async def poll_once(self) -> list[StatusChange]:
@@ -79,6 +80,8 @@ class BroadcastPoller:
             try:
                 await self.poll_once()
             except BotError as exc:
+                self.failed_rounds += 1
                 log.warning("broadcast status round failed: %s", exc)
             except Exception:
+                self.failed_rounds += 1
                 log.exception("broadcast status round failed")
