@@ -263,6 +263,16 @@ async def test_login_sees_guild_channels_members_and_voice_states():
             await wait_until(lambda: [m.id for m in voice_b.members] == [bob.id], timeout=5, what="Bob in Voice B")
 
 
+async def test_gateway_resume_after_a_dropped_connection():
+    async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (client,):
+        await fake.drop_gateway(fake.bot(), code=4000)
+        await wait_until(lambda: fake.gateway.resumes == 1, timeout=10, what="an op 6 resume")
+        bob = await fake.add_user("Bob")
+        await bob.join("Voice A")
+        voice_a = client.get_channel(fake.channel("Voice A").id)
+        await wait_until(lambda: [m.id for m in voice_a.members] == [bob.id], timeout=5, what="events after resume")
+
+
 async def test_dave_group_spans_bots_and_users_and_bot_speech_is_heard():
     async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN, secrets.SPEAKER_TOKENS[0]]) as (listener, speaker):
         alice = await fake.add_user("Alice")
@@ -362,6 +372,26 @@ async def _close_voice_and_check_recovery(code: int, expected_op: int, connect_t
         await asyncio.sleep(0.2)
         assert alice.stats.dave_failures == 0
         assert audio.peak_frequency(audio.mono(alice.heard(bot.user.id), 2), RATE) == pytest.approx(440, abs=10)
+
+
+async def test_sfu_ignores_non_rtp_and_can_hold_back_a_bots_speaking_mapping():
+    async with FakeDiscord(late_speaking_packets=10) as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (bot,):
+        alice = await fake.add_user("Alice")
+        await alice.join("Voice A")
+        vc = await connect(bot, fake, "Voice A")
+        await wait_until(lambda: dave_members(vc) == 2, what="DAVE group")
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=("127.0.0.1", fake.voice.udp_port))
+        transport.sendto(struct.pack(">Q", 1))  # a receiver's 8-byte keepalive
+        transport.sendto(b"\x81\xc9\x00\x01" + bytes(4))  # an RTCP receiver report
+        transport.close()
+        await play(vc, audio.sine(500, 0.5, RATE, amplitude=0.3))
+        await asyncio.sleep(0.2)
+        assert fake.voice.stats.ignored == 2
+        starts = [event for event in alice.speaking_events if event[0] == bot.user.id and event[2]]
+        assert starts and starts[0][1] == vc.ssrc
+        assert starts[0][3] >= 9, f"mapping arrived after {starts[0][3]} packets"
+        assert audio.peak_frequency(audio.mono(alice.heard(bot.user.id), 2), RATE) == pytest.approx(500, abs=10)
 
 
 async def test_voice_close_4015_resumes_with_op_7():

@@ -1,6 +1,124 @@
-"""A fake Discord on 127.0.0.1 that unmodified discord.py 2.7.1 clients connect to (work in progress).
+"""A fake Discord on 127.0.0.1 that unmodified discord.py 2.7.1 clients connect to: REST, the main
+gateway, the voice gateway v8 over TLS with DAVE (the fake is the MLS external sender), a UDP SFU,
+and simulated human users who speak and hear the real wire format.
 
-`tests.fakes.discord.dave` is usable on its own: `dave_group([uid, ...])` returns davey sessions that
-share one ready DAVE group (no networking), and `LocalDaveGroup` lets a test join/leave/re-initialise
-members.
+Quick start::
+
+    from tests.fakes import secrets
+    from tests.fakes.discord import FakeDiscord, running_clients
+
+    async with FakeDiscord() as fake:                       # one guild, 3 bots, channels below
+        async with running_clients(fake) as (listener, speaker_1, speaker_2):
+            alice = await fake.add_user("Alice")
+            await alice.join("Voice A")                      # voice state + UDP + DAVE group
+            vc = await listener.get_channel(fake.channel("Voice A").id).connect()
+            await alice.wait_dave_ready(members=2)
+            report = await alice.speak(pcm_48k_stereo)       # real-time paced
+            ...                                              # the bot's receiver hears it
+            alice.recording()                                # {sender id: PCM} of what Alice heard
+
+The world (`FakeDiscord(...)` keywords):
+- `bot_tokens` (default: `secrets.DISCORD_TOKEN` then `secrets.SPEAKER_TOKENS`): each a bot user with
+  its own application id; `fake.bots`, `fake.bot(token)`, `fake.account_by_token(token)`.
+- `voice_channels` ("Voice A", "Voice B", "Voice C"), `text_channels` ("general");
+  `fake.channel(name) -> Channel` (`.id`), `fake.guild` (`.id`, `.channels`, `.members`,
+  `.voice_states`), `fake.owner` (guild owner account), roles `@everyone`, `Bots`, `Admins`
+  (Manage Server).
+- `late_speaking_packets=N`: the server holds back every SPEAKING (op 5) SSRC mapping until the
+  sender's Nth RTP packet (receivers must cope with packets before the mapping).
+
+Running discord.py (`tests.fakes.discord.clients`):
+- `fake.point_discord_py()` points discord.py (process-wide) at the fake through the product's
+  `bot.voice.adapter.point_discord_py_at(fake.api_base, fake.gateway_url)`; `running_clients` calls it.
+- `async with running_clients(fake, tokens=None, *, factory=None, timeout=10) as clients:` starts one
+  client per token (default all bots), waits for READY + GUILD_CREATE, closes them on exit.
+  `factory()` builds each client (e.g. one with an `app_commands.CommandTree`); use
+  `client_kwargs()` (default intents, `guild_ready_timeout=0.1`) when building your own.
+- TLS: the voice gateway is `wss://127.0.0.1:<port>` with a certificate from a trustme CA; clients
+  trust it through `SSL_CERT_FILE`, which `FakeDiscord.start()` sets (bundle = test CA + system CAs)
+  before any client session exists. aiohttp 3.14 builds its default SSL context when it is first
+  imported, so the fake also loads the bundle into that context if aiohttp was imported earlier
+  (see `tls.py`). Product code needs no "insecure" switch.
+
+Voice (`fake.voice`, a `VoiceServer`):
+- `fake.voice.endpoint` ("127.0.0.1:<port>"), `.udp_port`, `.stats` (received, relayed, dropped,
+  ignored, discoveries), `.events` [(user id, op)] of every client message, `.rooms[channel_id]`
+  (`.sessions`, `.coordinator` = the channel's `DaveCoordinator`), `.session_of(user_id)`
+  (`.ssrc`, `.secret_key`, `.mode`).
+- Modes offered: `["aead_aes256_gcm_rtpsize", "aead_xchacha20_poly1305_rtpsize"]` (discord.py picks
+  XChaCha20; simulated users use AES-256-GCM); op 4 carries `dave_protocol_version: 1`.
+- The SFU decrypts each sender's RTP with its key and re-encrypts header + extension + DAVE payload
+  + padding unchanged for every other member of the channel (sender SSRC, sequence and timestamp
+  kept; each receiver gets its own nonce counter). Non-RTP datagrams (keepalives, RTCP) are ignored.
+- `await fake.close_voice(user_id, 4015)`: discord.py resumes (op 7 -> op 9; it then needs op 4 again
+  and starts a new DAVE session, whose leaf replaces the old one). `4006`: the session is invalidated;
+  discord.py leaves and reconnects with a new identify. NOTE (discord.py 2.7.1): on that path its
+  UDP reader thread is still in a 30 s `select()` on the closed socket, so IP discovery completes only
+  after up to 30 s; give `connect(timeout=...)` > 30 s when testing it.
+- `await fake.move_member(user_id, channel)`, `await fake.disconnect_member(user_id)` (kick: no
+  channel + voice socket closed 4014). Bots' own op 4 (connect/leave/move) works as on Discord.
+
+Simulated users (`tests.fakes.discord.users.FakeUser`, from `await fake.add_user(name, admin=False)`):
+- `await user.join(channel_id_or_name)`, `await user.leave()`, `user.id`, `user.ssrc`,
+  `user.dave` (its `davey.DaveSession`), `await user.wait_dave_ready(timeout=10, members=None)`.
+- `await user.speak(pcm, *, speaking="early"|"late"|"never", late_after=10, padding_fraction=0.0,
+  extension_fraction=0.0, silence_frames=5, seed=0) -> SpeechReport` (`started_at` loop time,
+  `frames`, `padded`, `extended`, `dave_encrypted`): `pcm` is 48 kHz stereo s16le; 20 ms Opus
+  frames, DAVE-encrypted once the group is ready, RTP padding (P bit, 1-15 bytes) and one-byte
+  header extensions (0xBEDE, audio level id 1) on the given fractions of packets, then 5 x F8 FF FE.
+- `user.recording() -> {sender_id: bytes}` / `user.heard(sender_id) -> bytes`: what the user heard
+  (transport- and DAVE-decrypted, Opus-decoded), 48 kHz stereo s16le on the user's timeline: sample 0
+  is `user.joined_at` (loop time). `user.stats` counts packets, transport/DAVE failures.
+  `user.speaking_events` lists every op 5 it received with the packet count at that moment.
+
+Gateway, events and interactions:
+- `await fake.dispatch(bot_account_or_id, "EVENT_NAME", data)`: any event to one bot.
+- `await fake.drop_gateway(bot, code=4000)`: the client resumes (op 6); `fake.gateway.resumes`.
+- `fake.interaction_payload(bot=, user=, channel=, name=, options={...}, subcommand=None, group=None,
+  locale="en-US")`: a real application-command INTERACTION_CREATE payload (type 2, member with
+  permissions, guild_id, channel_id, token); option values str/int/float/bool, a `Channel` (type 7,
+  resolved) or a user (type 6, resolved).
+- `record = await fake.slash_command(bot, user, channel, "interpret", subcommand="start",
+  options={"source": "en"})` dispatches it and returns an `InteractionRecord`;
+  `await fake.wait_for_response(record, timeout=5)`; then `record.response_type` (4, 5, ...),
+  `record.ephemeral`, `record.responses` (callback bodies), `record.original` (a `StoredMessage`,
+  with `.edits`), `record.followups`, `record.text()` (all visible text incl. embeds).
+
+REST (`http://127.0.0.1:<port>/api/v10`, every response exactly `Content-Type: application/json`,
+X-RateLimit-* headers):
+- `fake.messages(channel_id_or_name, include_deleted=False) -> [StoredMessage]` (`.content`,
+  `.embeds`, `.flags`, `.files` [Attachment(filename, content_type, data)], `.edits`, `.deleted`,
+  `.data` = the JSON returned); messages are created/edited/deleted by bots, webhooks (execute with
+  `username`/`avatar_url`, `?wait=true`, edit webhook message) and interaction responses/followups.
+- `fake.rest.webhooks`, `fake.commands(bot, guild=False)` (registered application commands, global or
+  guild), `fake.rest.requests` [(method, path)].
+- `fake.rate_limits.inject("POST", r"^/channels/\\d+/messages$", retry_after=0.25, count=1)`: the next
+  matching requests answer 429 (with the headers discord.py needs to retry); `fake.rate_limits.hits`.
+
+DAVE without networking (`tests.fakes.discord.dave`, for unit tests):
+- `dave_group([uid, ...], channel_id=...) -> {uid: davey.DaveSession}`: sessions sharing one ready
+  group (`encrypt_opus` in one, `decrypt(sender_id, davey.MediaType.audio, frame)` in the others).
+- `LocalDaveGroup(channel_id)`: `.join(uid)`, `.leave(uid)`, `.reinit(uid)`, `.sessions`.
+- `DaveCoordinator` (sans-I/O external sender) and `ExternalSender` (P-256 key, signed proposals).
 """
+
+from tests.fakes.discord.clients import client_kwargs, running_clients, wait_ready
+from tests.fakes.discord.dave import DaveCoordinator, LocalDaveGroup, dave_group
+from tests.fakes.discord.rest import InteractionRecord, StoredMessage
+from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.discord.users import FakeUser, SpeechReport, ensure_opus
+
+__all__ = [
+    "DaveCoordinator",
+    "FakeDiscord",
+    "FakeUser",
+    "InteractionRecord",
+    "LocalDaveGroup",
+    "SpeechReport",
+    "StoredMessage",
+    "client_kwargs",
+    "dave_group",
+    "ensure_opus",
+    "running_clients",
+    "wait_ready",
+]

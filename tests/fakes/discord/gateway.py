@@ -42,6 +42,7 @@ class Gateway:
     def __init__(self, fake: FakeDiscord) -> None:
         self.fake = fake
         self.sessions: dict[int, GatewaySession] = {}  # user id -> session
+        self.resumes = 0  # successful op 6 resumes, for tests
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/gateway", self.handle)
@@ -104,6 +105,7 @@ class Gateway:
             await ws.send_str(json.dumps({"op": INVALID_SESSION, "d": False}))
             return None
         session.ws = ws
+        self.resumes += 1
         await session.dispatch("RESUMED", {})
         return session
 

@@ -247,6 +247,13 @@ class FakeDiscord:
         await self.gateway.broadcast("VOICE_STATE_UPDATE", self.guild.voice_state_payload(state))
         await self.voice.end_session(self.guild.id, user_id, close_code=CLOSE_DISCONNECTED)
 
+    async def drop_gateway(self, bot: Account, code: int = 4000) -> None:
+        """Close a bot's main gateway socket (4000 = unknown error: discord.py resumes with op 6)."""
+        session = self.gateway.sessions.get(bot.id)
+        if session is None or session.ws is None:
+            raise KeyError(f"{bot.name} has no gateway connection")
+        await session.ws.close(code=code)
+
     async def close_voice(self, user_id: int, code: int) -> None:
         """Close a bot's voice WebSocket with `code` (4015: it resumes; 4006: it reconnects)."""
         await self.voice.close_socket(user_id, code)

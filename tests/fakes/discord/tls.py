@@ -5,8 +5,9 @@ CA through the standard `SSL_CERT_FILE` variable — product code has no "insecu
 When the variable is read: `ssl.create_default_context()` reads it when a context is created, and
 aiohttp 3.14 creates its verified default context ONCE, when `aiohttp.connector` is imported. So:
 
-- `trust_test_ca()` writes the CA bundle and sets `SSL_CERT_FILE` (idempotent, one CA per process);
-  call it before aiohttp (and discord.py) are imported when you can.
+- `trust_test_ca()` writes a bundle (the test CA + the system CAs, so nothing else loses trust) and
+  sets `SSL_CERT_FILE` for the rest of the process (idempotent, one CA per process); call it before
+  aiohttp (and discord.py) are imported when you can. `FakeDiscord` calls it when it starts.
 - If aiohttp was already imported (the usual case inside pytest, where other modules import it
   first), `trust_test_ca()` also loads the same bundle into aiohttp's already-built default context,
   which is exactly the state it would have had with the variable set at start-up.
@@ -44,6 +45,15 @@ def server_context() -> ssl.SSLContext:
     return context
 
 
+def _system_bundle() -> bytes:
+    """The system CA file, appended so that setting SSL_CERT_FILE adds trust instead of replacing it."""
+    cafile = os.environ.get("SSL_CERT_FILE") or ssl.get_default_verify_paths().cafile
+    if cafile and os.path.isfile(cafile):
+        with open(cafile, "rb") as file:
+            return b"\n" + file.read()
+    return b""
+
+
 def trust_test_ca() -> str:
     """Make TLS clients in this process trust the test CA; returns the bundle path (SSL_CERT_FILE)."""
     global _bundle
@@ -53,6 +63,7 @@ def trust_test_ca() -> str:
             handle, path = tempfile.mkstemp(prefix="fake-discord-ca-", suffix=".pem")
             with os.fdopen(handle, "wb") as file:
                 file.write(ca.cert_pem.bytes())
+                file.write(_system_bundle())
             _bundle = path
         os.environ["SSL_CERT_FILE"] = _bundle
     connector = sys.modules.get("aiohttp.connector")

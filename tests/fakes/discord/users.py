@@ -93,6 +93,8 @@ class FakeUser:
         self.session: VoiceSession | None = None
         self.ssrc_users: dict[int, int] = {}  # from op 5
         self.connected_users: set[int] = set()  # from op 11/13
+        # (sender user id, ssrc, flags, packets received so far) for every op 5 that reached us
+        self.speaking_events: list[tuple[int, int, int, int]] = []
         self.stats = ReceiveStats()
         self._tracks: dict[int, _Track] = {}
         self._transport: asyncio.DatagramTransport | None = None
@@ -145,6 +147,7 @@ class FakeUser:
         self.session = session
         self.ssrc_users.clear()
         self.connected_users.clear()
+        self.speaking_events.clear()
         self._tracks.clear()
         self.stats = ReceiveStats()
         loop = asyncio.get_running_loop()
@@ -189,6 +192,7 @@ class FakeUser:
     async def send_json(self, op: int, data: object) -> None:
         if op == SPEAKING:
             self.ssrc_users[int(data["ssrc"])] = int(data["user_id"])
+            self.speaking_events.append((int(data["user_id"]), int(data["ssrc"]), int(data["speaking"]), self.stats.packets))
         elif op == CLIENTS_CONNECT:
             self.connected_users.update(int(u) for u in data["user_ids"])
         elif op == CLIENT_DISCONNECT:
