@@ -50,11 +50,14 @@ class StreamLog:
 
 STREAM_LOGS: web.AppKey[dict[int, StreamLog]] = web.AppKey("palabra_emulator_stream_logs", dict)
 _DROPS: web.AppKey[list[int]] = web.AppKey("palabra_emulator_drops", list)
+_OPEN: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("palabra_emulator_open_sockets", set)
 
 
 def add_routes(app: web.Application) -> None:
     app[STREAM_LOGS] = {}
     app[_DROPS] = [0]
+    app[_OPEN] = set()
+    app.on_shutdown.append(_close_open_sockets)
     app.router.add_get("/streaming-api/v1/speech-to-speech/stream", _handle)
     app.router.add_get("/streaming-api/{hash}/v1/speech-to-speech/stream", _handle)
 
@@ -74,11 +77,20 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     record = state.open_stream(owner)
     stream_log = request.app[STREAM_LOGS].setdefault(record.id, StreamLog())
     session = StreamSession(state, record, stream_log, ws, request, request.app[_DROPS])
+    request.app[_OPEN].add(ws)
     try:
         await session.run()
     finally:
+        request.app[_OPEN].discard(ws)
         state.close_stream(record, ws.close_code)
     return ws
+
+
+async def _close_open_sockets(app: web.Application) -> None:
+    """On shutdown, close streams with 1001 (going away) instead of waiting for them to time out."""
+    for ws in list(app[_OPEN]):
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.close(code=1001, message=b"server shutting down")
 
 
 def validation_errors(task: Any) -> list[dict[str, Any]]:
