@@ -19,6 +19,7 @@ from discord import app_commands
 from tests.fakes import audio, secrets
 from tests.fakes.discord import rtp, tls
 from tests.fakes.discord.clients import client_kwargs, running_clients
+from tests.fakes.discord.receive import RawSocketRecorder
 from tests.fakes.discord.dave import (
     DaveCoordinator,
     ExternalSender,
@@ -75,60 +76,6 @@ def assert_heard(reference: np.ndarray, heard_pcm: bytes, minimum: float = 0.9) 
     result = audio.xcorr(reference, heard, max_lag=len(heard))
     assert result.peak >= minimum, f"correlation {result.peak:.3f} < {minimum}"
     return result
-
-
-class SocketRecorder:
-    """A raw UDP listener on a discord.py voice connection (runs on discord.py's reader thread)."""
-
-    def __init__(self, vc: discord.VoiceClient) -> None:
-        self.vc = vc
-        self.datagrams: list[bytes] = []
-        self._lock = threading.Lock()
-        vc._connection.add_socket_listener(self)
-
-    def __call__(self, data: bytes) -> None:
-        with self._lock:
-            self.datagrams.append(bytes(data))
-
-    def close(self) -> None:
-        self.vc._connection.remove_socket_listener(self)
-
-    def decode_from(self, user_id: int) -> tuple[bytes, dict]:
-        """Transport-decrypt, strip extension/padding, DAVE-decrypt and Opus-decode every packet, laid
-        out by RTP timestamp; returns (PCM, counters)."""
-        counts = {"rtp": 0, "dave_ok": 0, "dave_failed": 0, "padded": 0, "extended": 0, "silence": 0}
-        key, mode = bytes(self.vc.secret_key), self.vc.mode
-        session = self.vc._connection.dave_session
-        decoder = discord.opus.Decoder()
-        frames: dict[int, bytes] = {}
-        with self._lock:
-            datagrams = list(self.datagrams)
-        for data in datagrams:
-            if not rtp.is_rtp(data):
-                continue
-            packet = rtp.decrypt(data, mode, key)
-            counts["rtp"] += 1
-            counts["padded"] += packet.padded
-            counts["extended"] += bool(packet.extension)
-            if packet.payload == rtp.SILENCE_FRAME:
-                counts["silence"] += 1
-                continue
-            try:
-                opus = session.decrypt(user_id, davey.MediaType.audio, packet.payload)
-            except ValueError:
-                counts["dave_failed"] += 1
-                continue
-            counts["dave_ok"] += 1
-            frames[packet.timestamp] = decoder.decode(opus)
-        if not frames:
-            return b"", counts
-        first = min(frames)
-        out = bytearray()
-        for timestamp in sorted(frames):
-            offset = (timestamp - first) * 4
-            out.extend(bytes(max(0, offset - len(out))))
-            out[offset : offset + len(frames[timestamp])] = frames[timestamp]
-        return bytes(out), counts
 
 
 # --- DAVE coordinator without networking -------------------------------------------------------------
@@ -297,21 +244,21 @@ async def test_dave_group_spans_bots_and_users_and_bot_speech_is_heard():
 
 async def test_user_speech_reaches_the_bot_socket_and_decrypts():
     async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (bot,):
+        vc = await connect(bot, fake, "Voice A")  # the bot founds the group this time
         alice = await fake.add_user("Alice")
         await alice.join("Voice A")
-        vc = await connect(bot, fake, "Voice A")
         await alice.wait_dave_ready(members=2)
         await wait_until(lambda: dave_members(vc) == 2, what="bot's DAVE session")
         assert vc.voice_privacy_code == alice.dave.voice_privacy_code
-        recorder = SocketRecorder(vc)
+        recorder = RawSocketRecorder(vc)
         spoken = audio.fixture_signal(audio.SPEECH_B)[int(0.4 * RATE) : int(2.0 * RATE)]
         report = await alice.speak(audio.to_pcm(spoken, channels=2), padding_fraction=0.2, extension_fraction=0.5, seed=3)
         await asyncio.sleep(0.2)
         recorder.close()
-        pcm, counts = recorder.decode_from(alice.id)
-        assert counts["rtp"] == report.frames and report.dave_encrypted == report.frames - 5
-        assert counts["dave_failed"] == 0 and counts["dave_ok"] == report.frames - 5 and counts["silence"] == 5
-        assert counts["padded"] == report.padded > 0 and counts["extended"] == report.extended > 0
+        pcm, counts = recorder.decode_from(alice.id, ssrc=alice.ssrc)
+        assert counts.rtp == report.frames and report.dave_encrypted == report.frames - 5
+        assert counts.dave_failed == 0 and counts.dave_ok == report.frames - 5 and counts.silence == 5
+        assert counts.padded == report.padded > 0 and counts.extended == report.extended > 0
         result = assert_heard(spoken, pcm)
         assert abs(result.lag) < RATE // 10
 
@@ -333,12 +280,12 @@ async def test_late_speaking_mapping_arrives_after_the_first_packets():
         await alice.join("Voice A")
         vc = await bot.get_channel(fake.channel("Voice A").id).connect(cls=HookedClient)
         await wait_until(lambda: dave_members(vc) == 2, what="DAVE group")
-        recorder = SocketRecorder(vc)
+        recorder = RawSocketRecorder(vc)
         arrivals: list[int] = []
 
         async def count_packets_at_mapping():
             await wait_until(lambda: seen, timeout=5, what="op 5")
-            arrivals.append(sum(rtp.is_rtp(d) for d in recorder.datagrams))
+            arrivals.append(recorder.rtp_count())
 
         watcher = asyncio.create_task(count_packets_at_mapping())
         await alice.speak(audio.to_pcm(audio.sine(300, 0.6, RATE), channels=2), speaking="late", late_after=8)
@@ -437,6 +384,11 @@ async def test_slash_command_round_trip():
                 await interaction.followup.send("transcripts go to #general")
                 await interaction.edit_original_response(content=f"started {source} -> {targets} (edited)")
 
+            @start.autocomplete("source")
+            async def source_choices(interaction: discord.Interaction, current: str):
+                codes = ["auto", "en", "es", "fr"]
+                return [app_commands.Choice(name=c, value=c) for c in codes if c.startswith(current)]
+
             tree.add_command(interpret)
             trees.append(tree)
             return client
@@ -455,6 +407,11 @@ async def test_slash_command_round_trip():
             assert record.original.content == "started en -> es,fr (edited)"
             assert record.followups[0].content == "transcripts go to #general"
             assert "started en -> es,fr" in record.text()
+
+            typing = await fake.slash_command(bot, alice, "general", "interpret", subcommand="start", options={"source": "e"}, focused="source")
+            await fake.wait_for_response(typing)
+            assert typing.payload["type"] == 4
+            assert typing.responses[0] == {"type": 8, "data": {"choices": [{"name": "en", "value": "en"}, {"name": "es", "value": "es"}]}}
 
 
 async def test_messages_webhooks_and_rate_limits():

@@ -47,9 +47,13 @@ Voice (`fake.voice`, a `VoiceServer`):
   (`.ssrc`, `.secret_key`, `.mode`).
 - Modes offered: `["aead_aes256_gcm_rtpsize", "aead_xchacha20_poly1305_rtpsize"]` (discord.py picks
   XChaCha20; simulated users use AES-256-GCM); op 4 carries `dave_protocol_version: 1`.
-- The SFU decrypts each sender's RTP with its key and re-encrypts header + extension + DAVE payload
-  + padding unchanged for every other member of the channel (sender SSRC, sequence and timestamp
-  kept; each receiver gets its own nonce counter). Non-RTP datagrams (keepalives, RTCP) are ignored.
+- The SFU decrypts each sender's RTP with its key and re-encrypts extension + DAVE payload + padding
+  unchanged for every other member of the channel: sender SSRC and timestamp kept, each receiver
+  gets its own view of the sequence numbers (a per-receiver offset; gaps preserved) and its own
+  nonce counter. Non-RTP datagrams (keepalives, RTCP) are ignored; a member who left gets nothing.
+- `tests.fakes.discord.receive.RawSocketRecorder(vc)`: a reference receiver on discord.py's raw UDP
+  hook (`vc._connection.add_socket_listener`) that decodes one sender's audio the documented way
+  (transport, padding, DAVE with `vc._connection.dave_session`, Opus) — an oracle for receiver tests.
 - `await fake.close_voice(user_id, 4015)`: discord.py resumes (op 7 -> op 9; it then needs op 4 again
   and starts a new DAVE session, whose leaf replaces the old one). `4006`: the session is invalidated;
   discord.py leaves and reconnects with a new identify. NOTE (discord.py 2.7.1): on that path its
@@ -77,7 +81,8 @@ Gateway, events and interactions:
 - `fake.interaction_payload(bot=, user=, channel=, name=, options={...}, subcommand=None, group=None,
   locale="en-US")`: a real application-command INTERACTION_CREATE payload (type 2, member with
   permissions, guild_id, channel_id, token); option values str/int/float/bool, a `Channel` (type 7,
-  resolved) or a user (type 6, resolved).
+  resolved) or a user (type 6, resolved); `focused="source"` makes it an autocomplete interaction
+  (type 4) — the answer is `record.responses[0]` == {"type": 8, "data": {"choices": [...]}}.
 - `record = await fake.slash_command(bot, user, channel, "interpret", subcommand="start",
   options={"source": "en"})` dispatches it and returns an `InteractionRecord`;
   `await fake.wait_for_response(record, timeout=5)`; then `record.response_type` (4, 5, ...),

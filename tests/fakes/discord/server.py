@@ -96,7 +96,7 @@ class FakeDiscord:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]
         await self.voice.start()
 
     async def stop(self) -> None:
@@ -280,8 +280,11 @@ class FakeDiscord:
         group: str | None = None,
         locale: str = "en-US",
         guild: Guild | None = None,
+        focused: str | None = None,
     ) -> dict:
-        """A real application-command INTERACTION_CREATE payload (type 2), in `guild` (default: the first)."""
+        """A real application-command INTERACTION_CREATE payload (type 2), in `guild` (default: the
+        first); with `focused` naming the option being typed, an autocomplete one (type 4; the bot
+        answers with callback type 8 and choices)."""
         account = user.account if isinstance(user, FakeUser) else user
         guild = guild or self.guild
         if isinstance(channel, str):
@@ -290,6 +293,9 @@ class FakeDiscord:
             channel = guild.channels[channel]
         resolved: dict = {}
         built = [self._option(key, value, resolved, guild) for key, value in (options or {}).items()]
+        for option in built:
+            if option["name"] == focused:
+                option.update(type=3, value=str(option["value"]), focused=True)
         if subcommand:
             built = [{"name": subcommand, "type": 1, "options": built}]
         if group:
@@ -301,7 +307,7 @@ class FakeDiscord:
         return {
             "id": str(snowflake()),
             "application_id": str(bot.application_id),
-            "type": 2,
+            "type": 4 if focused else 2,
             "data": data,
             "guild_id": str(guild.id),
             "guild": {"id": str(guild.id), "locale": "en-US", "features": []},

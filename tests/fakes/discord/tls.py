@@ -15,6 +15,8 @@ aiohttp 3.14 creates its verified default context ONCE, when `aiohttp.connector`
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import ssl
 import sys
@@ -54,6 +56,11 @@ def _system_bundle() -> bytes:
     return b""
 
 
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
 def trust_test_ca() -> str:
     """Make TLS clients in this process trust the test CA; returns the bundle path (SSL_CERT_FILE)."""
     global _bundle
@@ -65,6 +72,7 @@ def trust_test_ca() -> str:
                 file.write(ca.cert_pem.bytes())
                 file.write(_system_bundle())
             _bundle = path
+            atexit.register(_remove, path)
         os.environ["SSL_CERT_FILE"] = _bundle
     connector = sys.modules.get("aiohttp.connector")
     default = getattr(connector, "_SSL_CONTEXT_VERIFIED", None) if connector else None

@@ -69,6 +69,8 @@ class VoiceSession:
     address: tuple[str, int] | None = None
     participant: Participant | None = None
     tx_counter: int = 0  # nonce counter of the packets the SFU sends to this user
+    # This receiver's view of each sender's sequence numbers: sender SSRC -> offset added to them.
+    sequence_offsets: dict[int, int] = field(default_factory=dict)
     speaking_sent: bool = False
     packets_in: int = 0
 
@@ -126,7 +128,7 @@ class VoiceServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _SfuProtocol(self), local_addr=("127.0.0.1", 0)
@@ -426,11 +428,16 @@ class VoiceServer:
         sender.packets_in += 1
         if self.late_speaking_packets and sender.packets_in == self.late_speaking_packets and not sender.speaking_sent:
             self._spawn(self._announce_speaking(sender, 1))
+        sequence = struct.unpack_from(">H", aad, 2)[0]
         for receiver in list(room.sessions.values()):
             if receiver is sender or not receiver.ready_for_media:
                 continue
+            offset = receiver.sequence_offsets.setdefault(sender.ssrc, int.from_bytes(os.urandom(2), "big"))
+            header = bytearray(aad)
+            struct.pack_into(">H", header, 2, (sequence + offset) & 0xFFFF)
             receiver.tx_counter += 1
-            self._transport.sendto(rtp.seal(aad, plaintext, receiver.mode, receiver.secret_key, receiver.tx_counter), receiver.address)
+            packet = rtp.seal(bytes(header), plaintext, receiver.mode, receiver.secret_key, receiver.tx_counter)
+            self._transport.sendto(packet, receiver.address)
             self.stats.relayed += 1
 
 
