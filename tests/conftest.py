@@ -1,5 +1,8 @@
 """Suite-wide fixtures: the secret-in-logs guard and the database URLs (SQLite always, PostgreSQL
-when reachable; REQUIRE_POSTGRES=1, as in CI, turns an unreachable server into a failure)."""
+when reachable; REQUIRE_POSTGRES=1, as in CI, turns an unreachable server into a failure).
+
+`database_url` picks the backend; `isolated_url` gives each test a database of its own (on PostgreSQL a
+uniquely named one, dropped afterwards, so parallel runs never collide); `db` is a migrated `Database`."""
 
 from __future__ import annotations
 
@@ -7,9 +10,14 @@ import io
 import logging
 import os
 import socket
+import uuid
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from bot.db import Database, upgrade_to_head
 from bot.logs import install_redaction
 from tests.fakes import secrets
 
@@ -56,3 +64,37 @@ def database_url(request, tmp_path):
             pytest.fail("PostgreSQL is required (REQUIRE_POSTGRES=1) but 127.0.0.1:5432 is unreachable")
         pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
     return POSTGRES_URL
+
+async def _admin(sql: str, server_url: str) -> None:
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def isolated_url(database_url):
+    """An empty database of this test's own, on the backend `database_url` selects."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        yield database_url
+        return
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    await _admin(f'CREATE DATABASE "{name}"', database_url)
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', database_url)
+
+
+@pytest.fixture
+async def db(isolated_url):
+    """A migrated database."""
+    await upgrade_to_head(isolated_url)
+    database = Database(isolated_url)
+    try:
+        yield database
+    finally:
+        await database.close()
