@@ -263,7 +263,7 @@ async def test_user_speech_reaches_the_bot_socket_and_decrypts():
         assert abs(result.lag) < RATE // 10
 
 
-async def test_late_speaking_mapping_arrives_after_the_first_packets():
+async def test_late_speaking_mapping_and_connect_disconnect_ops_reach_the_hook():
     seen: list[dict] = []
 
     async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (bot,):
@@ -271,54 +271,31 @@ async def test_late_speaking_mapping_arrives_after_the_first_packets():
         class HookedClient(discord.VoiceClient):
             def create_connection_state(self):
                 async def hook(ws, message):
-                    if message.get("op") == 5:
-                        seen.append(message["d"])
+                    seen.append(message)
 
                 return discord.voice_state.VoiceConnectionState(self, hook=hook)
 
+        vc = await bot.get_channel(fake.channel("Voice A").id).connect(cls=HookedClient)
         alice = await fake.add_user("Alice")
         await alice.join("Voice A")
-        vc = await bot.get_channel(fake.channel("Voice A").id).connect(cls=HookedClient)
         await wait_until(lambda: dave_members(vc) == 2, what="DAVE group")
+        assert {"op": 11, "user_ids": [str(alice.id)]} in [{"op": m["op"], **m["d"]} for m in seen if m["op"] == 11]
         recorder = RawSocketRecorder(vc)
         arrivals: list[int] = []
 
         async def count_packets_at_mapping():
-            await wait_until(lambda: seen, timeout=5, what="op 5")
+            await wait_until(lambda: any(m["op"] == 5 for m in seen), timeout=5, what="op 5")
             arrivals.append(recorder.rtp_count())
 
         watcher = asyncio.create_task(count_packets_at_mapping())
         await alice.speak(audio.to_pcm(audio.sine(300, 0.6, RATE), channels=2), speaking="late", late_after=8)
         await watcher
         recorder.close()
-        assert seen[0]["user_id"] == str(alice.id) and seen[0]["ssrc"] == alice.ssrc
+        speaking = [m["d"] for m in seen if m["op"] == 5]
+        assert speaking[0]["user_id"] == str(alice.id) and speaking[0]["ssrc"] == alice.ssrc
         assert arrivals[0] >= 5, f"op 5 came after only {arrivals[0]} packets"
-
-
-async def _close_voice_and_check_recovery(code: int, expected_op: int, connect_timeout: float) -> None:
-    async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (bot,):
-        alice = await fake.add_user("Alice")
-        await alice.join("Voice A")
-        vc = await bot.get_channel(fake.channel("Voice A").id).connect(timeout=connect_timeout)
-        await wait_until(lambda: dave_members(vc) == 2, what="DAVE group")
-        identifies = fake.voice.events.count((bot.user.id, expected_op))
-        epoch = alice.dave.epoch
-        await fake.close_voice(bot.user.id, code)
-        await wait_until(
-            lambda: fake.voice.events.count((bot.user.id, expected_op)) > identifies,
-            timeout=connect_timeout,
-            what=f"op {expected_op} after close {code}",
-        )
-        await wait_until(
-            lambda: vc.is_connected() and dave_members(vc) == 2 and alice.dave.epoch > epoch,
-            timeout=connect_timeout,
-            what=f"DAVE group to re-form after close {code}",
-        )
-        assert vc.voice_privacy_code == alice.dave.voice_privacy_code
-        await play(vc, audio.sine(440, 0.6, RATE, amplitude=0.3))
-        await asyncio.sleep(0.2)
-        assert alice.stats.dave_failures == 0
-        assert audio.peak_frequency(audio.mono(alice.heard(bot.user.id), 2), RATE) == pytest.approx(440, abs=10)
+        await alice.leave()
+        await wait_until(lambda: any(m["op"] == 13 and m["d"]["user_id"] == str(alice.id) for m in seen), what="op 13")
 
 
 async def test_sfu_ignores_non_rtp_and_can_hold_back_a_bots_speaking_mapping():
@@ -339,6 +316,40 @@ async def test_sfu_ignores_non_rtp_and_can_hold_back_a_bots_speaking_mapping():
         assert starts and starts[0][1] == vc.ssrc
         assert starts[0][3] >= 9, f"mapping arrived after {starts[0][3]} packets"
         assert audio.peak_frequency(audio.mono(alice.heard(bot.user.id), 2), RATE) == pytest.approx(500, abs=10)
+
+
+async def test_dave_downgrade_and_upgrade_transitions():
+    async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (bot,):
+        alice = await fake.add_user("Alice")
+        await alice.join("Voice A")
+        vc = await connect(bot, fake, "Voice A")
+        await wait_until(lambda: dave_members(vc) == 2, what="DAVE group")
+        channel_id = fake.channel("Voice A").id
+        tone = audio.to_pcm(audio.sine(350, 0.4, RATE, amplitude=0.3), channels=2)
+
+        await fake.voice.downgrade(channel_id)
+        await wait_until(lambda: vc._connection.dave_protocol_version == 0 and alice.protocol_version == 0, what="downgrade")
+        recorder = RawSocketRecorder(vc)
+        report = await alice.speak(tone)
+        await asyncio.sleep(0.1)
+        pcm, counts = recorder.decode_from(alice.id, ssrc=alice.ssrc)
+        assert report.dave_encrypted == 0 and counts.dave_ok == report.frames - 5  # plain Opus, passed through
+        assert audio.peak_frequency(audio.mono(pcm, 2), RATE) == pytest.approx(350, abs=10)
+
+        epoch_code = vc.voice_privacy_code
+        await fake.voice.upgrade(channel_id)
+        await wait_until(
+            lambda: vc._connection.dave_protocol_version == 1 and alice.protocol_version == 1 and dave_members(vc) == 2
+            and vc.voice_privacy_code == alice.dave.voice_privacy_code != epoch_code,
+            what="upgrade to a new group",
+        )
+        recorder.datagrams.clear()
+        report = await alice.speak(tone)
+        await asyncio.sleep(0.1)
+        recorder.close()
+        pcm, counts = recorder.decode_from(alice.id, ssrc=alice.ssrc)
+        assert report.dave_encrypted == report.frames - 5 and counts.dave_ok == report.frames - 5 and counts.dave_failed == 0
+        assert audio.peak_frequency(audio.mono(pcm, 2), RATE) == pytest.approx(350, abs=10)
 
 
 async def test_voice_close_4015_resumes_with_op_7():

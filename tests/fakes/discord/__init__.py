@@ -59,6 +59,9 @@ Voice (`fake.voice`, a `VoiceServer`):
   discord.py leaves and reconnects with a new identify. NOTE (discord.py 2.7.1): on that path its
   UDP reader thread is still in a 30 s `select()` on the closed socket, so IP discovery completes only
   after up to 30 s; give `connect(timeout=...)` > 30 s when testing it.
+- `await fake.voice.downgrade(channel_id)`: op 21 (protocol 0) -> 23 -> 22; clients send plain Opus.
+  `await fake.voice.upgrade(channel_id)`: op 24 (epoch 1); everyone re-initialises and a new group
+  forms (27-30, 22/23). Simulated users follow both (`user.protocol_version`).
 - `await fake.move_member(user_id, channel)`, `await fake.disconnect_member(user_id)` (kick: no
   channel + voice socket closed 4014). Bots' own op 4 (connect/leave/move) works as on Discord.
 

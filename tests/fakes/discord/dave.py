@@ -36,7 +36,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 log = logging.getLogger(__name__)
 
 # Voice gateway opcodes the coordinator emits.
+OP_PREPARE_TRANSITION = 21
 OP_EXECUTE_TRANSITION = 22
+OP_PREPARE_EPOCH = 24
 OP_EXTERNAL_SENDER = 25
 OP_PROPOSALS = 27
 OP_ANNOUNCE_COMMIT = 29
@@ -266,10 +268,7 @@ class DaveCoordinator:
         self._trim()
         self.epoch += 1
         self.commits += 1
-        tid = self._next_transition
-        self._next_transition = tid + 1 if tid < 0xFFFF else 1
-        recipients = set(existing) | set(added)
-        self._transitions[tid] = _Transition(recipients, set(recipients))
+        tid = self._new_transition(set(existing) | set(added))
         prefix = struct.pack(">H", tid)
         out = [Outgoing(user, OP_ANNOUNCE_COMMIT, prefix + commit) for user in existing]
         out += [Outgoing(user, OP_WELCOME, prefix + welcome) for user in added if welcome is not None]
@@ -282,6 +281,22 @@ class DaveCoordinator:
     def transition_ready(self, user_id: int, transition_id: int) -> list[Outgoing]:
         """op 23 from a client."""
         return self._ready(user_id, transition_id)
+
+    def prepare_transition(self, protocol_version: int, user_ids: list[int]) -> list[Outgoing]:
+        """op 21 to `user_ids` (e.g. a downgrade to protocol version 0); op 22 follows once all have
+        answered op 23."""
+        tid = self._new_transition(set(user_ids))
+        payload = {"protocol_version": protocol_version, "transition_id": tid}
+        return [Outgoing(user, OP_PREPARE_TRANSITION, payload) for user in user_ids]
+
+    def prepare_epoch(self, protocol_version: int, user_ids: list[int]) -> list[Outgoing]:
+        """op 24 with epoch 1: everyone re-initialises and sends a new key package; a new group forms
+        from scratch (used to upgrade back to DAVE after a downgrade)."""
+        self._reset()
+        self._joiners.clear()
+        self._transitions.clear()
+        payload = {"protocol_version": protocol_version, "epoch": 1}
+        return [Outgoing(user, OP_PREPARE_EPOCH, payload) for user in user_ids]
 
     def invalid_commit(self, user_id: int, transition_id: int) -> list[Outgoing]:
         """op 31: the client could not process a commit/welcome; it re-initialises and sends a new
@@ -356,6 +371,12 @@ class DaveCoordinator:
         # Every member must store the proposals: the commit refers to them by reference.
         return [Outgoing(user, OP_PROPOSALS, payload) for user in sorted(members, key=members.__getitem__)]
 
+    def _new_transition(self, recipients: set[int]) -> int:
+        tid = self._next_transition
+        self._next_transition = tid + 1 if tid < 0xFFFF else 1
+        self._transitions[tid] = _Transition(recipients, set(recipients))
+        return tid
+
     def _ready(self, user_id: int, transition_id: int) -> list[Outgoing]:
         transition = self._transitions.get(transition_id)
         if transition is None:
@@ -365,8 +386,7 @@ class DaveCoordinator:
             return []
         del self._transitions[transition_id]
         payload = {"transition_id": transition_id}
-        current = set(self.members)
-        return [Outgoing(user, OP_EXECUTE_TRANSITION, payload) for user in sorted(transition.recipients & current)]
+        return [Outgoing(user, OP_EXECUTE_TRANSITION, payload) for user in sorted(transition.recipients)]
 
 
 # --- an in-process group for unit tests ----------------------------------------------------------------

@@ -18,7 +18,16 @@ import davey
 import discord.opus
 
 from tests.fakes.discord import rtp
-from tests.fakes.discord.dave import OP_ANNOUNCE_COMMIT, OP_EXTERNAL_SENDER, OP_PROPOSALS, OP_WELCOME, Outgoing
+from tests.fakes.discord.dave import (
+    OP_ANNOUNCE_COMMIT,
+    OP_EXECUTE_TRANSITION,
+    OP_EXTERNAL_SENDER,
+    OP_PREPARE_EPOCH,
+    OP_PREPARE_TRANSITION,
+    OP_PROPOSALS,
+    OP_WELCOME,
+    Outgoing,
+)
 from tests.fakes.discord.voice import CLIENT_DISCONNECT, CLIENTS_CONNECT, SPEAKING, VoiceSession
 
 if TYPE_CHECKING:
@@ -103,6 +112,9 @@ class FakeUser:
         self._seq = random.randrange(1 << 16)
         self._timestamp = random.randrange(1 << 32)
         self._counter = 0
+        self.protocol_version = 1  # DAVE on; 0 after an executed downgrade
+        self._pending_transitions: dict[int, int] = {}
+        self._tasks: set[asyncio.Task] = set()
 
     @property
     def id(self) -> int:
@@ -197,6 +209,39 @@ class FakeUser:
             self.connected_users.update(int(u) for u in data["user_ids"])
         elif op == CLIENT_DISCONNECT:
             self.connected_users.discard(int(data["user_id"]))
+        elif op == OP_PREPARE_TRANSITION:
+            tid, version = int(data["transition_id"]), int(data["protocol_version"])
+            self._pending_transitions[tid] = version
+            if version == 0 and self.dave is not None:
+                self.dave.set_passthrough_mode(True, 120)
+            if tid == 0:
+                self._execute(tid)
+            else:  # answer outside the voice server's delivery
+                self._spawn(self.fake.voice.transition_ready(self.session, tid))
+        elif op == OP_EXECUTE_TRANSITION:
+            self._execute(int(data["transition_id"]))
+        elif op == OP_PREPARE_EPOCH and int(data["epoch"]) == 1:
+            self.protocol_version = int(data["protocol_version"])
+            self._spawn(self._new_key_package())
+
+    def _execute(self, transition_id: int) -> None:
+        if transition_id not in self._pending_transitions:
+            return
+        previous, self.protocol_version = self.protocol_version, self._pending_transitions.pop(transition_id)
+        if previous == 0 and self.protocol_version > 0 and self.dave is not None:
+            self.dave.set_passthrough_mode(True, 10)  # the others may still send plain frames briefly
+
+    async def _new_key_package(self) -> None:
+        session, channel_id = self.session, self.session.channel_id
+        self.dave.reinit(davey.DAVE_PROTOCOL_VERSION, self.id, channel_id)
+        key_package = self.dave.get_serialized_key_package()
+        self.dave.set_external_sender(self.fake.voice.room(channel_id).coordinator.external_sender_package())
+        await self.fake.voice.key_package(session, key_package)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def send_dave(self, op: int, payload: bytes) -> list[Outgoing]:
         """Handle a DAVE binary op like discord.py does; returns the coordinator's reactions."""
@@ -221,6 +266,9 @@ class FakeUser:
             except ValueError as exc:
                 log.warning("%s could not process DAVE op %s: %s", self.name, op, exc)
                 return coordinator.invalid_commit(self.id, transition)
+            if transition == 0:
+                return []
+            self._pending_transitions[transition] = self.protocol_version
             return coordinator.transition_ready(self.id, transition)
         return []
 
@@ -262,7 +310,7 @@ class FakeUser:
             if speaking == "late" and index == late_after:
                 await voice.speaking(session, 1)
             payload = frame
-            if self.dave is not None and self.dave.ready:
+            if self.protocol_version > 0 and self.dave is not None and self.dave.ready:
                 payload = self.dave.encrypt_opus(frame)
                 report.dave_encrypted += payload != frame
             extension = rtp.audio_level_extension() if rng.random() < extension_fraction else b""

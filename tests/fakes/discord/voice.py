@@ -238,6 +238,22 @@ class VoiceServer:
                 except ConnectionError as exc:
                     log.info("could not deliver DAVE op %s to user %s: %s", message.op, message.user_id, exc)
 
+    async def transition_ready(self, session: VoiceSession, transition_id: int) -> None:
+        room = self.room(session.channel_id)
+        await self.deliver(room, room.coordinator.transition_ready(session.user_id, transition_id))
+
+    async def downgrade(self, channel_id: int) -> None:
+        """DAVE off for a channel: op 21 (protocol_version 0) to everyone, op 22 once all are ready;
+        clients then send plain Opus (receivers pass it through)."""
+        room = self.room(channel_id)
+        await self.deliver(room, room.coordinator.prepare_transition(0, list(room.sessions)))
+
+    async def upgrade(self, channel_id: int) -> None:
+        """DAVE back on: op 24 (epoch 1) to everyone; each client re-initialises, sends a key package,
+        and a new group forms (op 27-30, transitions 22/23)."""
+        room = self.room(channel_id)
+        await self.deliver(room, room.coordinator.prepare_epoch(1, list(room.sessions)))
+
     async def speaking(self, session: VoiceSession, flags: int) -> None:
         """op 5 from a participant: tell the others which SSRC is whose (unless held back)."""
         if flags and self.late_speaking_packets and session.packets_in < self.late_speaking_packets:
@@ -325,8 +341,7 @@ class VoiceServer:
         elif op == SPEAKING:
             await self.speaking(session, int(data.get("speaking", 0)))
         elif op == TRANSITION_READY:
-            room = self.room(session.channel_id)
-            await self.deliver(room, room.coordinator.transition_ready(session.user_id, int(data["transition_id"])))
+            await self.transition_ready(session, int(data["transition_id"]))
         elif op == INVALID_COMMIT:
             room = self.room(session.channel_id)
             await self.deliver(room, room.coordinator.invalid_commit(session.user_id, int(data["transition_id"])))
