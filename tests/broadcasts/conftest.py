@@ -16,7 +16,6 @@ from bot.palabra.emulator.config import EmulatorConfig
 from bot.palabra.rest import PalabraRest
 from bot.services import Services
 from bot.settings import Settings
-from tests.db.conftest import isolated_url  # noqa: F401  (fixture)
 from tests.fakes import secrets
 
 CREDENTIALS = Credentials.app(secrets.PALABRA_CLIENT_ID, secrets.PALABRA_CLIENT_SECRET)
