@@ -7,6 +7,9 @@ this module.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+
 import discord
 import discord.gateway
 import discord.http
@@ -29,17 +32,37 @@ def point_discord_py_at(api_base: str, gateway_url: str | None) -> None:
 # ---- voice receive (all checked against discord.py 2.7.1 / davey 0.1.7) -------------------------------
 
 
+class _WakingSocket(socket.socket):
+    """A UDP socket that wakes threads blocked in select() on it when it is closed."""
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.shutdown(socket.SHUT_RDWR)  # makes a pending select() return (Linux, BSD)
+        super().close()
+
+
 def connection_state_with_hook(voice_client: discord.VoiceClient, hook):
     """A `VoiceConnectionState` whose voice websocket awaits `hook(ws, message)` for every JSON message.
 
     Why: discord.py ignores ops 5 (SSRC -> user), 11, 12 and 13; the undocumented `hook` keyword of
     `discord.voice_state.VoiceConnectionState` (voice_state.py) is the only way to see them, and it is
     handed to every new voice websocket, so it survives resumes and reconnects.
+
+    Also overrides the private `_create_socket()` (same three steps as 2.7.1's) to use a socket whose
+    close() shuts it down first: on a reconnect with a new session (voice close 4006 and similar),
+    discord.py closes the UDP socket while its SocketReader thread sits in a 30 s select() on it, so
+    IP discovery on the new socket (and all audio, both ways) would stall for up to 30 s.
     Checked against discord.py 2.7.1 / davey 0.1.7.
     """
     from discord.voice_state import VoiceConnectionState
 
-    return VoiceConnectionState(voice_client, hook=hook)
+    class PromptReconnectState(VoiceConnectionState):
+        def _create_socket(self) -> None:
+            self.socket = _WakingSocket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.socket.setblocking(False)
+            self._socket_reader.resume()
+
+    return PromptReconnectState(voice_client, hook=hook)
 
 
 def add_socket_listener(voice_client: discord.VoiceClient, callback) -> None:

@@ -97,8 +97,14 @@ class UserStream:
         self._ts_ref = 0
         self._base_ts: int | None = None
         self._last_ts = 0  # extended timestamp of the last filled slot
-        self._anchor: tuple[float, int] = (0.0, 0)  # (wall time, timestamp) of the spurt's first slot
+        # (wall time, timestamp): when slot `timestamp` was due. Follows the most delayed packet of the
+        # spurt, so one network or scheduling hiccup does not make every later packet look late.
+        self._anchor: tuple[float, int] = (0.0, 0)
         self._last_arrival = 0.0
+        # Added to the sender's timestamps. Senders like discord.py advance the RTP clock only per packet
+        # sent, not through pauses, so after silence we filled their next packet can look "in the past":
+        # we shift their clock forward instead of dropping in-sequence audio.
+        self._ts_shift = 0
         self.speaking = False
 
     # ---- input -------------------------------------------------------------------------------------
@@ -110,9 +116,9 @@ class UserStream:
         seq = unwrap(packet.sequence, self._seq_ref, 16)
         ts = unwrap(packet.timestamp, self._ts_ref, 32)
         self._seq_ref, self._ts_ref = max(self._seq_ref, seq), max(self._ts_ref, ts)
-        self._last_arrival = max(self._last_arrival, packet.arrival)
         if not self.speaking:
             self._start_spurt(seq, ts, packet.arrival, out)
+        self._last_arrival = max(self._last_arrival, packet.arrival)
         assert self._next_seq is not None
         if seq < self._next_seq:
             self.stats.late += 1
@@ -142,8 +148,12 @@ class UserStream:
         self.speaking = True
         self._buffer.clear()
         self._next_seq = seq
-        self._last_ts = ts - FRAME_SAMPLES
-        self._anchor = (arrival, ts)
+        if self._base_ts != ts and ts + self._ts_shift <= self._last_ts:
+            # The sender's clock did not run through the pause: advance by the wall-clock pause.
+            paused = max(1, round((arrival - self._last_arrival) / 0.02))
+            self._ts_shift = self._last_ts + paused * FRAME_SAMPLES - ts
+        self._last_ts = ts + self._ts_shift - FRAME_SAMPLES
+        self._anchor = (arrival, ts + self._ts_shift)
         out.append(SpeakingChanged(self.user_id, True))
 
     def _drain(self, now: float, out: list[Output]) -> None:
@@ -165,15 +175,21 @@ class UserStream:
 
     # ---- slots -------------------------------------------------------------------------------------
     def _emit_packet(self, seq: int, item: _Buffered, missing: int, out: list[Output]) -> None:
-        gap = (item.timestamp - self._last_ts) // FRAME_SAMPLES - 1
+        ts = item.timestamp + self._ts_shift
+        gap = (ts - self._last_ts) // FRAME_SAMPLES - 1
         if gap < 0:
-            self.stats.late += 1  # its slot was already filled (silence while we waited)
-            return
+            # In sequence, but its slot was already filled with silence while we waited: the sender's
+            # clock did not run through a pause (or the packet is very late). Play it next.
+            self._ts_shift += self._last_ts + FRAME_SAMPLES - ts
+            ts, gap = self._last_ts + FRAME_SAMPLES, 0
+        anchor_wall, anchor_ts = self._anchor
         if gap > self.max_fill:
-            self._anchor = (item.arrival, item.timestamp)  # a long pause inside a spurt: no fill
+            self._anchor = (item.arrival, ts)  # a long pause inside a spurt: no fill
         else:
+            if item.arrival - (ts - anchor_ts) / 48_000 > anchor_wall:
+                self._anchor = (item.arrival, ts)
             self._fill_gap(gap, min(missing, gap), item.opus, out)
-        self._last_ts = item.timestamp - FRAME_SAMPLES
+        self._last_ts = ts - FRAME_SAMPLES
         try:
             pcm = self._decoder.decode(item.opus)
         except OpusError:

@@ -18,6 +18,7 @@ import queue
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Union
@@ -94,6 +95,7 @@ class VoiceReceiver:
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
         self._log = _RateLimitedLog()
+        self.gateway_ops: Counter[int] = Counter()  # voice-gateway JSON ops seen (reconnects show here)
         self.dropped_frames = 0
         self.worker_errors = 0
         self.callback_errors = 0
@@ -128,6 +130,7 @@ class VoiceReceiver:
     def on_gateway_message(self, message: dict[str, Any]) -> None:
         """Event loop: JSON voice-gateway messages (after discord.py has handled them)."""
         try:
+            self.gateway_ops[message.get("op")] += 1
             self._gateway(message.get("op"), message.get("d") or {})
         except Exception:
             self._log("gateway", logging.ERROR, "voice receive: bad voice gateway message op=%s", message.get("op"))
@@ -250,6 +253,8 @@ class VoiceReceiver:
             "worker_errors": self.worker_errors,
             "callback_errors": self.callback_errors,
             "worker_alive": self.worker_alive,
+            "sessions": self.gateway_ops[4],  # SESSION_DESCRIPTIONs: 1 + reconnects with a new session
+            "resumes": self.gateway_ops[9],
             "users": sorted(self._streams),
         }
 

@@ -118,12 +118,27 @@ def test_silence_is_paced_by_the_wall_clock_then_speaking_stops(packets):
     assert frames(resumed)[0].tick == 60 and frames(resumed)[0].kind == "audio"
 
 
-def test_packet_after_its_slot_was_filled_is_late(packets):
-    stream = UserStream(USER, max_wait=0.04)
-    feed(stream, [vp(0, packets[0]), vp(1, packets[1])])
-    stream.poll(0.2)  # fills slots 2.. with silence
-    assert frames(stream.push(vp(2, packets[2], arrival=0.21))) == []
+def test_late_packets_are_dropped(packets):
+    stream = UserStream(USER)
+    feed(stream, [vp(i, packets[i]) for i in range(4)])
+    assert frames(stream.push(vp(1, packets[1], arrival=0.1))) == []
     assert stream.stats.late == 1
+
+
+def test_sender_clock_that_stops_in_pauses_is_followed_not_dropped(packets):
+    """discord.py-style senders advance the RTP timestamp per packet only: after a pause that we
+    filled with silence, their next packets are placed after the fill instead of being dropped."""
+    stream = UserStream(USER, max_wait=0.04, speaking_timeout=0.3)
+    feed(stream, [vp(i, packets[i]) for i in range(3)])
+    filled = frames(stream.poll(0.2))  # slots 3.. filled with silence; still "speaking"
+    resumed = frames(feed(stream, [vp(i, packets[i], arrival=0.2 + i * 0.02) for i in range(3, 8)]))
+    assert [f.kind for f in resumed] == ["audio"] * 5
+    assert resumed[0].tick == filled[-1].tick + 1
+    assert [f.pcm for f in resumed] == reference(packets[:8])[3:]
+    assert stream.stats.late == 0
+    stream.poll(1.0)
+    again = frames(stream.push(vp(8, packets[8], arrival=2.0)))  # a new spurt, same sender clock
+    assert again[0].tick > resumed[-1].tick + 50  # ticks keep moving forward with the pause
 
 
 def test_corrupted_packet_is_concealed_not_fatal(packets):
