@@ -37,7 +37,7 @@ from bot.interpretation.errors import (
 )
 from bot.interpretation.placement import consent_notice, fallback_placements
 from bot.interpretation.reports import Placement, PlacementKind, SessionStatus, StartReport, StopReport
-from bot.interpretation.session import LiveSession, SessionConfig, SessionParts, user_speaker
+from bot.interpretation.session import LiveSession, PrebufferedMixer, SessionConfig, SessionParts, user_speaker
 from bot.interpretation.transcripts import ChannelSink, Transcript, TranscriptPoster, WebhookSink
 
 if TYPE_CHECKING:
@@ -248,7 +248,6 @@ class InterpretationManager:
     async def _assemble(self, guild: discord.Guild, voice_channel: Any, transcript_channel: Any, session_id: int,
                         prefs: Any, opted_out: set[int], source: str, targets: list[str], warnings: list[str],
                         started_by_name: str, cleanup: _Cleanup) -> StartReport:
-        from bot.audio.mixer import Mixer
         from bot.palabra.errors import PalabraError
         from bot.palabra.streaming import StreamingSession
         from bot.palabra.task import build_task
@@ -283,7 +282,7 @@ class InterpretationManager:
         poster = TranscriptPoster(await self._sink(transcript_channel, warnings), transcript, targets,
                                   partial_interval_s=self.partial_interval_s,
                                   on_error=lambda _text: self.metrics.errors.labels("transcript_post").inc())
-        mixer = Mixer()
+        mixer = PrebufferedMixer()
         for user_id in opted_out:
             mixer.exclude(user_id)
         config = SessionConfig(
@@ -300,7 +299,7 @@ class InterpretationManager:
         self.sessions[voice_channel.id] = _Running(live, guild, voice_channel, transcript_channel, source, targets,
                                                    placements, leases, rest)
         cleanup.clear()
-        live.start()
+        await live.start()
         self._ensure_heartbeat()
         self._update_gauges()
         self.metrics.sessions_started.inc()

@@ -5,8 +5,9 @@
     Palabra events -> transcript (attributed with the mixer's ActivityTimeline) -> TranscriptPoster
                    -> output audio per language -> TranslationSource (speaker bot or the listener)
 
-The session's audio timeline (Palabra's segment times) is the mixer's clock: the mixer ticks in real
-time from the moment the stream starts, silence included, so segment times index the timeline directly.
+The session's audio timeline (Palabra's segment times) is the mixer's clock shifted by the stream lead
+(a little silence sent first): the mixer ticks in real time, silence included, so a segment time minus
+the lead is a time on the mixer's activity timeline.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import discord
 
+from bot.audio.frames import SILENT_FRAME
 from bot.audio.mixer import Mixer, MixerClock
 from bot.audio.resample import discord_to_session
 from bot.interpretation.attribution import attribute
@@ -34,6 +36,10 @@ WATCH_INTERVAL_S = 0.5
 DISCONNECTED_GRACE_S = 3.0  # a voice reconnect (4015/4006) is not a kick
 TAIL_SILENCE_S = 1.0  # silence sent before end_task so Palabra confirms the last sentence
 DRAIN_TIMEOUT_S = 15.0
+# Silence sent ahead of the mixer's first frame. The stream sends a 320 ms chunk on its own schedule and
+# pads a chunk that is short at its deadline with zeros; a producer exactly on schedule loses that race
+# now and then, which inserts a gap in the middle of speech. This much lead keeps every chunk full.
+STREAM_LEAD_S = 0.1
 PLAYOUT_LIMIT_S = 10.0  # at stop, queued translation is played out for at most this long
 
 
@@ -50,6 +56,7 @@ class SessionConfig:
     auto_stop_max_s: float | None = None
     floor_audio: bool = False
     tail_silence_s: float = TAIL_SILENCE_S
+    stream_lead_s: float = STREAM_LEAD_S
     drain_timeout_s: float = DRAIN_TIMEOUT_S
 
 
@@ -63,6 +70,60 @@ class SessionParts:
     transcript: Transcript
     playbacks: dict[str, Any] = field(default_factory=dict)  # language -> TranslationSource
     floor_playbacks: list[Any] = field(default_factory=list)  # sources that get the original under them
+
+
+class PrebufferedMixer(Mixer):
+    """A Mixer that holds each user's first frames of a talk spurt until `prebuffer_frames` are queued
+    (or the oldest has waited that many ticks), and again after an underrun.
+
+    Frames come from the receive thread in small bursts while the mixer ticks on its own clock; without
+    this slack a frame arriving a millisecond after its tick leaves a 20 ms hole in the middle of a word.
+    The cost is `prebuffer_frames` x 20 ms of delay at the start of each talk spurt.
+    """
+
+    def __init__(self, prebuffer_frames: int = 3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prebuffer_frames = prebuffer_frames
+        self._held: dict[Any, tuple[int, list[bytes]]] = {}  # user -> (tick of the first held frame, frames)
+        self._flowing: set[Any] = set()
+        self.underruns = 0
+
+    def push(self, user_id: Any, frame: bytes) -> bool:
+        if user_id in self._flowing or self.is_excluded(user_id):
+            return super().push(user_id, frame)
+        if len(frame) != len(SILENT_FRAME):
+            return super().push(user_id, frame)  # raises with the mixer's message
+        since, frames = self._held.setdefault(user_id, (self.tick_index, []))
+        frames.append(frame)
+        if len(frames) >= self.prebuffer_frames:
+            self._release(user_id)
+        return True
+
+    def _release(self, user_id: Any) -> None:
+        _since, frames = self._held.pop(user_id)
+        self._flowing.add(user_id)
+        for frame in frames:
+            super().push(user_id, frame)
+
+    def tick(self) -> bytes:
+        for user_id in [u for u in self._flowing if self.queued(u) == 0]:
+            self._flowing.discard(user_id)
+            self.underruns += 1
+        for user_id in [u for u, (since, _f) in self._held.items() if self.tick_index - since >= self.prebuffer_frames]:
+            self._release(user_id)
+        return super().tick()
+
+    def exclude(self, user_id: Any) -> None:
+        held = self._held.pop(user_id, None)
+        if held:
+            self.stats.dropped_excluded += len(held[1])
+        self._flowing.discard(user_id)
+        super().exclude(user_id)
+
+    def remove(self, user_id: Any) -> None:
+        self._held.pop(user_id, None)
+        self._flowing.discard(user_id)
+        super().remove(user_id)
 
 
 class LiveSession:
@@ -92,8 +153,11 @@ class LiveSession:
         self._gone_since: float | None = None
 
     # --- running -----------------------------------------------------------------------------------
-    def start(self) -> None:
+    async def start(self) -> None:
         self.parts.poster.start()
+        lead = int(self.config.stream_lead_s * self.config.session_rate) * 2
+        if lead:
+            await self.parts.streaming.send_audio(bytes(lead))
         self._clock.start()
         self._tasks = [
             asyncio.create_task(self._consume_frames(), name=f"session-{self.config.session_id}-frames"),
@@ -193,7 +257,7 @@ class LiveSession:
     def _attribute(self, line: Any, segments: tuple[p.Segment, ...]) -> None:
         if not segments:
             return
-        user_id = attribute(self.mixer.timeline, segments)
+        user_id = attribute(self.mixer.timeline, [_shift(seg, -self.config.stream_lead_s) for seg in segments])
         if user_id is not None:
             line.speaker = self.resolve_speaker(int(user_id))
 
@@ -221,7 +285,7 @@ class LiveSession:
         if end_s is None or audio_at is None:
             return
         self._latency_done.add(tid)
-        latency = audio_at - (self._mixer_anchor + end_s)
+        latency = audio_at - (self._mixer_anchor + end_s - self.config.stream_lead_s)
         self.latencies.append(latency)
         if self.on_latency is not None:
             self.on_latency(latency)
@@ -338,6 +402,10 @@ class LiveSession:
             if all(getattr(s, "queued_seconds", 0.0) <= 0.0 for s in self.parts.playbacks.values()):
                 return
             await asyncio.sleep(0.1)
+
+
+def _shift(segment: p.Segment, offset_s: float) -> p.Segment:
+    return segment.shifted(offset_s) if offset_s else segment
 
 
 def user_speaker(guild: discord.Guild | None, user_id: int) -> Speaker:

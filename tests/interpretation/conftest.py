@@ -1,0 +1,103 @@
+"""A whole interpretation world on loopback: the fake Discord (listener + two speaker bots, DAVE voice),
+the Palabra emulator (app credentials, so sessions live in its session storage), a migrated database
+(SQLite and PostgreSQL) and the manager under test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bot.db import Database
+from bot.db import guilds
+from bot.interpretation.manager import InterpretationManager
+from bot.metrics import Metrics
+from bot.palabra.credentials import Credentials
+from bot.palabra.emulator.app import RunningEmulator, serve
+from bot.palabra.emulator.config import EmulatorConfig
+from bot.palabra.rest import PalabraRest
+from bot.services import Services
+from bot.settings import load_settings
+from bot.voice import adapter
+from bot.voice.speakers import SpeakerPool
+from tests.fakes import secrets
+from tests.fakes.discord.clients import running_clients
+from tests.fakes.discord.server import FakeDiscord
+
+
+@dataclass
+class World:
+    fake: FakeDiscord
+    emulator: RunningEmulator
+    database: Database
+    services: Services
+    listener: Any
+    speakers: list[Any]
+    pool: SpeakerPool
+    manager: InterpretationManager
+    metrics: Metrics
+
+    @property
+    def guild(self):
+        return self.listener.get_guild(self.fake.guild.id)
+
+    def channel(self, name: str):
+        return self.listener.get_channel(self.fake.channel(name).id)
+
+    async def configure(self, *, source="en", targets=("es", "fr"), siblings=None, **settings) -> None:
+        async with self.database.session() as s:
+            await guilds.set_languages(s, self.fake.guild.id, source, list(targets))
+            for language, channel_name in (siblings or {}).items():
+                await guilds.set_language_channel(s, self.fake.guild.id, language, self.fake.channel(channel_name).id)
+            for name, value in settings.items():
+                await guilds.update_guild_setting(s, self.fake.guild.id, name, value)
+
+
+def emulator_config() -> EmulatorConfig:
+    return EmulatorConfig(client_credentials={secrets.PALABRA_CLIENT_ID: secrets.PALABRA_CLIENT_SECRET})
+
+
+@contextlib.asynccontextmanager
+async def world_on(database: Database, *, speaker_count: int = 2, partial_interval_s: float = 0.5):
+    async with FakeDiscord() as fake, serve(emulator_config()) as emulator:
+        settings = load_settings(
+            palabra_client_id=secrets.PALABRA_CLIENT_ID, palabra_client_secret=secrets.PALABRA_CLIENT_SECRET,
+            palabra_api_url=emulator.base_url, discord_api_base=fake.api_base, http_port=0,
+        )
+        credentials = Credentials.app(secrets.PALABRA_CLIENT_ID, secrets.PALABRA_CLIENT_SECRET)
+        tokens = [secrets.DISCORD_TOKEN, *secrets.SPEAKER_TOKENS[:speaker_count]]
+        async with PalabraRest(credentials, emulator.base_url) as rest, running_clients(fake, tokens) as clients:
+            metrics = Metrics()
+            services = Services(settings=settings, database=database, credentials=credentials, palabra=rest,
+                                extras={"metrics": metrics, "partial_interval_s": partial_interval_s,
+                                        "session_options": {"tail_silence_s": 1.0, "drain_timeout_s": 10.0}})
+            pool = SpeakerPool(clients[1:])
+            manager = InterpretationManager(services, clients[0], pool)
+            services.interpretation = manager
+            try:
+                yield World(fake, emulator, database, services, clients[0], clients[1:], pool, manager, metrics)
+            finally:
+                await manager.close()
+
+
+async def wait_for(predicate, timeout=15.0, what="condition"):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def listener_dave_ready(manager: InterpretationManager, members: int) -> bool:
+    for running in manager.sessions.values():
+        session, version = adapter.dave_state(running.live.parts.voice_client)
+        return version > 0 and session is not None and session.ready and len(session.get_user_ids()) == members
+    return False
+
+
+@pytest.fixture
+def postgres_or_sqlite(database_url):
+    return database_url

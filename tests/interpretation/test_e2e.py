@@ -1,0 +1,172 @@
+"""End to end over loopback: a fake user speaks (Opus, DAVE) in the source channel; the listener mixes
+and streams to the Palabra emulator; speaker bots play the "translation" (the emulator returns the
+utterance's own audio) to fake listeners in the es and fr channels; transcripts are posted under the
+speaker's name; stopping deletes the Palabra session and releases the speakers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+import pytest
+
+from bot.db import leases as db_leases
+from bot.db import sessions as db_sessions
+from bot.db import transcripts as db_transcripts
+from tests.fakes.audio import SPEECH_A, SPEECH_B, decode, mono, speech_regions, xcorr
+from tests.interpretation.conftest import listener_dave_ready, wait_for, world_on
+
+pytestmark = pytest.mark.timeout(120)
+
+log = logging.getLogger(__name__)
+RATE = 48000
+
+
+def speech(path, seconds=5.0) -> bytes:
+    return decode(path, rate=RATE, channels=2)[: int(seconds * RATE) * 4]
+
+
+async def join_and_wait(world, users_by_channel, members_in_source):
+    for user, channel in users_by_channel:
+        await user.join(channel)
+    await wait_for(lambda: listener_dave_ready(world.manager, members_in_source), what="the listener's DAVE group")
+
+
+def utterance_correlations(sent: bytes, heard: bytes, spoken_at: float, heard_origin: float):
+    """Per spoken utterance (the translation is played per utterance, so gaps between them differ):
+    (normalised correlation with what the listener heard, lag in seconds from speaking to hearing),
+    both clocks being the event loop's."""
+    a, b = mono(sent, 2), mono(heard, 2)
+    found = []
+    for start, end in speech_regions(a, RATE):
+        piece = a[int(start * RATE): int(end * RATE)]
+        lag = xcorr(piece, b).lag  # where it was heard; then correlate against just that stretch
+        window = b[max(0, lag): max(0, lag) + len(piece)]
+        found.append((xcorr(piece, window, max_lag=RATE // 100).peak, heard_origin + lag / RATE - (spoken_at + start)))
+    return found
+
+
+async def test_speech_is_translated_into_sibling_channels_with_transcripts_and_a_clean_stop(db):
+    async with world_on(db) as world:
+        fake, manager = world.fake, world.manager
+        await world.configure(targets=("es", "fr"), siblings={"es": "Voice B", "fr": "Voice C"})
+        alice = await fake.add_user("Alice")
+        es_listener, fr_listener = await fake.add_user("Eva"), await fake.add_user("François")
+        await alice.join("Voice A")
+        await es_listener.join("Voice B")
+        await fr_listener.join("Voice C")
+        owner = world.guild.get_member(alice.id)
+
+        report = await manager.start(guild=world.guild, voice_channel=world.channel("Voice A"), requested_by=owner)
+        assert report.targets == ["es", "fr"]
+        assert {lang: p.kind for lang, p in report.placements.items()} == {"es": "sibling", "fr": "sibling"}
+        assert report.placements["es"].channel_id == fake.channel("Voice B").id
+        assert report.transcript_channel_id == fake.channel("Voice A").id
+        consent = [m for m in fake.messages("Voice A") if "Live interpretation is on" in m.content]
+        assert len(consent) == 1 and "/privacy optout" in consent[0].content
+
+        await wait_for(lambda: listener_dave_ready(manager, 2), what="the listener's DAVE group")
+        await alice.wait_dave_ready(members=2)
+        speakers = {lang: lease.speaker_id for lease in world.pool.leases() for lang in [lease.language]}
+        assert set(speakers) == {"es", "fr"}
+
+        sent = speech(SPEECH_A)
+        spoken = await alice.speak(sent + bytes(int(1.5 * RATE) * 4))
+        assert spoken.dave_encrypted > 0
+        # The emulator confirms each utterance after its trailing silence; wait for both to be played out.
+        await wait_for(lambda: len(es_listener.heard(speakers["es"])) >= len(sent) * 0.8
+                       and len(fr_listener.heard(speakers["fr"])) >= len(sent) * 0.8,
+                       timeout=20, what="translated speech in both sibling channels")
+        await asyncio.sleep(1.5)
+
+        for language, listener in (("es", es_listener), ("fr", fr_listener)):
+            heard = listener.heard(speakers[language])
+            found = utterance_correlations(sent, heard, spoken.started_at, listener.joined_at)
+            assert len(found) == 2
+            for peak, lag in found:
+                log.info("%s: correlation %.3f, lag %.2f s from speaking to hearing", language, peak, lag)
+                print(f"{language}: correlation {peak:.3f}, lag {lag:.2f} s")
+                assert peak >= 0.9, f"{language}: correlation {peak:.3f}"
+                assert 0.3 < lag < 10
+        statuses = manager.status(fake.guild.id)
+        assert len(statuses) == 1 and statuses[0].speakers_heard == [alice.id]
+        assert statuses[0].packets > 0 and statuses[0].decrypt_failures == 0
+        assert statuses[0].latency_p50_s is not None and 0 < statuses[0].latency_p50_s < 5
+        log.info("latency p50 %.2f s p90 %.2f s", statuses[0].latency_p50_s, statuses[0].latency_p90_s)
+
+        # Transcripts: one webhook message per utterance, under Alice's name, with both translations.
+        await wait_for(lambda: sum("> **fr**" in m.content for m in fake.messages("Voice A")) >= 2,
+                       what="final transcripts with translations")
+        lines = [m for m in fake.messages("Voice A") if m.data.get("webhook_id")]
+        assert len(lines) == 2
+        for message in lines:
+            assert message.data["author"]["username"] == "Alice"
+            assert "> **es**: [es]" in message.content and "> **fr**: [fr]" in message.content
+        assert any(m.edits for m in lines)  # partials were edited in place before the final
+
+        palabra_ids = list(world.emulator.state.sessions)
+        assert len(palabra_ids) == 1
+        stop = await manager.stop(guild_id=fake.guild.id, channel_id=fake.channel("Voice A").id)
+        assert stop.transcript_lines == 2 and stop.summary_message_id is not None
+        assert world.emulator.state.sessions == {}  # the Palabra session is deleted
+        assert world.pool.leases() == [] and manager.sessions == {}
+        assert fake.voice_members(fake.channel("Voice B").id) == {es_listener.id}  # the speakers left
+        assert fake.voice_members(fake.channel("Voice C").id) == {fr_listener.id}
+        summary = [m for m in fake.messages("Voice A") if m.id == stop.summary_message_id][0]
+        names = sorted(f.filename for f in summary.files)
+        assert names == [f"transcript-{stop.session_id}.srt", f"transcript-{stop.session_id}.txt"]
+        srt = next(f.data.decode() for f in summary.files if f.filename.endswith(".srt"))
+        assert srt.startswith("1\n00:00:0") and "Alice:" in srt and "es: [es]" in srt
+        async with db.session() as s:
+            row = await db_sessions.get_session(s, stop.session_id)
+            assert row.status == "ended" and row.end_reason == "stopped"
+            assert row.palabra_session_ids == palabra_ids
+            assert await db_leases.leases_of_session(s, stop.session_id) == []
+            stored = await db_transcripts.session_transcript(s, stop.session_id)
+            assert [line.speaker_user_id for line in stored] == [alice.id, alice.id]
+            assert all(set(line.translations) == {"es", "fr"} for line in stored)
+        metrics = world.metrics.render().decode()
+        assert "interpreter_palabra_latency_seconds_count 2.0" in metrics
+        assert "interpreter_sessions_active 0.0" in metrics
+
+
+async def test_opted_out_speech_never_reaches_palabra_and_no_speaker_means_same_channel(db):
+    async with world_on(db, speaker_count=0) as world:
+        fake, manager = world.fake, world.manager
+        await world.configure(targets=("es", "fr"), siblings={"es": "Voice B"})
+        alice, bob = await fake.add_user("Alice"), await fake.add_user("Bob")
+        from bot.db import privacy
+
+        async with db.session() as s:
+            await privacy.opt_out(s, bob.id, fake.guild.id)
+        for user in (alice, bob):
+            await user.join("Voice A")
+        report = await manager.start(guild=world.guild, voice_channel=world.channel("Voice A"),
+                                     requested_by=world.guild.get_member(alice.id))
+        assert report.placements["es"].kind == "same_channel"
+        assert report.placements["es"].channel_id == fake.channel("Voice A").id
+        assert "speaker bot" in report.placements["es"].reason
+        assert report.placements["fr"].kind == "text_only" and report.placements["fr"].channel_id is None
+        assert any(w.startswith("fr:") for w in report.warnings)
+        await wait_for(lambda: listener_dave_ready(manager, 3), what="the listener's DAVE group")
+        await bob.wait_dave_ready(members=3)
+        await alice.wait_dave_ready(members=3)
+
+        bob_speech, alice_speech = speech(SPEECH_B, 4.5), speech(SPEECH_A, 3.0)
+        await bob.speak(bob_speech + bytes(RATE * 4))  # opted out: must not reach the emulator
+        await manager.set_user_opted_out(fake.guild.id, alice.id, False)  # opting in someone else changes nothing
+        await alice.speak(alice_speech + bytes(int(1.5 * RATE) * 4))
+        listener_id = world.listener.user.id
+        await wait_for(lambda: len(bob.heard(listener_id)) > RATE * 4 * 1.5, timeout=20,
+                       what="same-channel playback")
+        await manager.stop(guild_id=fake.guild.id)
+
+        [stream] = world.emulator.state.streams
+        received = np.frombuffer(bytes(stream.input_pcm), dtype="<i2").astype(np.float64) / 32768
+        bob_16k = mono(decode(SPEECH_B, rate=16000, channels=1), 1)[: int(4.5 * 16000)]
+        alice_16k = mono(decode(SPEECH_A, rate=16000, channels=1), 1)[: 3 * 16000]
+        assert xcorr(alice_16k, received).peak >= 0.8  # Alice's speech went through ...
+        assert abs(xcorr(bob_16k, received).peak) < 0.2  # ... Bob's never did
+        heard = bob.heard(listener_id)  # the translation of Alice, played by the listener in Voice A
+        assert xcorr(mono(alice_speech, 2), mono(heard, 2)).peak >= 0.8
