@@ -46,6 +46,9 @@ POLL_INTERVAL_S = 2.1  # get_task and set_task share a 1-per-2-s limit
 STALL_GRACE_CHUNKS = 1.0  # wait this many chunk lengths for late audio before sending silence
 MAX_REPLAY_S = 30.0  # bound of the replay ring buffer
 LEGACY_EOS_TIMEOUT = 4
+# Palabra's command limits: set_task and get_task share one budget; pause_task and end_task 1 per 3 s.
+COMMAND_BUCKETS = {"set_task": ("task", 2.05), "get_task": ("task", 2.05), "pause_task": ("pause_task", 3.05),
+                   "end_task": ("end_task", 3.05)}
 Dialect = Literal["auto", "current", "legacy"]
 
 
@@ -53,7 +56,8 @@ Dialect = Literal["auto", "current", "legacy"]
 class StreamStats:
     chunks_sent: int = 0
     bytes_sent: int = 0
-    silence_chunks: int = 0
+    silence_chunks: int = 0  # chunks padded with silence because the producer stalled
+    audio_bytes_sent: int = 0  # the producer's own audio (no padding, no replays)
     reconnects: int = 0
     replayed_s: float = 0.0
     last_latency_s: float | None = None  # audio sent -> its validated transcription received
@@ -69,6 +73,7 @@ class _Connection:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.reader: asyncio.Task | None = None
         self.poller: asyncio.Task | None = None
+        self.last_command: dict[str, float] = {}  # rate-limit bucket -> monotonic time of the last send
 
 
 class StreamingSession:
@@ -305,6 +310,15 @@ class StreamingSession:
             self._rest, self._own_rest = None, False
 
     async def _send(self, conn: _Connection, command: p.Command) -> None:
+        bucket = COMMAND_BUCKETS.get(command.message_type)
+        if bucket:  # wait out Palabra's rate limit rather than get an error back
+            name, interval = bucket
+            now = time.monotonic()
+            slot = max(now, conn.last_command.get(name, now - interval) + interval)
+            conn.last_command[name] = slot  # reserved before sleeping, so concurrent sends queue up
+            if slot > now:
+                log.debug("waiting %.1f s before %s (Palabra's command rate limit)", slot - now, command.message_type)
+                await asyncio.sleep(slot - now)
         try:
             await conn.ws.send(command.to_json())
         except ConnectionClosed:
@@ -465,6 +479,7 @@ class StreamingSession:
         del self._replay[:n]
         fresh = bytes(self._pending[: n - len(from_replay)])
         del self._pending[: len(fresh)]
+        self.stats.audio_bytes_sent += len(fresh)
         is_silence = len(from_replay) + len(fresh) < n
         if is_silence:
             fresh += bytes(n - len(from_replay) - len(fresh))

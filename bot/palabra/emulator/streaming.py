@@ -82,7 +82,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         await session.run()
     finally:
         request.app[_OPEN].discard(ws)
-        state.close_stream(record, ws.close_code)
+        state.close_stream(record, session.close_code if session.close_code is not None else ws.close_code)
     return ws
 
 
@@ -189,6 +189,7 @@ class StreamSession:
         self.send_lock = asyncio.Lock()
         self.last_warning = 0.0
         self.tasks: list[asyncio.Task] = []
+        self.close_code: int | None = None  # the code this side closed with (aiohttp reports the peer's echo)
 
     # --- main loop -------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -336,7 +337,7 @@ class StreamSession:
                 self._confirm(tail)
         self.results.put_nowait(None)
         await self.tasks[1]  # the result worker drains, then sends the end message
-        await self.ws.close(code=1000)
+        await self._close(1000)
 
     async def _tts(self, kind: str, data: dict) -> None:
         if self.task is None:
@@ -526,7 +527,7 @@ class StreamSession:
                 await self._error("SERVICE_TIMEOUT", f"No input audio received for {timeout:g}s. Use the pause_task "
                                                      "command for intentional pauses.")
                 self.ended = True
-                await self.ws.close(code=1008)
+                await self._close(1008)
                 return
             if self.first_audio_wall is not None and silent > 2.0:
                 await self._check_pacing(time.monotonic())
@@ -543,12 +544,16 @@ class StreamSession:
         if transport is not None:
             transport.abort()
         else:
-            await self.ws.close(code=1011)
+            await self._close(1011)
 
     # --- output ----------------------------------------------------------------------------------
     async def _ack(self, command: str, event: str, **extra: Any) -> None:
         if self.config.ack_task_status or command == "tts_task":
             await self._send("task_status", {"command": command, "event": event, "task_status": self.status, **extra})
+
+    async def _close(self, code: int) -> None:
+        self.close_code = code
+        await self.ws.close(code=code)
 
     async def _error(self, code: str, desc: str) -> None:
         await self._send("error", {"code": code, "desc": desc, "param": None})
