@@ -352,6 +352,32 @@ async def test_dave_downgrade_and_upgrade_transitions():
         assert audio.peak_frequency(audio.mono(pcm, 2), RATE) == pytest.approx(350, abs=10)
 
 
+async def _close_voice_and_check_recovery(code: int, expected_op: int, connect_timeout: float) -> None:
+    async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (bot,):
+        alice = await fake.add_user("Alice")
+        await alice.join("Voice A")
+        vc = await bot.get_channel(fake.channel("Voice A").id).connect(timeout=connect_timeout)
+        await wait_until(lambda: dave_members(vc) == 2, what="DAVE group")
+        identifies = fake.voice.events.count((bot.user.id, expected_op))
+        epoch = alice.dave.epoch
+        await fake.close_voice(bot.user.id, code)
+        await wait_until(
+            lambda: fake.voice.events.count((bot.user.id, expected_op)) > identifies,
+            timeout=connect_timeout,
+            what=f"op {expected_op} after close {code}",
+        )
+        await wait_until(
+            lambda: vc.is_connected() and dave_members(vc) == 2 and alice.dave.epoch > epoch,
+            timeout=connect_timeout,
+            what=f"DAVE group to re-form after close {code}",
+        )
+        assert vc.voice_privacy_code == alice.dave.voice_privacy_code
+        await play(vc, audio.sine(440, 0.6, RATE, amplitude=0.3))
+        await asyncio.sleep(0.2)
+        assert alice.stats.dave_failures == 0
+        assert audio.peak_frequency(audio.mono(alice.heard(bot.user.id), 2), RATE) == pytest.approx(440, abs=10)
+
+
 async def test_voice_close_4015_resumes_with_op_7():
     await _close_voice_and_check_recovery(4015, expected_op=7, connect_timeout=10)
 
