@@ -42,6 +42,14 @@ class World:
             await wait_until(lambda: record.followups)
         return record
 
+    async def complete(self, user, subcommand: str, focused: str, *, guild: Guild | None = None, **options) -> list[dict]:
+        """The choices the bot offers while `user` types option `focused` (an autocomplete interaction)."""
+        record = await self.fake.slash_command(self.fake.bot(), user, "general", "broadcast", subcommand=subcommand,
+                                               options=options, guild=guild, focused=focused)
+        await self.fake.wait_for_response(record, 10)
+        assert record.response_type == 8
+        return record.responses[0]["data"]["choices"]
+
     def poller(self):
         return self.client.get_cog("Broadcast").poller
 
@@ -84,8 +92,8 @@ def production_gateway_logging():
 
 
 @contextlib.asynccontextmanager
-async def running_world(database_url: str, emulator_url: str):
-    async with broadcast_services(database_url, emulator_url, broadcast_poll_interval_s=0) as services:
+async def running_world(database_url: str, emulator_url: str, poll_interval_s: float = 0):
+    async with broadcast_services(database_url, emulator_url, broadcast_poll_interval_s=poll_interval_s) as services:
         async with FakeDiscord(text_channels=("general", "broadcast-status")) as fake:
             second = await fake.add_guild("Second Guild")
             factory = lambda: InterpreterBot(services, guild_ready_timeout=0.1)  # noqa: E731
@@ -132,6 +140,8 @@ async def test_full_lifecycle(world, emulator, no_secret_in_logs):  # noqa: F811
     text, private = answer(await world.run(admin, "show", broadcast=broadcast_id[:8]))
     assert not private and "Languages: **en** → **es**" in text and "Input: srt_push" in text
     assert f"announced in: <#{status_channel.id}>" in text and ingest["stream_key"] not in text
+    text, private = answer(await world.run(admin, "show", broadcast=broadcast_id, ingest=True))
+    assert private and f"Stream key: ||`{ingest['stream_key']}`||" in text
 
     await set_status(emulator, broadcast_id, "streaming")
     await world.poller().poll_once()
@@ -219,3 +229,30 @@ async def test_member_without_manage_server_is_refused(sqlite_world, emulator):
         text, private = answer(await sqlite_world.run(member, subcommand, **options))
         assert private and "Only members with the Manage Server permission" in text
     assert emulator.state.broadcasts == {}
+
+
+async def test_autocomplete_offers_only_this_servers_broadcasts(sqlite_world, emulator):
+    world, admin = sqlite_world, sqlite_world.fake.owner
+    await create(world, admin, title="First")
+    await create(world, admin, title="Second", guild=world.second)
+    ids = {record["title"]: broadcast_id for broadcast_id, record in emulator.state.broadcasts.items()}
+    assert await world.complete(admin, "show", "broadcast", broadcast="") == [
+        {"name": f"First ({ids['First'][:8]})", "value": ids["First"]}]
+    assert [c["value"] for c in await world.complete(admin, "delete", "broadcast", guild=world.second, broadcast="sec")] == [
+        ids["Second"]]
+    assert await world.complete(admin, "show", "broadcast", guild=world.second, broadcast="First") == []
+    member = await world.fake.add_user("Member")
+    assert await world.complete(member, "show", "broadcast", broadcast="") == []
+
+
+async def test_background_poller_announces_by_itself(tmp_path, emulator):
+    async with running_world(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", emulator.base_url, 0.05) as world:
+        channel = world.fake.channel("broadcast-status")
+        await create(world, world.fake.owner, announce=channel)
+        [broadcast_id] = list(emulator.state.broadcasts)
+        poller = world.poller()
+        assert poller.running
+        await set_status(emulator, broadcast_id, "streaming")
+        await wait_until(lambda: world.fake.messages(channel))
+        assert "🔴 Streaming" in world.fake.messages(channel)[0].content
+    assert not poller.running  # the cog stops it when the bot closes
