@@ -36,6 +36,12 @@ def _not_a_target(language: str, settings) -> list[str]:
     return [f"{language!r} is not one of the server's target languages ({current}); add it with `/setup languages`"]
 
 
+async def _loaded_settings(session, guild_id: int):
+    """The settings row, held for the whole unit of work: the per-language setters reach the row's
+    parent through its relationship, which needs the parent still in memory (no lazy IO under asyncio)."""
+    return await guilds.get_or_create_guild_settings(session, guild_id)
+
+
 def show_text(settings, guild_id: int) -> str:
     targets = settings.target_languages
     channels = settings.sibling_channels
@@ -94,8 +100,9 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         choice = parse_target(language)
         code = choice.codes[0]
         async with self._session(interaction) as s:
-            settings = await guilds.set_language_channel(s, interaction.guild_id, code, channel.id if channel else None)
-        warnings = [*choice.warnings, *_not_a_target(code, settings)]
+            settings = await _loaded_settings(s, interaction.guild_id)
+            await guilds.set_language_channel(s, interaction.guild_id, code, channel.id if channel else None)
+        warnings = [*choice.warnings, *(_not_a_target(code, settings) if channel else [])]
         sharing = [lang for lang, cid in settings.sibling_channels.items() if channel and cid == channel.id and lang != code]
         if sharing:
             warnings.append(f"{channel.mention} is also the channel of {', '.join(sharing)}; each language needs its own")
@@ -124,10 +131,11 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         choice = parse_target(language)
         code = choice.codes[0]
         async with self._session(interaction) as s:
-            settings = await guilds.set_language_voice(s, interaction.guild_id, code, voice)
+            settings = await _loaded_settings(s, interaction.guild_id)
+            await guilds.set_language_voice(s, interaction.guild_id, code, voice)
         text = f"**{code}** speaks with voice `{settings.voices[code]}`." if voice else f"**{code}** uses the default voice."
         await interaction.response.send_message(
-            with_warnings(text, [*choice.warnings, *_not_a_target(code, settings)]), ephemeral=True
+            with_warnings(text, [*choice.warnings, *(_not_a_target(code, settings) if voice else [])]), ephemeral=True
         )
 
     @app_commands.command(name="role", description="A role whose members may change these settings")

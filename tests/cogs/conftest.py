@@ -20,7 +20,6 @@ from bot.interpretation.errors import NoActiveSession
 from bot.interpretation.manager import Placement, SessionStatus, StartReport, StopReport
 from bot.services import Services
 from bot.settings import Settings
-from tests.db.conftest import isolated_url  # noqa: F401  (fixture)
 from tests.fakes import secrets
 from tests.fakes.discord.clients import running_clients
 from tests.fakes.discord.model import Role, snowflake
@@ -76,11 +75,11 @@ class Harness:
     def bot_account(self):
         return self.fake.bot()
 
-    async def command(self, user, name: str, subcommand: str | None = None, *, channel="general",
+    async def command(self, user, name: str, subcommand: str | None = None, *, in_channel="general",
                       timeout: float = 10.0, **options) -> InteractionRecord:
-        """Send `/name [subcommand] options…` as `user` and wait for the bot's answer."""
+        """Send `/name [subcommand] options…` as `user` from `in_channel` and wait for the bot's answer."""
         record = await self.fake.slash_command(
-            self.bot_account, user, channel, name, subcommand=subcommand, options=options
+            self.bot_account, user, in_channel, name, subcommand=subcommand, options=options
         )
         await self.fake.wait_for_response(record, timeout)
         await self.settled(record)
@@ -97,9 +96,12 @@ class Harness:
         await self.settled(record)
         return record
 
-    def payload(self, user, name: str, subcommand: str | None = None, *, channel="general", **options) -> dict:
+    def payload(self, user, name: str, subcommand: str | None = None, *, in_channel="general",
+                focused: str | None = None, **options) -> dict:
+        """The INTERACTION_CREATE payload; with `focused`, an autocomplete interaction for that option."""
         return self.fake.interaction_payload(
-            bot=self.bot_account, user=user, channel=channel, name=name, subcommand=subcommand, options=options
+            bot=self.bot_account, user=user, channel=in_channel, name=name, subcommand=subcommand, options=options,
+            focused=focused,
         )
 
     async def settled(self, record: InteractionRecord, timeout: float = 10.0) -> None:
@@ -181,7 +183,7 @@ def manager() -> RecordingManager:
 
 
 @pytest.fixture
-async def harness(isolated_url, manager):  # noqa: F811
+async def harness(isolated_url, manager):
     async with running_harness(isolated_url, manager) as h:
         yield h
 

@@ -151,12 +151,7 @@ async def test_autocomplete_answers_language_choices(sqlite_harness):
 
 
 def _autocomplete(h, user, subcommand: str, options: dict, focused: str) -> dict:
-    payload = h.payload(user, "interpret", subcommand, **options)
-    payload["type"] = 4
-    for option in payload["data"]["options"][0]["options"]:
-        if option["name"] == focused:
-            option["focused"] = True
-    return payload
+    return h.payload(user, "interpret", subcommand, focused=focused, **options)
 
 
 def _status(h, session_id: int) -> SessionStatus:
