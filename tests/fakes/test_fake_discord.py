@@ -460,6 +460,9 @@ async def test_messages_webhooks_and_rate_limits():
         assert [m.content for m in stored] == ["hello again"] and stored[0].files[0].data == b"transcript"
         await message.delete()
         assert fake.messages("general") == []
+        with pytest.raises(discord.NotFound) as missing:
+            await channel.fetch_message(message.id)
+        assert missing.value.code == 10008
 
         webhook = await channel.create_webhook(name="Interpreter")
         sent = await webhook.send("hola", username="Alice (es)", avatar_url="https://example.invalid/a.png", wait=True)

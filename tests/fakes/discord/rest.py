@@ -25,6 +25,18 @@ log = logging.getLogger(__name__)
 API = "/api/v10"
 
 
+class ApiError(Exception):
+    """Raised by handlers; the middleware turns it into Discord's JSON error body."""
+
+    def __init__(self, status: int, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+
+def http_error(status: int, message: str, code: int = 0) -> ApiError:
+    return ApiError(status, message, code)
+
+
 def json_response(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
     body = b"" if status == 204 else json.dumps(data).encode()
     response = web.Response(body=body, status=status, headers=headers or {})
@@ -227,7 +239,10 @@ class Rest:
         limited = self.rate_limits.check(request.method, path)
         if limited is not None:
             return limited
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except ApiError as error:
+            response = json_response({"message": error.message, "code": error.code}, error.status)
         response.headers.update(self.rate_limits.headers())
         return response
 
@@ -237,9 +252,7 @@ class Rest:
         auth = request.headers.get("Authorization", "")
         account = self.fake.account_by_token(auth.removeprefix("Bot ").strip())
         if account is None:
-            raise web.HTTPUnauthorized(
-                text=json.dumps({"message": "401: Unauthorized", "code": 0}), content_type="application/json"
-            )
+            raise http_error(401, "401: Unauthorized")
         return account
 
     async def _body(self, request: web.Request) -> tuple[dict, list[Attachment]]:
@@ -298,9 +311,7 @@ class Rest:
         for message in self.messages.get(channel_id, []):
             if message.id == message_id and not message.deleted:
                 return message
-        raise web.HTTPNotFound(
-            text=json.dumps({"message": "Unknown Message", "code": 10008}), content_type="application/json"
-        )
+        raise http_error(404, "Unknown Message", 10008)
 
     @staticmethod
     def _edit(message: StoredMessage, payload: dict, files: list[Attachment]) -> dict:
@@ -403,7 +414,7 @@ class Rest:
         for interaction in self.interactions.values():
             if interaction.application_id == webhook_id and interaction.token == token:
                 return None, interaction
-        raise web.HTTPNotFound(text=json.dumps({"message": "Unknown Webhook", "code": 10015}), content_type="application/json")
+        raise http_error(404, "Unknown Webhook", 10015)
 
     async def execute_webhook(self, request: web.Request) -> web.Response:
         webhook, interaction = self._webhook_target(request)
@@ -431,12 +442,12 @@ class Rest:
         if interaction is not None:
             if wanted == "@original":
                 if interaction.original is None:
-                    raise web.HTTPNotFound(text=json.dumps({"message": "Unknown Message", "code": 10008}), content_type="application/json")
+                    raise http_error(404, "Unknown Message", 10008)
                 return interaction.original
             for message in interaction.followups:
                 if message.id == int(wanted):
                     return message
-            raise web.HTTPNotFound(text=json.dumps({"message": "Unknown Message", "code": 10008}), content_type="application/json")
+            raise http_error(404, "Unknown Message", 10008)
         return self.find_message(webhook.channel_id, int(wanted))
 
     async def get_webhook_message(self, request: web.Request) -> web.Response:

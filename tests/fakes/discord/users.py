@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 RATE = 48_000
 FRAME_SAMPLES = 960
 FRAME_BYTES = FRAME_SAMPLES * 2 * 2  # 20 ms of s16le stereo
+REANCHOR_SAMPLES = RATE // 5  # a packet 200 ms later than its timestamp predicts starts a new spurt
 
 
 def ensure_opus() -> None:
@@ -349,7 +350,7 @@ class FakeUser:
         sender = self.ssrc_users.get(packet.ssrc)
         if sender is None:
             # Before (or without) op 5: the simulated user may ask the server, which knows.
-            other = self.fake.voice._by_ssrc(packet.ssrc)
+            other = self.fake.voice.session_by_ssrc(packet.ssrc)
             if other is None:
                 self.stats.unknown_ssrc += 1
                 return
@@ -373,9 +374,12 @@ class FakeUser:
             self.stats.dave_failures += 1
             return
         self.stats.decoded += 1
-        if track.anchor is None:
-            track.anchor = max(0, round((asyncio.get_running_loop().time() - self._t0) * RATE) - FRAME_SAMPLES)
-            track.first_timestamp = timestamp
+        arrival = max(0, round((asyncio.get_running_loop().time() - self._t0) * RATE) - FRAME_SAMPLES)
+        expected = None if track.anchor is None else track.anchor + ((timestamp - track.first_timestamp) & 0xFFFFFFFF)
+        if expected is None or arrival - expected > REANCHOR_SAMPLES:
+            # First packet, or a new talk spurt whose RTP clock did not advance during the pause
+            # (discord.py's player keeps counting from where it stopped): place it by arrival time.
+            track.anchor, track.first_timestamp = arrival, timestamp
         offset = (track.anchor + ((timestamp - track.first_timestamp) & 0xFFFFFFFF)) * 4
         if offset > 3600 * RATE * 4:  # a timestamp from before the anchor (reordering); drop
             return

@@ -408,7 +408,7 @@ class VoiceServer:
 
     # -- the SFU ----------------------------------------------------------------------------------------
 
-    def _by_ssrc(self, ssrc: int) -> VoiceSession | None:
+    def session_by_ssrc(self, ssrc: int) -> VoiceSession | None:
         for session in self.sessions.values():
             if session.ssrc == ssrc:
                 return session
@@ -418,7 +418,7 @@ class VoiceServer:
         self.stats.received += 1
         ssrc = rtp.parse_discovery_request(data)
         if ssrc is not None:
-            session = self._by_ssrc(ssrc)
+            session = self.session_by_ssrc(ssrc)
             if session is None:
                 self.stats.dropped += 1
                 return
@@ -429,7 +429,7 @@ class VoiceServer:
         if not rtp.is_rtp(data):
             self.stats.ignored += 1
             return
-        sender = self._by_ssrc(rtp.ssrc_of(data))
+        sender = self.session_by_ssrc(rtp.ssrc_of(data))
         room = self.rooms.get(sender.channel_id) if sender else None
         if sender is None or sender.mode is None or room is None or room.sessions.get(sender.user_id) is not sender:
             self.stats.dropped += 1
