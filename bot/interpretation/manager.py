@@ -275,9 +275,6 @@ class InterpretationManager:
 
         placements, playbacks, floor, leases = await self._place(guild, voice_channel, vc, session_id, targets,
                                                                  prefs, cleanup)
-        for placement in placements.values():
-            if placement.reason:
-                warnings.append(f"{placement.language}: {placement.reason}")
         transcript = Transcript()
         poster = TranscriptPoster(await self._sink(transcript_channel, warnings), transcript, targets,
                                   partial_interval_s=self.partial_interval_s,

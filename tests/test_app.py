@@ -1,0 +1,200 @@
+"""`python -m bot run` as a real process against the fake Discord and the Palabra emulator (both in this
+test's event loop): slash commands start a session; the process is SIGKILLed mid-session; the restarted
+process deletes the dead process's Palabra session, resumes interpretation in the channel that still has
+people, serves health and metrics, and stops cleanly on SIGTERM. No secret appears in its output."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+import httpx
+import numpy as np
+import pytest
+
+from bot.app import require_run_settings
+from bot.db import Database
+from bot.db import sessions as db_sessions
+from bot.errors import ConfigurationError
+from bot.palabra.emulator.app import serve
+from bot.settings import load_settings
+from tests.fakes import secrets
+from tests.fakes.audio import SPEECH_A, decode, mono, xcorr
+from tests.fakes.discord import tls
+from tests.fakes.discord.server import FakeDiscord
+from tests.interpretation.conftest import emulator_config, wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class BotProcess:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.proc: asyncio.subprocess.Process | None = None
+        self.output = bytearray()
+        self._reader: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", env=self.env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc and self.proc.stdout
+        while chunk := await self.proc.stdout.read(65536):
+            self.output.extend(chunk)
+
+    def text(self) -> str:
+        return self.output.decode(errors="replace")
+
+    async def wait(self, timeout: float = 60) -> int:
+        assert self.proc
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        if self._reader:
+            await asyncio.wait_for(self._reader, 5)
+        return code
+
+    async def kill(self) -> None:
+        if self.proc and self.proc.returncode is None:
+            self.proc.kill()
+            await self.wait()
+
+
+def bot_env(fake: FakeDiscord, emulator_url: str, database_url: str, http_port: int) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH", "TMPDIR")}
+    return {
+        **keep,
+        "DISCORD_TOKEN": secrets.DISCORD_TOKEN,
+        "SPEAKER_TOKENS": ",".join(secrets.SPEAKER_TOKENS),
+        "PALABRA_CLIENT_ID": secrets.PALABRA_CLIENT_ID,
+        "PALABRA_CLIENT_SECRET": secrets.PALABRA_CLIENT_SECRET,
+        "PALABRA_API_URL": emulator_url,
+        "DATABASE_URL": database_url,
+        "DISCORD_API_BASE": fake.api_base,
+        "DISCORD_GATEWAY_URL": fake.gateway_url,
+        "SSL_CERT_FILE": tls.trust_test_ca(),
+        "HTTP_PORT": str(http_port),
+        "LOG_LEVEL": "DEBUG",
+    }
+
+
+async def command(fake: FakeDiscord, user, name: str, subcommand: str, in_channel="general", **options):
+    record = await fake.slash_command(fake.bot(), user, in_channel, name, subcommand=subcommand, options=options)
+    await fake.wait_for_response(record, 30)
+    await wait_for(lambda: record.response_type != 5 or record.followups, timeout=60, what=f"/{name} {subcommand}")
+    return record
+
+
+async def wait_healthy(port: int, timeout: float = 60) -> dict:
+    """Until /healthz says the listener and both speaker bots are ready."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with httpx.AsyncClient() as http:
+        while True:
+            try:
+                response = await http.get(f"http://127.0.0.1:{port}/healthz")
+                if response.status_code == 200 and response.json()["speakers_ready"] == 2:
+                    return response.json()
+            except httpx.HTTPError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("the bot did not become healthy")
+            await asyncio.sleep(0.2)
+
+
+async def live_rows(url: str) -> list:
+    database = Database(url)
+    try:
+        async with database.session() as s:
+            return await db_sessions.list_active_sessions(s)
+    finally:
+        await database.close()
+
+
+async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolated_url, tmp_path):
+    async with FakeDiscord() as fake, serve(emulator_config()) as emulator:
+        http_port = free_port()
+        env = bot_env(fake, emulator.base_url, isolated_url, http_port)
+        alice = await fake.add_user("Alice", admin=True)
+        first = BotProcess(env)
+        second = BotProcess(env)
+        try:
+            await first.start()
+            await wait_healthy(http_port)
+            assert fake.commands(fake.bot())  # the slash commands were synced
+            await command(fake, alice, "setup", "languages", source="en", targets="es,fr")
+            await command(fake, alice, "setup", "channel", language="es", channel=fake.channel("Voice B"))
+            await command(fake, alice, "setup", "channel", language="fr", channel=fake.channel("Voice C"))
+            await alice.join("Voice A")
+            started = await command(fake, alice, "interpret", "start", in_channel="Voice A")
+            assert "Voice B" in started.text() or str(fake.channel("Voice B").id) in started.text(), started.text()
+            await wait_for(lambda: len(emulator.state.sessions) == 1 and emulator.state.streams, timeout=30,
+                           what="a Palabra session")
+            [dead_palabra_id] = list(emulator.state.sessions)
+            [row] = await live_rows(isolated_url)
+            assert row.palabra_session_ids == [dead_palabra_id]  # recorded before it was used
+
+            first.proc.send_signal(signal.SIGKILL)
+            assert await first.wait() == -signal.SIGKILL
+            assert list(emulator.state.sessions) == [dead_palabra_id]  # left behind by the dead process
+
+            await second.start()
+            await wait_for(lambda: dead_palabra_id not in emulator.state.sessions and len(emulator.state.sessions) == 1,
+                           timeout=60, what="the dead session deleted and a new one started")
+            rows = await live_rows(isolated_url)
+            assert len(rows) == 1 and rows[0].id != row.id and rows[0].source_channel_id == fake.channel("Voice A").id
+            database = Database(isolated_url)
+            async with database.session() as s:
+                old = await db_sessions.get_session(s, row.id)
+                assert old.status == "ended" and old.end_reason == "crashed"
+            await database.close()
+
+            # The resumed session really interprets: Alice's speech reaches the new stream.
+            await wait_for(lambda: fake.voice_members(fake.channel("Voice A").id) >= {alice.id, fake.bot().id},
+                           what="the listener back in Voice A")
+            await alice.wait_dave_ready(members=2, timeout=20)
+            sent = decode(SPEECH_A, rate=48000, channels=2)[: 3 * 48000 * 4]
+            await alice.speak(sent + bytes(48000 * 4))
+            stream = emulator.state.streams[-1]
+            received = np.frombuffer(bytes(stream.input_pcm), dtype="<i2").astype(np.float64) / 32768
+            spoken = mono(decode(SPEECH_A, rate=16000, channels=1), 1)[: 3 * 16000]
+            assert xcorr(spoken, received).peak >= 0.8
+
+            async with httpx.AsyncClient() as http:
+                health = await http.get(f"http://127.0.0.1:{http_port}/healthz")
+                metrics = await http.get(f"http://127.0.0.1:{http_port}/metrics")
+            assert health.status_code == 200 and health.json()["sessions"] == 1
+            assert health.json()["speakers_ready"] == 2
+            assert "interpreter_sessions_active 1.0" in metrics.text
+            assert "interpreter_voice_packets_total" in metrics.text
+
+            second.proc.send_signal(signal.SIGTERM)
+            assert await second.wait(60) == 0
+            assert emulator.state.sessions == {}  # the clean stop deleted the resumed session too
+            assert await live_rows(isolated_url) == []
+            assert "the bot stopped cleanly" in second.text()
+        finally:
+            await first.kill()
+            await second.kill()
+        for output in (first.text(), second.text()):
+            leaked = [s[:6] for s in secrets.ALL if s in output]
+            assert not leaked, f"secrets in the bot's output: {leaked}"
+
+
+def test_run_names_the_missing_variables():
+    settings = load_settings(discord_token=None, palabra_client_id=None, palabra_client_secret=None,
+                             palabra_api_key=None)
+    with pytest.raises(ConfigurationError) as error:
+        require_run_settings(settings)
+    assert "DISCORD_TOKEN" in str(error.value) and "PALABRA_API_KEY" in str(error.value)
+    settings = load_settings(discord_token=secrets.DISCORD_TOKEN, palabra_api_key=secrets.PALABRA_API_KEY)
+    require_run_settings(settings)  # complete: no error
