@@ -1,0 +1,112 @@
+"""Speaker bots against the fake Discord: started in the test's event loop, leased per guild +
+language, playing a 24 kHz translation stream that a simulated listener hears (as a signal)."""
+
+import asyncio
+
+import pytest
+
+from bot.voice import adapter
+from bot.voice.playback import TranslationSource
+from bot.voice.speakers import SpeakerError, SpeakerPool, start_speakers, stop_speakers
+from tests.fakes import secrets
+from tests.fakes.audio import SPEECH_B, decode, mono, xcorr
+from tests.fakes.discord.server import FakeDiscord
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def dave_members(vc):
+    session, version = adapter.dave_state(vc)
+    return len(session.get_user_ids()) if version and session is not None and session.ready else 0
+
+
+async def started(fake):
+    return await start_speakers(
+        secrets.SPEAKER_TOKENS, api_base=fake.api_base, gateway_url=fake.gateway_url,
+        client_kwargs={"guild_ready_timeout": 0.1},
+    )
+
+
+async def test_leased_speaker_plays_a_24k_stream_that_a_listener_hears():
+    async with FakeDiscord() as fake:
+        pool, tasks = await started(fake)
+        try:
+            assert len(pool.speakers) == 2
+            bob = await fake.add_user("Bob")
+            await bob.join("Voice B")
+            lease = await pool.lease(fake.guild.id, "es")
+            assert lease is not None
+            source = TranslationSource()
+            vc = await lease.play(fake.channel("Voice B").id, source)
+            await wait_for(lambda: dave_members(vc) == 2, what="the speaker's DAVE group")
+            await bob.wait_dave_ready(members=2)
+
+            translation = decode(SPEECH_B, rate=24000, channels=1)[: 24000 * 2 * 3]
+            for start in range(0, len(translation), 9600):  # 200 ms chunks, as Palabra sends them
+                source.feed(translation[start : start + 9600])
+            source.end_utterance()
+            await wait_for(lambda: source.queued_seconds == 0, timeout=10, what="playback")
+            await asyncio.sleep(0.3)
+
+            heard = mono(bob.heard(lease.speaker_id), 2)
+            reference = mono(decode(SPEECH_B, rate=48000, channels=2)[: 48000 * 4 * 3], 2)
+            corr = xcorr(reference, heard)
+            assert corr.peak >= 0.9, f"correlation {corr.peak:.3f}"
+            assert bob.stats.dave_failures == 0
+            assert vc.is_playing()  # the source never ends: silence keeps flowing after the utterance
+        finally:
+            await stop_speakers(pool, tasks)
+
+
+async def test_leases_are_per_guild_and_language_and_come_back_on_release():
+    async with FakeDiscord() as fake:
+        pool, tasks = await started(fake)
+        try:
+            guild = fake.guild.id
+            es, fr = await pool.lease(guild, "es"), await pool.lease(guild, "fr")
+            assert es is not None and fr is not None and es.speaker is not fr.speaker
+            assert await pool.lease(guild, "es") is es  # same language, same speaker
+            assert await pool.lease(guild, "de") is None  # both busy in this guild
+
+            other = await fake.add_guild("Second Guild")
+            await wait_for(lambda: all(s.get_guild(other.id) for s in pool.speakers), what="GUILD_CREATE")
+            assert await pool.lease(other.id, "es") is not None  # one account, one channel per guild
+            assert await pool.lease(123456789, "es") is None  # a guild no speaker is in
+
+            await es.play(fake.channel("Voice B").id, TranslationSource())
+            assert es.speaker.user.id in fake.voice_members(fake.channel("Voice B").id)
+            await es.release()
+            await wait_for(lambda: es.speaker.user.id not in fake.voice_members(fake.channel("Voice B").id), what="leaving")
+            again = await pool.lease(guild, "de")
+            assert again is not None and again.speaker is es.speaker
+        finally:
+            await stop_speakers(pool, tasks)
+
+
+async def test_a_speaker_never_joins_a_channel_outside_its_leased_guild():
+    async with FakeDiscord() as fake:
+        pool, tasks = await started(fake)
+        try:
+            other = await fake.add_guild("Second Guild")
+            await wait_for(lambda: all(s.get_guild(other.id) for s in pool.speakers), what="GUILD_CREATE")
+            lease = await pool.lease(other.id, "es")
+            with pytest.raises(SpeakerError, match="only joins voice channels of guilds it is a member of"):
+                await lease.play(fake.channel("Voice B").id, TranslationSource())  # Voice B is in the first guild
+            with pytest.raises(SpeakerError, match="cannot see channel"):
+                await lease.play(42, TranslationSource())
+            assert lease.speaker.user.id not in fake.voice_members(fake.channel("Voice B").id)
+        finally:
+            await stop_speakers(pool, tasks)
+
+
+def test_empty_pool_has_nothing_to_lease():
+    pool = SpeakerPool()
+    assert asyncio.run(pool.lease(1, "es")) is None
