@@ -37,6 +37,14 @@ INPUTS = [app_commands.Choice(name="RTMP push", value="rtmp_push"), app_commands
 OUTPUTS_HELP = f"Up to {MAX_OUTPUTS}, e.g. {OUTPUT_SYNTAX}"
 
 
+NO_PINGS = discord.AllowedMentions.none()  # titles are free text: never let one ping @everyone
+
+
+async def reply(interaction: discord.Interaction, text: str, *, ephemeral: bool = False) -> None:
+    """The final answer to a deferred command."""
+    await interaction.followup.send(text, ephemeral=ephemeral, allowed_mentions=NO_PINGS)
+
+
 def service_of(interaction: discord.Interaction) -> BroadcastService:
     return services_of(interaction).broadcasts
 
@@ -155,16 +163,16 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
         outputs_text = "\n".join(f"• {spec.describe()}" for spec in request.outputs)
         text = (f"✅ Broadcast created.\n{detail_text(created.broadcast)}\nOutputs as given:\n{outputs_text}\n\n"
                 f"{ingest_text(created.ingest)}")
-        await interaction.followup.send(with_warnings(text, created.warnings), ephemeral=True)
+        await reply(interaction, with_warnings(text, created.warnings), ephemeral=True)
 
     @app_commands.command(name="list", description="This server's broadcasts and their status")
     async def list_(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(thinking=True)
         views = await self.service.list(interaction.guild_id)
         if not views:
-            await interaction.followup.send("This server has no broadcasts. Create one with `/broadcast create`.")
+            await reply(interaction, "This server has no broadcasts. Create one with `/broadcast create`.")
             return
-        await interaction.followup.send(clip("**Broadcasts of this server**\n" + "\n".join(map(summary_line, views))))
+        await reply(interaction, clip("**Broadcasts of this server**\n" + "\n".join(map(summary_line, views))))
 
     @app_commands.command(name="show", description="One broadcast in detail")
     @app_commands.describe(broadcast="The broadcast (its id)", ingest="Also show the ingest address and stream key, privately")
@@ -175,7 +183,7 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
         text = detail_text(view)
         if ingest:
             text = clip(f"{text}\n\n{ingest_text(ingest_info)}")
-        await interaction.followup.send(text, ephemeral=ingest)
+        await reply(interaction, text, ephemeral=ingest)
 
     @app_commands.command(name="update", description="Change a broadcast (only the options you give)")
     @app_commands.describe(
@@ -207,8 +215,8 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
         updated = await self.service.update(
             interaction.guild_id, broadcast, title=title, targets=targets, outputs=outputs, voices=voices,
             delay_s=delay, base_volume=original_volume, ducked_volume=ducked_volume, ignore_video=ignore_video)
-        await interaction.followup.send(with_warnings(f"✏️ Broadcast updated.\n{detail_text(updated.broadcast)}",
-                                                      updated.warnings))
+        await reply(interaction, with_warnings(f"✏️ Broadcast updated.\n{detail_text(updated.broadcast)}",
+                                               updated.warnings))
 
     @app_commands.command(name="delete", description="Delete a broadcast at Palabra and here")
     @app_commands.describe(broadcast="The broadcast (its id)")
@@ -217,7 +225,7 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
         await interaction.response.defer(thinking=True)
         title, existed = await self.service.delete(interaction.guild_id, broadcast)
         note = "" if existed else " (it was already gone at Palabra)"
-        await interaction.followup.send(f"🗑️ Broadcast **{title}** deleted{note}.")
+        await reply(interaction, f"🗑️ Broadcast **{title}** deleted{note}.")
 
     @app_commands.command(name="listen", description="The WebRTC room to listen to a broadcast (private)")
     @app_commands.describe(broadcast="The broadcast (its id)")
@@ -226,9 +234,8 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
         await interaction.response.defer(ephemeral=True, thinking=True)
         info = await self.service.listen(interaction.guild_id, broadcast)
         room = f"Room: `{info.room_name}`\n" if info.room_name else ""
-        await interaction.followup.send(
-            f"🎧 Listen over WebRTC — keep this private:\nURL: `{info.url}`\n{room}Token: ||`{info.token}`||",
-            ephemeral=True)
+        await reply(interaction, f"🎧 Listen over WebRTC — keep this private:\nURL: `{info.url}`\n{room}"
+                                 f"Token: ||`{info.token}`||", ephemeral=True)
 
     @app_commands.command(name="announce", description="Where a broadcast's status changes are announced")
     @app_commands.describe(broadcast="The broadcast (its id)", channel="Text channel (leave out to stop announcing)")
@@ -237,7 +244,8 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
                                channel: discord.TextChannel | None = None) -> None:
         view = await self.service.set_announce_channel(interaction.guild_id, broadcast, channel.id if channel else None)
         where = channel.mention if channel else "nowhere"
-        await interaction.response.send_message(f"📡 Status changes of **{view.title}** are announced {where}.")
+        await interaction.response.send_message(f"📡 Status changes of **{view.title}** are announced {where}.",
+                                                allowed_mentions=NO_PINGS)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from bot.broadcasts.status import GONE, normalise_status, status_meaning
 from bot.broadcasts.validation import BroadcastRequest, parse_update, read_pipeline
 from bot.db import broadcasts as repo
+from bot.db.errors import NotFound
 from bot.db.models import Broadcast
 from bot.errors import BotError
 from bot.logs import redact, register_secret
@@ -259,8 +260,11 @@ class BroadcastService:
             if new == row.status:
                 continue
             text = status_meaning(new, data.get("status_description") if data is not None else None)
-            async with self.services.database.session() as s:
-                await repo.update_broadcast_status(s, row.guild_id, row.palabra_broadcast_id, new)
+            try:
+                async with self.services.database.session() as s:
+                    await repo.update_broadcast_status(s, row.guild_id, row.palabra_broadcast_id, new)
+            except NotFound:
+                continue  # deleted with /broadcast delete while this round ran
             changes.append(StatusChange(row.guild_id, row.palabra_broadcast_id, row.title, row.status, new, text,
                                         row.announce_channel_id))
         return changes

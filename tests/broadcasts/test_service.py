@@ -128,3 +128,14 @@ async def test_palabra_unreachable_and_unconfigured(services, emulator, no_secre
     services.palabra = None
     with pytest.raises(BroadcastUnavailable, match="need Palabra credentials"):
         await service.listen(GUILD_A, view.id)
+
+
+async def test_create_whose_ownership_cannot_be_saved_is_undone_at_palabra(services, emulator):
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    async with services.database.session() as s:
+        await s.execute(text("DROP TABLE broadcasts"))
+    with pytest.raises(DBAPIError):  # the database's own error; the command layer reports it with a reference
+        await services.broadcasts.create(guild_id=GUILD_A, user_id=ADMIN, request=request())
+    assert emulator.state.broadcasts == {}, "no broadcast may be left at Palabra without an owner"

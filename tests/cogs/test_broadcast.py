@@ -223,6 +223,25 @@ async def test_bad_input_is_refused_privately(sqlite_world, emulator, changes, e
         assert "⚠️ target language 'xx-yy' is not in Palabra's known list; sending it anyway" in text
 
 
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"outputs": "es=rtmp://live.example.com/app"}, "output es: the stream key is missing"),
+        ({"targets": "fr"}, "the outputs still use es, which would no longer be translated"),
+        ({"original_volume": 2.0}, "original volume must be from 0 to 1"),
+        ({}, "nothing to update"),
+    ],
+)
+async def test_bad_update_is_refused_privately(sqlite_world, emulator, changes, expected):
+    world = sqlite_world
+    await create(world, world.fake.owner)
+    [(broadcast_id, record)] = emulator.state.broadcasts.items()
+    before = dict(record)
+    text, private = answer(await world.run(world.fake.owner, "update", broadcast=broadcast_id, **changes))
+    assert private and expected in text, text
+    assert record == before
+
+
 async def test_member_without_manage_server_is_refused(sqlite_world, emulator):
     member = await sqlite_world.fake.add_user("Member")
     for subcommand, options in [("list", {}), ("create", dict(title="t", source="en", targets="es", outputs=OUTPUTS))]:
