@@ -31,9 +31,10 @@ from bot.logs import redact
 from bot.palabra import protocol as p
 from bot.palabra.errors import (
     AuthenticationError,
+    InsufficientBalanceError,
     NotReadyError,
+    PalabraError,
     SessionClosedError,
-    StreamingError,
     TaskError,
     TaskValidationError,
     TransportError,
@@ -45,6 +46,8 @@ DEFAULT_API_URL = "https://api.palabra.ai"
 POLL_INTERVAL_S = 2.1  # get_task and set_task share a 1-per-2-s limit
 STALL_GRACE_CHUNKS = 1.0  # wait this many chunk lengths for late audio before sending silence
 MAX_REPLAY_S = 30.0  # bound of the replay ring buffer
+STABLE_AFTER_S = 30.0  # a connection up this long resets the reconnect attempt count
+CATCH_UP_SPEED = 2.0  # replayed and backlogged audio goes out this much faster than real time
 LEGACY_EOS_TIMEOUT = 4
 # Palabra's command limits: set_task and get_task share one budget; pause_task and end_task 1 per 3 s.
 COMMAND_BUCKETS = {"set_task": ("task", 2.05), "get_task": ("task", 2.05), "pause_task": ("pause_task", 3.05),
@@ -73,6 +76,7 @@ class _Connection:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.reader: asyncio.Task | None = None
         self.poller: asyncio.Task | None = None
+        self.opened_at = time.monotonic()
         self.last_command: dict[str, float] = {}  # rate-limit bucket -> monotonic time of the last send
 
 
@@ -112,6 +116,9 @@ class StreamingSession:
         self._closed = False
         self._sender: asyncio.Task | None = None
         self._reconnector: asyncio.Task | None = None
+        self._reconnect_attempts = 0  # consecutive, see STABLE_AFTER_S
+        self._disconnected_at: float | None = None
+        self._catch_up_bytes = 0  # replay + outage backlog still to send at CATCH_UP_SPEED
         self._end_seen = asyncio.Event()
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -127,6 +134,8 @@ class StreamingSession:
             await session._release_rest()
             raise
         session._connected.set()
+        log.info("Palabra stream ready (%s credentials, %d Hz, %d ch, %d ms chunks)", credentials.kind,
+                 session.sample_rate, session.channels, chunk_ms)
         session._sender = asyncio.create_task(session._send_loop(), name="palabra-audio-sender")
         return session
 
@@ -334,6 +343,13 @@ class StreamingSession:
             reason = f"closed by Palabra (code {conn.ws.close_code})"
         except ConnectionClosed as exc:
             reason = f"connection lost ({exc})"
+        except Exception as exc:  # a bug of ours must not leave the session hanging silently
+            log.exception("error while reading from Palabra; treating the connection as lost")
+            reason = f"reader failed ({type(exc).__name__})"
+            with contextlib.suppress(Exception):
+                await conn.ws.close()
+        if time.monotonic() - conn.opened_at >= STABLE_AFTER_S:
+            self._reconnect_attempts = 0  # it was up long enough: a new drop starts a new count
         if not conn.ready.done():
             conn.ready.set_exception(SessionClosedError(f"Palabra closed the connection before the task ran: "
                                                         f"{reason}"))
@@ -386,35 +402,45 @@ class StreamingSession:
     # --- reconnecting ----------------------------------------------------------------------------
     async def _reconnect(self, reason: str) -> None:
         self._connected.clear()
+        self._disconnected_at = time.monotonic()
         old = self._conn
         log.warning("Palabra streaming %s; reconnecting", reason)
         if old:
             await self._shutdown(old)
             await self._forget_rest_session(old.rest_session_id)
         last_error: BaseException | None = None
-        for attempt in range(1, self.max_reconnects + 1):
+        while self._reconnect_attempts < self.max_reconnects:
+            self._reconnect_attempts += 1
+            attempt = self._reconnect_attempts
             await asyncio.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
             if self._closed or self._ending:
                 return
             try:
                 conn = await self._open(offset_s=self._history_start_s)
-            except (AuthenticationError, TaskValidationError) as exc:
-                last_error = exc
+            except (AuthenticationError, TaskValidationError, InsufficientBalanceError) as exc:
+                last_error = exc  # retrying cannot help
                 break
-            except (StreamingError, TransportError, OSError) as exc:
+            except (PalabraError, OSError) as exc:
                 last_error = exc
                 log.warning("Palabra reconnect attempt %d/%d failed: %s", attempt, self.max_reconnects, exc)
                 continue
+            except Exception as exc:
+                log.exception("unexpected error while reconnecting to Palabra")
+                last_error = exc
+                break
             self._resume_after_reconnect(conn, attempt, reason)
             return
-        self._failure = last_error or SessionClosedError("reconnecting to Palabra failed")
-        log.error("giving up on the Palabra stream after %d reconnect attempts: %s", self.max_reconnects,
+        self._failure = last_error or SessionClosedError(f"Palabra streaming {reason}")
+        log.error("giving up on the Palabra stream after %d reconnect attempts: %s", self._reconnect_attempts,
                   self._failure)
         self._events.put_nowait(None)
 
     def _resume_after_reconnect(self, conn: _Connection, attempt: int, reason: str) -> None:
         self._replay = bytearray(self._history)
         replayed_s = len(self._replay) / self.bytes_per_second
+        outage_s = time.monotonic() - (self._disconnected_at or time.monotonic())
+        backlog = min(len(self._pending), int(outage_s * self.pace * self.bytes_per_second))
+        self._catch_up_bytes = len(self._replay) + backlog
         self._conn = conn
         self.stats.reconnects += 1
         self.stats.replayed_s += replayed_s
@@ -454,8 +480,9 @@ class StreamingSession:
             assert conn is not None
             await self._send(conn, p.InputAudioData(chunk))
             self._account(len(chunk), is_silence)
-            catching_up = bool(self._replay)
-            next_at += interval / 2 if catching_up else interval
+            catching_up = self._catch_up_bytes > 0
+            self._catch_up_bytes = max(0, self._catch_up_bytes - len(chunk))
+            next_at += interval / CATCH_UP_SPEED if catching_up else interval
             if time.monotonic() - next_at > interval:  # fell behind (stall, reconnect): re-anchor, never burst
                 next_at = time.monotonic()
 

@@ -15,7 +15,7 @@ from bot.palabra.credentials import Credentials
 from bot.palabra.emulator.app import serve
 from bot.palabra.emulator.config import EmulatorConfig
 from bot.palabra.emulator.streaming import STREAM_LOGS
-from bot.palabra.errors import AuthenticationError, TaskValidationError
+from bot.palabra.errors import AuthenticationError, SessionClosedError, TaskValidationError
 from bot.palabra.streaming import StreamingSession
 from bot.palabra.task import build_task
 from tests.fakes.secrets import PALABRA_API_KEY, PALABRA_CLIENT_ID, PALABRA_CLIENT_SECRET
@@ -239,3 +239,18 @@ async def test_legacy_interrupt_is_flush_task():
         events = await collect(session)
         assert emu.state.streams[0].messages_in.get("flush_task") == 1
     assert ("flush_task", "interrupted") in [(e.command, e.event) for e in of(events, p.TaskStatus)]
+
+
+async def test_reconnects_are_bounded_and_the_failure_surfaces():
+    async with serve(config(drop_after_s=0.3, drop_count=0, pacing_warnings=False)) as emu:
+        session = await start(emu, max_reconnects=2)
+        await session.send_audio(bursts(RATE, [("tone", 1.0)]))
+        events: list[p.Event] = []
+        with pytest.raises(SessionClosedError, match="failed"):
+            async for event in session:
+                events.append(event)
+        with pytest.raises(SessionClosedError):
+            await session.send_audio(bytes(640))
+        await session.close()
+        assert len(emu.state.streams) == 3  # the first connection and two reconnects, all dropped
+    assert len(of(events, p.Reconnected)) == 2 and session.stats.reconnects == 2
