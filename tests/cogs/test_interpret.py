@@ -1,8 +1,20 @@
 from __future__ import annotations
 
+from bot.client import InterpreterBot
+from bot.db import Database, upgrade_to_head
 from bot.interpretation.errors import SessionAlreadyRunning
-from bot.interpretation.manager import Placement, SessionStatus
-from tests.cogs.conftest import ephemeral, shown
+from bot.interpretation.manager import InterpretationManager, Placement, SessionStatus
+from bot.palabra.credentials import Credentials
+from bot.palabra.emulator.app import serve
+from bot.palabra.rest import PalabraRest
+from bot.services import Services
+from bot.settings import load_settings
+from bot.voice.speakers import SpeakerPool
+from tests.cogs.conftest import Harness, ephemeral, shown
+from tests.fakes import secrets
+from tests.fakes.discord.clients import running_clients
+from tests.fakes.discord.server import FakeDiscord
+from tests.interpretation.conftest import emulator_config
 
 
 async def _speaker_in_voice(h, name="Ana", channel="Voice A", admin=False):
@@ -173,3 +185,66 @@ def _status(h, session_id: int) -> SessionStatus:
         packets=1234,
         decrypt_failures=2,
     )
+
+
+async def test_real_manager_behind_the_commands(tmp_path):
+    """/interpret with the project's interpretation manager, the Palabra emulator and a speaker bot:
+    what the manager really placed is what the user reads."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    await upgrade_to_head(url)
+    database = Database(url)
+    try:
+        async with FakeDiscord() as fake, serve(emulator_config()) as emulator:
+            settings = load_settings(
+                palabra_client_id=secrets.PALABRA_CLIENT_ID, palabra_client_secret=secrets.PALABRA_CLIENT_SECRET,
+                palabra_api_url=emulator.base_url, discord_api_base=fake.api_base, database_url=url, http_port=0,
+            )
+            credentials = Credentials.app(secrets.PALABRA_CLIENT_ID, secrets.PALABRA_CLIENT_SECRET)
+            async with PalabraRest(credentials, emulator.base_url) as rest:
+                services = Services(settings=settings, database=database, credentials=credentials, palabra=rest,
+                                    extras={"session_options": {"tail_silence_s": 0.5, "drain_timeout_s": 5.0}})
+                listener_factory = lambda: InterpreterBot(services, guild_ready_timeout=0.1)  # noqa: E731
+                async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=listener_factory) as (listener,), \
+                        running_clients(fake, secrets.SPEAKER_TOKENS[:1]) as speakers:
+                    manager = InterpretationManager(services, listener, SpeakerPool(speakers))
+                    services.interpretation = manager
+                    try:
+                        h = Harness(fake, listener, services, manager)
+                        await _real_session_round_trip(h)
+                    finally:
+                        await manager.close()
+    finally:
+        await database.close()
+
+
+async def _real_session_round_trip(h) -> None:
+    fake = h.fake
+    voice_a, voice_b = fake.channel("Voice A").id, fake.channel("Voice B").id
+    admin = await fake.add_user("Admin", admin=True)
+    await h.command(admin, "setup", "languages", source="en", targets="es, fr")
+    await h.command(admin, "setup", "channel", language="es", channel=fake.channel("Voice B"))
+    await h.join_voice(admin, "Voice A")
+
+    record = await h.command(admin, "interpret", "start", timeout=30)
+    text = shown(record)
+    assert not ephemeral(record), text
+    assert f"Interpreting <#{voice_a}>: **en** → **es**, **fr**" in text
+    assert f"• **es**: plays in <#{voice_b}>" in text  # the speaker bot took the sibling channel
+    # No sibling channel for fr: the listener plays it in the source channel, and says why.
+    assert f"• **fr**: plays in <#{voice_a}> (the source channel) — no voice channel is set for fr" in text
+    assert "Transcripts go to <#" in text
+
+    record = await h.command(admin, "interpret", "start", targets="de")
+    assert ephemeral(record) and "already running" in shown(record)
+
+    record = await h.command(admin, "interpret", "status")
+    assert f"**<#{voice_a}>**: **en** → **es**, **fr**" in shown(record)
+    assert "Uptime:" in shown(record)
+
+    record = await h.command(admin, "privacy", "optout")
+    assert "left out" in shown(record)
+
+    record = await h.command(admin, "interpret", "stop", timeout=30)
+    assert shown(record).startswith("Stopped interpreting after"), shown(record)
+    record = await h.command(admin, "interpret", "status")
+    assert "No interpretation is running" in shown(record)
