@@ -195,3 +195,31 @@ def test_zlib_garbage_is_malformed():
 
 def test_bytes_frames_are_accepted():
     assert p.parse_message(msg("eos", {}).encode()) == p.EndOfStream("eos")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+message_types = st.sampled_from(["partial_transcription", "validated_transcription", "translated_transcription",
+                                 "output_audio_data", "task_status", "current_task", "error", "warning", "eos",
+                                 "end_of_stream", "pipeline_timings", "tts_buffer_stats", "other"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(message_types, json_values)
+def test_parse_message_never_raises_on_arbitrary_server_data(message_type, data):
+    frame = json.dumps({"message_type": message_type, "data": data})
+    event = p.parse_message(frame)
+    assert event is None or isinstance(event, p.Event)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200) | st.binary(max_size=200))
+def test_parse_message_never_raises_on_garbage(frame):
+    event = p.parse_message(frame)
+    assert event is None or isinstance(event, p.Event)

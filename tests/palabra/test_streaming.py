@@ -97,17 +97,21 @@ async def test_full_session_in_both_dialects(ack, end_message, dialect):
     assert session.stats.audio_bytes_sent == len(pcm)
 
 
-async def test_app_credentials_create_a_rest_session_first():
-    pcm = bursts(RATE, [("tone", 0.6), ("silence", 1.0)])
-    async with serve(config()) as emu:
+async def test_app_credentials_create_a_rest_session_first_and_a_new_one_on_reconnect():
+    pcm = bursts(RATE, [("tone", 0.6), ("silence", 1.0), ("tone", 2.0), ("silence", 1.0)])
+    async with serve(config(drop_after_s=0.8, drop_count=1, pacing_warnings=False)) as emu:
         credentials = Credentials.app(PALABRA_CLIENT_ID, PALABRA_CLIENT_SECRET)
         session = await start(emu, credentials=credentials)
+        first_id = session.session_id
         reader = asyncio.create_task(collect(session))
         await session.send_audio(pcm)
         await session.end(timeout=10)
         events = await reader
-        assert session.session_id and emu.state.streams[0].session_id == session.session_id
-    assert len(of(events, p.ValidatedTranscription)) == 1
+        first, second = emu.state.streams
+        assert first.session_id == first_id and second.session_id == session.session_id != first_id
+        assert first_id not in emu.state.sessions  # the dropped session was deleted
+    assert [(round(v.start, 1), round(v.end, 1)) for v in of(events, p.ValidatedTranscription)] == [(0.0, 0.6),
+                                                                                                    (1.6, 3.6)]
 
 
 async def test_reconnect_after_a_drop_loses_no_transcript_and_recovers_the_interrupted_utterance(caplog):

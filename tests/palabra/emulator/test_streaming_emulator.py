@@ -353,3 +353,13 @@ async def test_processing_delay_and_abrupt_drop():
         await second.until("task_status")
         await asyncio.sleep(0.8)
         assert not emu.runner.app[STREAM_LOGS][2].dropped
+
+
+async def test_pacing_warning_when_audio_falls_behind():
+    async with serve(config(pacing_warnings=True, time_scale=2.0)) as emu:
+        client = await connect(emu)
+        await client.send("set_task", build_task("en", ["es"]))
+        await client.until("task_status")
+        await client.audio(bytes(RATE))  # 0.5 s, then nothing: wall time (x2) runs ahead of the audio
+        warning = await client.until("warning", timeout=4)
+        assert warning["code"] == "AUDIO_STREAM_TOO_SLOW"
