@@ -235,7 +235,7 @@ async def test_dave_group_spans_bots_and_users_and_bot_speech_is_heard():
         reference = speech_24k_as_48k()
         started = await play(speaker_vc, reference)
         await asyncio.sleep(0.2)
-        assert alice.stats.dave_failures == 0 and alice.stats.transport_failures == 0
+        assert alice.stats.dave_failures == 0 and alice.stats.transport_failures == 0 and alice.stats.opus_errors == 0
         result = assert_heard(reference, alice.heard(speaker.user.id))
         # The recording is on Alice's timeline: the speech sits where (when) it was played.
         assert result.lag_seconds(RATE) == pytest.approx(started - alice.joined_at, abs=0.15)

@@ -75,7 +75,9 @@ Simulated users (`tests.fakes.discord.users.FakeUser`, from `await fake.add_user
   header extensions (0xBEDE, audio level id 1) on the given fractions of packets, then 5 x F8 FF FE.
 - `user.recording() -> {sender_id: bytes}` / `user.heard(sender_id) -> bytes`: what the user heard
   (transport- and DAVE-decrypted, Opus-decoded), 48 kHz stereo s16le on the user's timeline: sample 0
-  is `user.joined_at` (loop time). `user.stats` counts packets, transport/DAVE failures.
+  is `user.joined_at` (loop time). `user.stats` counts packets, transport failures, DAVE failures (DAVE frames that did not
+  decrypt), `unencrypted` (plain frames dropped while DAVE was required — normal right after a join),
+  Opus errors.
   `user.speaking_events` lists every op 5 it received with the packet count at that moment.
 
 Gateway, events and interactions:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 RATE = 48_000
 FRAME_SAMPLES = 960
 FRAME_BYTES = FRAME_SAMPLES * 2 * 2  # 20 ms of s16le stereo
+DAVE_MAGIC = b"\xfa\xfa"  # every DAVE protocol frame ends with this marker
 REANCHOR_SAMPLES = RATE // 5  # a packet 200 ms later than its timestamp predicts starts a new spurt
 
 
@@ -86,7 +87,11 @@ class _Track:
 class ReceiveStats:
     packets: int = 0
     transport_failures: int = 0
-    dave_failures: int = 0
+    dave_failures: int = 0  # DAVE frames (0xFAFA trailer) that did not decrypt: a real fault
+    # Plain Opus frames while our group required DAVE and passthrough was off, dropped like a real
+    # client drops them. Expected around joins: a sender encrypts only once its own session is ready.
+    unencrypted: int = 0
+    opus_errors: int = 0
     unknown_ssrc: int = 0
     decoded: int = 0
 
@@ -360,7 +365,10 @@ class FakeUser:
             try:
                 frame = self.dave.decrypt(sender, davey.MediaType.audio, frame)
             except ValueError:
-                self.stats.dave_failures += 1
+                if frame.endswith(DAVE_MAGIC):
+                    self.stats.dave_failures += 1
+                else:
+                    self.stats.unencrypted += 1
                 return
         self._place(sender, packet.timestamp, frame)
 
@@ -371,7 +379,7 @@ class FakeUser:
         try:
             pcm = track.decoder.decode(frame)
         except discord.opus.OpusError:
-            self.stats.dave_failures += 1
+            self.stats.opus_errors += 1
             return
         self.stats.decoded += 1
         arrival = max(0, round((asyncio.get_running_loop().time() - self._t0) * RATE) - FRAME_SAMPLES)
