@@ -56,11 +56,11 @@ def has_role(interaction: discord.Interaction, role_id: int | None) -> bool:
 
 async def may_configure(interaction: discord.Interaction) -> bool:
     """Manage Server, or the role the server named with `/setup role`."""
-    if interaction.guild_id is None:
+    try:
+        await require_configure(interaction)
+    except NotAllowed:
         return False
-    if has_manage_guild(interaction):
-        return True
-    return has_role(interaction, await config_role_id(interaction.client, interaction.guild_id))  # type: ignore[arg-type]
+    return True
 
 
 def who_may_configure(role_id: int | None) -> str:
@@ -70,20 +70,13 @@ def who_may_configure(role_id: int | None) -> str:
 
 async def require_configure(interaction: discord.Interaction) -> None:
     """Raise NotAllowed (an ephemeral refusal) unless the caller may change the server's settings."""
-    if await may_configure(interaction):
+    if interaction.guild_id is None:
+        raise NotAllowed("Server settings can only be changed inside the server.")
+    if has_manage_guild(interaction):
         return
     role_id = await config_role_id(interaction.client, interaction.guild_id)  # type: ignore[arg-type]
-    raise NotAllowed(f"Only {who_may_configure(role_id)} can do this.")
-
-
-def configure_check():
-    """`app_commands.check` form of `require_configure`, for commands and GroupCogs."""
-
-    async def predicate(interaction: discord.Interaction) -> bool:
-        await require_configure(interaction)
-        return True
-
-    return app_commands.check(predicate)
+    if not has_role(interaction, role_id):
+        raise NotAllowed(f"Only {who_may_configure(role_id)} can do this.")
 
 
 def caller_voice_channel(interaction: discord.Interaction) -> discord.VoiceChannel | discord.StageChannel | None:
@@ -189,13 +182,15 @@ def services_of(interaction: discord.Interaction):
 
 
 class InterpretationUnavailable(BotError):
+    """The bot runs without an interpretation manager (a deployment without voice)."""
+
     user_message = "Interpretation is not available on this bot right now; ask its operator."
 
 
 def interpretation_manager(interaction: discord.Interaction):
     manager = services_of(interaction).interpretation
     if manager is None:
-        raise InterpretationUnavailable(InterpretationUnavailable.user_message)
+        raise InterpretationUnavailable()
     return manager
 
 
