@@ -19,7 +19,7 @@ from discord.ext import commands
 
 from bot.broadcasts.poller import DEFAULT_INTERVAL_S, BroadcastPoller
 from bot.broadcasts.service import BroadcastRejected, BroadcastService, BroadcastView, Ingest
-from bot.broadcasts.validation import MAX_OUTPUTS, OUTPUT_SYNTAX, parse_create
+from bot.broadcasts.validation import MAX_OUTPUTS, parse_create
 from cogs.common import (
     clip,
     may_configure,
@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL_KEY = "broadcast_poll_interval_s"  # Services.extras; <= 0 turns the background poller off
 INPUTS = [app_commands.Choice(name="RTMP push", value="rtmp_push"), app_commands.Choice(name="SRT push", value="srt_push")]
-OUTPUTS_HELP = f"Up to {MAX_OUTPUTS}, e.g. {OUTPUT_SYNTAX}"
+# Option descriptions are capped at 100 characters by Discord, so the example uses short keys.
+OUTPUTS_EXAMPLE = "es=rtmp://host/app|KEY; fr=srt://host:9000|KEY; hls=original,es"
+OUTPUTS_HELP = f"Up to {MAX_OUTPUTS}: {OUTPUTS_EXAMPLE}"
 
 
 NO_PINGS = discord.AllowedMentions.none()  # titles are free text: never let one ping @everyone
@@ -118,7 +120,7 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
 
     async def announce(self, channel_id: int, text: str) -> None:
         channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
-        await channel.send(text, allowed_mentions=discord.AllowedMentions.none())  # type: ignore[union-attr]
+        await channel.send(text, allowed_mentions=NO_PINGS)  # type: ignore[union-attr]
 
     @app_commands.command(name="create", description="Create a broadcast: Palabra translates your stream and re-streams it")
     @app_commands.describe(
@@ -190,7 +192,7 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
         broadcast="The broadcast (its id)",
         title="New name",
         targets="New comma-separated target languages",
-        outputs=f"Replaces all outputs. {OUTPUTS_HELP}",
+        outputs=f"Replaces all outputs: {OUTPUTS_EXAMPLE}",
         voices="Voice per language, e.g. es=default_low",
         delay="Delay of the original, seconds (0-60)",
         original_volume="Volume of the original, 0-1",

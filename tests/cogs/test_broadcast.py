@@ -275,3 +275,15 @@ async def test_background_poller_announces_by_itself(tmp_path, emulator):
         await wait_until(lambda: world.fake.messages(channel))
         assert "🔴 Streaming" in world.fake.messages(channel)[0].content
     assert not poller.running  # the cog stops it when the bot closes
+
+
+async def test_synced_command_fits_discords_limits(sqlite_world):
+    [command] = [c for c in sqlite_world.fake.commands(sqlite_world.fake.bot()) if c["name"] == "broadcast"]
+    subcommands = {sub["name"]: sub for sub in command["options"]}
+    assert set(subcommands) == {"create", "list", "show", "update", "delete", "listen", "announce"}
+    for sub in subcommands.values():
+        for option in [sub, *sub.get("options", [])]:
+            assert 1 <= len(option["description"]) <= 100 and not option["description"].endswith("…"), option
+    create_options = {o["name"]: o for o in subcommands["create"]["options"]}
+    assert [c["value"] for c in create_options["input"]["choices"]] == ["rtmp_push", "srt_push"]
+    assert create_options["outputs"]["required"] and create_options["announce"]["type"] == 7
