@@ -117,15 +117,26 @@ class Interpret(commands.GroupCog, group_name="interpret", group_description="Li
     @app_commands.command(name="stop", description="Stop interpreting your voice channel")
     async def stop(self, interaction: discord.Interaction) -> None:
         manager = interpretation_manager(interaction)
-        voice_channel = caller_voice_channel(interaction)
-        if voice_channel is None and not await may_configure(interaction):
-            raise NotAllowed(
-                "Join the voice channel being interpreted to stop it "
-                "(members with the Manage Server permission can stop it from anywhere)."
-            )
+        channel_id = await self._channel_to_stop(interaction, manager)
         await interaction.response.defer(thinking=True)
-        report = await manager.stop(guild_id=interaction.guild_id, channel_id=voice_channel.id if voice_channel else None)
+        report = await manager.stop(guild_id=interaction.guild_id, channel_id=channel_id)
         await interaction.followup.send(stop_text(report))
+
+    @staticmethod
+    async def _channel_to_stop(interaction: discord.Interaction, manager) -> int | None:
+        """The caller's channel if it is being interpreted; None (the server's session) for those who
+        may configure; otherwise a refusal that says where to go."""
+        voice_channel = caller_voice_channel(interaction)
+        running = [status.source_channel_id for status in manager.status(interaction.guild_id)]
+        if voice_channel is not None and (voice_channel.id in running or not running):
+            return voice_channel.id
+        if await may_configure(interaction) or not running:
+            return None
+        where = ", ".join(channel_mention(channel_id) for channel_id in running)
+        raise NotAllowed(
+            f"Join the voice channel being interpreted ({where}) to stop it; "
+            "members with the Manage Server permission can stop it from anywhere."
+        )
 
     @app_commands.command(name="status", description="Languages, channels, speakers and latency of running sessions")
     async def status(self, interaction: discord.Interaction) -> None:

@@ -99,7 +99,7 @@ async def test_stop_stops_the_callers_channel(sqlite_harness):
     h.manager.sessions.append(_status(h, 11))
     user = await _speaker_in_voice(h)
     record = await h.command(user, "interpret", "stop")
-    assert h.manager.calls == [("stop", {"guild_id": h.fake.guild.id, "channel_id": h.fake.channel("Voice A").id, "reason": "stopped"})]
+    assert h.manager.calls[-1] == ("stop", {"guild_id": h.fake.guild.id, "channel_id": h.fake.channel("Voice A").id, "reason": "stopped"})
     assert not ephemeral(record)
     assert shown(record) == "Stopped interpreting after 2m 05s (3 transcript lines)."
 
@@ -110,10 +110,24 @@ async def test_stop_from_outside_voice_needs_manage_server(sqlite_harness):
     member = await h.fake.add_user("Member")
     record = await h.command(member, "interpret", "stop")
     assert ephemeral(record) and "Join the voice channel being interpreted" in shown(record)
-    assert h.manager.calls == []
+    assert [name for name, _ in h.manager.calls] == ["status"]
     admin = await h.fake.add_user("Admin", admin=True)
     record = await h.command(admin, "interpret", "stop")
-    assert h.manager.calls[0] == ("stop", {"guild_id": h.fake.guild.id, "channel_id": None, "reason": "stopped"})
+    assert h.manager.calls[-1] == ("stop", {"guild_id": h.fake.guild.id, "channel_id": None, "reason": "stopped"})
+    assert "Stopped interpreting" in shown(record)
+
+
+async def test_stop_from_another_voice_channel_needs_manage_server(sqlite_harness):
+    h = sqlite_harness
+    h.manager.sessions.append(_status(h, 15))
+    member = await _speaker_in_voice(h, "Wanderer", "Voice C")
+    record = await h.command(member, "interpret", "stop")
+    assert ephemeral(record)
+    assert f"Join the voice channel being interpreted (<#{h.fake.channel('Voice A').id}>)" in shown(record)
+    assert [name for name, _ in h.manager.calls] == ["status"]
+    admin = await _speaker_in_voice(h, "Admin", "Voice C", admin=True)
+    record = await h.command(admin, "interpret", "stop")
+    assert h.manager.calls[-1] == ("stop", {"guild_id": h.fake.guild.id, "channel_id": None, "reason": "stopped"})
     assert "Stopped interpreting" in shown(record)
 
 
