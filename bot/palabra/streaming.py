@@ -165,8 +165,11 @@ class StreamingSession:
         if self._ending:
             return
         deadline = time.monotonic() + timeout
+        if self._reconnector is not None and not self._failure:  # a reconnect is under way: let it finish
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._connected.wait(), timeout=max(0.1, timeout / 2))
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._drain_audio(), timeout=max(0.1, timeout / 2))
+            await asyncio.wait_for(self._drain_audio(), timeout=max(0.1, (deadline - time.monotonic()) / 2))
         self._ending = True
         if self._sender:
             self._sender.cancel()
@@ -174,7 +177,7 @@ class StreamingSession:
                 await self._sender
         conn = self._conn
         if conn is None or not self._connected.is_set():
-            log.warning("ending a Palabra session that is not connected; closing")
+            log.warning("ending a Palabra session that is not connected; closing without end_task")
             await self.close()
             return
         legacy = self.dialect == "legacy"
@@ -189,7 +192,7 @@ class StreamingSession:
 
     async def _drain_audio(self) -> None:
         while self._pending or self._replay:
-            if self._sender is None or self._sender.done():
+            if self._sender is None or self._sender.done() or self._failure:
                 return
             await asyncio.sleep(self.chunk_s / self.pace / 4)
 
@@ -355,6 +358,8 @@ class StreamingSession:
                                                         f"{reason}"))
             return
         if self._ending or self._closed:
+            if not self._closed and not self._end_seen.is_set():
+                log.warning("Palabra streaming %s before the end of stream; the tail may be missing", reason)
             self._events.put_nowait(None)
             return
         if conn is self._conn and self._reconnector is None:

@@ -258,3 +258,21 @@ async def test_reconnects_are_bounded_and_the_failure_surfaces():
         await session.close()
         assert len(emu.state.streams) == 3  # the first connection and two reconnects, all dropped
     assert len(of(events, p.Reconnected)) == 2 and session.stats.reconnects == 2
+
+
+async def test_end_during_a_reconnect_waits_for_it_and_keeps_the_tail():
+    pcm = bursts(RATE, [("silence", 0.5), ("tone", 6.0)])  # no trailing silence: only end_task confirms it
+    async with serve(config(drop_after_s=0.8, drop_count=1, pacing_warnings=False)) as emu:
+        session = await start(emu)
+        reader = asyncio.create_task(collect(session))
+        await session.send_audio(pcm)
+        logs = emu.runner.app[STREAM_LOGS]
+        while not (1 in logs and logs[1].dropped):
+            await asyncio.sleep(0.01)
+        await session.end(timeout=15)  # the reconnect has not finished yet
+        events = await asyncio.wait_for(reader, 5)
+        assert bytes(emu.state.streams[1].input_pcm).startswith(pcm[:2 * RATE])  # replayed from the start
+    assert session.stats.reconnects == 1
+    validated = of(events, p.ValidatedTranscription)
+    assert [(round(v.start, 1), round(v.end, 1)) for v in validated] == [(0.5, 6.5)]
+    assert isinstance(events[-1], p.EndOfStream)
