@@ -89,7 +89,9 @@ def caller_voice_channel(interaction: discord.Interaction) -> discord.VoiceChann
 
 
 @dataclass
-class Languages:
+class LanguageChoice:
+    """Normalised codes, and a warning for each code Palabra does not list (sent anyway)."""
+
     codes: list[str]
     warnings: list[str] = field(default_factory=list)
 
@@ -102,23 +104,23 @@ def _checked(code: str, check) -> tuple[str, str | None]:
     return languages.normalise(code), warning
 
 
-def parse_source(text: str) -> Languages:
+def parse_source(text: str) -> LanguageChoice:
     """One source code or `auto`. Unknown but well-formed codes are kept with a warning."""
     code, warning = _checked(text, languages.check_source)
-    return Languages([code], [warning] if warning else [])
+    return LanguageChoice([code], [warning] if warning else [])
 
 
-def parse_target(text: str) -> Languages:
+def parse_target(text: str) -> LanguageChoice:
     code, warning = _checked(text, languages.check_target)
-    return Languages([code], [warning] if warning else [])
+    return LanguageChoice([code], [warning] if warning else [])
 
 
-def parse_targets(text: str) -> Languages:
+def parse_targets(text: str) -> LanguageChoice:
     """Comma- or space-separated target codes, duplicates dropped, order kept."""
     parts = [part for part in text.replace(",", " ").split() if part]
     if not parts:
         raise CommandInputError("Give at least one target language, e.g. `es` or `es, fr, de`.")
-    result = Languages([])
+    result = LanguageChoice([])
     for part in parts:
         code, warning = _checked(part, languages.check_target)
         if code not in result.codes:
