@@ -162,9 +162,8 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
                                                 request=request, announce_channel_id=announce.id if announce else None)
         except BroadcastRejected as exc:  # the warnings often explain the refusal (an unknown language)
             raise BroadcastRejected(with_warnings(str(exc), request.warnings)) from None
-        outputs_text = "\n".join(f"• {spec.describe()}" for spec in request.outputs)
-        text = (f"✅ Broadcast created.\n{detail_text(created.broadcast)}\nOutputs as given:\n{outputs_text}\n\n"
-                f"{ingest_text(created.ingest)}")
+        # The ingest comes first: a long reply is clipped at the end, never through the stream key.
+        text = f"✅ Broadcast created.\n{ingest_text(created.ingest)}\n\n{detail_text(created.broadcast)}"
         await reply(interaction, with_warnings(text, created.warnings), ephemeral=True)
 
     @app_commands.command(name="list", description="This server's broadcasts and their status")

@@ -131,7 +131,7 @@ async def test_full_lifecycle(world, emulator, no_secret_in_logs):  # noqa: F811
     assert "✅ Broadcast created." in text and broadcast_id in text
     assert f"Server: `{ingest['server']}`" in text and ingest["server"].startswith("srt://")
     assert f"Stream key: ||`{ingest['stream_key']}`||" in text
-    assert "es → rtmp://live.example.com/app (stream key hidden)" in text and KEY not in text
+    assert "Output es → rtmp_push `rtmp://live.example.com/app`" in text and KEY not in text
     assert emulator.state.broadcasts[broadcast_id]["original_delay_seconds"] == 2.5
 
     text, private = answer(await world.run(admin, "list"))
@@ -287,3 +287,12 @@ async def test_synced_command_fits_discords_limits(sqlite_world):
     create_options = {o["name"]: o for o in subcommands["create"]["options"]}
     assert [c["value"] for c in create_options["input"]["choices"]] == ["rtmp_push", "srt_push"]
     assert create_options["outputs"]["required"] and create_options["announce"]["type"] == 7
+
+
+async def test_longest_create_reply_fits_and_keeps_the_ingest(sqlite_world, emulator):
+    long_path = "/".join(["segment"] * 20)
+    outputs = ";".join(f"es=rtmp://host{i}.example.com/{long_path}|{KEY}" for i in range(10))
+    text, private = answer(await create(sqlite_world, sqlite_world.fake.owner, title="T" * 100, outputs=outputs))
+    [record] = emulator.state.broadcasts.values()
+    assert private and len(text) <= 2000
+    assert f"Stream key: ||`{record['input']['stream_key']}`||" in text and text.endswith("…")
