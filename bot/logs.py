@@ -17,6 +17,8 @@ _PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-~+/=]+"),
     re.compile(r"(?i)((?:clientsecret|client_secret|stream_key|api_key)[\"']?\s*[:=]\s*[\"']?)[^\s,'\"&}]+"),
     re.compile(r"()\bplbr_[A-Za-z0-9_\-]+"),
+    # Stream keys typed into `/broadcast` outputs (`lang=rtmp://host/app|KEY`), e.g. in gateway payloads.
+    re.compile(r"(?i)((?:rtmps?|srt)://[^|\s\"']+\|)[^;\s\"']+"),
     # Discord bot tokens: base64 user id . timestamp . hmac
     re.compile(r"()\b[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,38}\b"),
 ]

@@ -61,3 +61,10 @@ def test_credential_shapes_are_redacted_without_registration(text):
     cleaned = redact(text)
     assert secrets.PALABRA_API_KEY not in cleaned and secrets.DISCORD_TOKEN not in cleaned
     assert "***" in cleaned
+
+
+def test_stream_keys_inside_broadcast_outputs_are_redacted():
+    text = f'{{"value": "es=rtmp://ingest.example/app|{secrets.STREAM_KEY}; hls=original,es"}}'
+    cleaned = redact(text)
+    assert secrets.STREAM_KEY not in cleaned
+    assert "rtmp://ingest.example/app|***" in cleaned and "hls=original,es" in cleaned
