@@ -107,3 +107,30 @@ def send_datagram(voice_client: discord.VoiceClient, data: bytes) -> bool:
     except OSError:
         return False
     return True
+
+
+class AesGcmSendMixin:
+    """Lets a `discord.VoiceClient` subclass negotiate `aead_aes256_gcm_rtpsize` (Discord's preferred
+    mode; discord.py 2.7.1 only implements XChaCha20-Poly1305).
+
+    Why private: discord.py picks the first server-offered mode found in the class attribute
+    `supported_modes` (gateway.py `initial_connection`) and encrypts outgoing RTP with the method named
+    `_encrypt_<mode>` (voice_client.py `_get_voice_packet`, which passes the 12-byte header and the
+    (DAVE-encrypted) Opus frame). Receive decrypts with bot.voice.transport in either mode.
+    Checked against discord.py 2.7.1 / davey 0.1.7.
+    """
+
+    supported_modes = ("aead_aes256_gcm_rtpsize", *discord.VoiceClient.supported_modes)
+    _aes_counter = 0
+    _aes_key: tuple[bytes, object] | None = None
+
+    def _encrypt_aead_aes256_gcm_rtpsize(self, header: bytes, data: bytes) -> bytes:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        key = bytes(self.secret_key)  # type: ignore[attr-defined]
+        if self._aes_key is None or self._aes_key[0] != key:  # a new key after a reconnect
+            self._aes_key = (key, AESGCM(key))
+        suffix = self._aes_counter.to_bytes(4, "big")
+        self._aes_counter = (self._aes_counter + 1) & 0xFFFFFFFF
+        sealed = self._aes_key[1].encrypt(suffix + bytes(8), bytes(data), bytes(header))  # type: ignore[attr-defined]
+        return bytes(header) + sealed + suffix

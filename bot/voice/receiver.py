@@ -259,9 +259,10 @@ class VoiceReceiver:
         }
 
 
-class ListeningVoiceClient(discord.VoiceClient):
+class ListeningVoiceClient(adapter.AesGcmSendMixin, discord.VoiceClient):
     """A VoiceClient that also receives: `channel.connect(cls=ListeningVoiceClient)`, then
-    `vc.receiver.frames()`. Never connect it self-deafened (a deafened bot is sent no audio)."""
+    `vc.receiver.frames()`. Never connect it self-deafened (a deafened bot is sent no audio).
+    Negotiates AES-256-GCM when the server offers it (Discord's preferred mode), else XChaCha20."""
 
     def __init__(self, client: discord.Client, channel: discord.abc.Connectable) -> None:
         own_id = client.user.id if client.user else None
