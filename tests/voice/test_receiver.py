@@ -169,3 +169,30 @@ async def test_voice_gateway_close_during_speech_and_receive_carries_on(close_co
         assert_heard(second, after, 0.95, vc.receiver)
         stats = vc.receiver.stats()
         assert stats["worker_alive"] and stats["dave_failures"] == 0
+
+
+async def test_listener_negotiates_aes_gcm_and_can_also_play_into_its_channel():
+    """Same-channel mode: the listener itself plays translation, sealed with AES-256-GCM."""
+    from bot.voice.playback import OPUS_SETTINGS, TranslationSource, ensure_discord_opus
+
+    async with FakeDiscord() as fake, listener_in(fake, "Voice A") as (vc, collector):
+        assert vc.mode == "aead_aes256_gcm_rtpsize"
+        alice = await fake.add_user("Alice")
+        await alice.join("Voice A")
+        await wait_for(lambda: dave_ready(vc, 2), what="the bot's DAVE group")
+        await alice.wait_dave_ready(members=2)
+        ensure_discord_opus()
+        source = TranslationSource()
+        vc.play(source, **OPUS_SETTINGS)
+        translation = decode(SPEECH_B, rate=24000, channels=1)[: 24000 * 2 * 2]
+        source.feed(translation)
+        source.end_utterance()
+        spoken = asyncio.create_task(alice.speak(speech(SPEECH_A, 2.0)))  # and we still hear her meanwhile
+        await wait_for(lambda: source.queued_seconds == 0, timeout=10, what="playback")
+        await spoken
+        await asyncio.sleep(0.3)
+        reference = mono(decode(SPEECH_B, rate=48000, channels=2)[: 48000 * 4 * 2], 2)
+        corr = xcorr(reference, mono(alice.heard(vc.user.id), 2))
+        assert corr.peak >= 0.9, f"correlation {corr.peak:.3f}"
+        assert alice.stats.transport_failures == 0 and alice.stats.dave_failures == 0
+        assert_heard(speech(SPEECH_A, 2.0), collector.audio(alice.id), 0.95, vc.receiver)
