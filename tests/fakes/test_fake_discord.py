@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import ssl
 import struct
+import sys
 import threading
 
 import davey
@@ -176,13 +178,42 @@ def test_ip_discovery_messages():
 async def test_default_ssl_context_trusts_the_voice_gateway():
     async with FakeDiscord() as fake:
         bundle = tls.trust_test_ca()
-        import os
-
         assert os.environ["SSL_CERT_FILE"] == bundle
         context = ssl.create_default_context()  # reads SSL_CERT_FILE, as discord.py's session does
         reader, writer = await asyncio.open_connection("127.0.0.1", fake.voice.port, ssl=context)
         assert writer.get_extra_info("peercert")["subjectAltName"] == (("IP Address", "127.0.0.1"),)
         writer.close()
+
+
+_WS_CLIENT = """
+import asyncio, sys, aiohttp
+
+async def main():
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(sys.argv[1]) as ws:
+            await ws.close()
+
+asyncio.run(main())
+"""
+
+
+async def _fresh_process_connects(url: str, env: dict) -> tuple[int, bytes]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _WS_CLIENT, url, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    return process.returncode, stderr
+
+
+async def test_ssl_cert_file_alone_makes_a_fresh_aiohttp_process_trust_the_voice_gateway():
+    async with FakeDiscord() as fake:
+        bundle = tls.trust_test_ca()
+        url = f"wss://{fake.voice.endpoint}/?v=8"
+        without = {k: v for k, v in os.environ.items() if k != "SSL_CERT_FILE"}
+        code, stderr = await _fresh_process_connects(url, {**without, "SSL_CERT_FILE": bundle})
+        assert code == 0, stderr.decode()[-500:]
+        code, stderr = await _fresh_process_connects(url, without)
+        assert code != 0 and b"CERTIFICATE_VERIFY_FAILED" in stderr
 
 
 # --- discord.py clients -----------------------------------------------------------------------------

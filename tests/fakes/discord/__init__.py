@@ -33,12 +33,14 @@ Running discord.py (`tests.fakes.discord.clients`):
 - `async with running_clients(fake, tokens=None, *, factory=None, timeout=10) as clients:` starts one
   client per token (default all bots), waits for READY + GUILD_CREATE, closes them on exit.
   `factory()` builds each client (e.g. one with an `app_commands.CommandTree`); use
-  `client_kwargs()` (default intents, `guild_ready_timeout=0.1`) when building your own.
+  `client_kwargs()` (= `fake.client_kwargs()`: default intents, `guild_ready_timeout=0.1`) when
+  building your own.
 - TLS: the voice gateway is `wss://127.0.0.1:<port>` with a certificate from a trustme CA; clients
   trust it through `SSL_CERT_FILE`, which `FakeDiscord.start()` sets (bundle = test CA + system CAs)
   before any client session exists. aiohttp 3.14 builds its default SSL context when it is first
   imported, so the fake also loads the bundle into that context if aiohttp was imported earlier
-  (see `tls.py`). Product code needs no "insecure" switch.
+  (see `tls.py`). Product code needs no "insecure" switch; a test proves a fresh process trusts the
+  fake with SSL_CERT_FILE alone (and fails without it).
 
 Voice (`fake.voice`, a `VoiceServer`):
 - `fake.voice.endpoint` ("127.0.0.1:<port>"), `.udp_port`, `.stats` (received, relayed, dropped,

@@ -115,6 +115,13 @@ class FakeDiscord:
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/gateway"
 
+    @staticmethod
+    def client_kwargs() -> dict:
+        """Keyword arguments for a discord.Client used against the fake (see clients.client_kwargs)."""
+        from tests.fakes.discord.clients import client_kwargs
+
+        return client_kwargs()
+
     def point_discord_py(self) -> None:
         """Point discord.py (process-wide) at this fake, through the product's own adapter."""
         from bot.voice.adapter import point_discord_py_at
