@@ -46,7 +46,7 @@ headers = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(headers, st.sampled_from([0, 1]))
 def test_structured_datagrams_never_escape(fields, version):
     sessions = SESSIONS
