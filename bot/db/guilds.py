@@ -128,20 +128,22 @@ async def set_languages(
     return await update_guild_setting(session, guild_id, "target_languages", targets)
 
 
-async def _language_row(session: AsyncSession, guild_id: int, language: str) -> GuildLanguage:
+async def _language_row(session: AsyncSession, guild_id: int, language: str) -> tuple[GuildSettings, GuildLanguage]:
+    # The settings object is returned with the row and held by the caller: `row.guild` is only a weak
+    # back-reference in the identity map, and lazy-loading it again is not allowed under asyncio.
     settings = await get_or_create_guild_settings(session, guild_id)
     for row in settings.languages:
         if row.language == language:
-            return row
+            return settings, row
     row = GuildLanguage(guild_id=guild_id, language=language)
     settings.languages.append(row)
-    return row
+    return settings, row
 
 
-async def _prune_language(session: AsyncSession, row: GuildLanguage) -> None:
+async def _prune_language(session: AsyncSession, settings: GuildSettings, row: GuildLanguage) -> None:
     """A language row with nothing in it is noise: remove it."""
     if row.voice_channel_id is None and row.voice_id is None:
-        row.guild.languages.remove(row)
+        settings.languages.remove(row)
     await session.flush()
 
 
@@ -150,10 +152,10 @@ async def set_language_channel(
 ) -> GuildSettings:
     """`/setup channel`: the sibling voice channel for a language (None clears it)."""
     language = _language(language)
-    row = await _language_row(session, guild_id, language)
+    settings, row = await _language_row(session, guild_id, language)
     row.voice_channel_id = _optional_snowflake(channel_id)
-    await _prune_language(session, row)
-    return row.guild
+    await _prune_language(session, settings, row)
+    return settings
 
 
 async def clear_language_channel(session: AsyncSession, guild_id: int, language: str) -> GuildSettings:
@@ -165,8 +167,8 @@ async def set_language_voice(session: AsyncSession, guild_id: int, language: str
     language = _language(language)
     if voice_id is not None and (not isinstance(voice_id, str) or not voice_id.strip() or len(voice_id) > 128):
         raise InvalidSetting("voice id must be a non-empty text of at most 128 characters")
-    row = await _language_row(session, guild_id, language)
+    settings, row = await _language_row(session, guild_id, language)
     row.voice_id = voice_id.strip() if voice_id else None
-    await _prune_language(session, row)
-    return row.guild
+    await _prune_language(session, settings, row)
+    return settings
 

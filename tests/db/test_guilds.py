@@ -130,3 +130,18 @@ async def test_bad_voice_refused(db):
     async with db.session() as s:
         with pytest.raises(InvalidSetting, match="voice id"):
             await guilds.set_language_voice(s, GUILD, "es", " ")
+
+
+async def test_clearing_in_a_fresh_unit_of_work_without_holding_the_settings(db):
+    # Regression: pruning the emptied language row used to lazy-load `row.guild`, which fails under
+    # asyncio once nothing else holds the settings object.
+    async with db.session() as s:
+        await guilds.set_language_channel(s, 7, "es", 111)
+        await guilds.set_language_voice(s, 7, "fr", "default_high")
+    async with db.session() as s:
+        await guilds.clear_language_channel(s, 7, "es")
+    async with db.session() as s:
+        await guilds.set_language_voice(s, 7, "fr", None)
+    async with db.session() as s:
+        settings = await guilds.get_guild_settings(s, 7)
+        assert settings.sibling_channels == {} and settings.voices == {}
