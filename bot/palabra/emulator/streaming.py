@@ -175,7 +175,9 @@ class StreamSession:
         self.running_since = 0.0
         self.ended = False
         self.vad: EnergyVad | None = None
-        self.timeline = bytearray()  # mono s16le of everything analysed, for output audio
+        self.timeline = bytearray()  # mono s16le analysed but not yet emitted as output audio
+        self.timeline_start = 0  # sample index of timeline[0]
+        self.emitting = False  # the result worker holds an utterance it has not finished emitting
         self.rate, self.channels, self.fmt = 16000, 1, "pcm_s16le"
         self.first_audio_wall: float | None = None
         self.first_audio_epoch = 0.0
@@ -378,8 +380,18 @@ class StreamSession:
         assert self.vad is not None
         for utterance in self.vad.feed(mono):
             self._confirm(utterance)
+        self._forget_silence()
         await self._maybe_partial()
         await self._check_pacing(now)
+
+    def _forget_silence(self) -> None:
+        """Between utterances, audio already analysed is never needed again (long silences stay cheap)."""
+        assert self.vad is not None
+        if self.vad.speech_start is None and self.results.empty() and not self.emitting:
+            keep = 2 * self.vad.frame_len  # the VAD may still hold a partial frame of this audio
+            drop = max(0, len(self.timeline) // 2 - keep)
+            self.timeline_start += drop
+            del self.timeline[: 2 * drop]
 
     def _decode(self, raw: bytes) -> bytes:
         if self.fmt == "wav" and raw[:4] == b"RIFF":
@@ -425,6 +437,7 @@ class StreamSession:
     async def _result_worker(self) -> None:
         while True:
             item = await self.results.get()
+            self.emitting = True
             if item is None:
                 await self._send(self.config.end_message, {})
                 return
@@ -434,6 +447,7 @@ class StreamSession:
                 await self._emit_tts(item)
             else:
                 await self._emit_utterance(*item)
+            self.emitting = False
 
     async def _emit_utterance(self, index: int, utterance: Utterance) -> None:
         assert self.task is not None
@@ -442,9 +456,11 @@ class StreamSession:
         text = self._source_text(tid, utterance.end - utterance.start)
         await self._transcript("validated_transcription", tid, pipeline["transcription"]["source_language"], text,
                                utterance.start, utterance.end)
-        first = int(utterance.start * self.rate) * 2
-        last = int(utterance.end * self.rate) * 2
-        speech = np.frombuffer(bytes(self.timeline[first:last]), dtype="<i2")
+        first = (int(utterance.start * self.rate) - self.timeline_start) * 2
+        last = (int(utterance.end * self.rate) - self.timeline_start) * 2
+        speech = np.frombuffer(bytes(self.timeline[max(0, first):max(0, last)]), dtype="<i2")
+        del self.timeline[:max(0, last)]  # utterances come in order: nothing before this one is needed again
+        self.timeline_start += max(0, last) // 2
         for tr in pipeline["translations"]:
             language = tr["target_language"]
             await self._transcript("translated_transcription", tid, language, f"[{language}] {text}",
