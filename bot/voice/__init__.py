@@ -1,0 +1,10 @@
+"""Discord voice: DAVE-capable receive, playback and speaker bots on discord.py 2.7.1 + davey.
+
+- `receiver.ListeningVoiceClient` (connect with `channel.connect(cls=...)`) -> `vc.receiver`:
+  `frames()` (per-user `jitter.UserFrame`, 48 kHz stereo 20 ms), `events()` (speaking, decryption
+  failures, members), `stats()`.
+- `playback.TranslationSource`: never-ending AudioSource fed 24 kHz mono PCM; `OPUS_SETTINGS` for `play()`.
+- `speakers.SpeakerPool` / `start_speakers()`: extra bot accounts leased per guild + language.
+- Sans-I/O parts: `rtp`, `transport`, `e2ee`, `receive.ReceivePipeline`, `jitter.UserStream`.
+- `adapter`: every private discord.py/davey access.
+"""

@@ -85,7 +85,7 @@ class VoiceReceiver:
         self.loop = loop
         self.pipeline = ReceivePipeline(session_source, own_user_id=own_user_id)
         self._stream_factory = stream_factory
-        self._on_failure = on_failure
+        self.on_failure = on_failure  # called on the event loop for each reported DecryptFailure
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._frames: asyncio.Queue[UserFrame] = asyncio.Queue()
         self._events: asyncio.Queue[ReceiverEvent] = asyncio.Queue()
@@ -225,9 +225,9 @@ class VoiceReceiver:
         if self._events.qsize() >= self._max_queue:
             self._events.get_nowait()
         self._events.put_nowait(event)
-        if isinstance(event, DecryptFailure) and self._on_failure is not None:
+        if isinstance(event, DecryptFailure) and self.on_failure is not None:
             try:
-                self._on_failure(event)
+                self.on_failure(event)
             except Exception:
                 log.exception("voice receive: on_failure callback raised")
 
