@@ -81,6 +81,7 @@ class _Track:
     first_timestamp: int = 0
     decoder: object = None
     packets: int = 0
+    ended: bool = False  # the last frame was a silence frame (senders end a talk spurt with 5)
 
 
 @dataclass
@@ -384,10 +385,12 @@ class FakeUser:
         self.stats.decoded += 1
         arrival = max(0, round((asyncio.get_running_loop().time() - self._t0) * RATE) - FRAME_SAMPLES)
         expected = None if track.anchor is None else track.anchor + ((timestamp - track.first_timestamp) & 0xFFFFFFFF)
-        if expected is None or arrival - expected > REANCHOR_SAMPLES:
+        if expected is None or (track.ended and arrival - expected > REANCHOR_SAMPLES):
             # First packet, or a new talk spurt whose RTP clock did not advance during the pause
             # (discord.py's player keeps counting from where it stopped): place it by arrival time.
+            # Within a spurt the RTP clock rules, so scheduling stalls do not shift the audio.
             track.anchor, track.first_timestamp = arrival, timestamp
+        track.ended = frame == rtp.SILENCE_FRAME
         offset = (track.anchor + ((timestamp - track.first_timestamp) & 0xFFFFFFFF)) * 4
         if offset > 3600 * RATE * 4:  # a timestamp from before the anchor (reordering); drop
             return
