@@ -272,6 +272,11 @@ class StreamSession:
             self._start(data)
         elif _normalised(previous) == _normalised(data):
             event = "resumed" if was_paused else "unchanged"
+        elif previous["input_stream"] != data["input_stream"]:
+            # The emulator's audio timeline has one format; a real server may allow this.
+            await self._error("VALIDATION_ERROR", "the emulator cannot change input_stream of a running task; "
+                                                  "open a new connection instead")
+            return
         else:
             event = "updated"
             self.task = data
