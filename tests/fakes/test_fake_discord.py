@@ -273,6 +273,24 @@ async def test_dave_group_spans_bots_and_users_and_bot_speech_is_heard():
         assert alice.heard(listener.user.id) == b""  # the listener bot sent nothing
 
 
+async def test_recording_places_each_talk_spurt_when_it_was_heard():
+    async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (bot,):
+        alice = await fake.add_user("Alice")
+        await alice.join("Voice A")
+        vc = await connect(bot, fake, "Voice A")
+        await wait_until(lambda: dave_members(vc) == 2, what="DAVE group")
+        first = await play(vc, audio.sine(440, 0.5, RATE, amplitude=0.3))
+        await asyncio.sleep(0.8)  # discord.py's RTP clock does not advance during this pause
+        second = await play(vc, audio.sine(880, 0.5, RATE, amplitude=0.3))
+        await asyncio.sleep(0.2)
+        heard = audio.mono(alice.heard(bot.user.id), 2)
+        regions = audio.speech_regions(heard, RATE, min_silence_s=0.3)
+        assert len(regions) == 2, regions
+        for (start, end), played in zip(regions, (first, second)):
+            assert start == pytest.approx(played - alice.joined_at, abs=0.1)
+            assert end - start == pytest.approx(0.5, abs=0.06)
+
+
 async def test_user_speech_reaches_the_bot_socket_and_decrypts():
     async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (bot,):
         vc = await connect(bot, fake, "Voice A")  # the bot founds the group this time
