@@ -273,12 +273,7 @@ class InterpretationManager:
         cleanup.add(streaming.close)
         cleanup.add(lambda: self._delete_created(rest))
 
-        placements, playbacks, floor, leases = await self._place(guild, voice_channel, vc, session_id, targets,
-                                                                 prefs, cleanup)
-        transcript = Transcript()
-        poster = TranscriptPoster(await self._sink(transcript_channel, warnings), transcript, targets,
-                                  partial_interval_s=self.partial_interval_s,
-                                  on_error=lambda _text: self.metrics.errors.labels("transcript_post").inc())
+        # Audio flows from here on (the stream's timeline starts with it); outputs are attached once placed.
         mixer = PrebufferedMixer()
         for user_id in opted_out:
             mixer.exclude(user_id)
@@ -288,15 +283,27 @@ class InterpretationManager:
             auto_stop_empty_s=float(prefs.auto_stop_empty_seconds),
             auto_stop_max_s=float(prefs.auto_stop_max_seconds) if prefs.auto_stop_max_seconds else None,
             floor_audio=bool(prefs.floor_audio_enabled), **self.session_options)
+        transcript = Transcript()
         live = LiveSession(
-            config, SessionParts(vc, streaming, poster, transcript, playbacks, floor), mixer=mixer,
+            config, SessionParts(vc, streaming, None, transcript), mixer=mixer,
             bot_user_ids=self._bot_user_ids(), resolve_speaker=lambda uid: user_speaker(guild, uid),
             on_stop=self._request_stop, on_latency=self.metrics.latency.observe,
             on_line=lambda kind, tid, data: self._store_line(session_id, kind, tid, data), metrics=self.metrics)
+        await live.start_audio()
+        cleanup.add(live.abort)
+
+        placements, playbacks, floor, leases = await self._place(guild, voice_channel, vc, session_id, targets,
+                                                                 prefs, cleanup)
+        live.parts.playbacks.update(playbacks)
+        live.parts.floor_playbacks.extend(floor)
+        live.parts.poster = TranscriptPoster(
+            await self._sink(transcript_channel, warnings), transcript, targets,
+            partial_interval_s=self.partial_interval_s,
+            on_error=lambda _text: self.metrics.errors.labels("transcript_post").inc())
         self.sessions[voice_channel.id] = _Running(live, guild, voice_channel, transcript_channel, source, targets,
                                                    placements, leases, rest)
         cleanup.clear()
-        await live.start()
+        live.start_output()
         self._ensure_heartbeat()
         self._update_gauges()
         self.metrics.sessions_started.inc()

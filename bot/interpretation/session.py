@@ -40,6 +40,10 @@ DRAIN_TIMEOUT_S = 15.0
 # pads a chunk that is short at its deadline with zeros; a producer exactly on schedule loses that race
 # now and then, which inserts a gap in the middle of speech. This much lead keeps every chunk full.
 STREAM_LEAD_S = 0.1
+CLOCK_CATCH_UP_TICKS = 25
+# Frames held at the start of a talk spurt: slack against the receive thread's delivery jitter (on a busy
+# 2-core machine it reaches ~60 ms; 100 ms keeps words whole).
+PREBUFFER_FRAMES = 5
 PLAYOUT_LIMIT_S = 10.0  # at stop, queued translation is played out for at most this long
 
 
@@ -66,7 +70,7 @@ class SessionParts:
 
     voice_client: Any  # ListeningVoiceClient
     streaming: Any  # StreamingSession
-    poster: TranscriptPoster
+    poster: TranscriptPoster | None  # attached after placement (audio already flows by then)
     transcript: Transcript
     playbacks: dict[str, Any] = field(default_factory=dict)  # language -> TranslationSource
     floor_playbacks: list[Any] = field(default_factory=list)  # sources that get the original under them
@@ -81,7 +85,7 @@ class PrebufferedMixer(Mixer):
     The cost is `prebuffer_frames` x 20 ms of delay at the start of each talk spurt.
     """
 
-    def __init__(self, prebuffer_frames: int = 3, **kwargs: Any) -> None:
+    def __init__(self, prebuffer_frames: int = PREBUFFER_FRAMES, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.prebuffer_frames = prebuffer_frames
         self._held: dict[Any, tuple[int, list[bytes]]] = {}  # user -> (tick of the first held frame, frames)
@@ -142,8 +146,11 @@ class LiveSession:
         self.latencies: list[float] = []
         self.speakers_heard: set[int] = set()
         self._resampler = discord_to_session(config.session_rate)
-        self._clock = MixerClock(mixer, self._on_mixed_frame)
+        # Catch up after a stall for longer than the stream's own re-anchoring (one 320 ms chunk), so the
+        # mixer's ticks and the stream's timeline stay aligned through event-loop hiccups.
+        self._clock = MixerClock(mixer, self._on_mixed_frame, max_catch_up=CLOCK_CATCH_UP_TICKS)
         self._mixer_anchor: float | None = None
+        self._skips_seen = 0
         self._utterance_end: dict[str, float] = {}  # transcription id -> segment end (timeline s)
         self._first_audio: dict[str, float] = {}  # transcription id -> monotonic time of first output audio
         self._latency_done: set[str] = set()
@@ -153,17 +160,29 @@ class LiveSession:
         self._gone_since: float | None = None
 
     # --- running -----------------------------------------------------------------------------------
-    async def start(self) -> None:
-        self.parts.poster.start()
+    async def start_audio(self) -> None:
+        """Call right after the stream started, with nothing awaited in between: the lead of silence is
+        then the first audio on the stream's timeline, and the mixer's clock starts right behind it."""
         lead = int(self.config.stream_lead_s * self.config.session_rate) * 2
         if lead:
             await self.parts.streaming.send_audio(bytes(lead))
         self._clock.start()
-        self._tasks = [
-            asyncio.create_task(self._consume_frames(), name=f"session-{self.config.session_id}-frames"),
-            asyncio.create_task(self._consume_events(), name=f"session-{self.config.session_id}-events"),
-            asyncio.create_task(self._watch(), name=f"session-{self.config.session_id}-watch"),
-        ]
+        self._tasks.append(asyncio.create_task(self._consume_frames(), name=f"session-{self.config.session_id}-frames"))
+
+    def start_output(self) -> None:
+        """Transcripts, translated audio and the auto-stop watch (events wait in the stream until then)."""
+        assert self.parts.poster is not None
+        self.parts.poster.start()
+        self._tasks.append(asyncio.create_task(self._consume_events(), name=f"session-{self.config.session_id}-events"))
+        self._tasks.append(asyncio.create_task(self._watch(), name=f"session-{self.config.session_id}-watch"))
+
+    async def abort(self) -> None:
+        """Stop at once (a start that failed halfway); the stream itself is closed by its owner."""
+        self.stopping = True
+        await self._clock.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     @property
     def uptime_s(self) -> float:
@@ -190,6 +209,10 @@ class LiveSession:
     async def _on_mixed_frame(self, frame: bytes) -> None:
         if self._mixer_anchor is None:
             self._mixer_anchor = time.monotonic()
+        if self._clock.skipped > self._skips_seen:
+            # A long stall drained the stream's buffer (it padded and re-anchored): restore the lead.
+            self._skips_seen = self._clock.skipped
+            await self.parts.streaming.send_audio(bytes(int(self.config.stream_lead_s * self.config.session_rate) * 2))
         for source in self.parts.floor_playbacks:
             source.feed_floor(frame)
         pcm = self._resampler.process(frame)
@@ -220,6 +243,7 @@ class LiveSession:
 
     async def _on_event(self, event: p.Event) -> None:
         transcript, poster = self.parts.transcript, self.parts.poster
+        assert poster is not None
         if isinstance(event, p.OutputAudio):
             self._on_audio(event)
         elif isinstance(event, p.PartialTranscription):
@@ -372,7 +396,7 @@ class LiveSession:
         queued translation played out (bounded). Releasing resources is the manager's part."""
         self.stopping = True
         current = asyncio.current_task()
-        frames, events, watch = self._tasks or (None, None, None)
+        frames, events, watch = (self._tasks + [None, None, None])[:3]
         for task in (frames, watch):
             if task is not None and task is not current:
                 task.cancel()
@@ -388,8 +412,9 @@ class LiveSession:
         if events is not None:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(events, timeout=5.0)
-        await self.parts.poster.drain(timeout=self.config.drain_timeout_s)
-        await self.parts.poster.close()
+        if self.parts.poster is not None:
+            await self.parts.poster.drain(timeout=self.config.drain_timeout_s)
+            await self.parts.poster.close()
         await self._play_out()
         for task in self._tasks:
             if not task.done() and task is not current:

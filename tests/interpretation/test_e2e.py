@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from bot.db import leases as db_leases
+from bot.db import privacy
 from bot.db import sessions as db_sessions
 from bot.db import transcripts as db_transcripts
 from tests.fakes.audio import SPEECH_A, SPEECH_B, decode, mono, speech_regions, xcorr
@@ -51,6 +52,7 @@ async def test_speech_is_translated_into_sibling_channels_with_transcripts_and_a
     async with world_on(db) as world:
         fake, manager = world.fake, world.manager
         await world.configure(targets=("es", "fr"), siblings={"es": "Voice B", "fr": "Voice C"})
+        sent = speech(SPEECH_A)
         alice = await fake.add_user("Alice")
         es_listener, fr_listener = await fake.add_user("Eva"), await fake.add_user("François")
         await alice.join("Voice A")
@@ -71,7 +73,6 @@ async def test_speech_is_translated_into_sibling_channels_with_transcripts_and_a
         speakers = {lang: lease.speaker_id for lease in world.pool.leases() for lang in [lease.language]}
         assert set(speakers) == {"es", "fr"}
 
-        sent = speech(SPEECH_A)
         spoken = await alice.speak(sent + bytes(int(1.5 * RATE) * 4))
         assert spoken.dave_encrypted > 0
         # The emulator confirms each utterance after its trailing silence; wait for both to be played out.
@@ -80,6 +81,9 @@ async def test_speech_is_translated_into_sibling_channels_with_transcripts_and_a
                        timeout=20, what="translated speech in both sibling channels")
         await asyncio.sleep(1.5)
 
+        live = next(iter(manager.sessions.values())).live
+        print(f"mixer underruns {live.mixer.underruns}, overflow {live.mixer.stats.dropped_overflow}, "
+              f"clock skipped {live._clock.skipped}, silence chunks {live.parts.streaming.stats.silence_chunks}")
         for language, listener in (("es", es_listener), ("fr", fr_listener)):
             heard = listener.heard(speakers[language])
             found = utterance_correlations(sent, heard, spoken.started_at, listener.joined_at)
@@ -135,8 +139,8 @@ async def test_opted_out_speech_never_reaches_palabra_and_no_speaker_means_same_
     async with world_on(db, speaker_count=0) as world:
         fake, manager = world.fake, world.manager
         await world.configure(targets=("es", "fr"), siblings={"es": "Voice B"})
+        bob_speech, alice_speech = speech(SPEECH_B, 4.5), speech(SPEECH_A, 3.0)
         alice, bob = await fake.add_user("Alice"), await fake.add_user("Bob")
-        from bot.db import privacy
 
         async with db.session() as s:
             await privacy.opt_out(s, bob.id, fake.guild.id)
@@ -152,7 +156,6 @@ async def test_opted_out_speech_never_reaches_palabra_and_no_speaker_means_same_
         await bob.wait_dave_ready(members=3)
         await alice.wait_dave_ready(members=3)
 
-        bob_speech, alice_speech = speech(SPEECH_B, 4.5), speech(SPEECH_A, 3.0)
         await bob.speak(bob_speech + bytes(RATE * 4))  # opted out: must not reach the emulator
         await manager.set_user_opted_out(fake.guild.id, alice.id, False)  # opting in someone else changes nothing
         await alice.speak(alice_speech + bytes(int(1.5 * RATE) * 4))
