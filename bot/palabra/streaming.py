@@ -161,20 +161,24 @@ class StreamingSession:
         self._events.put_nowait(None)
 
     async def end(self, timeout: float = 30.0) -> None:
-        """Send the buffered audio, then end_task; wait (bounded) for end_of_stream/eos and the close."""
+        """Send the buffered audio (at its pace), then end_task; wait up to `timeout` for end_of_stream/eos."""
         if self._ending:
             return
-        deadline = time.monotonic() + timeout
         if self._reconnector is not None and not self._failure:  # a reconnect is under way: let it finish
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._connected.wait(), timeout=max(0.1, timeout / 2))
+        buffered_s = (len(self._pending) + len(self._replay)) / self.bytes_per_second
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._drain_audio(), timeout=max(0.1, (deadline - time.monotonic()) / 2))
+            await asyncio.wait_for(self._drain_audio(), timeout=buffered_s / self.pace + 2 * self.chunk_s + 1.0)
         self._ending = True
         if self._sender:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._sender
+        unsent = len(self._pending) + len(self._replay)
+        if unsent:
+            log.warning("ending the Palabra stream with %.2f s of audio not sent", unsent / self.bytes_per_second)
+        deadline = time.monotonic() + timeout
         conn = self._conn
         if conn is None or not self._connected.is_set():
             log.warning("ending a Palabra session that is not connected; closing without end_task")

@@ -154,12 +154,13 @@ async def test_chunks_are_exact_and_the_schedule_is_real_time():
         session = await start(emu, pace=1.0, chunk_ms=320)
         reader = asyncio.create_task(collect(session))
         await session.send_audio(pcm)
-        await session.end(timeout=10)
+        await session.end(timeout=2)  # the buffered 4 s are sent first, at their pace, whatever the timeout
         await reader
         log = emu.runner.app[STREAM_LOGS][1]
     chunk = int(RATE * 0.32) * 2
     assert set(log.chunk_bytes) == {chunk}
     n = len(pcm) // chunk
+    assert len(log.chunk_bytes) == n + 1 and session.stats.audio_bytes_sent == len(pcm)  # + the padded tail
     times = np.array(log.chunk_times[:n]) - log.chunk_times[0]
     ideal = np.arange(n) * 0.32
     span = times[-1]
