@@ -363,3 +363,32 @@ async def test_pacing_warning_when_audio_falls_behind():
         await client.audio(bytes(RATE))  # 0.5 s, then nothing: wall time (x2) runs ahead of the audio
         warning = await client.until("warning", timeout=4)
         assert warning["code"] == "AUDIO_STREAM_TOO_SLOW"
+
+
+@pytest.mark.parametrize("frame", [
+    "not json",
+    '{"data": {}}',
+    '{"message_type": "set_task", "data": [1, 2]}',
+    '{"message_type": "set_task", "data": {"pipeline": {"transcription": [], "translations": ["es"]}}}',
+    '{"message_type": "set_task", "data": {"input_stream": {"source": {"type": "ws", "format": "pcm_s16le", '
+    '"sample_rate": 16000, "channels": 1}}, "pipeline": {"transcription": {"source_language": "en"}, '
+    '"translations": [{"target_language": "es"}], "translation_queue_configs": {"global": {"max_queue_level_ms": "x"}}}}}',
+    '{"message_type": "launch_rockets", "data": {}}',
+])
+async def test_garbage_gets_an_error_and_the_connection_stays_usable(frame):
+    async with serve(config()) as emu:
+        client = await connect(emu)
+        await client.ws.send(frame)
+        assert (await client.until("error"))["code"] == "VALIDATION_ERROR"
+        await client.send("set_task", build_task("en", ["es"]))
+        assert (await client.until("task_status"))["event"] == "started"
+
+
+async def test_voice_not_found_warning():
+    async with serve(config()) as emu:
+        client = await connect(emu)
+        await client.send("set_task", build_task("en", ["es"], voices={"es": "missing_voice"}))
+        warning = await client.until("warning")
+        assert warning == {"code": "VOICE_NOT_FOUND",
+                           "message": "Voice ID 'missing_voice' is not available, using default voice"}
+        assert (await client.until("task_status"))["event"] == "started"
