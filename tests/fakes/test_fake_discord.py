@@ -264,8 +264,14 @@ async def test_dave_group_spans_bots_and_users_and_bot_speech_is_heard():
         assert len(codes) == 1 and None not in codes
 
         reference = speech_24k_as_48k()
+        recorder = RawSocketRecorder(listener_vc)
         started = await play(speaker_vc, reference)
         await asyncio.sleep(0.2)
+        recorder.close()
+        # The listener bot receives the speaker bot too, with the header extension the SFU adds.
+        pcm, counts = recorder.decode_from(speaker.user.id, ssrc=speaker_vc.ssrc)
+        assert counts.rtp > 0 and counts.extended == counts.rtp and counts.dave_failed == 0
+        assert_heard(reference, pcm)
         assert alice.stats.dave_failures == 0 and alice.stats.transport_failures == 0 and alice.stats.opus_errors == 0
         result = assert_heard(reference, alice.heard(speaker.user.id))
         # The recording is on Alice's timeline: the speech sits where (when) it was played.
@@ -292,8 +298,9 @@ async def test_recording_places_each_talk_spurt_when_it_was_heard():
 
 
 async def test_user_speech_reaches_the_bot_socket_and_decrypts():
-    async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (bot,):
-        vc = await connect(bot, fake, "Voice A")  # the bot founds the group this time
+    async with FakeDiscord(relay_extension=False) as fake, running_clients(fake, [secrets.DISCORD_TOKEN]) as (bot,):
+        # The bot founds the group this time; packets arrive exactly as the user sent them.
+        vc = await connect(bot, fake, "Voice A")
         alice = await fake.add_user("Alice")
         await alice.join("Voice A")
         await alice.wait_dave_ready(members=2)

@@ -26,6 +26,8 @@ The world (`FakeDiscord(...)` keywords):
   (Manage Server).
 - `late_speaking_packets=N`: the server holds back every SPEAKING (op 5) SSRC mapping until the
   sender's Nth RTP packet (receivers must cope with packets before the mapping).
+- `relay_extension=True`: like Discord's SFU, relayed packets that came without a header extension
+  (discord.py sends none) get one (0x90, 0xBEDE, audio level); False relays them unchanged.
 
 Running discord.py (`tests.fakes.discord.clients`):
 - `fake.point_discord_py()` points discord.py (process-wide) at the fake through the product's

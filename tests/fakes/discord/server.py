@@ -45,6 +45,7 @@ class FakeDiscord:
         voice_channels: Iterable[str] = ("Voice A", "Voice B", "Voice C"),
         text_channels: Iterable[str] = ("general",),
         late_speaking_packets: int = 0,
+        relay_extension: bool = True,
     ) -> None:
         guild_id = snowflake()
         self.accounts: dict[int, Account] = {}
@@ -73,7 +74,9 @@ class FakeDiscord:
         self.users: dict[int, FakeUser] = {}
         self.rest = Rest(self)
         self.gateway = Gateway(self)
-        self.voice = VoiceServer(tls.server_context(), late_speaking_packets=late_speaking_packets)
+        self.voice = VoiceServer(
+            tls.server_context(), late_speaking_packets=late_speaking_packets, relay_extension=relay_extension
+        )
         self.port = 0
         self._runner: web.AppRunner | None = None
 

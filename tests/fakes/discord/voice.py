@@ -101,7 +101,7 @@ class SfuStats:
 class VoiceServer:
     """Voice gateway + SFU on 127.0.0.1. Start with `await start()`, stop with `await stop()`."""
 
-    def __init__(self, ssl_context, *, late_speaking_packets: int = 0) -> None:
+    def __init__(self, ssl_context, *, late_speaking_packets: int = 0, relay_extension: bool = True) -> None:
         self._ssl = ssl_context
         self.port = 0  # TCP (wss) port; the endpoint is "127.0.0.1:<port>"
         self.udp_port = 0
@@ -110,6 +110,9 @@ class VoiceServer:
         self.stats = SfuStats()
         # Tests may hold back the SPEAKING (op 5) SSRC mapping until a sender's Nth packet.
         self.late_speaking_packets = late_speaking_packets
+        # Discord's SFU forwards packets with a one-byte header extension (first byte 0x90) even when
+        # the sender (e.g. discord.py) sent none; so does the fake unless this is False.
+        self.relay_extension = relay_extension
         self._ssrcs = itertools.count(int.from_bytes(os.urandom(2), "big") + 1000)
         self._runner: web.AppRunner | None = None
         self._transport: asyncio.DatagramTransport | None = None
@@ -443,6 +446,9 @@ class VoiceServer:
         sender.packets_in += 1
         if self.late_speaking_packets and sender.packets_in == self.late_speaking_packets and not sender.speaking_sent:
             self._spawn(self._announce_speaking(sender, 1))
+        if self.relay_extension and not aad[0] & 0x10 and not aad[0] & 0x0F:
+            aad = bytes([aad[0] | 0x10]) + aad[1:] + struct.pack(">HH", rtp.EXTENSION_MAGIC, 1)
+            plaintext = rtp.audio_level_extension() + plaintext
         sequence = struct.unpack_from(">H", aad, 2)[0]
         for receiver in list(room.sessions.values()):
             if receiver is sender or not receiver.ready_for_media:
