@@ -210,6 +210,7 @@ class StreamSession:
         self.emitting = False  # the result worker holds an utterance it has not finished emitting
         self.rate, self.channels, self.fmt = 16000, 1, "pcm_s16le"
         self.first_audio_wall: float | None = None
+        self.paused_at = 0.0
         self.first_audio_epoch = 0.0
         self.audio_s = 0.0
         self.last_audio = time.monotonic()
@@ -314,7 +315,7 @@ class StreamSession:
             event = "updated"
             self.task = data
         self.record.task = self.task
-        self.status = "running"
+        self._set_status("running")
         self.last_audio = time.monotonic()
         for warning in self._voice_warnings(data):
             await self._send("warning", {"code": "VOICE_NOT_FOUND", "message": warning})
@@ -330,6 +331,14 @@ class StreamSession:
         self.running_since = time.monotonic() + self.config.task_start_delay_s
         if self.config.drop_after_s is not None:
             self.tasks.append(asyncio.create_task(self._drop_later(self.config.drop_after_s)))
+
+    def _set_status(self, status: str) -> None:
+        now = time.monotonic()
+        if status == "paused" and self.status != "paused":
+            self.paused_at = now
+        elif status == "running" and self.status == "paused" and self.first_audio_wall is not None:
+            self.first_audio_wall += now - self.paused_at  # a pause is not "audio too slow"
+        self.status = status
 
     @staticmethod
     def _voice_warnings(task: dict) -> list[str]:
@@ -350,7 +359,7 @@ class StreamSession:
         if self.task is None:
             await self._error("NOT_FOUND", "No active task found")
             return
-        self.status = "paused"
+        self._set_status("paused")
         await self._ack("pause_task", "paused")
 
     async def _interrupt(self, kind: str, data: dict) -> None:
@@ -363,7 +372,7 @@ class StreamSession:
         while not self.results.empty():  # drop results not yet emitted
             self.results.get_nowait()
         if data.get("pause_task"):
-            self.status = "paused"
+            self._set_status("paused")
         await self._ack(kind, "interrupted")
 
     async def _end(self, kind: str, data: dict) -> None:

@@ -392,3 +392,19 @@ async def test_voice_not_found_warning():
         assert warning == {"code": "VOICE_NOT_FOUND",
                            "message": "Voice ID 'missing_voice' is not available, using default voice"}
         assert (await client.until("task_status"))["event"] == "started"
+
+
+async def test_a_pause_does_not_count_as_audio_too_slow():
+    async with serve(config(pacing_warnings=True, time_scale=4.0, enforce_command_rate_limits=False)) as emu:
+        client = await connect(emu)
+        await client.send("set_task", build_task("en", ["es"]))
+        await client.until("task_status")
+        await client.audio(bytes(RATE * 2))  # 1 s of audio at 4x: 0.25 s of wall time
+        await client.send("pause_task")
+        await client.until("task_status")
+        await asyncio.sleep(1.0)  # 4 s of (scaled) wall time paused
+        await client.send("set_task", build_task("en", ["es"]))
+        assert (await client.until("task_status"))["event"] == "resumed"
+        await client.audio(bytes(RATE * 2))
+        await asyncio.sleep(0.2)
+        assert emu.runner.app[STREAM_LOGS][1].warnings == []
