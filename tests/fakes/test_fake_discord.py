@@ -534,3 +534,6 @@ async def test_messages_webhooks_and_rate_limits():
         posts = [r for r in fake.rest.requests if r[0] == "POST" and r[1].endswith("/messages")]
         assert len(posts) == 3  # the first message, the 429, the retry
         assert fake.messages("general")[-1].content == "after a 429"
+        fake.rate_limits.inject("POST", r"^/channels/\d+/messages$", retry_after=0.2, is_global=True)
+        await channel.send("after a global 429")
+        assert len(fake.rate_limits.hits) == 2 and fake.messages("general")[-1].content == "after a global 429"

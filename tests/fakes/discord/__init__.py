@@ -107,7 +107,8 @@ X-RateLimit-* headers):
 - `fake.rest.webhooks`, `fake.commands(bot, guild=False)` (registered application commands, global or
   guild), `fake.rest.requests` [(method, path)].
 - `fake.rate_limits.inject("POST", r"^/channels/\\d+/messages$", retry_after=0.25, count=1)`: the next
-  matching requests answer 429 (with the headers discord.py needs to retry); `fake.rate_limits.hits`.
+  matching requests answer 429 (with the headers discord.py needs to retry; `is_global=True` for a
+  global limit); `fake.rate_limits.hits` [(method, path, monotonic time)].
 
 DAVE without networking (`tests.fakes.discord.dave`, for unit tests):
 - `dave_group([uid, ...], channel_id=...) -> {uid: davey.DaveSession}`: sessions sharing one ready

@@ -148,6 +148,7 @@ class _Injection:
     retry_after: float
     remaining: int
     scope: str
+    is_global: bool
 
 
 class RateLimits:
@@ -157,10 +158,21 @@ class RateLimits:
         self._injections: list[_Injection] = []
         self.hits: list[tuple[str, str, float]] = []  # (method, path, monotonic time) of every 429
 
-    def inject(self, method: str, path_regex: str, *, retry_after: float = 0.25, count: int = 1, scope: str = "user") -> None:
+    def inject(
+        self,
+        method: str,
+        path_regex: str,
+        *,
+        retry_after: float = 0.25,
+        count: int = 1,
+        scope: str = "user",
+        is_global: bool = False,
+    ) -> None:
         """The next `count` requests matching `method` and `path_regex` (searched in the path after
-        /api/v10) get 429 with `retry_after` seconds."""
-        self._injections.append(_Injection(method.upper(), re.compile(path_regex), retry_after, count, scope))
+        /api/v10) get 429 with `retry_after` seconds (`is_global`: a global rate limit)."""
+        self._injections.append(
+            _Injection(method.upper(), re.compile(path_regex), retry_after, count, "global" if is_global else scope, is_global)
+        )
 
     def check(self, method: str, path: str) -> web.Response | None:
         for injection in self._injections:
@@ -177,7 +189,9 @@ class RateLimits:
                     "X-RateLimit-Scope": injection.scope,
                     "Via": "1.1 google",  # discord.py treats a 429 without Via as a Cloudflare ban
                 }
-                body = {"message": "You are being rate limited.", "retry_after": injection.retry_after, "global": False}
+                if injection.is_global:
+                    headers["X-RateLimit-Global"] = "true"
+                body = {"message": "You are being rate limited.", "retry_after": injection.retry_after, "global": injection.is_global}
                 return json_response(body, 429, headers)
         return None
 
