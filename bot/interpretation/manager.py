@@ -269,7 +269,7 @@ class InterpretationManager:
             self.metrics.errors.labels("palabra_start").inc()
             for palabra_id in rest.created:
                 await self._delete_palabra_session(palabra_id)
-            raise PalabraUnavailable() from None
+            raise PalabraUnavailable(_palabra_problem(exc)) from None
         cleanup.add(streaming.close)
         cleanup.add(lambda: self._delete_created(rest))
 
@@ -715,6 +715,17 @@ def check_languages(source: str, targets: list[str]) -> tuple[str, list[str], li
         raise InvalidLanguages("No target language is set: pass `targets` (e.g. `es,fr`) or set the server's "
                                "defaults with /setup languages.")
     return languages.normalise(source), codes, warnings
+
+
+def _palabra_problem(exc: BaseException) -> str | None:
+    """What users may know about a failed Palabra start (never the details, which may name the account)."""
+    from bot.palabra.errors import AuthenticationError, InsufficientBalanceError
+
+    if isinstance(exc, InsufficientBalanceError):
+        return "The translation service account behind this bot is out of balance; ask the bot's operator."
+    if isinstance(exc, AuthenticationError):
+        return "The translation service refused the bot's credentials; ask the bot's operator."
+    return None
 
 
 def _reason_text(reason: str) -> str:

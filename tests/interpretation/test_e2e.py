@@ -83,7 +83,7 @@ async def test_speech_is_translated_into_sibling_channels_with_transcripts_and_a
 
         live = next(iter(manager.sessions.values())).live
         print(f"mixer underruns {live.mixer.underruns}, overflow {live.mixer.stats.dropped_overflow}, "
-              f"clock skipped {live._clock.skipped}, silence chunks {live.parts.streaming.stats.silence_chunks}")
+              f"stream silence chunks {live.parts.streaming.stats.silence_chunks}")
         for language, listener in (("es", es_listener), ("fr", fr_listener)):
             heard = listener.heard(speakers[language])
             found = utterance_correlations(sent, heard, spoken.started_at, listener.joined_at)
