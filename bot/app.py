@@ -1,6 +1,7 @@
 """`python -m bot run`: the bot process — listener client with the slash commands, speaker clients, the
 interpretation manager (crash recovery at start-up), HTTP health + Prometheus metrics.
 
+Health and metrics listen on HTTP_PORT on all interfaces (HTTP_HOST narrows that, e.g. to 127.0.0.1).
 Runs until SIGTERM or SIGINT, then stops every session cleanly (end_task, drain, Palabra session
 deleted, speakers released, summaries posted) and closes the clients and the database.
 """
@@ -11,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from typing import TYPE_CHECKING, Any
@@ -98,7 +100,8 @@ class App:
         if settings.http_port:
             from bot.http import HealthServer
 
-            self.http = HealthServer(self.metrics, self.health, port=settings.http_port)
+            host = os.environ.get("HTTP_HOST", "0.0.0.0")  # all interfaces: probes come from outside a container
+            self.http = HealthServer(self.metrics, self.health, host=host, port=settings.http_port)
             await self.http.start()
         await self._start_listener(settings.discord_token.get_secret_value())
         await self._start_speakers(pool)

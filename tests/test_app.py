@@ -84,6 +84,7 @@ def bot_env(fake: FakeDiscord, emulator_url: str, database_url: str, http_port: 
         "DISCORD_GATEWAY_URL": fake.gateway_url,
         "SSL_CERT_FILE": tls.trust_test_ca(),
         "HTTP_PORT": str(http_port),
+        "HTTP_HOST": "127.0.0.1",
         "LOG_LEVEL": "DEBUG",
     }
 
