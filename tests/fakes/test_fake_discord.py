@@ -252,7 +252,8 @@ async def test_gateway_resume_after_a_dropped_connection():
 
 
 async def test_dave_group_spans_bots_and_users_and_bot_speech_is_heard():
-    async with FakeDiscord() as fake, running_clients(fake, [secrets.DISCORD_TOKEN, secrets.SPEAKER_TOKENS[0]]) as (listener, speaker):
+    tokens = [secrets.DISCORD_TOKEN, secrets.SPEAKER_TOKENS[0]]
+    async with FakeDiscord() as fake, running_clients(fake, tokens) as (listener, speaker):
         alice = await fake.add_user("Alice")
         await alice.join("Voice A")
         listener_vc = await connect(listener, fake, "Voice A")
@@ -361,7 +362,9 @@ async def test_sfu_ignores_non_rtp_and_can_hold_back_a_bots_speaking_mapping():
         vc = await connect(bot, fake, "Voice A")
         await wait_until(lambda: dave_members(vc) == 2, what="DAVE group")
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=("127.0.0.1", fake.voice.udp_port))
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=("127.0.0.1", fake.voice.udp_port)
+        )
         transport.sendto(struct.pack(">Q", 1))  # a receiver's 8-byte keepalive
         transport.sendto(b"\x81\xc9\x00\x01" + bytes(4))  # an RTCP receiver report
         transport.close()
@@ -441,8 +444,9 @@ async def test_voice_close_4015_resumes_with_op_7():
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_voice_close_4006_reconnects_with_a_new_identify():
-    # discord.py 2.7.1 recreates its UDP socket here while its reader thread still sits in a 30 s
-    # select() on the closed one, so IP discovery can only complete after that select times out.
+    # discord.py 2.7.1 recreates its UDP socket here; if its reader thread still sits in its 30 s
+    # select() on the closed one (a race right after IP discovery), the new IP discovery completes
+    # only when that select times out: between ~1 and ~31 s.
     await _close_voice_and_check_recovery(4006, expected_op=0, connect_timeout=45)
 
 
@@ -452,7 +456,8 @@ async def test_moving_and_kicking_a_bot():
         await bob.join("Voice B")
         vc = await connect(bot, fake, "Voice A")
         await fake.move_member(bot.user.id, "Voice B")
-        await wait_until(lambda: vc.channel is not None and vc.channel.id == fake.channel("Voice B").id and vc.is_connected(), what="move")
+        voice_b = fake.channel("Voice B").id
+        await wait_until(lambda: vc.channel is not None and vc.channel.id == voice_b and vc.is_connected(), what="move")
         await wait_until(lambda: dave_members(vc) == 2, what="DAVE group in Voice B")
         await play(vc, audio.sine(660, 0.5, RATE, amplitude=0.3))
         await asyncio.sleep(0.2)
@@ -493,18 +498,24 @@ async def test_slash_command_round_trip():
             assert [c["name"] for c in registered] == ["interpret"]
             assert registered[0]["options"][0]["name"] == "start"
             alice = await fake.add_user("Alice", admin=True)
-            record = await fake.slash_command(bot, alice, "general", "interpret", subcommand="start", options={"source": "en", "targets": "es,fr"})
+            options = {"source": "en", "targets": "es,fr"}
+            record = await fake.slash_command(bot, alice, "general", "interpret", subcommand="start", options=options)
             await fake.wait_for_response(record)
-            await wait_until(lambda: record.followups and record.original and record.original.edits, timeout=5, what="followup and edit")
+            await wait_until(
+                lambda: record.followups and record.original and record.original.edits, timeout=5, what="followup and edit"
+            )
             assert record.response_type == 4 and record.ephemeral
             assert record.original.content == "started en -> es,fr (edited)"
             assert record.followups[0].content == "transcripts go to #general"
             assert "started en -> es,fr" in record.text()
 
-            typing = await fake.slash_command(bot, alice, "general", "interpret", subcommand="start", options={"source": "e"}, focused="source")
+            typing = await fake.slash_command(
+                bot, alice, "general", "interpret", subcommand="start", options={"source": "e"}, focused="source"
+            )
             await fake.wait_for_response(typing)
             assert typing.payload["type"] == 4
-            assert typing.responses[0] == {"type": 8, "data": {"choices": [{"name": "en", "value": "en"}, {"name": "es", "value": "es"}]}}
+            choices = [{"name": "en", "value": "en"}, {"name": "es", "value": "es"}]
+            assert typing.responses[0] == {"type": 8, "data": {"choices": choices}}
 
 
 async def test_messages_webhooks_and_rate_limits():

@@ -61,8 +61,9 @@ Voice (`fake.voice`, a `VoiceServer`):
 - `await fake.close_voice(user_id, 4015)`: discord.py resumes (op 7 -> op 9; it then needs op 4 again
   and starts a new DAVE session, whose leaf replaces the old one). `4006`: the session is invalidated;
   discord.py leaves and reconnects with a new identify. NOTE (discord.py 2.7.1): on that path its
-  UDP reader thread is still in a 30 s `select()` on the closed socket, so IP discovery completes only
-  after up to 30 s; give `connect(timeout=...)` > 30 s when testing it.
+  UDP reader thread may still sit in a 30 s `select()` on the closed socket (a race right after IP
+  discovery; always so while a socket listener is registered), so IP discovery can take up to 30 s;
+  give `connect(timeout=...)` > 30 s, or use the product adapter's socket that wakes it on close.
 - `await fake.voice.downgrade(channel_id)`: op 21 (protocol 0) -> 23 -> 22; clients send plain Opus.
   `await fake.voice.upgrade(channel_id)`: op 24 (epoch 1); everyone re-initialises and a new group
   forms (27-30, 22/23). Simulated users follow both (`user.protocol_version`).

@@ -50,7 +50,10 @@ async def running_clients(
     tokens = list(tokens) if tokens is not None else [bot.token for bot in fake.bots]
     make = factory or (lambda: discord.Client(**client_kwargs()))
     clients = [make() for _ in tokens]
-    tasks = [asyncio.create_task(client.start(token), name=f"discord client {i}") for i, (client, token) in enumerate(zip(clients, tokens))]
+    tasks = [
+        asyncio.create_task(client.start(token), name=f"discord client {index}")
+        for index, (client, token) in enumerate(zip(clients, tokens))
+    ]
     try:
         for client, task in zip(clients, tasks):
             await wait_ready(client, task, timeout)

@@ -191,7 +191,11 @@ class RateLimits:
                 }
                 if injection.is_global:
                     headers["X-RateLimit-Global"] = "true"
-                body = {"message": "You are being rate limited.", "retry_after": injection.retry_after, "global": injection.is_global}
+                body = {
+                    "message": "You are being rate limited.",
+                    "retry_after": injection.retry_after,
+                    "global": injection.is_global,
+                }
                 return json_response(body, 429, headers)
         return None
 
@@ -402,7 +406,13 @@ class Rest:
     async def create_webhook(self, request: web.Request) -> web.Response:
         account = self._caller(request)
         payload, _ = await self._body(request)
-        webhook = Webhook(snowflake(), f"webhook-token-{snowflake()}", int(request.match_info["channel"]), payload.get("name") or "webhook", account.application_id)
+        webhook = Webhook(
+            id=snowflake(),
+            token=f"webhook-token-{snowflake()}",
+            channel_id=int(request.match_info["channel"]),
+            name=payload.get("name") or "webhook",
+            application_id=account.application_id,
+        )
         self.webhooks[webhook.id] = webhook
         return json_response({**webhook.payload(self.fake.guild.id), "user": account.user_payload()})
 
@@ -435,7 +445,9 @@ class Rest:
         payload, files = await self._body(request)
         if interaction is not None:
             bot = self.fake.account_by_application(interaction.application_id)
-            message = self._message(interaction.channel_id, bot.user_payload(), payload, files, webhook_id=str(interaction.application_id))
+            message = self._message(
+                interaction.channel_id, bot.user_payload(), payload, files, webhook_id=str(interaction.application_id)
+            )
             interaction.followups.append(message)
         else:
             author = {

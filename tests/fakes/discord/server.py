@@ -310,7 +310,13 @@ class FakeDiscord:
             built = [{"name": subcommand, "type": 1, "options": built}]
         if group:
             built = [{"name": group, "type": 2, "options": built}]
-        data = {"id": str(self._command_id(bot, name, guild)), "name": name, "type": 1, "options": built, "guild_id": str(guild.id)}
+        data = {
+            "id": str(self._command_id(bot, name, guild)),
+            "name": name,
+            "type": 1,
+            "options": built,
+            "guild_id": str(guild.id),
+        }
         if resolved:
             data["resolved"] = resolved
         bot_permissions = guild.permissions_of(bot)
