@@ -73,6 +73,9 @@ async def test_speech_is_translated_into_sibling_channels_with_transcripts_and_a
         speakers = {lang: lease.speaker_id for lease in world.pool.leases() for lang in [lease.language]}
         assert set(speakers) == {"es", "fr"}
 
+        # Discord answers some transcript posts and edits with 429: nothing final may be lost.
+        fake.rate_limits.inject("POST", r"^/webhooks/", count=2, retry_after=0.3)
+        fake.rate_limits.inject("PATCH", r"^/webhooks/", count=2, retry_after=0.3)
         spoken = await alice.speak(sent + bytes(int(1.5 * RATE) * 4))
         assert spoken.dave_encrypted > 0
         # The emulator confirms each utterance after its trailing silence; wait for both to be played out.
@@ -108,6 +111,7 @@ async def test_speech_is_translated_into_sibling_channels_with_transcripts_and_a
             assert message.data["author"]["username"] == "Alice"
             assert "> **es**: [es]" in message.content and "> **fr**: [fr]" in message.content
         assert any(m.edits for m in lines)  # partials were edited in place before the final
+        assert len(fake.rate_limits.hits) == 4  # the 429s happened, and were waited out
 
         palabra_ids = list(world.emulator.state.sessions)
         assert len(palabra_ids) == 1

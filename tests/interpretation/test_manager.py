@@ -42,11 +42,12 @@ async def test_refusals_leave_nothing_behind(db):
         assert stop.session_id == report.session_id and world.emulator.state.sessions == {}
 
 
-@pytest.mark.parametrize("trigger", ["channel_empty", "bot_disconnected", "bot_moved"])
+@pytest.mark.parametrize("trigger", ["channel_empty", "bot_disconnected", "bot_moved", "max_duration"])
 async def test_auto_stop(db, trigger):
     async with world_on(db) as world:
         fake, manager = world.fake, world.manager
-        await world.configure(targets=("es",), siblings={"es": "Voice B"}, auto_stop_empty_seconds=1)
+        limits = {"auto_stop_max_seconds": 2} if trigger == "max_duration" else {"auto_stop_empty_seconds": 1}
+        await world.configure(targets=("es",), siblings={"es": "Voice B"}, **limits)
         alice = await fake.add_user("Alice")
         await alice.join("Voice A")
         report = await manager.start(guild=world.guild, voice_channel=world.channel("Voice A"),
@@ -57,7 +58,7 @@ async def test_auto_stop(db, trigger):
             await alice.leave()
         elif trigger == "bot_disconnected":
             await fake.disconnect_member(listener_id)
-        else:
+        elif trigger == "bot_moved":
             await fake.move_member(listener_id, "Voice C")
         await wait_for(lambda: not manager.sessions, timeout=20, what=f"the auto-stop on {trigger}")
         assert world.emulator.state.sessions == {} and world.pool.leases() == []
