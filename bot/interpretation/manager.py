@@ -18,8 +18,7 @@ import asyncio
 import contextlib
 import io
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +92,6 @@ class _Running:
     placements: dict[str, Placement]
     leases: list[Any]
     rest: RecordingRest
-    started_wall: float = field(default_factory=time.monotonic)
 
     @property
     def session_id(self) -> int:
@@ -282,7 +280,7 @@ class InterpretationManager:
             transcript_channel_id=transcript_channel.id, source=source, targets=targets, session_rate=SESSION_RATE,
             auto_stop_empty_s=float(prefs.auto_stop_empty_seconds),
             auto_stop_max_s=float(prefs.auto_stop_max_seconds) if prefs.auto_stop_max_seconds else None,
-            floor_audio=bool(prefs.floor_audio_enabled), **self.session_options)
+            **self.session_options)
         transcript = Transcript()
         live = LiveSession(
             config, SessionParts(vc, streaming, None, transcript), mixer=mixer,

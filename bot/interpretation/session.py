@@ -58,7 +58,6 @@ class SessionConfig:
     session_rate: int = 16000
     auto_stop_empty_s: float = 300.0
     auto_stop_max_s: float | None = None
-    floor_audio: bool = False
     tail_silence_s: float = TAIL_SILENCE_S
     stream_lead_s: float = STREAM_LEAD_S
     drain_timeout_s: float = DRAIN_TIMEOUT_S
@@ -142,7 +141,6 @@ class LiveSession:
         self.metrics = metrics
         self.started_at = time.monotonic()
         self.stopping = False
-        self.stop_reason: str | None = None
         self.latencies: list[float] = []
         self.speakers_heard: set[int] = set()
         self._resampler = discord_to_session(config.session_rate)

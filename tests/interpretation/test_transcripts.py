@@ -4,7 +4,6 @@ post per interval, newest text only), finals never dropped (retried through fail
 import asyncio
 
 import discord
-import pytest
 
 from bot.interpretation.transcripts import Speaker, Transcript, TranscriptPoster, render, srt_time
 
