@@ -100,7 +100,8 @@ async def test_speech_is_translated_into_sibling_channels_with_transcripts_and_a
         assert len(statuses) == 1 and statuses[0].speakers_heard == [alice.id]
         assert statuses[0].packets > 0 and statuses[0].decrypt_failures == 0
         assert statuses[0].latency_p50_s is not None and 0 < statuses[0].latency_p50_s < 5
-        log.info("latency p50 %.2f s p90 %.2f s", statuses[0].latency_p50_s, statuses[0].latency_p90_s)
+        print(f"Palabra latency (utterance end to first translated audio): p50 {statuses[0].latency_p50_s:.2f} s, "
+              f"p90 {statuses[0].latency_p90_s:.2f} s")
 
         # Transcripts: one webhook message per utterance, under Alice's name, with both translations.
         await wait_for(lambda: sum("> **fr**" in m.content for m in fake.messages("Voice A")) >= 2,
