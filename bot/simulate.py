@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.errors import BotError
+from bot.interpretation.srt import format_srt
 
 if TYPE_CHECKING:
     from bot.palabra.credentials import Credentials
@@ -239,14 +240,6 @@ def place_translation(utterances: list[Utterance], language: str, input_seconds:
     return bytes(out), placed
 
 
-def srt_time(seconds: float) -> str:
-    millis = max(0, round(seconds * 1000))
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
-
-
 def transcript_records(utterances: list[Utterance], targets: list[str],
                        placements: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     records = []
@@ -265,15 +258,12 @@ def transcript_records(utterances: list[Utterance], targets: list[str],
 
 
 def write_srt(path: Path, records: list[dict[str, Any]]) -> None:
-    cues = []
-    previous_end = 0.0
-    for index, record in enumerate(records, start=1):
-        start = record["start"] if record["start"] is not None else previous_end
-        end = record["end"] if record["end"] is not None else start + 2.0
-        previous_end = end
-        lines = [record["text"]] + [f"{lang}: {text}" for lang, text in record["translations"].items()]
-        cues.append(f"{index}\n{srt_time(start)} --> {srt_time(end)}\n" + "\n".join(line for line in lines if line))
-    path.write_text("\n\n".join(cues) + ("\n" if cues else ""), encoding="utf-8")
+    cues = (
+        (record["start"], record["end"],
+         [record["text"]] + [f"{lang}: {text}" for lang, text in record["translations"].items()])
+        for record in records
+    )
+    path.write_text(format_srt(cues), encoding="utf-8")
 
 
 @dataclass

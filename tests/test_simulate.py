@@ -20,8 +20,8 @@ from bot.simulate import (
     parse_targets,
     place_translation,
     simulate,
-    srt_time,
 )
+from bot.interpretation.srt import srt_time
 from tests.fakes import audio, secrets
 from tests.fakes.audio import REPO
 

@@ -18,6 +18,8 @@ from typing import Protocol
 
 import discord
 
+from bot.interpretation.srt import format_srt
+
 log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 2000
@@ -76,24 +78,11 @@ class Transcript:
         return "\n\n".join(blocks) + ("\n" if blocks else "")
 
     def to_srt(self, targets: list[str]) -> str:
-        cues = []
-        previous_end = 0.0
-        for index, line in enumerate(self.finals(), start=1):
-            start = line.start if line.start is not None else previous_end
-            end = line.end if line.end is not None and line.end > start else start + 2.0
-            previous_end = end
-            rows = [f"{line.speaker.name}: {line.text}"]
-            rows += [f"{lang}: {line.translations[lang]}" for lang in targets if line.translations.get(lang)]
-            cues.append(f"{index}\n{srt_time(start)} --> {srt_time(end)}\n" + "\n".join(rows))
-        return "\n\n".join(cues) + ("\n" if cues else "")
-
-
-def srt_time(seconds: float) -> str:
-    millis = max(0, round(seconds * 1000))
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
+        return format_srt(
+            (line.start, line.end, [f"{line.speaker.name}: {line.text}"]
+             + [f"{lang}: {line.translations[lang]}" for lang in targets if line.translations.get(lang)])
+            for line in self.finals()
+        )
 
 
 def clock_time(seconds: float) -> str:

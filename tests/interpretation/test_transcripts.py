@@ -5,7 +5,8 @@ import asyncio
 
 import discord
 
-from bot.interpretation.transcripts import Speaker, Transcript, TranscriptPoster, render, srt_time
+from bot.interpretation.srt import format_srt, srt_time
+from bot.interpretation.transcripts import Speaker, Transcript, TranscriptPoster, render
 
 ALICE, BOB = Speaker(1, "Alice", "https://cdn.example.invalid/a.png"), Speaker(2, "Bob")
 
@@ -135,3 +136,12 @@ def test_txt_and_srt_exports_in_timeline_order():
         "1\n00:00:01,000 --> 00:00:03,500\nAlice: first\nes: first-es\n\n"
         "2\n00:01:05,500 --> 00:01:08,250\nBob: second\nes: second-es\n")
     assert Transcript().to_srt(["es"]) == "" and srt_time(3725.0004) == "01:02:05,000"
+
+
+def test_srt_fills_missing_times_from_the_previous_cue():
+    srt = format_srt([(1.0, 2.5, ["a", ""]), (None, None, ["b"]), (9.0, 8.0, ["c"])])
+    assert srt == (
+        "1\n00:00:01,000 --> 00:00:02,500\na\n\n"
+        "2\n00:00:02,500 --> 00:00:04,500\nb\n\n"
+        "3\n00:00:09,000 --> 00:00:11,000\nc\n"
+    )
