@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import time
 from typing import TYPE_CHECKING, Any
@@ -100,8 +99,7 @@ class App:
         if settings.http_port:
             from bot.http import HealthServer
 
-            host = os.environ.get("HTTP_HOST", "0.0.0.0")  # all interfaces: probes come from outside a container
-            self.http = HealthServer(self.metrics, self.health, host=host, port=settings.http_port)
+            self.http = HealthServer(self.metrics, self.health, host=settings.http_host, port=settings.http_port)
             await self.http.start()
         await self._start_listener(settings.discord_token.get_secret_value())
         await self._start_speakers(pool)

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     discord_api_base: str = "https://discord.com/api/v10"
     discord_gateway_url: str | None = None
     http_port: int = Field(default=8080, ge=0, le=65535)
+    # All interfaces by default: health probes come from outside a container. Tests narrow it to loopback.
+    http_host: str = "0.0.0.0"
     log_level: str = "INFO"
 
     @field_validator("speaker_tokens", mode="before")

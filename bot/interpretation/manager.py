@@ -367,7 +367,7 @@ class InterpretationManager:
                 unplaced.append((language, f"no voice channel is set for {language} (/setup channel)"))
                 continue
             if channel_id == voice_channel.id:
-                unplaced.append((language, f"its channel is this source channel"))
+                unplaced.append((language, "its channel is this source channel"))
                 continue
             source = TranslationSource(floor_base_volume=floor[0], floor_ducked_volume=floor[1])
             lease, why = await self._lease_speaker(guild, channel_id, language, session_id, source)

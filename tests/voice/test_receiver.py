@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from collections import defaultdict
 
-import numpy as np
 import pytest
 
 from bot.audio.mixer import Mixer
