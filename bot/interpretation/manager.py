@@ -34,6 +34,7 @@ from bot.interpretation.errors import (
     PalabraUnavailable,
     SessionAlreadyRunning,
 )
+from bot.interpretation.notices import DecryptFailureNotices
 from bot.interpretation.placement import consent_notice, fallback_placements
 from bot.interpretation.reports import Placement, PlacementKind, SessionStatus, StartReport, StopReport
 from bot.interpretation.session import LiveSession, PrebufferedMixer, SessionConfig, SessionParts, user_speaker
@@ -254,6 +255,9 @@ class InterpretationManager:
         vc = await voice_channel.connect(cls=ListeningVoiceClient, timeout=CONNECT_TIMEOUT_S, reconnect=True,
                                          self_deaf=False)
         cleanup.add(lambda: vc.disconnect(force=True))
+        vc.receiver.on_failure = DecryptFailureNotices(
+            lambda text: transcript_channel.send(text, allowed_mentions=discord.AllowedMentions.none()),
+            lambda uid: user_speaker(guild, uid).name)
         await self._post_consent(voice_channel, targets, transcript_channel.id, prefs, started_by_name, warnings)
 
         task = build_task(source, targets, sample_rate=SESSION_RATE, channels=1, voices=prefs.voices,

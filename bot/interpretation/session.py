@@ -156,6 +156,7 @@ class LiveSession:
         self._last_stats = {"packets": 0, "transport_failures": 0, "dave_failures": 0}
         self._empty_since: float | None = None
         self._gone_since: float | None = None
+        self._bot_check: dict[int, bool] = {}
 
     # --- running -----------------------------------------------------------------------------------
     async def start_audio(self) -> None:
@@ -200,9 +201,22 @@ class LiveSession:
 
     async def _consume_frames(self) -> None:
         async for frame in self.parts.voice_client.receiver.frames():
-            if frame.user_id in self.bot_user_ids:
+            if self._is_bot(frame.user_id):
                 continue
             self.mixer.push(frame.user_id, frame.pcm)
+
+    def _is_bot(self, user_id: int) -> bool:
+        """Our own bots, and any other bot (a music bot, say): only people are interpreted."""
+        if user_id in self.bot_user_ids:
+            return True
+        known = self._bot_check.get(user_id)
+        if known is None:
+            guild = getattr(self.parts.voice_client, "guild", None)
+            member = guild.get_member(user_id) if guild is not None else None
+            if member is None:
+                return False  # not cached yet: treat as a person, ask again next frame
+            known = self._bot_check[user_id] = bool(member.bot)
+        return known
 
     async def _on_mixed_frame(self, frame: bytes) -> None:
         if self._mixer_anchor is None:

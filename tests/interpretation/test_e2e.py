@@ -24,6 +24,18 @@ log = logging.getLogger(__name__)
 RATE = 48000
 
 
+def decode_pcm_16k(pcm48k_stereo: bytes) -> bytes:
+    """The same signal at the emulator's 16 kHz mono, resampled independently of the product (PyAV)."""
+    import av.audio.resampler
+
+    frame = av.AudioFrame.from_ndarray(np.frombuffer(pcm48k_stereo, "<i2").reshape(1, -1), format="s16",
+                                       layout="stereo")
+    frame.sample_rate = RATE
+    resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=16000)
+    out = b"".join(bytes(f.planes[0])[: f.samples * 2] for f in resampler.resample(frame))
+    return out + b"".join(bytes(f.planes[0])[: f.samples * 2] for f in resampler.resample(None))
+
+
 def speech(path, seconds=5.0) -> bytes:
     return decode(path, rate=RATE, channels=2)[: int(seconds * RATE) * 4]
 
@@ -140,16 +152,19 @@ async def test_speech_is_translated_into_sibling_channels_with_transcripts_and_a
         assert "interpreter_sessions_active 0.0" in metrics
 
 
-async def test_opted_out_speech_never_reaches_palabra_and_no_speaker_means_same_channel(db):
+async def test_opted_out_and_bot_audio_never_reaches_palabra_and_no_speaker_means_same_channel(db):
     async with world_on(db, speaker_count=0) as world:
         fake, manager = world.fake, world.manager
         await world.configure(targets=("es", "fr"), siblings={"es": "Voice B"})
         bob_speech, alice_speech = speech(SPEECH_B, 4.5), speech(SPEECH_A, 3.0)
         alice, bob = await fake.add_user("Alice"), await fake.add_user("Bob")
+        jukebox = await fake.add_user("Jukebox", bot=True)  # another application's bot playing music
+        music = np.random.default_rng(5).normal(0, 0.1, int(3.0 * RATE))
+        music_pcm = np.repeat((music * 32767).astype("<i2"), 2).tobytes()
 
         async with db.session() as s:
             await privacy.opt_out(s, bob.id, fake.guild.id)
-        for user in (alice, bob):
+        for user in (alice, bob, jukebox):
             await user.join("Voice A")
         report = await manager.start(guild=world.guild, voice_channel=world.channel("Voice A"),
                                      requested_by=world.guild.get_member(alice.id))
@@ -157,11 +172,12 @@ async def test_opted_out_speech_never_reaches_palabra_and_no_speaker_means_same_
         assert report.placements["es"].channel_id == fake.channel("Voice A").id
         assert "speaker bot" in report.placements["es"].reason
         assert report.placements["fr"].kind == "text_only" and report.placements["fr"].channel_id is None
-        await wait_for(lambda: listener_dave_ready(manager, 3), what="the listener's DAVE group")
-        await bob.wait_dave_ready(members=3)
-        await alice.wait_dave_ready(members=3)
+        await wait_for(lambda: listener_dave_ready(manager, 4), what="the listener's DAVE group")
+        for user in (alice, bob, jukebox):
+            await user.wait_dave_ready(members=4)
 
-        await bob.speak(bob_speech + bytes(RATE * 4))  # opted out: must not reach the emulator
+        # Opted out, and a bot: neither may reach the emulator.
+        await asyncio.gather(bob.speak(bob_speech + bytes(RATE * 4)), jukebox.speak(music_pcm))
         await manager.set_user_opted_out(fake.guild.id, alice.id, False)  # opting in someone else changes nothing
         await alice.speak(alice_speech + bytes(int(1.5 * RATE) * 4))
         listener_id = world.listener.user.id
@@ -175,5 +191,7 @@ async def test_opted_out_speech_never_reaches_palabra_and_no_speaker_means_same_
         alice_16k = mono(decode(SPEECH_A, rate=16000, channels=1), 1)[: 3 * 16000]
         assert xcorr(alice_16k, received).peak >= 0.8  # Alice's speech went through ...
         assert abs(xcorr(bob_16k, received).peak) < 0.2  # ... Bob's never did
+        music_16k = mono(decode_pcm_16k(music_pcm), 1)
+        assert abs(xcorr(music_16k, received).peak) < 0.2  # ... nor the other bot's
         heard = bob.heard(listener_id)  # the translation of Alice, played by the listener in Voice A
         assert xcorr(mono(alice_speech, 2), mono(heard, 2)).peak >= 0.8

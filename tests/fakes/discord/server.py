@@ -185,9 +185,10 @@ class FakeDiscord:
         account = user.account if isinstance(user, FakeUser) else user
         guild.members[account.id] = account
 
-    async def add_user(self, name: str, *, admin: bool = False) -> FakeUser:
-        """A simulated human member (GUILD_MEMBER_ADD to the bots); `admin` gives Manage Server."""
-        account = self._new_account(name, bot=False)
+    async def add_user(self, name: str, *, admin: bool = False, bot: bool = False) -> FakeUser:
+        """A simulated member (GUILD_MEMBER_ADD to the bots); `admin` gives Manage Server; `bot` makes it
+        another application's bot (a music bot, say) that speaks like any client."""
+        account = self._new_account(name, bot=bot)
         if admin:
             account.role_ids.append(self.admin_role.id)
         self._add_member(account)
