@@ -2,7 +2,7 @@
 
     manager.InterpretationManager   what the slash commands call: start / stop / status /
                                     set_user_opted_out / recover (start-up) / close (shutdown)
-    session.LiveSession             one running session: receiver -> PrebufferedMixer -> Palabra stream;
+    session.LiveSession             one running session: receiver -> mixer (bot.audio) -> Palabra stream;
                                     events -> transcripts + playback; latency; auto-stop watch
     transcripts                     Transcript (+ .txt/.srt), TranscriptPoster (coalesced partials,
                                     never-dropped finals), WebhookSink / ChannelSink

@@ -37,7 +37,8 @@ from bot.interpretation.errors import (
 from bot.interpretation.notices import DecryptFailureNotices
 from bot.interpretation.placement import consent_notice, fallback_placements
 from bot.interpretation.reports import Placement, PlacementKind, SessionStatus, StartReport, StopReport
-from bot.interpretation.session import LiveSession, PrebufferedMixer, SessionConfig, SessionParts, user_speaker
+from bot.audio.mixer import PrebufferedMixer
+from bot.interpretation.session import LiveSession, SessionConfig, SessionParts, user_speaker
 from bot.interpretation.transcripts import ChannelSink, Transcript, TranscriptPoster, WebhookSink
 
 if TYPE_CHECKING:

@@ -23,7 +23,6 @@ from typing import Any
 
 import discord
 
-from bot.audio.frames import SILENT_FRAME
 from bot.audio.mixer import Mixer, MixerClock
 from bot.audio.resample import discord_to_session
 from bot.interpretation.attribution import attribute
@@ -41,9 +40,6 @@ DRAIN_TIMEOUT_S = 15.0
 # now and then, which inserts a gap in the middle of speech. This much lead keeps every chunk full.
 STREAM_LEAD_S = 0.1
 CLOCK_CATCH_UP_TICKS = 25
-# Frames held at the start of a talk spurt: slack against the receive thread's delivery jitter (on a busy
-# 2-core machine it reaches ~60 ms; 100 ms keeps words whole).
-PREBUFFER_FRAMES = 5
 PLAYOUT_LIMIT_S = 10.0  # at stop, queued translation is played out for at most this long
 
 
@@ -73,60 +69,6 @@ class SessionParts:
     transcript: Transcript
     playbacks: dict[str, Any] = field(default_factory=dict)  # language -> TranslationSource
     floor_playbacks: list[Any] = field(default_factory=list)  # sources that get the original under them
-
-
-class PrebufferedMixer(Mixer):
-    """A Mixer that holds each user's first frames of a talk spurt until `prebuffer_frames` are queued
-    (or the oldest has waited that many ticks), and again after an underrun.
-
-    Frames come from the receive thread in small bursts while the mixer ticks on its own clock; without
-    this slack a frame arriving a millisecond after its tick leaves a 20 ms hole in the middle of a word.
-    The cost is `prebuffer_frames` x 20 ms of delay at the start of each talk spurt.
-    """
-
-    def __init__(self, prebuffer_frames: int = PREBUFFER_FRAMES, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.prebuffer_frames = prebuffer_frames
-        self._held: dict[Any, tuple[int, list[bytes]]] = {}  # user -> (tick of the first held frame, frames)
-        self._flowing: set[Any] = set()
-        self.underruns = 0
-
-    def push(self, user_id: Any, frame: bytes) -> bool:
-        if user_id in self._flowing or self.is_excluded(user_id):
-            return super().push(user_id, frame)
-        if len(frame) != len(SILENT_FRAME):
-            return super().push(user_id, frame)  # raises with the mixer's message
-        since, frames = self._held.setdefault(user_id, (self.tick_index, []))
-        frames.append(frame)
-        if len(frames) >= self.prebuffer_frames:
-            self._release(user_id)
-        return True
-
-    def _release(self, user_id: Any) -> None:
-        _since, frames = self._held.pop(user_id)
-        self._flowing.add(user_id)
-        for frame in frames:
-            super().push(user_id, frame)
-
-    def tick(self) -> bytes:
-        for user_id in [u for u in self._flowing if self.queued(u) == 0]:
-            self._flowing.discard(user_id)
-            self.underruns += 1
-        for user_id in [u for u, (since, _f) in self._held.items() if self.tick_index - since >= self.prebuffer_frames]:
-            self._release(user_id)
-        return super().tick()
-
-    def exclude(self, user_id: Any) -> None:
-        held = self._held.pop(user_id, None)
-        if held:
-            self.stats.dropped_excluded += len(held[1])
-        self._flowing.discard(user_id)
-        super().exclude(user_id)
-
-    def remove(self, user_id: Any) -> None:
-        self._held.pop(user_id, None)
-        self._flowing.discard(user_id)
-        super().remove(user_id)
 
 
 class LiveSession:

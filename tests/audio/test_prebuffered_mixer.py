@@ -4,7 +4,7 @@ come out without holes; opted-out users are still dropped at push."""
 import numpy as np
 
 from bot.audio.frames import FRAME_BYTES, SILENT_FRAME
-from bot.interpretation.session import PrebufferedMixer
+from bot.audio.mixer import PrebufferedMixer
 
 
 def frame(value: int) -> bytes:
