@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 
@@ -82,27 +83,24 @@ async def test_serves_the_given_credentials_and_stops_on_sigterm():
     assert "stopping" in logs
     for secret in (secrets.PALABRA_CLIENT_SECRET, secrets.PALABRA_API_KEY):
         assert secret not in logs and secret not in emulator.stdout
-    assert "LOCAL TEST credentials" not in emulator.stdout
+    assert "local test credentials" not in emulator.stdout
 
 
-async def test_generates_credentials_shown_once_on_stdout_only():
-    async with EmulatorProcess() as emulator:
-        # The banner is printed right after the start line; give it a moment to arrive.
-        banner = ""
-        while "PALABRA_API_KEY=" not in banner:
-            banner += (await asyncio.wait_for(emulator.proc.stdout.readline(), 10.0)).decode()
-        assert "LOCAL TEST credentials" in banner
-        api_key = re.search(r"PALABRA_API_KEY=(\S+)", banner).group(1)
-        client_id = re.search(r"PALABRA_CLIENT_ID=(\S+)", banner).group(1)
-        client_secret = re.search(r"PALABRA_CLIENT_SECRET=(\S+)", banner).group(1)
-        assert f"PALABRA_API_URL={emulator.base_url}" in banner
-        for creds in (Credentials.from_api_key(api_key), Credentials.app(client_id, client_secret)):
+async def test_generated_credentials_go_to_a_private_file_never_to_output(tmp_path):
+    path = tmp_path / "creds.env"
+    async with EmulatorProcess("--credentials-file", str(path)) as emulator:
+        line = (await asyncio.wait_for(emulator.proc.stdout.readline(), 10.0)).decode()
+        assert str(path) in line
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        values = dict(re.findall(r"^#? ?(PALABRA_\w+)=(\S+)$", path.read_text(), flags=re.M))
+        assert values["PALABRA_API_URL"] == emulator.base_url
+        api_key, client_secret = values["PALABRA_API_KEY"], values["PALABRA_CLIENT_SECRET"]
+        for creds in (Credentials.from_api_key(api_key), Credentials.app(values["PALABRA_CLIENT_ID"], client_secret)):
             async with PalabraRest(creds, emulator.base_url) as rest:
                 assert (await rest.create_session()).publisher
         assert await emulator.stop() == 0
-    logs = "".join(emulator.stderr_lines)
-    assert api_key not in logs and client_secret not in logs
-    assert api_key not in emulator.stdout  # printed once, before stop: nothing more afterwards
+    output = line + emulator.stdout + "".join(emulator.stderr_lines)
+    assert api_key not in output and client_secret not in output
 
 
 async def test_rest_fault_injection_flags():
