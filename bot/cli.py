@@ -10,6 +10,7 @@ import logging
 import sys
 
 from bot.errors import BotError
+from bot.logs import redact
 
 COMMANDS = {
     "run": ("bot.app", "run the bot (listener, speaker bots, slash commands); migrates the database first"),
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._module.main(args) or 0)
     except BotError as exc:
         # Our own errors carry a message written for the user; no traceback.
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

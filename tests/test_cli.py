@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 from bot.cli import COMMANDS, build_parser
+from tests.fakes import secrets
 
 
 def test_help_lists_every_command():
@@ -19,3 +20,12 @@ def test_every_command_has_a_parser():
 
 def _required_args(name: str) -> list[str]:
     return {"simulate": ["in.wav", "--targets", "es", "--out", "out"]}.get(name, [])
+
+
+def test_errors_are_one_line_without_traceback_or_secret(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "DISCORD_TOKEN": secrets.DISCORD_TOKEN, "HTTP_PORT": "not-a-port"}
+    result = subprocess.run([sys.executable, "-m", "bot", "run"], capture_output=True, text=True, env=env,
+                            cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "HTTP_PORT" in result.stderr
+    assert "Traceback" not in result.stderr and secrets.DISCORD_TOKEN not in result.stderr + result.stdout
