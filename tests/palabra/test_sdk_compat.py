@@ -20,7 +20,7 @@ from palabra_ai.exc import NotReadyError, TaskError  # noqa: E402
 from bot.palabra.emulator.app import serve  # noqa: E402
 from bot.palabra.emulator.config import EmulatorConfig  # noqa: E402
 from tests.fakes.secrets import PALABRA_API_KEY  # noqa: E402
-from tests.palabra.signals import bursts, max_normalised_xcorr, to_float  # noqa: E402
+from tests.fakes.audio import bursts, windowed_xcorr, from_pcm  # noqa: E402
 
 RATE = 24000  # the SDK's default input rate
 
@@ -64,9 +64,9 @@ async def test_sdk_translates_a_session(point_sdk_at, end_message):
         assert isinstance(events[-1], Raw) and events[-1].type == "eos"
     for validated in [e for e in finals if e.type == "validated_transcription"]:
         segment = validated.data["segments"][0]
-        source = to_float(pcm)[int(segment["start"] * RATE): int(segment["end"] * RATE)]
+        source = from_pcm(pcm)[int(segment["start"] * RATE): int(segment["end"] * RATE)]
         audio = b"".join(e.pcm for e in events if isinstance(e, Audio) and e.id == validated.id)
-        score, _ = max_normalised_xcorr(to_float(audio), soxr.resample(source, RATE, 24000))
+        score, _ = windowed_xcorr(from_pcm(audio), soxr.resample(source, RATE, 24000))
         assert score >= 0.9
 
 

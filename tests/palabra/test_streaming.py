@@ -19,7 +19,7 @@ from bot.palabra.errors import AuthenticationError, SessionClosedError, TaskVali
 from bot.palabra.streaming import StreamingSession
 from bot.palabra.task import build_task
 from tests.fakes.secrets import PALABRA_API_KEY, PALABRA_CLIENT_ID, PALABRA_CLIENT_SECRET
-from tests.palabra.signals import bursts, max_normalised_xcorr, to_float
+from tests.fakes.audio import bursts, windowed_xcorr, from_pcm
 
 RATE = 16000
 SPEED = 4.0  # audio runs 4x faster than real time in these tests (the emulator is told so)
@@ -55,10 +55,10 @@ def of(events, cls):
 
 def assert_output_matches_input(events, pcm):
     for validated in of(events, p.ValidatedTranscription):
-        source = to_float(pcm)[int(validated.start * RATE): int(validated.end * RATE)]
+        source = from_pcm(pcm)[int(validated.start * RATE): int(validated.end * RATE)]
         expected = soxr.resample(source, RATE, 24000)
         audio = b"".join(a.pcm for a in of(events, p.OutputAudio) if a.transcription_id == validated.transcription_id)
-        score, _lag = max_normalised_xcorr(to_float(audio), expected)
+        score, _lag = windowed_xcorr(from_pcm(audio), expected)
         assert score >= 0.9, (validated.transcription_id, score)
 
 

@@ -20,7 +20,7 @@ from bot.palabra.emulator.config import EmulatorConfig
 from bot.palabra.emulator.streaming import STREAM_LOGS
 from bot.palabra.task import build_task
 from tests.fakes.secrets import PALABRA_API_KEY
-from tests.palabra.signals import bursts, max_normalised_xcorr, to_float
+from tests.fakes.audio import bursts, windowed_xcorr, from_pcm
 
 RATE = 16000
 PROBE_SILENCE_DESC = (
@@ -219,7 +219,7 @@ async def test_full_utterance_results_and_output_audio_correlates_with_input():
         assert bytes(record.input_pcm) == pcm and record.messages_in["input_audio_data"] == len(pcm) // 10240 + 1
         for index, utterance in enumerate(validated):
             seg = utterance["segments"][0]
-            source = to_float(pcm)[int(seg["start"] * RATE): int(seg["end"] * RATE)]
+            source = from_pcm(pcm)[int(seg["start"] * RATE): int(seg["end"] * RATE)]
             expected = soxr.resample(source, RATE, 24000)
             for language in ("es", "fr"):
                 chunks = [a for a in client.of("output_audio_data")
@@ -228,7 +228,7 @@ async def test_full_utterance_results_and_output_audio_correlates_with_input():
                 assert [c["last_chunk"] for c in chunks] == [False] * (len(chunks) - 1) + [True]
                 audio = b"".join(base64.b64decode(c["data"]) for c in chunks)
                 assert all(len(base64.b64decode(c["data"])) == 9600 for c in chunks[:-1])  # 200 ms at 24 kHz
-                score, lag = max_normalised_xcorr(to_float(audio), expected)
+                score, lag = windowed_xcorr(from_pcm(audio), expected)
                 assert score >= 0.99 and lag <= 1, (index, language, score, lag)
 
 

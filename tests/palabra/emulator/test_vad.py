@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from bot.palabra.emulator.vad import EnergyVad, Utterance
-from tests.palabra.signals import bursts
+from tests.fakes.audio import bursts
 
 RATE = 16000
 
