@@ -3,57 +3,20 @@ and PostgreSQL) and a `Services` wired to both, as the bot builds it."""
 
 from __future__ import annotations
 
-import contextlib
-
-import httpx
 import pytest
 
-from bot.broadcasts.service import BroadcastService
-from bot.db import Database, upgrade_to_head
-from bot.palabra.credentials import Credentials
-from bot.palabra.emulator.app import serve
-from bot.palabra.emulator.config import EmulatorConfig
-from bot.palabra.rest import PalabraRest
-from bot.services import Services
-from bot.settings import Settings
-from tests.fakes import secrets
-
-CREDENTIALS = Credentials.app(secrets.PALABRA_CLIENT_ID, secrets.PALABRA_CLIENT_SECRET)
+from tests.fakes.broadcasts import app_credentials_emulator, broadcast_services
 
 
 @pytest.fixture
 async def emulator():
-    config = EmulatorConfig(client_credentials={secrets.PALABRA_CLIENT_ID: secrets.PALABRA_CLIENT_SECRET})
-    async with serve(config) as running:
+    async with app_credentials_emulator() as running:
         yield running
 
 
-@contextlib.asynccontextmanager
-async def broadcast_services(database_url: str, api_url: str, **extras):
-    """Services as `run` builds them: database migrated, Palabra REST client, BroadcastService set."""
-    await upgrade_to_head(database_url)
-    database = Database(database_url)
-    settings = Settings(_env_file=None, discord_token=secrets.DISCORD_TOKEN, database_url=database_url,
-                        palabra_api_url=api_url)
-    rest = PalabraRest(CREDENTIALS, api_url, backoff_base=0.01, max_retries=1)
-    services = Services(settings=settings, database=database, credentials=CREDENTIALS, palabra=rest, extras=extras)
-    services.broadcasts = BroadcastService(services)
-    try:
-        yield services
-    finally:
-        await rest.aclose()
-        await database.close()
-
-
 @pytest.fixture
-async def services(isolated_url, emulator):  # noqa: F811
+async def services(isolated_url, emulator):
     async with broadcast_services(isolated_url, emulator.base_url) as built:
         yield built
 
 
-async def set_status(emulator, broadcast_id: str, status: str, description: str | None = None) -> None:
-    """Move a broadcast through the emulator's status lifecycle (its admin endpoint)."""
-    body = {"status": status, **({"description": description} if description else {})}
-    async with httpx.AsyncClient(base_url=emulator.base_url) as http:
-        response = await http.post(f"/_emulator/broadcasts/{broadcast_id}/status", json=body)
-        response.raise_for_status()

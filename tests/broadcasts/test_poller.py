@@ -9,7 +9,7 @@ import pytest
 
 from bot.broadcasts.poller import BroadcastPoller, announcement
 from bot.broadcasts.validation import parse_create
-from tests.broadcasts.conftest import set_status
+from tests.fakes.broadcasts import set_status
 from tests.fakes.secrets import STREAM_KEY
 
 

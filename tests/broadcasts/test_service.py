@@ -10,7 +10,7 @@ from bot.broadcasts.status import ERROR, GONE, STREAMING, WAITING
 from bot.broadcasts.validation import parse_create
 from bot.db import broadcasts as repo
 from bot.logs import redact
-from tests.broadcasts.conftest import set_status
+from tests.fakes.broadcasts import set_status
 from tests.fakes.secrets import STREAM_KEY
 
 GUILD_A, GUILD_B, ADMIN = 1111, 2222, 77

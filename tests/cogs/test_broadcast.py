@@ -14,7 +14,7 @@ import pytest
 
 from bot.client import InterpreterBot
 from bot.services import Services
-from tests.broadcasts.conftest import broadcast_services, emulator, set_status  # noqa: F401  (fixture)
+from tests.fakes.broadcasts import app_credentials_emulator, broadcast_services, set_status
 from tests.fakes import secrets
 from tests.fakes.discord.clients import running_clients
 from tests.fakes.discord.model import Guild
@@ -91,6 +91,12 @@ def production_gateway_logging():
     logger.setLevel(old)
 
 
+@pytest.fixture
+async def emulator():
+    async with app_credentials_emulator() as running:
+        yield running
+
+
 @contextlib.asynccontextmanager
 async def running_world(database_url: str, emulator_url: str, poll_interval_s: float = 0):
     async with broadcast_services(database_url, emulator_url, broadcast_poll_interval_s=poll_interval_s) as services:
@@ -103,13 +109,13 @@ async def running_world(database_url: str, emulator_url: str, poll_interval_s: f
 
 
 @pytest.fixture
-async def world(isolated_url, emulator):  # noqa: F811
+async def world(isolated_url, emulator):
     async with running_world(isolated_url, emulator.base_url) as built:
         yield built
 
 
 @pytest.fixture
-async def sqlite_world(tmp_path, emulator):  # noqa: F811
+async def sqlite_world(tmp_path, emulator):
     async with running_world(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", emulator.base_url) as built:
         yield built
 
@@ -119,7 +125,7 @@ async def create(world: World, user, **changes) -> InteractionRecord:
     return await world.run(user, "create", **{**options, **changes})
 
 
-async def test_full_lifecycle(world, emulator, no_secret_in_logs):  # noqa: F811
+async def test_full_lifecycle(world, emulator, no_secret_in_logs):
     fake, admin = world.fake, world.fake.owner
     status_channel = fake.channel("broadcast-status")
 
@@ -180,7 +186,7 @@ async def test_full_lifecycle(world, emulator, no_secret_in_logs):  # noqa: F811
     assert "created broadcast" in no_secret_in_logs.getvalue()  # the log was recording all along
 
 
-async def test_second_guild_can_neither_see_nor_touch(world, emulator):  # noqa: F811
+async def test_second_guild_can_neither_see_nor_touch(world, emulator):
     fake, admin = world.fake, world.fake.owner
     await create(world, admin, announce=fake.channel("broadcast-status"))
     [broadcast_id] = list(emulator.state.broadcasts)
