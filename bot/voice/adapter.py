@@ -15,6 +15,8 @@ import discord.gateway
 import discord.http
 import yarl
 
+from bot.voice.transport import AES_GCM, TransportCipher
+
 
 def point_discord_py_at(api_base: str, gateway_url: str | None) -> None:
     """Send discord.py's REST and gateway traffic to `api_base` / `gateway_url`.
@@ -120,17 +122,14 @@ class AesGcmSendMixin:
     Checked against discord.py 2.7.1 / davey 0.1.7.
     """
 
-    supported_modes = ("aead_aes256_gcm_rtpsize", *discord.VoiceClient.supported_modes)
+    supported_modes = (AES_GCM, *discord.VoiceClient.supported_modes)
     _aes_counter = 0
-    _aes_key: tuple[bytes, object] | None = None
+    _aes_cipher: tuple[bytes, TransportCipher] | None = None
 
     def _encrypt_aead_aes256_gcm_rtpsize(self, header: bytes, data: bytes) -> bytes:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         key = bytes(self.secret_key)  # type: ignore[attr-defined]
-        if self._aes_key is None or self._aes_key[0] != key:  # a new key after a reconnect
-            self._aes_key = (key, AESGCM(key))
-        suffix = self._aes_counter.to_bytes(4, "big")
+        if self._aes_cipher is None or self._aes_cipher[0] != key:  # a new key after a reconnect
+            self._aes_cipher = (key, TransportCipher(AES_GCM, key))
+        packet = self._aes_cipher[1].encrypt(bytes(header), bytes(data), self._aes_counter)
         self._aes_counter = (self._aes_counter + 1) & 0xFFFFFFFF
-        sealed = self._aes_key[1].encrypt(suffix + bytes(8), bytes(data), bytes(header))  # type: ignore[attr-defined]
-        return bytes(header) + sealed + suffix
+        return packet
