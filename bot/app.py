@@ -125,10 +125,7 @@ class App:
         tokens = [t.get_secret_value() for t in self.settings.speaker_tokens]
         if not tokens:
             return
-        started, self.speaker_tasks = await start_speakers(
-            tokens, api_base=self.settings.discord_api_base, gateway_url=self.settings.discord_gateway_url)
-        for speaker in started.speakers:
-            pool.add(speaker)
+        self.speaker_tasks = await start_speakers(tokens, pool)
         self.metrics.speakers.set(len(pool.speakers))
 
     def health(self) -> dict[str, Any]:

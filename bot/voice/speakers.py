@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import discord
 
 from bot.errors import BotError
-from bot.voice import adapter
 from bot.voice.playback import OPUS_SETTINGS, ensure_discord_opus
 
 log = logging.getLogger(__name__)
@@ -131,31 +130,24 @@ class SpeakerPool:
             except Exception:
                 log.exception("speaker %s: leaving the voice channel failed", lease.speaker_id)
 
-    async def release_guild(self, guild_id: int) -> None:
-        for lease in self.leases(guild_id):
-            await self.release(lease)
-
-
 async def start_speakers(
     tokens: Sequence[str],
+    pool: SpeakerPool,
     *,
-    api_base: str,
-    gateway_url: str | None = None,
     ready_timeout: float = READY_TIMEOUT,
     client_kwargs: dict | None = None,
-) -> tuple[SpeakerPool, list[asyncio.Task[None]]]:
-    """Log each speaker token in (in this event loop) and wait until they are ready.
+) -> list[asyncio.Task[None]]:
+    """Log each speaker token in (in this event loop, with discord.py already pointed at its Discord) and
+    add those that become ready to `pool`.
 
-    Returns the pool and the clients' `start()` tasks (cancel/close them on shutdown). A speaker that
-    fails to log in is reported and left out; the others still serve.
+    Returns the clients' `start()` tasks (cancel/close them on shutdown). A speaker that fails to log
+    in is reported and left out; the others still serve.
     """
-    adapter.point_discord_py_at(api_base, gateway_url)
     clients = [discord.Client(intents=speaker_intents(), **(client_kwargs or {})) for _ in tokens]
     tasks = [
         asyncio.create_task(client.start(token), name=f"speaker-{index}")
         for index, (client, token) in enumerate(zip(clients, tokens))
     ]
-    pool = SpeakerPool()
     for index, (client, task) in enumerate(zip(clients, tasks)):
         ready = asyncio.create_task(client.wait_until_ready())
         done, _ = await asyncio.wait({ready, task}, timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -165,7 +157,7 @@ async def start_speakers(
         ready.cancel()
         reason = _failure_reason(task) if task in done else "timed out"
         log.error("speaker bot #%d did not become ready (%s); continuing without it", index + 1, reason)
-    return pool, tasks
+    return tasks
 
 
 def _failure_reason(task: asyncio.Task[None]) -> str:

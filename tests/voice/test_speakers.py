@@ -29,10 +29,10 @@ def dave_members(vc):
 
 
 async def started(fake):
-    return await start_speakers(
-        secrets.SPEAKER_TOKENS, api_base=fake.api_base, gateway_url=fake.gateway_url,
-        client_kwargs={"guild_ready_timeout": 0.1},
-    )
+    fake.point_discord_py()
+    pool = SpeakerPool()
+    tasks = await start_speakers(secrets.SPEAKER_TOKENS, pool, client_kwargs={"guild_ready_timeout": 0.1})
+    return pool, tasks
 
 
 async def test_leased_speaker_plays_a_24k_stream_that_a_listener_hears():
