@@ -258,6 +258,15 @@ class StreamingSession:
     async def _open(self, offset_s: float) -> _Connection:
         url, rest_id = await self._endpoint()
         try:
+            return await self._connect(url, offset_s, rest_id)
+        except BaseException:
+            # The REST session made for this attempt would otherwise count against the account's
+            # parallel-session limit until it expires.
+            await self._forget_rest_session(rest_id)
+            raise
+
+    async def _connect(self, url: str, offset_s: float, rest_id: str | None) -> _Connection:
+        try:
             ws = await websockets.connect(url, ping_interval=10, ping_timeout=30, max_size=None,
                                           open_timeout=self.ready_timeout)
         except InvalidStatus as exc:
@@ -266,7 +275,8 @@ class StreamingSession:
                 raise AuthenticationError(f"Palabra refused the streaming token (HTTP {status})",
                                           status=status) from None
             raise TransportError(f"Palabra rejected the WebSocket upgrade with HTTP {status}") from None
-        except (OSError, asyncio.TimeoutError, websockets.exceptions.InvalidHandshake) as exc:
+        except (OSError, asyncio.TimeoutError, ValueError, websockets.exceptions.WebSocketException) as exc:
+            # Every other websockets error (InvalidURI, say) quotes the URL, and the URL holds the token.
             raise TransportError(f"cannot connect to Palabra streaming: {redact(str(exc))}") from None
         conn = _Connection(ws, offset_s, rest_id)
         conn.reader = asyncio.create_task(self._read_loop(conn), name="palabra-reader")

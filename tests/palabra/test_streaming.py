@@ -15,7 +15,7 @@ from bot.palabra.credentials import Credentials
 from bot.palabra.emulator.app import serve
 from bot.palabra.emulator.config import EmulatorConfig
 from bot.palabra.emulator.streaming import STREAM_LOGS
-from bot.palabra.errors import AuthenticationError, SessionClosedError, TaskValidationError
+from bot.palabra.errors import AuthenticationError, SessionClosedError, TaskValidationError, TransportError
 from bot.palabra.streaming import StreamingSession
 from bot.palabra.task import build_task
 from tests.fakes.secrets import PALABRA_API_KEY, PALABRA_CLIENT_ID, PALABRA_CLIENT_SECRET
@@ -188,6 +188,26 @@ async def test_bad_key_is_an_authentication_error_without_the_key():
         with pytest.raises(AuthenticationError) as info:
             await start(emu, credentials=Credentials.from_api_key("plbr_not_the_right_key_000"))
     assert info.value.status == 403 and "plbr_" not in str(info.value)
+
+
+async def test_a_failed_start_leaves_no_rest_session_behind():
+    task = build_task("en", ["es"])
+    task["pipeline"]["transcription"]["segment_confirmation_silence_threshold"] = 0.2
+    credentials = Credentials.app(PALABRA_CLIENT_ID, PALABRA_CLIENT_SECRET)
+    async with serve(config()) as emu:
+        for _ in range(2):
+            with pytest.raises(TaskValidationError):
+                await start(emu, task=task, credentials=credentials)
+        assert len(emu.state.streams) == 2  # each attempt made a session and connected with it ...
+        assert emu.state.sessions == {}  # ... and deleted it again
+
+
+async def test_a_malformed_stream_url_is_a_transport_error_without_the_key():
+    # websockets' InvalidURI quotes the whole URL, token included.
+    with pytest.raises(TransportError) as info:
+        await StreamingSession.start(credentials=api_key(), task=build_task("en", ["es"]),
+                                     api_url="http://user@127.0.0.1:1", ready_timeout=2.0)
+    assert PALABRA_API_KEY not in str(info.value)
 
 
 async def test_keepalive_silence_prevents_service_timeout():
