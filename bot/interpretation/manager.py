@@ -78,6 +78,8 @@ class RecordingRest:
 
     async def delete_session(self, session_id: str) -> None:
         await self.rest.delete_session(session_id)
+        if session_id in self.created:  # the stream deleted it itself (a dropped or failed connection)
+            self.created.remove(session_id)
 
     async def aclose(self) -> None:
         """The shared client belongs to the application."""
@@ -270,8 +272,7 @@ class InterpretationManager:
         except PalabraError as exc:
             log.error("session %s: Palabra did not start: %s", session_id, exc)
             self.metrics.errors.labels("palabra_start").inc()
-            for palabra_id in rest.created:
-                await self._delete_palabra_session(palabra_id)
+            await self._delete_created(rest)
             raise PalabraUnavailable(_palabra_problem(exc)) from None
         cleanup.add(streaming.close)
         cleanup.add(lambda: self._delete_created(rest))
