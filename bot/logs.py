@@ -25,19 +25,21 @@ _PATTERNS = [
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+_longest_first: tuple[str, ...] = ()  # rebuilt on registration, read lock-free by every log record
 
 
 def register_secret(value: str | None) -> None:
     """Remember a secret so that it is redacted wherever it appears in a log record."""
+    global _longest_first
     if value and len(value) >= 4:
         with _lock:
-            _secrets.add(value)
+            if value not in _secrets:
+                _secrets.add(value)
+                _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
-    with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+    for secret in _longest_first:
         if secret in text:
             text = text.replace(secret, _REDACTED)
     for pattern in _PATTERNS:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -23,7 +22,7 @@ class Settings(BaseSettings):
     palabra_client_secret: SecretStr | None = None
     palabra_api_key: SecretStr | None = None
     palabra_api_url: str = "https://api.palabra.ai"
-    database_url: str = "sqlite+aiosqlite:///data/bot.db"
+    database_url: str = Field(default="sqlite+aiosqlite:///data/bot.db", repr=False)  # may hold a password
     discord_api_base: str = "https://discord.com/api/v10"
     discord_gateway_url: str | None = None
     http_port: int = Field(default=8080, ge=0, le=65535)
@@ -71,13 +70,6 @@ class Settings(BaseSettings):
         values = [self.discord_token, self.palabra_client_secret, self.palabra_api_key, *self.speaker_tokens]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
-    def require_palabra_pair_consistency(self) -> None:
-        if (self.palabra_client_id is None) != (self.palabra_client_secret is None):
-            raise ConfigurationError(
-                "PALABRA_CLIENT_ID and PALABRA_CLIENT_SECRET must be set together "
-                "(or set PALABRA_API_KEY instead)"
-            )
-
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings, turning pydantic's report into one clear message without values."""
@@ -88,12 +80,6 @@ def load_settings(**overrides: object) -> Settings:
             f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigurationError(f"invalid settings: {problems}") from None
-    settings.require_palabra_pair_consistency()
     for secret in settings.secrets():
         register_secret(secret)
     return settings
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return load_settings()

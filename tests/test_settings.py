@@ -2,6 +2,7 @@ import pytest
 
 from bot.errors import ConfigurationError
 from bot.logs import redact
+from bot.palabra.credentials import Credentials
 from bot.settings import load_settings
 from tests.fakes import secrets
 
@@ -38,8 +39,28 @@ def test_invalid_settings_name_the_variable_and_never_echo_secrets(monkeypatch):
 def test_palabra_pair_must_be_complete(monkeypatch):
     monkeypatch.setenv("PALABRA_CLIENT_ID", secrets.PALABRA_CLIENT_ID)
     monkeypatch.delenv("PALABRA_CLIENT_SECRET", raising=False)
+    monkeypatch.delenv("PALABRA_API_KEY", raising=False)
+    settings = load_settings(_env_file=None)  # commands that do not use Palabra still start
     with pytest.raises(ConfigurationError, match="PALABRA_CLIENT_SECRET"):
-        load_settings(_env_file=None)
+        Credentials.from_settings(settings)
+
+
+def test_an_api_key_with_a_stray_client_id_is_accepted(monkeypatch):
+    monkeypatch.setenv("PALABRA_CLIENT_ID", secrets.PALABRA_CLIENT_ID)
+    monkeypatch.delenv("PALABRA_CLIENT_SECRET", raising=False)
+    monkeypatch.setenv("PALABRA_API_KEY", secrets.PALABRA_API_KEY)
+    assert Credentials.from_settings(load_settings(_env_file=None)).kind == "api_key"
+
+
+def test_database_password_is_hidden_from_repr_and_redacted_once_parsed(monkeypatch):
+    from bot.db.urls import parse_database_url
+
+    url = "postgresql://bot:db-pass-7f3a9c@127.0.0.1/bot"
+    monkeypatch.setenv("DATABASE_URL", url)
+    settings = load_settings(_env_file=None)
+    assert "db-pass-7f3a9c" not in repr(settings)
+    parse_database_url(settings.database_url)
+    assert "db-pass-7f3a9c" not in redact(f"connection to {url} failed")
 
 
 def test_loaded_secrets_are_redacted_from_any_text(monkeypatch):

@@ -8,6 +8,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.db.errors import DatabaseUnavailable
+from bot.logs import register_secret
 
 # Backends the project supports, keyed by the URL's backend name, with the async driver each needs.
 ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
@@ -32,6 +33,10 @@ def parse_database_url(url: str | URL) -> URL:
         parsed = url if isinstance(url, URL) else make_url(url.strip())
     except ArgumentError:
         raise DatabaseUnavailable(f"DATABASE_URL is not a valid database URL; expected {ACCEPTED}") from None
+    if parsed.password:
+        # Every URL the bot connects with passes here: driver and migration errors that quote the
+        # password are redacted wherever they end up.
+        register_secret(str(parsed.password))
     backend = "postgresql" if parsed.get_backend_name() == "postgres" else parsed.get_backend_name()
     driver = ASYNC_DRIVERS.get(backend)
     if driver is None:

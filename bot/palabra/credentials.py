@@ -7,6 +7,7 @@ through a session-storage session (its `publisher` JWT). A platform API key (`pl
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -57,6 +58,11 @@ class Credentials:
             raise ConfigurationError("PALABRA_CLIENT_SECRET is empty (set it together with PALABRA_CLIENT_ID)")
         if self.client_id != self.client_id.strip():  # type: ignore[union-attr]
             raise ConfigurationError("PALABRA_CLIENT_ID has leading or trailing whitespace")
+        if not self.client_secret.get_secret_value().isprintable() or any(
+            ch.isspace() for ch in self.client_secret.get_secret_value()
+        ):
+            # A trailing newline from a secrets file would otherwise surface, escaped, in an HTTP error.
+            raise ConfigurationError("PALABRA_CLIENT_SECRET contains whitespace or control characters")
 
     def _check_api_key(self) -> None:
         key = self.api_key.get_secret_value() if self.api_key else ""
@@ -106,9 +112,9 @@ class Credentials:
 
     @property
     def owner_hint(self) -> str:
-        """A non-secret label for logs: the client id, or the API key's first characters."""
+        """A non-secret label for logs: the client id, or a fingerprint of the API key."""
         if self.api_key is not None:
-            return f"api key {self.api_key.get_secret_value()[:5]}…"
+            return f"api key #{hashlib.sha256(self.api_key.get_secret_value().encode()).hexdigest()[:8]}"
         return f"client {self.client_id}"
 
     def __repr__(self) -> str:

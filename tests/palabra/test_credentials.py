@@ -60,6 +60,7 @@ def test_credentials_are_frozen():
     ({"client_id": "id", "client_secret": None}, "PALABRA_CLIENT_SECRET is empty"),
     ({"api_key": SecretStr("")}, "PALABRA_API_KEY is empty"),
     ({"api_key": SecretStr("plbr_abc def")}, "whitespace"),
+    ({"client_id": "id", "client_secret": SecretStr("abcdef\n")}, "PALABRA_CLIENT_SECRET contains whitespace"),
     ({}, "required"),
     ({"client_id": "id", "client_secret": SecretStr("abcdef"), "api_key": SecretStr("plbr_x")}, "not both"),
 ])
@@ -97,7 +98,7 @@ def test_from_settings_api_key_wins_over_pair(monkeypatch):
 
 def test_from_settings_half_pair_is_an_error(monkeypatch):
     with pytest.raises(ConfigurationError, match="PALABRA_CLIENT_SECRET"):
-        _settings(monkeypatch, PALABRA_CLIENT_ID=secrets.PALABRA_CLIENT_ID)
+        Credentials.from_settings(_settings(monkeypatch, PALABRA_CLIENT_ID=secrets.PALABRA_CLIENT_ID))
 
 
 @pytest.mark.parametrize(("api_url", "expected"), [
