@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,7 @@ SESSION_RATE = 16000
 SILENCE_THRESHOLD_S = 0.7
 CONNECT_TIMEOUT_S = 20.0
 HEARTBEAT_INTERVAL_S = 30.0
+PURGE_INTERVAL_S = 3600.0  # transcript retention is in days: hourly is prompt enough
 UNTRACKED_LOOKBACK = timedelta(days=2)  # Palabra sessions expire long before this
 
 
@@ -171,9 +173,24 @@ class InterpretationManager:
             for palabra_id in row.palabra_session_ids:
                 await self._delete_palabra_session(palabra_id)
         await self._delete_untracked_palabra_sessions()
+        await self.purge_expired_transcripts()
         self._ensure_heartbeat()
         for row in crashed:
             await self._resume(row)
+
+    async def purge_expired_transcripts(self) -> int:
+        """Keep the consent notice's promise: lines older than the guild's retention are deleted."""
+        from bot.db import transcripts as db_transcripts
+
+        try:
+            async with self.services.database.session() as s:
+                deleted = await db_transcripts.purge_expired_transcripts(s)
+        except Exception:
+            log.exception("purging expired transcript lines failed")
+            return 0
+        if deleted:
+            log.info("deleted %d transcript lines past their retention", deleted)
+        return deleted
 
     async def close(self) -> None:
         for running in list(self.sessions.values()):
@@ -643,6 +660,7 @@ class InterpretationManager:
     async def _beat(self) -> None:
         from bot.db import sessions as db_sessions
 
+        last_purge = time.monotonic()
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
             try:
@@ -650,6 +668,9 @@ class InterpretationManager:
                     await db_sessions.heartbeat(s, self.instance_id)
             except Exception:
                 log.exception("session heartbeat failed")
+            if time.monotonic() - last_purge >= PURGE_INTERVAL_S:
+                last_purge = time.monotonic()
+                await self.purge_expired_transcripts()
 
     def _update_gauges(self) -> None:
         self.metrics.sessions.set(len(self.sessions))

@@ -3,9 +3,14 @@ and both databases (no speech needed)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
+from sqlalchemy import update
 
 from bot.db import sessions as db_sessions
+from bot.db import transcripts as db_transcripts
+from bot.db.models import DEFAULT_TRANSCRIPT_RETENTION_DAYS, TranscriptLine
 from bot.interpretation.errors import NoActiveSession, NotInVoiceChannel, PalabraUnavailable, SessionAlreadyRunning
 from tests.interpretation.conftest import wait_for, world_on
 
@@ -90,8 +95,17 @@ async def test_recovery_deletes_crashed_and_untracked_palabra_sessions_and_resum
         async with db.session() as s:
             await db_sessions.stop_session(s, old.id)
 
+        async with db.session() as s:  # one line past the default retention, one recent
+            for tid in ("ancient", "recent"):
+                await db_transcripts.add_transcript_line(s, session_id=old.id, transcription_id=tid, source_text=tid)
+            await s.execute(update(TranscriptLine).where(TranscriptLine.transcription_id == "ancient")
+                            .values(created_at=datetime.now(UTC) - timedelta(days=DEFAULT_TRANSCRIPT_RETENTION_DAYS + 1)))
+
         await manager.recover()
 
+        async with db.session() as s:  # retention is enforced from start-up on
+            kept = await db_transcripts.session_transcript(s, old.id)
+            assert [line.transcription_id for line in kept] == ["recent"]
         remaining = set(world.emulator.state.sessions)
         assert crashed_busy not in remaining and crashed_empty not in remaining and untracked not in remaining
         assert foreign in remaining  # not ours: never touched
