@@ -145,7 +145,6 @@ class BroadcastService:
         rest = self._rest()
         async with _palabra("create the broadcast"):
             data = await rest.create_broadcast(request.body())
-        register_broadcast_secrets(data)
         broadcast_id = str(data.get("id") or "")
         if not broadcast_id:
             raise BroadcastUnavailable("Palabra created the broadcast but sent no id; check the Palabra dashboard")
@@ -173,8 +172,6 @@ class BroadcastService:
         except BroadcastUnavailable as exc:
             log.warning("broadcast list for guild %s without Palabra: %s", guild_id, exc)
             return [view_of_row(row) for row in rows]
-        for data in known.values():
-            register_broadcast_secrets(data)
         return [view_of(known[row.palabra_broadcast_id], row) if row.palabra_broadcast_id in known
                 else gone_view(row) for row in rows]
 
@@ -198,7 +195,6 @@ class BroadcastService:
             register_secret(key)
         async with _palabra("update the broadcast"):
             data = await self._rest().update_broadcast(row.palabra_broadcast_id, patch.body)
-        register_broadcast_secrets(data)
         async with self.services.database.session() as s:
             row = await repo.update_broadcast(s, guild_id, row.palabra_broadcast_id,
                                               title=patch.body.get("title", row.title))
@@ -225,7 +221,6 @@ class BroadcastService:
         token, url = data.get("token"), data.get("url")
         if not isinstance(token, str) or not isinstance(url, str):
             raise BroadcastUnavailable("Palabra sent no WebRTC room URL and token for this broadcast")
-        register_secret(token)
         return ListenInfo(url, token, data.get("room_name"))
 
     async def set_announce_channel(self, guild_id: int, ref: str, channel_id: int | None) -> BroadcastView:
@@ -254,8 +249,6 @@ class BroadcastService:
         changes = []
         for row in rows:
             data = known.get(row.palabra_broadcast_id)
-            if data is not None:
-                register_broadcast_secrets(data)
             new = normalise_status(data.get("status")) if data is not None else GONE
             if new == row.status:
                 continue
@@ -296,7 +289,6 @@ class BroadcastService:
                 data = await self._rest().get_broadcast(row.palabra_broadcast_id)
         except BroadcastNotFound:
             return None
-        register_broadcast_secrets(data)
         return data
 
     async def _forget_at_palabra(self, broadcast_id: str) -> None:
@@ -340,16 +332,6 @@ def _detail(exc: PalabraError) -> str:
 
 
 # --- views ------------------------------------------------------------------------------------------
-def register_broadcast_secrets(data: dict) -> None:
-    """Stream keys (ingest and outputs) and tokens of a broadcast payload are secrets."""
-    sections = [data.get("input"), *(data.get("outputs") or [])]
-    for section in sections:
-        if isinstance(section, dict):
-            for key in ("stream_key", "token"):
-                if isinstance(section.get(key), str):
-                    register_secret(section[key])
-
-
 def ingest_of(data: dict) -> Ingest | None:
     spec = data.get("input")
     if not isinstance(spec, dict):

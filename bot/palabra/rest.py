@@ -250,16 +250,24 @@ class PalabraRest:
         return data
 
     async def list_broadcasts(self, page_size: int = BROADCAST_PAGE_SIZE) -> list[dict]:
-        return [item async for item in self._paginate("/broadcasts", page_size, ("broadcasts", "items"))]
+        items = [item async for item in self._paginate("/broadcasts", page_size, ("broadcasts", "items"))]
+        for item in items:
+            if isinstance(item, dict):
+                _register_broadcast_secrets(item)
+        return items
 
     async def get_broadcast(self, broadcast_id: str) -> dict:
         path = f"/broadcasts/{_segment(broadcast_id)}"
-        return _expect_dict(unwrap(await self._request("GET", path)), f"GET {path}")
+        data = _expect_dict(unwrap(await self._request("GET", path)), f"GET {path}")
+        _register_broadcast_secrets(data)
+        return data
 
     async def update_broadcast(self, broadcast_id: str, patch: dict) -> dict:
         path = f"/broadcasts/{_segment(broadcast_id)}"
         # A PATCH sets fields to given values, so repeating it converges on the same state.
-        return _expect_dict(unwrap(await self._request("PATCH", path, json=patch)), f"PATCH {path}")
+        data = _expect_dict(unwrap(await self._request("PATCH", path, json=patch)), f"PATCH {path}")
+        _register_broadcast_secrets(data)
+        return data
 
     async def delete_broadcast(self, broadcast_id: str) -> None:
         await self._delete(f"/broadcasts/{_segment(broadcast_id)}")
@@ -424,6 +432,8 @@ def _page_items(body: Any, list_keys: tuple[str, ...]) -> tuple[list, bool | Non
 
 
 def _register_broadcast_secrets(data: dict) -> None:
+    """Stream keys (ingest and outputs) and tokens in a broadcast payload are secrets: every broadcast
+    response passes here before anyone can log it."""
     sections = [data.get("input")] + list(data.get("outputs") or [])
     for section in sections:
         if isinstance(section, dict):

@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from bot.logs import redact
 from bot.palabra.credentials import Credentials
 from bot.palabra.emulator.app import serve
 from bot.palabra.emulator.config import EmulatorConfig
@@ -205,6 +206,25 @@ async def test_broadcast_endpoints(emulator):
         with pytest.raises(NotFoundError) as info:
             await rest.get_broadcast(created["id"])
         assert created["id"] in str(info.value) and "404" in str(info.value)
+
+
+@pytest.mark.parametrize("read", ["get", "list", "update"])
+async def test_stream_keys_in_any_broadcast_response_are_registered_for_redaction(emulator, read):
+    # Created behind the client's back (another process, say): only reading it can teach the redactor.
+    key = f"key-{read}-{time.monotonic_ns()}"
+    body = {**BROADCAST, "outputs": [{"protocol": "rtmp_push", "lang_code": "es",
+                                       "server": "rtmp://out.example/live", "stream_key": key}]}
+    async with httpx.AsyncClient(base_url=emulator.base_url, headers=APP.rest_headers()) as http:
+        created = (await http.post("/broadcasts", json=body)).json()["data"]
+    assert key in redact(key)
+    async with _client(emulator) as rest:
+        if read == "get":
+            await rest.get_broadcast(created["id"])
+        elif read == "list":
+            await rest.list_broadcasts()
+        else:
+            await rest.update_broadcast(created["id"], {"title": "Renamed"})
+    assert key not in redact(f"payload {key}")
 
 
 async def test_list_broadcasts_follows_pages(emulator):
