@@ -109,7 +109,7 @@ class BroadcastRequest:
 class BroadcastPatch:
     """A validated `/broadcast update`: the PATCH body, the keys it carries and warnings."""
 
-    body: dict
+    body: dict = field(repr=False)  # holds the stream keys of changed outputs
     stream_keys: tuple[str, ...] = field(default=(), repr=False)
     warnings: tuple[str, ...] = ()
 

@@ -54,6 +54,12 @@ def test_descriptions_and_repr_never_show_stream_keys():
     assert "rtmp://live.example.com/app" in shown
 
 
+def test_an_update_repr_never_shows_stream_keys():
+    patch = parse_update(CURRENT, outputs=f"es=rtmp://live.example.com/app|{STREAM_KEY}")
+    assert patch.body["outputs"][0]["stream_key"] == STREAM_KEY  # it is in the body Palabra gets ...
+    assert STREAM_KEY not in repr(patch)  # ... never in a repr
+
+
 def test_rtmps_and_ports_accepted_codes_normalised():
     request = create(targets="ES_MX", outputs=f"es-MX=rtmps://live.example.com:443/app|{STREAM_KEY}")
     assert request.outputs[0].body()["lang_code"] == "es-mx"
