@@ -39,7 +39,7 @@ from bot.interpretation.notices import DecryptFailureNotices
 from bot.interpretation.placement import consent_notice, fallback_placements
 from bot.interpretation.reports import Placement, PlacementKind, SessionStatus, StartReport, StopReport
 from bot.audio.mixer import PrebufferedMixer
-from bot.interpretation.session import LiveSession, SessionConfig, SessionParts, user_speaker
+from bot.interpretation.session import LiveSession, SessionConfig, SessionParts, humans_in, user_speaker
 from bot.interpretation.transcripts import ChannelSink, Transcript, TranscriptPoster, WebhookSink
 
 if TYPE_CHECKING:
@@ -601,7 +601,7 @@ class InterpretationManager:
         if channel is None or not isinstance(channel, (discord.VoiceChannel, discord.StageChannel)):
             log.info("not resuming session %s: its channel is gone", row.id)
             return
-        if self._humans_in(channel) == 0:
+        if humans_in(channel, self._bot_user_ids()) == 0:
             log.info("not resuming session %s: nobody is in the channel", row.id)
             return
         try:
@@ -611,16 +611,6 @@ class InterpretationManager:
             log.info("resumed the interpretation of channel %s as session %s", channel.id, report.session_id)
         except InterpretationError as exc:
             log.warning("could not resume the interpretation of channel %s: %s", channel.id, exc.user_message)
-
-    def _humans_in(self, channel: Any) -> int:
-        bots = self._bot_user_ids()
-        count = 0
-        for user_id in getattr(channel, "voice_states", {}) or {}:
-            member = channel.guild.get_member(user_id)
-            if user_id in bots or (member is not None and member.bot):
-                continue
-            count += 1
-        return count
 
     def _bot_user_ids(self) -> set[int]:
         ids = {self.listener.user.id} if self.listener.user else set()

@@ -148,16 +148,13 @@ class LiveSession:
             self.mixer.push(frame.user_id, frame.pcm)
 
     def _is_bot(self, user_id: int) -> bool:
-        """Our own bots, and any other bot (a music bot, say): only people are interpreted."""
-        if user_id in self.bot_user_ids:
-            return True
+        """Cached per user once the member is known (this runs for every received frame)."""
         known = self._bot_check.get(user_id)
         if known is None:
             guild = getattr(self.parts.voice_client, "guild", None)
-            member = guild.get_member(user_id) if guild is not None else None
-            if member is None:
+            if user_id not in self.bot_user_ids and (guild is None or guild.get_member(user_id) is None):
                 return False  # not cached yet: treat as a person, ask again next frame
-            known = self._bot_check[user_id] = bool(member.bot)
+            known = self._bot_check[user_id] = is_bot(guild, user_id, self.bot_user_ids)
         return known
 
     async def _on_mixed_frame(self, frame: bytes) -> None:
@@ -294,7 +291,7 @@ class LiveSession:
             self._gone_since = None
             if where != config.source_channel_id:
                 return "bot_moved"
-        if self._humans_in_channel() == 0:
+        if humans_in(self.parts.voice_client.channel, self.bot_user_ids) == 0:
             self._empty_since = self._empty_since or now
             if now - self._empty_since >= config.auto_stop_empty_s:
                 return "channel_empty"
@@ -310,20 +307,6 @@ class LiveSession:
         if state is None or state.channel is None:
             return None if not vc.is_connected() else vc.channel.id
         return state.channel.id
-
-    def _humans_in_channel(self) -> int:
-        channel = self.parts.voice_client.channel
-        states = getattr(channel, "voice_states", {}) or {}
-        guild = channel.guild
-        count = 0
-        for user_id in states:
-            if user_id in self.bot_user_ids:
-                continue
-            member = guild.get_member(user_id)
-            if member is not None and member.bot:
-                continue
-            count += 1
-        return count
 
     def _export_stats(self) -> None:
         if self.metrics is None:
@@ -385,6 +368,19 @@ class LiveSession:
 
 def _shift(segment: p.Segment, offset_s: float) -> p.Segment:
     return segment.shifted(offset_s) if offset_s else segment
+
+
+def is_bot(guild: discord.Guild | None, user_id: int, our_bots: set[int]) -> bool:
+    """Our own bots and any other application's bot (a music bot, say): only people are interpreted."""
+    if user_id in our_bots:
+        return True
+    member = guild.get_member(user_id) if guild is not None else None
+    return member is not None and member.bot
+
+
+def humans_in(channel: Any, our_bots: set[int]) -> int:
+    states = getattr(channel, "voice_states", {}) or {}
+    return sum(not is_bot(channel.guild, user_id, our_bots) for user_id in states)
 
 
 def user_speaker(guild: discord.Guild | None, user_id: int) -> Speaker:
