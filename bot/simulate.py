@@ -402,18 +402,17 @@ async def _stream(options: Options, task: dict, session_pcm: bytes, collector: C
                   credentials: Credentials, api_url: str) -> None:
     from bot.palabra.streaming import StreamingSession
 
-    bytes_per_second = SESSION_RATE * 2
-    total_s = len(session_pcm) / bytes_per_second
-    progress = Progress(options.progress, total_s)
     session = await StreamingSession.start(credentials=credentials, task=task, api_url=api_url, chunk_ms=320,
                                            pace=options.speed)
+    total_s = len(session_pcm) / session.bytes_per_second
+    progress = Progress(options.progress, total_s)
     reader = asyncio.create_task(_read_events(session, collector), name="simulate-events")
     try:
         await session.send_audio(session_pcm)
-        while not _all_sent(session, len(session_pcm)):
+        while session.stats.audio_bytes_sent < len(session_pcm):
             if reader.done():
                 break  # the session ended early; its error surfaces below
-            progress.update(_fresh_seconds(session), collector.confirmed)
+            progress.update(session.stats.audio_bytes_sent / session.bytes_per_second, collector.confirmed)
             await asyncio.sleep(0.1)
         if not reader.done():  # a failed session has nothing to end; its error surfaces from the reader
             await session.end(timeout=30.0 + total_s * 0.1)
@@ -431,17 +430,6 @@ async def _stream(options: Options, task: dict, session_pcm: bytes, collector: C
 async def _read_events(session: StreamingSession, collector: Collector) -> None:
     async for event in session:
         collector.feed(event)
-
-
-def _fresh_seconds(session: StreamingSession) -> float:
-    """Seconds of our audio sent so far (without keep-alive silence or replays after a reconnect)."""
-    stats = session.stats
-    silence = stats.silence_chunks * session.chunk_bytes
-    return max(0.0, (stats.bytes_sent - silence) / session.bytes_per_second - stats.replayed_s)
-
-
-def _all_sent(session: StreamingSession, size: int) -> bool:
-    return _fresh_seconds(session) * session.bytes_per_second >= size - session.chunk_bytes
 
 
 async def _forget_rest_session(session: StreamingSession, credentials: Credentials, api_url: str) -> None:

@@ -19,7 +19,6 @@ import logging
 import random
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -63,7 +62,6 @@ class StreamStats:
     audio_bytes_sent: int = 0  # the producer's own audio (no padding, no replays)
     reconnects: int = 0
     replayed_s: float = 0.0
-    last_latency_s: float | None = None  # audio sent -> its validated transcription received
 
 
 class _Connection:
@@ -107,8 +105,6 @@ class StreamingSession:
         self._replay = bytearray()  # audio to re-send after a reconnect (already on the timeline)
         self._history = bytearray()  # recently sent audio since the last finalised utterance
         self._history_start_s = 0.0
-        self._sent_s = 0.0  # session timeline: seconds of audio sent (replays excluded)
-        self._send_times: deque[tuple[float, float]] = deque(maxlen=512)  # (timeline end s, monotonic)
         self._audio_arrived = asyncio.Event()
         self._connected = asyncio.Event()
         self._paused = False
@@ -407,16 +403,12 @@ class StreamingSession:
         return False
 
     def _finalised(self, end_s: float) -> None:
-        """An utterance ending at `end_s` is final: replay needs nothing before it; note the latency."""
+        """An utterance ending at `end_s` is final: replay needs nothing before it."""
         drop = int((end_s - self._history_start_s) * self.bytes_per_second)
         drop -= drop % (2 * self.channels)
         if drop > 0:
             del self._history[:drop]
             self._history_start_s += drop / self.bytes_per_second
-        for timeline_end, sent_at in self._send_times:
-            if timeline_end >= end_s:
-                self.stats.last_latency_s = time.monotonic() - sent_at
-                break
 
     # --- reconnecting ----------------------------------------------------------------------------
     async def _reconnect(self, reason: str) -> None:
@@ -530,7 +522,6 @@ class StreamingSession:
         if is_silence:
             fresh += bytes(n - len(from_replay) - len(fresh))
         self._history.extend(fresh)
-        self._sent_s += len(fresh) / self.bytes_per_second
         self._trim_history()
         return from_replay + fresh, is_silence
 
@@ -546,4 +537,3 @@ class StreamingSession:
         self.stats.bytes_sent += size
         if is_silence:
             self.stats.silence_chunks += 1
-        self._send_times.append((self._sent_s, time.monotonic()))
