@@ -15,6 +15,7 @@ SAMPLE_WIDTH = 2  # bytes per sample (s16le)
 PCM_DTYPE = np.dtype("<i2")
 
 FRAME_MS = 20
+FRAME_S = FRAME_MS / 1000
 DISCORD_RATE = 48000
 DISCORD_CHANNELS = 2
 FRAME_SAMPLES = DISCORD_RATE * FRAME_MS // 1000  # 960 samples per channel

@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bot.audio.frames import FRAME_BYTES, FRAME_MS, PCM_DTYPE, SILENT_FRAME, rms_dbfs, saturate
+from bot.audio.frames import FRAME_BYTES, FRAME_S, PCM_DTYPE, SILENT_FRAME, rms_dbfs, saturate
 
 log = logging.getLogger(__name__)
 
 UserId = Hashable
-FRAME_S = FRAME_MS / 1000
 
 DEFAULT_QUEUE_FRAMES = 10  # 200 ms of jitter buffer per user
 DEFAULT_ACTIVITY_DBFS = -45.0  # frames louder than this count as speech

@@ -17,15 +17,12 @@ import os
 import threading
 from typing import Literal
 
+from bot.audio.frames import DISCORD_CHANNELS, DISCORD_RATE, FRAME_BYTES, FRAME_SAMPLES  # noqa: F401  (re-exported)
 from bot.errors import BotError
 
-SAMPLE_RATE = 48_000
-CHANNELS = 2
-FRAME_SAMPLES = 960  # 20 ms at 48 kHz
-FRAME_BYTES = FRAME_SAMPLES * CHANNELS * 2  # 3840: s16le stereo
+SAMPLE_RATE, CHANNELS = DISCORD_RATE, DISCORD_CHANNELS  # Discord voice: 48 kHz stereo
 MAX_FRAME_SAMPLES = 5760  # 120 ms, the longest Opus packet
 MAX_PACKET_BYTES = 4000
-SILENCE_PACKET = b"\xf8\xff\xfe"
 
 _APPLICATIONS = {"voip": 2048, "audio": 2049, "lowdelay": 2051}
 _SIGNALS = {"auto": -1000, "voice": 3001, "music": 3002}

@@ -20,13 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, Union
 
-from bot.audio.opus import FRAME_BYTES, FRAME_SAMPLES, Decoder, OpusError
+from bot.audio.frames import DISCORD_RATE, FRAME_BYTES, FRAME_S, FRAME_SAMPLES, SILENT_FRAME
+from bot.audio.opus import Decoder, OpusError
 from bot.voice.receive import VoicePacket
 from bot.voice.rtp import unwrap
 
 log = logging.getLogger(__name__)
-
-SILENCE_PCM = bytes(FRAME_BYTES)
 
 
 class OpusDecoder(Protocol):
@@ -150,7 +149,7 @@ class UserStream:
         self._next_seq = seq
         if self._base_ts != ts and ts + self._ts_shift <= self._last_ts:
             # The sender's clock did not run through the pause: advance by the wall-clock pause.
-            paused = max(1, round((arrival - self._last_arrival) / 0.02))
+            paused = max(1, round((arrival - self._last_arrival) / FRAME_S))
             self._ts_shift = self._last_ts + paused * FRAME_SAMPLES - ts
         self._last_ts = ts + self._ts_shift - FRAME_SAMPLES
         self._anchor = (arrival, ts + self._ts_shift)
@@ -186,7 +185,7 @@ class UserStream:
         if gap > self.max_fill:
             self._anchor = (item.arrival, ts)  # a long pause inside a spurt: no fill
         else:
-            if item.arrival - (ts - anchor_ts) / 48_000 > anchor_wall:
+            if item.arrival - (ts - anchor_ts) / DISCORD_RATE > anchor_wall:
                 self._anchor = (item.arrival, ts)
             self._fill_gap(gap, min(missing, gap), item.opus, out)
         self._last_ts = ts - FRAME_SAMPLES
@@ -208,16 +207,16 @@ class UserStream:
             elif from_end <= min(lost_slots, self.plc_limit):
                 self._slot(self._conceal_or_silence(), None, "plc", out)
             else:
-                self._slot(SILENCE_PCM, None, "silence", out)
+                self._slot(SILENT_FRAME, None, "silence", out)
 
     def _fill_silence_until(self, now: float, out: list[Output]) -> None:
         anchor_wall, anchor_ts = self._anchor
         while True:
             slot_ts = self._last_ts + FRAME_SAMPLES
-            due = anchor_wall + (slot_ts - anchor_ts) / 48_000 + self.max_wait
+            due = anchor_wall + (slot_ts - anchor_ts) / DISCORD_RATE + self.max_wait
             if due > now:
                 return
-            self._slot(SILENCE_PCM, None, "silence", out)
+            self._slot(SILENT_FRAME, None, "silence", out)
 
     def _slot(self, pcm: bytes, seq: int | None, kind: str, out: list[Output]) -> None:
         self._last_ts += FRAME_SAMPLES
@@ -244,4 +243,4 @@ class UserStream:
             return self._decoder.conceal()[:FRAME_BYTES].ljust(FRAME_BYTES, b"\0")
         except OpusError:
             self.stats.decode_errors += 1
-            return SILENCE_PCM
+            return SILENT_FRAME

@@ -32,7 +32,7 @@ import discord
 import numpy as np
 
 from bot.audio import opus
-from bot.audio.frames import FRAME_BYTES, SILENT_FRAME, FrameAssembler
+from bot.audio.frames import FRAME_BYTES, FRAME_S, SILENT_FRAME, FrameAssembler
 from bot.audio.resample import palabra_to_discord
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ OPUS_SETTINGS: dict[str, Any] = {
     "expected_packet_loss": 0.10,
     "signal_type": "auto",
 }
-FRAME_SECONDS = 0.02
 MAX_QUEUE_SECONDS = 60.0  # translation is never dropped below this; beyond it the oldest goes (counted)
 FLOOR_QUEUE_FRAMES = 10  # 200 ms: floor audio is live; a backlog would only add delay
 
@@ -93,12 +92,12 @@ class TranslationSource(discord.AudioSource):
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
         self.floor_base_volume = floor_base_volume
         self.floor_ducked_volume = floor_ducked_volume
-        self.attack_s, self.release_s, self.hold_frames = attack_s, release_s, max(0, round(hold_s / FRAME_SECONDS))
+        self.attack_s, self.release_s, self.hold_frames = attack_s, release_s, max(0, round(hold_s / FRAME_S))
         self._resampler = palabra_to_discord(resample_quality)
         self._assembler = FrameAssembler(FRAME_BYTES)
         self._queue: deque[bytes] = deque()
         self._floor: deque[bytes] = deque(maxlen=FLOOR_QUEUE_FRAMES)
-        self._max_frames = max(1, round(max_queue_s / FRAME_SECONDS))
+        self._max_frames = max(1, round(max_queue_s / FRAME_S))
         self._lock = threading.Lock()
         self._floor_gain = GainRamp(floor_base_volume)
         self._since_translation = self.hold_frames + 1
@@ -143,7 +142,7 @@ class TranslationSource(discord.AudioSource):
 
     @property
     def queued_seconds(self) -> float:
-        return len(self._queue) * FRAME_SECONDS
+        return len(self._queue) * FRAME_S
 
     # ---- discord.py AudioPlayer thread -------------------------------------------------------------
     def read(self) -> bytes:

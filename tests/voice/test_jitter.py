@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from bot.audio import opus
-from bot.voice.jitter import SILENCE_PCM, SpeakingChanged, UserFrame, UserStream
+from bot.audio.frames import SILENT_FRAME
+from bot.voice.jitter import SpeakingChanged, UserFrame, UserStream
 from bot.voice.receive import VoicePacket
 from tests.fakes.audio import from_pcm, rms, sine, to_pcm
 
@@ -102,7 +103,7 @@ def test_dtx_gap_inside_a_spurt_becomes_silence(packets):
     items = [vp(i, packets[i]) for i in range(5)] + [vp(i, packets[i], ts_offset=4, arrival=(i + 4) * 0.02) for i in range(5, 10)]
     got = frames(feed(UserStream(USER), items))
     assert [f.kind for f in got[5:9]] == ["silence"] * 4
-    assert all(f.pcm == SILENCE_PCM for f in got[5:9])
+    assert all(f.pcm == SILENT_FRAME for f in got[5:9])
     assert [f.tick for f in got] == list(range(14))
 
 
