@@ -32,7 +32,7 @@ import discord
 import numpy as np
 
 from bot.audio import opus
-from bot.audio.frames import FRAME_BYTES, FRAME_S, SILENT_FRAME, FrameAssembler
+from bot.audio.frames import FRAME_BYTES, FRAME_S, SILENT_FRAME, FrameAssembler, as_samples, saturate
 from bot.audio.resample import palabra_to_discord
 
 log = logging.getLogger(__name__)
@@ -63,16 +63,15 @@ class GainRamp:
 
     def apply(self, samples: np.ndarray, target: float, ramp_s: float) -> np.ndarray:
         """Scale interleaved stereo int16 `samples`, moving toward `target` at 1.0 per `ramp_s`."""
-        frames = len(samples) // 2
+        stereo = samples.reshape(-1, 2).astype(np.float32)
+        if self.value == target:  # the steady state: one scalar, no per-sample ramp to build
+            return stereo * np.float32(target)
         step = 1.0 / max(1.0, ramp_s * self.rate)
-        if self.value == target:
-            gains = np.full(frames, target, dtype=np.float32)
-        else:
-            direction = 1.0 if target > self.value else -1.0
-            gains = self.value + direction * step * np.arange(1, frames + 1, dtype=np.float32)
-            gains = np.minimum(gains, target) if direction > 0 else np.maximum(gains, target)
-            self.value = float(gains[-1])
-        return samples.reshape(-1, 2).astype(np.float32) * gains[:, None]
+        direction = 1.0 if target > self.value else -1.0
+        gains = self.value + direction * step * np.arange(1, len(stereo) + 1, dtype=np.float32)
+        gains = np.minimum(gains, target) if direction > 0 else np.maximum(gains, target)
+        self.value = float(gains[-1])
+        return stereo * gains[:, None]
 
 
 class TranslationSource(discord.AudioSource):
@@ -163,10 +162,10 @@ class TranslationSource(discord.AudioSource):
         ducking = self._since_translation <= self.hold_frames
         target = self.floor_ducked_volume if ducking else self.floor_base_volume
         ramp = self.attack_s if target < self._floor_gain.value else self.release_s
-        mixed = self._floor_gain.apply(np.frombuffer(floor, dtype="<i2"), target, ramp)
+        mixed = self._floor_gain.apply(as_samples(floor), target, ramp)
         if translation is not None:
-            mixed += np.frombuffer(translation, dtype="<i2").reshape(-1, 2)
-        return np.clip(mixed, -32768, 32767).astype("<i2").tobytes()
+            mixed += as_samples(translation, 2)
+        return saturate(mixed).tobytes()
 
     def is_opus(self) -> bool:
         return False
