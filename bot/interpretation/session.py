@@ -99,6 +99,10 @@ class LiveSession:
         self._empty_since: float | None = None
         self._gone_since: float | None = None
         self._bot_check: dict[int, bool] = {}
+        # Transcript lines go to the database from their own task: a slow commit must not hold up the
+        # translated audio that follows them in Palabra's event stream.
+        self._lines: asyncio.Queue[tuple[str, str, Any] | None] = asyncio.Queue()
+        self._writer: asyncio.Task | None = None
 
     # --- running -----------------------------------------------------------------------------------
     async def start_audio(self) -> None:
@@ -116,6 +120,9 @@ class LiveSession:
         self.parts.poster.start()
         self._tasks.append(asyncio.create_task(self._consume_events(), name=f"session-{self.config.session_id}-events"))
         self._tasks.append(asyncio.create_task(self._watch(), name=f"session-{self.config.session_id}-watch"))
+        if self.on_line is not None:
+            self._writer = asyncio.create_task(self._write_lines(), name=f"session-{self.config.session_id}-lines")
+            self._tasks.append(self._writer)
 
     async def abort(self) -> None:
         """Stop at once (a start that failed halfway); the stream itself is closed by its owner."""
@@ -214,20 +221,27 @@ class LiveSession:
             if line.speaker.user_id is not None:
                 self.speakers_heard.add(line.speaker.user_id)
             poster.final_changed(event.transcription_id)
-            if self.on_line is not None:
-                await self.on_line("line", event.transcription_id, line)
+            self._store("line", event.transcription_id, line)
         elif isinstance(event, p.TranslatedTranscription):
             line = transcript.line(event.transcription_id)
             line.translations[event.language] = event.text
             if line.final:
                 poster.final_changed(event.transcription_id)
-            if self.on_line is not None:
-                await self.on_line("translation", event.transcription_id, (event.language, event.text))
+            self._store("translation", event.transcription_id, (event.language, event.text))
         elif isinstance(event, p.ErrorMessage):
             log.warning("session %s: Palabra error %s: %s", self.config.session_id, event.code, event.desc)
             self._count_error("palabra_message")
         elif isinstance(event, p.Reconnected):
             log.warning("session %s: Palabra stream reconnected (attempt %d)", self.config.session_id, event.attempt)
+
+    def _store(self, kind: str, transcription_id: str, data: Any) -> None:
+        if self._writer is not None:
+            self._lines.put_nowait((kind, transcription_id, data))
+
+    async def _write_lines(self) -> None:
+        assert self.on_line is not None
+        while (item := await self._lines.get()) is not None:
+            await self.on_line(*item)  # reports its own failures
 
     def _attribute(self, line: Any, segments: tuple[p.Segment, ...]) -> None:
         if not segments:
@@ -349,6 +363,10 @@ class LiveSession:
         if events is not None:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(events, timeout=5.0)
+        if self._writer is not None:
+            self._lines.put_nowait(None)
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout=self.config.drain_timeout_s)
         if self.parts.poster is not None:
             await self.parts.poster.drain(timeout=self.config.drain_timeout_s)
             await self.parts.poster.close()
