@@ -87,15 +87,14 @@ class Options:
 
 def parse_targets(targets: str | Iterable[str]) -> list[str]:
     from bot.palabra import languages
+    from bot.palabra.errors import InvalidTaskError
 
     items = targets.split(",") if isinstance(targets, str) else list(targets)
-    codes: list[str] = []
-    for item in items:
-        if not item.strip():
-            continue
-        code = languages.normalise(item)
-        if code not in codes:
-            codes.append(code)
+    try:
+        # Unknown codes are warned about once the task is built; only the shape matters here.
+        codes, _unknown = languages.check_targets(item for item in items if item.strip())
+    except InvalidTaskError as exc:
+        raise SimulationError(str(exc)) from None
     if not codes:
         raise SimulationError("--targets needs at least one language code, e.g. --targets es,fr")
     return codes

@@ -120,13 +120,10 @@ def parse_targets(text: str) -> LanguageChoice:
     parts = [part for part in text.replace(",", " ").split() if part]
     if not parts:
         raise CommandInputError("Give at least one target language, e.g. `es` or `es, fr, de`.")
-    result = LanguageChoice([])
-    for part in parts:
-        code, warning = _checked(part, languages.check_target)
-        if code not in result.codes:
-            result.codes.append(code)
-        if warning:
-            result.warnings.append(warning)
+    try:
+        result = LanguageChoice(*languages.check_targets(parts))
+    except InvalidTaskError as exc:
+        raise CommandInputError(f"{exc}. See `/languages` for the accepted codes.") from None
     if len(result.codes) > MAX_TARGETS:
         raise CommandInputError(f"At most {MAX_TARGETS} target languages at once; you gave {len(result.codes)}.")
     return result

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from bot.errors import BotError
 from bot.palabra.errors import InvalidTaskError
-from bot.palabra.languages import check_source, check_target, normalise
+from bot.palabra.languages import check_source, check_target, check_targets, normalise
 
 MAX_OUTPUTS = 10
 MAX_TARGETS = 10
@@ -158,11 +158,11 @@ def parse_input_protocol(value: str) -> str:
 
 
 def parse_targets(text: str, warnings: list[str]) -> tuple[str, ...]:
-    codes: list[str] = []
-    for raw in _split(text or "", ","):
-        code = _language(check_target, raw, warnings)
-        if code not in codes:
-            codes.append(code)
+    try:
+        codes, unknown = check_targets(_split(text or "", ","))
+    except InvalidTaskError as exc:
+        raise InvalidBroadcastInput(str(exc)) from None
+    warnings.extend(unknown)
     if not codes:
         raise InvalidBroadcastInput("no target languages; give comma-separated codes, e.g. 'es,fr'")
     if len(codes) > MAX_TARGETS:

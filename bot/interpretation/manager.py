@@ -711,25 +711,15 @@ def check_languages(source: str, targets: list[str]) -> tuple[str, list[str], li
     from bot.palabra import languages
     from bot.palabra.errors import InvalidTaskError
 
-    warnings: list[str] = []
     try:
-        warning = languages.check_source(source)
-        if warning:
-            warnings.append(warning)
-        codes: list[str] = []
-        for target in targets:
-            warning = languages.check_target(target)
-            if warning:
-                warnings.append(warning)
-            code = languages.normalise(target)
-            if code not in codes:
-                codes.append(code)
+        source_warning = languages.check_source(source)
+        codes, warnings = languages.check_targets(targets)
     except InvalidTaskError as exc:
         raise InvalidLanguages(f"{exc}. See /languages for the supported codes.") from None
     if not codes:
         raise InvalidLanguages("No target language is set: pass `targets` (e.g. `es,fr`) or set the server's "
                                "defaults with /setup languages.")
-    return languages.normalise(source), codes, warnings
+    return languages.normalise(source), codes, ([source_warning] if source_warning else []) + warnings
 
 
 def _palabra_problem(exc: BaseException) -> str | None:

@@ -7,6 +7,8 @@ is only a warning; a malformed code (not a language tag at all) is refused.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import re
 
 from bot.palabra.errors import InvalidTaskError
@@ -70,6 +72,20 @@ def check_target(code: str) -> str | None:
     if norm in TARGET_LANGUAGES:
         return None
     return f"target language {norm!r} is not in Palabra's known list; sending it anyway"
+
+
+def check_targets(codes: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Normalised target codes (duplicates dropped, order kept) and a warning per unknown one; raises
+    InvalidTaskError for a malformed code."""
+    targets: list[str] = []
+    warnings: list[str] = []
+    for code in codes:
+        warning = check_target(code)
+        if warning:
+            warnings.append(warning)
+        if normalise(code) not in targets:
+            targets.append(normalise(code))
+    return targets, warnings
 
 
 def to_target(source: str) -> str:

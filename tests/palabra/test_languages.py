@@ -48,3 +48,11 @@ def test_source_target_mappings():
     assert languages.to_source("en-gb") == "en"
     assert languages.to_source("zh-hant") == "zh"
     assert languages.to_source("uk") == "uk"
+
+
+def test_check_targets_normalises_dedupes_and_warns_once_per_unknown_code():
+    codes, warnings = languages.check_targets(["ES", "fr", "es", "xx-yy", "pt_BR"])
+    assert codes == ["es", "fr", "xx-yy", "pt-br"]
+    assert len(warnings) == 1 and "xx-yy" in warnings[0]
+    with pytest.raises(InvalidTaskError):
+        languages.check_targets(["es", "not a code!"])
