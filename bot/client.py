@@ -17,6 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import BotError
+from bot.messages import clip
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -62,7 +63,7 @@ def new_reference() -> str:
 
 async def reply_ephemeral(interaction: discord.Interaction, text: str) -> None:
     """Answer privately whatever state the interaction is in (unanswered, deferred or answered)."""
-    text = text[:2000]
+    text = clip(text)
     if not interaction.response.is_done():
         await interaction.response.send_message(text, ephemeral=True)
         return

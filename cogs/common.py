@@ -11,6 +11,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import BotError
+from bot.messages import clip  # noqa: F401  (re-exported for the cogs)
 from bot.palabra import languages
 from bot.palabra.errors import InvalidTaskError
 
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
 MAX_TARGETS = 10
 MAX_CHOICES = 25  # Discord's limit for autocomplete choices
-MESSAGE_LIMIT = 2000
 
 
 class CommandInputError(BotError):
@@ -170,10 +170,6 @@ def with_warnings(text: str, warnings: Iterable[str]) -> str:
     if unique:
         text += "\n" + "\n".join(f"⚠️ {w}" for w in unique)
     return clip(text)
-
-
-def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def services_of(interaction: discord.Interaction):

@@ -19,10 +19,10 @@ from typing import Protocol
 import discord
 
 from bot.interpretation.srt import format_srt
+from bot.messages import clip
 
 log = logging.getLogger(__name__)
 
-MESSAGE_LIMIT = 2000
 WEBHOOK_NAME = "Interpreter"
 DEFAULT_PARTIAL_INTERVAL_S = 1.0
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # then keeps retrying every 8 s until drained or closed
@@ -93,18 +93,14 @@ def clock_time(seconds: float) -> str:
 def render(line: Line, targets: list[str]) -> str:
     """The message text of an utterance: the growing partial in italics, or the final with translations."""
     if not line.final:
-        return _fit(f"*{_escape(line.text)} …*")
+        return clip(f"*{_escape(line.text)} …*")
     rows = [_escape(line.text)]
     rows += [f"> **{lang}**: {_escape(line.translations[lang])}" for lang in targets if line.translations.get(lang)]
-    return _fit("\n".join(rows))
+    return clip("\n".join(rows))
 
 
 def _escape(text: str) -> str:
     return discord.utils.escape_mentions(text)
-
-
-def _fit(text: str) -> str:
-    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
 # --- posting ----------------------------------------------------------------------------------------
@@ -164,14 +160,14 @@ class ChannelSink:
         self._speakers: dict[int, Speaker] = {}
 
     async def send(self, speaker: Speaker, content: str) -> int:
-        message = await self.channel.send(_fit(f"**{_escape(speaker.name)}**: {content}"),
+        message = await self.channel.send(clip(f"**{_escape(speaker.name)}**: {content}"),
                                           allowed_mentions=discord.AllowedMentions.none())
         self._messages[message.id], self._speakers[message.id] = message, speaker
         return message.id
 
     async def edit(self, message_id: int, content: str) -> None:
         speaker = self._speakers[message_id]
-        await self._messages[message_id].edit(content=_fit(f"**{_escape(speaker.name)}**: {content}"))
+        await self._messages[message_id].edit(content=clip(f"**{_escape(speaker.name)}**: {content}"))
 
     async def delete(self, message_id: int) -> None:
         await self._messages.pop(message_id).delete()
