@@ -1,7 +1,7 @@
 """A user's privacy choices (`/privacy`): stored, and applied at once to running sessions.
 
 `guild_id` None means every server. Deleting a user's data keeps their opt-out: the row that records
-the choice is what keeps their voice out, so it is written back after the deletion.
+the choice is what keeps their voice out.
 """
 
 from __future__ import annotations
@@ -62,10 +62,8 @@ async def opt_in(services: Services, user_id: int, guild_id: int | None) -> OptI
 async def delete_data(services: Services, user_id: int, guild_id: int | None) -> DeleteResult:
     """Delete the user's transcript lines (in one server, or everywhere); their opt-outs stay."""
     async with services.database.session() as s:
+        deleted = await privacy.delete_user_data(s, user_id, guild_id, keep_choices=True)
         scopes = await privacy.opt_out_scopes(s, user_id)
-        deleted = await privacy.delete_user_data(s, user_id, guild_id)
-        kept = [scope for scope in scopes if guild_id is None or scope == guild_id]
-        for scope in kept:
-            await privacy.opt_out(s, user_id, scope)
+    kept = [scope for scope in scopes if guild_id is None or scope == guild_id]
     log.info("deleted %d transcript lines of user %s", deleted.transcript_lines, user_id)
     return DeleteResult(deleted.transcript_lines, len(kept))

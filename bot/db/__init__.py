@@ -60,7 +60,7 @@ privacy:     opt_out(s, user_id, guild_id=None) / opt_in(...) -> bool   # guild_
              is_opted_out(s, user_id, guild_id) -> bool
              opted_out_user_ids(s, guild_id) -> set[int]   # the mixer's exclusion set
              opt_out_scopes(s, user_id) -> list[int | None]
-             delete_user_data(s, user_id, guild_id=None) -> DeletedUserData(transcript_lines, privacy_choices)
+             delete_user_data(s, user_id, guild_id=None, *, keep_choices=False) -> DeletedUserData(transcript_lines, privacy_choices)
 leases:      acquire_speaker(s, *, candidates, guild_id, channel_id, language, instance_id, session_id=None)
                  -> SpeakerLease | None   # atomic; acquire each language in its own unit of work
              release_speaker(s, speaker_user_id, guild_id), release_lease(s, lease_id) -> bool

@@ -69,11 +69,13 @@ async def opt_out_scopes(session: AsyncSession, user_id: int) -> list[int | None
     return [None if guild == GLOBAL_SCOPE else guild for guild in result]
 
 
-async def delete_user_data(session: AsyncSession, user_id: int, guild_id: int | None = None) -> DeletedUserData:
-    """Delete what is stored about a user: the transcript lines they spoke and their privacy choices.
+async def delete_user_data(session: AsyncSession, user_id: int, guild_id: int | None = None, *,
+                           keep_choices: bool = False) -> DeletedUserData:
+    """Delete what is stored about a user: the transcript lines they spoke and (unless `keep_choices`)
+    their privacy choices.
 
     With guild_id, only that guild's lines and that guild's choice; without, everything. Deleting the
-    choices means a former opt-out no longer applies — callers that want to keep it opt out again.
+    choices means a former opt-out no longer applies.
     """
     lines = delete(TranscriptLine).where(TranscriptLine.speaker_user_id == user_id)
     choices = delete(PrivacyOptOut).where(PrivacyOptOut.user_id == user_id)
@@ -82,5 +84,5 @@ async def delete_user_data(session: AsyncSession, user_id: int, guild_id: int | 
         lines = lines.where(TranscriptLine.session_id.in_(guild_sessions))
         choices = choices.where(PrivacyOptOut.guild_id == guild_id)
     deleted_lines = (await session.execute(lines)).rowcount
-    deleted_choices = (await session.execute(choices)).rowcount
+    deleted_choices = 0 if keep_choices else (await session.execute(choices)).rowcount
     return DeletedUserData(transcript_lines=deleted_lines, privacy_choices=deleted_choices)

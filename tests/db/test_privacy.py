@@ -89,3 +89,14 @@ async def test_delete_user_data_in_one_guild(db):
         ]
         assert await privacy.opt_out_scopes(s, ALICE) == [None]
     assert GLOBAL_SCOPE == 0
+
+
+async def test_delete_user_data_can_keep_the_privacy_choices(db):
+    async with db.session() as s:
+        await privacy.opt_out(s, ALICE, GUILD)
+        await privacy.opt_out(s, ALICE)
+    async with db.session() as s:
+        deleted = await privacy.delete_user_data(s, ALICE, keep_choices=True)
+    assert deleted.privacy_choices == 0
+    async with db.session() as s:
+        assert sorted(await privacy.opt_out_scopes(s, ALICE), key=str) == sorted([GUILD, None], key=str)
