@@ -1,5 +1,5 @@
-"""Alembic environment (async). The URL comes from, in order: the caller (`upgrade_to_head`), the
-`sqlalchemy.url` option, or DATABASE_URL."""
+"""Alembic environment (async). `upgrade_to_head` hands over its own connection; the developer CLI
+(`alembic revision --autogenerate`) connects to the `sqlalchemy.url` option, or else DATABASE_URL."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ if config.config_file_name and "connection" not in config.attributes:
 
 
 def database_url() -> str:
-    url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+    url = config.get_main_option("sqlalchemy.url")
     if url:
         return str(url)
     from bot.settings import load_settings

@@ -53,14 +53,12 @@ def migrations_directory() -> Path:
     raise DatabaseError(f"the migration scripts were not found (looked in {tried})")
 
 
-def alembic_config(url: str | None = None):  # -> alembic.config.Config
+def alembic_config():  # -> alembic.config.Config
     from alembic.config import Config
 
     config = Config()
     # ConfigParser interpolation: a literal % must be doubled.
     config.set_main_option("script_location", str(migrations_directory()).replace("%", "%%"))
-    if url is not None:
-        config.attributes["url"] = url
     return config
 
 
@@ -76,11 +74,10 @@ async def current_revision(url: str) -> str | None:
     from sqlalchemy.exc import DBAPIError, OperationalError
     from sqlalchemy.pool import NullPool
 
-    from bot.db.engine import check_connection, create_engine, unavailable
+    from bot.db.engine import create_engine, unavailable
 
     engine = create_engine(url, poolclass=NullPool)
     try:
-        await check_connection(engine)
         async with engine.connect() as connection:
             return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
     except (OperationalError, DBAPIError, OSError) as exc:
