@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from bot.errors import BotError
@@ -19,8 +18,6 @@ COMMANDS = {
     "emulator": ("bot.palabra.emulator.cli", "serve the local Palabra-compatible emulator"),
     "bench": ("bot.bench", "measure performance and print the figures as JSON"),
 }
-
-log = logging.getLogger("bot")
 
 
 def build_parser() -> argparse.ArgumentParser:

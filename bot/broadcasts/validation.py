@@ -133,7 +133,7 @@ def parse_create(
     clean_source = _language(check_source, source, warnings)
     target_codes = parse_targets(targets, warnings)
     protocol = parse_input_protocol(input_protocol)
-    specs = parse_outputs(outputs, target_codes, warnings)
+    specs = parse_outputs(outputs, target_codes)
     voice_map = parse_voices(voices, target_codes)
     mixing = parse_mixing(delay_s=delay_s, base_volume=base_volume, ducked_volume=ducked_volume,
                           ignore_video=ignore_video)
@@ -170,7 +170,7 @@ def parse_targets(text: str, warnings: list[str]) -> tuple[str, ...]:
     return tuple(codes)
 
 
-def parse_outputs(text: str, targets: tuple[str, ...], warnings: list[str] | None = None) -> tuple[OutputSpec, ...]:
+def parse_outputs(text: str, targets: tuple[str, ...]) -> tuple[OutputSpec, ...]:
     items = [item for line in (text or "").splitlines() for item in _split(line, ";")]
     if not items:
         raise InvalidBroadcastInput(f"no outputs; write them like `{OUTPUT_SYNTAX}`")
@@ -250,7 +250,7 @@ def parse_update(
         body["translation_pipeline"] = pipeline(source, new_targets, {**kept, **parse_voices(voices, new_targets)})
     keys: tuple[str, ...] = ()
     if outputs is not None:
-        specs = parse_outputs(outputs, new_targets, warnings)
+        specs = parse_outputs(outputs, new_targets)
         body["outputs"] = [s.body() for s in specs]
         keys = tuple(s.stream_key for s in specs if s.stream_key)
     elif targets is not None:
