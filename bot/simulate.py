@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.errors import BotError
 from bot.interpretation.srt import format_srt
+from bot.palabra.task import SESSION_SAMPLE_RATE
 
 if TYPE_CHECKING:
     from bot.palabra.credentials import Credentials
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SESSION_RATE = 16000  # the session's declared input format: 16 kHz mono pcm_s16le
-SILENCE_THRESHOLD_S = 0.7  # Palabra confirms a sentence after this much silence
 TRAILING_SILENCE_S = 2.5  # appended to the input so the last sentence is confirmed before end_task
 OUTPUT_RATE, OUTPUT_CHANNELS = 48000, 2
 
@@ -106,8 +105,7 @@ def build_session_task(source: str, targets: list[str]) -> tuple[dict, list[str]
     from bot.palabra.task import build_task, validate_task
 
     try:
-        task = build_task(source, targets, sample_rate=SESSION_RATE, channels=1,
-                          silence_threshold=SILENCE_THRESHOLD_S)
+        task = build_task(source, targets)  # the live session's format and silence threshold
         return task, validate_task(task)
     except InvalidTaskError as exc:
         raise SimulationError(str(exc)) from None
@@ -116,7 +114,7 @@ def build_session_task(source: str, targets: list[str]) -> tuple[dict, list[str]
 # --- the bot's input path -------------------------------------------------------------------------
 
 
-def convert_input(pcm48k_stereo: bytes, session_rate: int = SESSION_RATE,
+def convert_input(pcm48k_stereo: bytes, session_rate: int = SESSION_SAMPLE_RATE,
                   trailing_silence_s: float = TRAILING_SILENCE_S) -> bytes:
     """What the bot sends Palabra for this audio: 20 ms frames -> mixer (one user) -> session format.
     Trailing silence comes from the mixer itself (ticks with nobody speaking)."""

@@ -51,8 +51,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SESSION_RATE = 16000
-SILENCE_THRESHOLD_S = 0.7
 CONNECT_TIMEOUT_S = 20.0
 HEARTBEAT_INTERVAL_S = 30.0
 PURGE_INTERVAL_S = 3600.0  # transcript retention is in days: hourly is prompt enough
@@ -269,7 +267,7 @@ class InterpretationManager:
                         started_by_name: str, cleanup: _Cleanup) -> StartReport:
         from bot.palabra.errors import PalabraError
         from bot.palabra.streaming import StreamingSession
-        from bot.palabra.task import build_task
+        from bot.palabra.task import SESSION_SAMPLE_RATE, build_task
         from bot.voice.receiver import ListeningVoiceClient
 
         vc = await voice_channel.connect(cls=ListeningVoiceClient, timeout=CONNECT_TIMEOUT_S, reconnect=True,
@@ -280,8 +278,7 @@ class InterpretationManager:
             lambda uid: user_speaker(guild, uid).name)
         await self._post_consent(voice_channel, targets, transcript_channel.id, prefs, started_by_name, warnings)
 
-        task = build_task(source, targets, sample_rate=SESSION_RATE, channels=1, voices=prefs.voices,
-                          silence_threshold=SILENCE_THRESHOLD_S)
+        task = build_task(source, targets, voices=prefs.voices)
         rest = RecordingRest(self.services.palabra, lambda pid: self._record_palabra_id(session_id, pid))
         try:
             streaming = await StreamingSession.start(credentials=self.services.credentials, task=task,
@@ -300,7 +297,7 @@ class InterpretationManager:
             mixer.exclude(user_id)
         config = SessionConfig(
             session_id=session_id, guild_id=guild.id, source_channel_id=voice_channel.id,
-            transcript_channel_id=transcript_channel.id, source=source, targets=targets, session_rate=SESSION_RATE,
+            transcript_channel_id=transcript_channel.id, source=source, targets=targets, session_rate=SESSION_SAMPLE_RATE,
             auto_stop_empty_s=float(prefs.auto_stop_empty_seconds),
             auto_stop_max_s=float(prefs.auto_stop_max_seconds) if prefs.auto_stop_max_seconds else None,
             **self.session_options)

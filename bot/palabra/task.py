@@ -19,7 +19,10 @@ OUTPUT_FORMATS = ("pcm_s16le", "zlib_pcm_s16le")
 STREAM_TYPES = ("ws", "webrtc")
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 16000, 48000
 MIN_SILENCE_THRESHOLD, MAX_SILENCE_THRESHOLD = 0.3, 2.0
-OUTPUT_SAMPLE_RATE = 24000
+# The bot's session input: 16 kHz mono cuts Palabra's recognition and confirmation latency with the
+# same text as 24 kHz (a third party's A/B test); a sentence is confirmed after this much silence.
+SESSION_SAMPLE_RATE = 16000
+SILENCE_THRESHOLD_S = 0.7
 MESSAGE_TYPES = (
     "partial_transcription", "validated_transcription", "translated_transcription",
     "partial_translated_transcription", "pipeline_timings", "tts_buffer_stats", "output_audio_data",
@@ -32,11 +35,11 @@ def build_task(
     source: str,
     targets: Sequence[str],
     *,
-    sample_rate: int = 16000,
+    sample_rate: int = SESSION_SAMPLE_RATE,
     channels: int = 1,
     input_format: str = "pcm_s16le",
     voices: dict[str, str] | None = None,
-    silence_threshold: float = 0.7,
+    silence_threshold: float = SILENCE_THRESHOLD_S,
     translate_partials: bool = False,
     allowed_message_types: Iterable[str] | None = None,
     queue_desired_ms: int = 5000,
