@@ -317,7 +317,8 @@ class InterpretationManager:
         live.parts.poster = TranscriptPoster(
             await self._sink(transcript_channel, warnings), transcript, targets,
             partial_interval_s=self.partial_interval_s,
-            on_error=lambda _text: self.metrics.errors.labels("transcript_post").inc())
+            on_error=lambda _text: self.metrics.errors.labels("transcript_post").inc(),
+            on_posted=self.metrics.transcript_messages.inc)
         self.sessions[voice_channel.id] = _Running(live, guild, voice_channel, transcript_channel, source, targets,
                                                    placements, leases, rest)
         cleanup.clear()

@@ -188,10 +188,11 @@ class TranscriptPoster:
                  partial_interval_s: float = DEFAULT_PARTIAL_INTERVAL_S,
                  retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
                  on_error: Callable[[str], None] | None = None,
+                 on_posted: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.sink, self.transcript, self.targets = sink, transcript, targets
         self.partial_interval_s, self.retry_delays_s = partial_interval_s, retry_delays_s
-        self.on_error, self.clock = on_error, clock
+        self.on_error, self.on_posted, self.clock = on_error, on_posted, clock
         self.posted: dict[str, _Posted] = {}
         self._finals: dict[str, None] = {}  # ordered set of utterances whose final is not yet posted
         self._partials: dict[str, None] = {}  # ordered set of utterances with a newer partial
@@ -302,6 +303,8 @@ class TranscriptPoster:
                 message_id = await self.sink.send(line.speaker, content)
                 self.posted[tid] = _Posted(message_id, line.speaker, content)
                 self.sent += 1
+                if self.on_posted is not None:
+                    self.on_posted()
             elif posted.content != content:
                 await self.sink.edit(posted.message_id, content)
                 posted.content = content

@@ -149,6 +149,7 @@ async def test_speech_is_translated_into_sibling_channels_with_transcripts_and_a
             assert all(set(line.translations) == {"es", "fr"} for line in stored)
         metrics = world.metrics.render().decode()
         assert "interpreter_palabra_latency_seconds_count 2.0" in metrics
+        assert "interpreter_transcript_messages_total 2.0" in metrics  # one message per utterance
         assert "interpreter_sessions_active 0.0" in metrics
 
 
