@@ -115,7 +115,7 @@ class InterpretationManager:
         self.partial_interval_s: float = services.extras.get("partial_interval_s", 1.0)
         self.session_options: dict[str, Any] = services.extras.get("session_options", {})
         self.sessions: dict[int, _Running] = {}  # source channel id -> running session
-        self._starting: set[int] = set()
+        self._starting: dict[int, int] = {}  # channel id -> guild id, while a start is under way
         self._stopping: dict[int, asyncio.Task[StopReport]] = {}
         self._heartbeat: asyncio.Task | None = None
 
@@ -210,15 +210,16 @@ class InterpretationManager:
         channel_id = voice_channel.id
         if channel_id in self.sessions or channel_id in self._starting or channel_id in self._stopping:
             raise SessionAlreadyRunning()
-        if any(r.guild.id == guild.id for r in self.sessions.values()) or guild.voice_client is not None:
+        if (any(r.guild.id == guild.id for r in self.sessions.values()) or guild.voice_client is not None
+                or guild.id in self._starting.values()):
             raise SessionAlreadyRunning(
                 "Interpretation is already running in another voice channel of this server "
                 "(the bot can be in one voice channel per server); stop it first with /interpret stop.")
-        self._starting.add(channel_id)
+        self._starting[channel_id] = guild.id
         try:
             return await self._start_in(guild, voice_channel, started_by_id, started_by_name, source, targets)
         finally:
-            self._starting.discard(channel_id)
+            del self._starting[channel_id]
 
     async def _start_in(self, guild: discord.Guild, voice_channel: Any, started_by_id: int | None,
                         started_by_name: str, source: str | None, targets: list[str] | None) -> StartReport:

@@ -3,6 +3,7 @@ and both databases (no speech needed)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -45,6 +46,15 @@ async def test_refusals_leave_nothing_behind(db):
             await manager.start(guild=world.guild, voice_channel=world.channel("Voice B"), requested_by=member)
         stop = await manager.stop(guild_id=fake.guild.id)
         assert stop.session_id == report.session_id and world.emulator.state.sessions == {}
+
+        # Two starts at once in different channels of one server: the second is refused, not raced.
+        results = await asyncio.gather(
+            manager.start(guild=world.guild, voice_channel=world.channel("Voice A"), requested_by=member),
+            manager.start(guild=world.guild, voice_channel=world.channel("Voice B"), requested_by=member),
+            return_exceptions=True)
+        assert sum(isinstance(r, SessionAlreadyRunning) for r in results) == 1
+        assert len(manager.sessions) == 1
+        await manager.stop(guild_id=fake.guild.id)
 
 
 @pytest.mark.parametrize("trigger", ["channel_empty", "bot_disconnected", "bot_moved", "max_duration"])
