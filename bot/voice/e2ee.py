@@ -51,14 +51,14 @@ def open_frame(user_id: int, frame: bytes, session: davey.DaveSession | None, pr
     if session is None or protocol_version == 0:
         # Transport-only call (or a downgrade): frames are plain, except stragglers still encrypted
         # from before the transition, which the session may still open with its retained keys.
-        if session is not None and session.ready and looks_encrypted(frame):
-            try:
-                return session.decrypt(user_id, AUDIO, frame)
-            except ValueError:
-                return frame  # a plain Opus frame that happens to end in FA FA
-        if looks_encrypted(frame):
+        if not looks_encrypted(frame):
+            return frame
+        if session is None or not session.ready:
             raise DaveError(NOT_READY, "encrypted frame but no DAVE session")
-        return frame
+        try:
+            return session.decrypt(user_id, AUDIO, frame)
+        except ValueError:
+            return frame  # a plain Opus frame that happens to end in FA FA
     if not session.ready:
         raise DaveError(NOT_READY, "DAVE session is still being set up")
     try:

@@ -19,7 +19,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -121,8 +121,7 @@ class VoiceReceiver:
     def on_datagram(self, data: bytes) -> None:
         """UDP thread: parse and decrypt, then hand off. Never raises."""
         try:
-            for event in self.pipeline.feed(data, time.monotonic()):
-                self._inbox.put(("event", event))
+            self._enqueue_events(self.pipeline.feed(data, time.monotonic()))
         except Exception:
             self.callback_errors += 1
             self._log("datagram", logging.ERROR, "voice receive: unexpected error handling a datagram")
@@ -141,10 +140,10 @@ class VoiceReceiver:
             self.pipeline.set_own_ssrc(int(data["ssrc"]))
         elif op == 4:  # SESSION DESCRIPTION: the (new, after a reconnect) transport key
             self.pipeline.set_transport(data["mode"], bytes(data["secret_key"]))
-        elif op == 5 and data.get("user_id") is not None and data.get("ssrc"):
-            self._enqueue_events(self.pipeline.map_ssrc(int(data["ssrc"]), int(data["user_id"]), now))
-        elif op == 12 and data.get("user_id") is not None and data.get("audio_ssrc"):
-            self._enqueue_events(self.pipeline.map_ssrc(int(data["audio_ssrc"]), int(data["user_id"]), now))
+        elif op in (5, 12):  # SPEAKING / VIDEO: who sends on which (audio) SSRC
+            ssrc = data.get("ssrc" if op == 5 else "audio_ssrc")
+            if ssrc and data.get("user_id") is not None:
+                self._enqueue_events(self.pipeline.map_ssrc(int(ssrc), int(data["user_id"]), now))
         elif op == 11:
             self._publish_event(MemberJoined(tuple(int(u) for u in data.get("user_ids", ()))))
         elif op == 13 and data.get("user_id") is not None:
@@ -153,7 +152,7 @@ class VoiceReceiver:
             self._inbox.put(("forget", user_id))
             self._publish_event(MemberLeft(user_id))
 
-    def _enqueue_events(self, events: list[Any]) -> None:
+    def _enqueue_events(self, events: Iterable[Any]) -> None:
         for event in events:
             self._inbox.put(("event", event))
 
