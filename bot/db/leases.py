@@ -85,9 +85,12 @@ async def release_lease(session: AsyncSession, lease_id: int) -> bool:
     return result.rowcount > 0
 
 
-async def release_session_leases(session: AsyncSession, session_id: int) -> int:
-    """End every lease of an interpretation session; returns how many."""
-    result = await session.execute(delete(SpeakerLease).where(SpeakerLease.session_id == session_id))
+async def release_session_leases(session: AsyncSession, session_id: int | Iterable[int]) -> int:
+    """End every lease of an interpretation session (or of several); returns how many."""
+    ids = [session_id] if isinstance(session_id, int) else list(session_id)
+    if not ids:
+        return 0
+    result = await session.execute(delete(SpeakerLease).where(SpeakerLease.session_id.in_(ids)))
     return result.rowcount
 
 

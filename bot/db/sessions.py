@@ -7,18 +7,18 @@ import socket
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.errors import NotFound, SessionAlreadyActive
+from bot.db.leases import release_session_leases
 from bot.db.models import (
     LIVE_STATUSES,
     SESSION_ACTIVE,
     SESSION_ENDED,
     SESSION_STOPPING,
     InterpretationSession,
-    SpeakerLease,
 )
 from bot.db.types import utcnow
 
@@ -114,11 +114,7 @@ async def stop_session(
     """End a session and release its speaker leases. Idempotent: ending an ended session changes nothing."""
     row = await _live(session, session_id)
     if row.status != SESSION_ENDED:
-        row.status = SESSION_ENDED
-        row.ended_at = ended_at or utcnow()
-        row.end_reason = reason
-        await session.execute(delete(SpeakerLease).where(SpeakerLease.session_id == session_id))
-        await session.flush()
+        await _end(session, [row], reason, ended_at or utcnow())
     return row
 
 
@@ -163,12 +159,13 @@ async def mark_crashed_sessions(
     if heartbeat_before is not None:
         query = query.where(InterpretationSession.heartbeat_at < heartbeat_before)
     crashed = list(await session.scalars(query.with_for_update().order_by(InterpretationSession.id)))
-    ended_at = now or utcnow()
-    for row in crashed:
-        row.status = SESSION_ENDED
-        row.ended_at = ended_at
-        row.end_reason = END_CRASHED
-    if crashed:
-        await session.execute(delete(SpeakerLease).where(SpeakerLease.session_id.in_([row.id for row in crashed])))
-    await session.flush()
+    await _end(session, crashed, END_CRASHED, now or utcnow())
     return crashed
+
+
+async def _end(session: AsyncSession, rows: list[InterpretationSession], reason: str, ended_at: datetime) -> None:
+    """Mark the sessions ended and release their speaker leases."""
+    for row in rows:
+        row.status, row.ended_at, row.end_reason = SESSION_ENDED, ended_at, reason
+    await release_session_leases(session, [row.id for row in rows])
+    await session.flush()
