@@ -27,8 +27,9 @@ READY_TIMEOUT_S = 60.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--instance-id", default=None,
-                        help="this process's owner id in the database (default: host:pid)")
+    parser.add_argument(
+        "--instance-id", default=None, help="this process's owner id in the database (default: host:pid)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -88,8 +89,9 @@ class App:
         extras: dict[str, Any] = {"metrics": self.metrics}
         if self.instance_id:
             extras["instance_id"] = self.instance_id
-        services = Services(settings=settings, database=self.database, credentials=credentials, palabra=self.rest,
-                            extras=extras)
+        services = Services(
+            settings=settings, database=self.database, credentials=credentials, palabra=self.rest, extras=extras
+        )
         self.bot = InterpreterBot(services)
         pool = SpeakerPool()
         from bot.interpretation.manager import InterpretationManager
@@ -109,14 +111,16 @@ class App:
     async def _start_listener(self, token: str) -> None:
         self.bot_task = asyncio.create_task(self.bot.start(token), name="listener-bot")
         ready = asyncio.create_task(self.bot.wait_until_ready())
-        done, _ = await asyncio.wait({ready, self.bot_task}, timeout=READY_TIMEOUT_S,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {ready, self.bot_task}, timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
         if ready not in done:
             ready.cancel()
             if self.bot_task in done and self.bot_task.exception() is not None:
                 raise ConfigurationError(
                     f"the bot could not log in to Discord ({type(self.bot_task.exception()).__name__}); "
-                    "check DISCORD_TOKEN") from None
+                    "check DISCORD_TOKEN"
+                ) from None
             raise ConfigurationError(f"the bot did not become ready within {READY_TIMEOUT_S:.0f} s")
 
     async def _start_speakers(self, pool: Any) -> None:

@@ -115,9 +115,9 @@ def measure_receive(pcm_frames: list[bytes], repeat: int) -> dict[str, Any]:
 
     from bot.audio import opus
     from bot.voice.jitter import UserStream
+    from bot.voice.playback import ensure_discord_opus
     from bot.voice.receive import ReceivePipeline
     from bot.voice.rtp import build_header
-    from bot.voice.playback import ensure_discord_opus
     from bot.voice.transport import XCHACHA, TransportCipher
 
     encoder = opus.Encoder(application="audio", bitrate_kbps=64, fec=True)
@@ -219,8 +219,11 @@ def measure_playback(pcm_frames: list[bytes], repeat: int) -> dict[str, Any]:
 
     # Raw baseline: opus_encode straight into a preallocated buffer, same settings as discord.py's.
     baseline = opus.Encoder(
-        application=OPUS_SETTINGS["application"], bitrate_kbps=OPUS_SETTINGS["bitrate"], fec=OPUS_SETTINGS["fec"],
-        expected_packet_loss=OPUS_SETTINGS["expected_packet_loss"], signal=OPUS_SETTINGS["signal_type"],
+        application=OPUS_SETTINGS["application"],
+        bitrate_kbps=OPUS_SETTINGS["bitrate"],
+        fec=OPUS_SETTINGS["fec"],
+        expected_packet_loss=OPUS_SETTINGS["expected_packet_loss"],
+        signal=OPUS_SETTINGS["signal_type"],
         bandwidth="full",
     )
     lib = opus.load()

@@ -85,7 +85,11 @@ class InterpreterTree(app_commands.CommandTree):
             command = interaction.command.qualified_name if interaction.command else "?"
             log.error(
                 "command /%s failed (reference %s, guild %s, user %s)",
-                command, reference, interaction.guild_id, interaction.user.id, exc_info=cause,
+                command,
+                reference,
+                interaction.guild_id,
+                interaction.user.id,
+                exc_info=cause,
             )
             text = f"Something went wrong (reference {reference}). The error was logged; please try again later."
         else:

@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 class HealthServer:
     """`health()` returns a dict with at least "ok" (bool); /healthz answers 200 when ok, else 503."""
 
-    def __init__(self, metrics: Metrics, health: Callable[[], dict[str, Any]], *, host: str = "0.0.0.0",
-                 port: int = 8080) -> None:
+    def __init__(
+        self, metrics: Metrics, health: Callable[[], dict[str, Any]], *, host: str = "0.0.0.0", port: int = 8080
+    ) -> None:
         self.metrics, self.health, self.host, self.port = metrics, health, host, port
         self._runner: web.AppRunner | None = None
 

@@ -50,7 +50,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--speed", type=float, default=1.0, help="run N times faster than real time (bundled emulator only)"
     )
     parser.add_argument(
-        "--emulator", action="store_true",
+        "--emulator",
+        action="store_true",
         help="use the bundled emulator even when Palabra credentials are configured",
     )
 
@@ -62,7 +63,11 @@ def main(args: argparse.Namespace) -> int:
     settings = load_settings()
     setup_logging("DEBUG" if settings.log_level == "DEBUG" else "WARNING")  # the progress line is the output
     options = Options(
-        input=Path(args.input), source=args.source, targets=args.targets, out=Path(args.out), speed=args.speed,
+        input=Path(args.input),
+        source=args.source,
+        targets=args.targets,
+        out=Path(args.out),
+        speed=args.speed,
         force_emulator=args.emulator,
     )
     result = asyncio.run(simulate(options, settings))
@@ -114,8 +119,9 @@ def build_session_task(source: str, targets: list[str]) -> tuple[dict, list[str]
 # --- the bot's input path -------------------------------------------------------------------------
 
 
-def convert_input(pcm48k_stereo: bytes, session_rate: int = SESSION_SAMPLE_RATE,
-                  trailing_silence_s: float = TRAILING_SILENCE_S) -> bytes:
+def convert_input(
+    pcm48k_stereo: bytes, session_rate: int = SESSION_SAMPLE_RATE, trailing_silence_s: float = TRAILING_SILENCE_S
+) -> bytes:
     """What the bot sends Palabra for this audio: 20 ms frames -> mixer (one user) -> session format.
     Trailing silence comes from the mixer itself (ticks with nobody speaking)."""
     from bot.audio.frames import FRAME_MS, FrameAssembler
@@ -209,7 +215,9 @@ class Collector:
 # --- writing outputs ------------------------------------------------------------------------------
 
 
-def place_translation(utterances: list[Utterance], language: str, input_seconds: float) -> tuple[bytes, dict[str, float]]:
+def place_translation(
+    utterances: list[Utterance], language: str, input_seconds: float
+) -> tuple[bytes, dict[str, float]]:
     """48 kHz stereo PCM for one language: each utterance's audio starts at its source start time,
     or right after the previous one if it would overlap (nothing is cut or mixed over).
     Returns the PCM and where each utterance was placed (seconds)."""
@@ -237,27 +245,34 @@ def place_translation(utterances: list[Utterance], language: str, input_seconds:
     return bytes(out), placed
 
 
-def transcript_records(utterances: list[Utterance], targets: list[str],
-                       placements: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+def transcript_records(
+    utterances: list[Utterance], targets: list[str], placements: dict[str, dict[str, float]]
+) -> list[dict[str, Any]]:
     records = []
     for item in utterances:
-        records.append({
-            "id": item.id,
-            "start": item.start,
-            "end": item.end,
-            "language": item.language,
-            "text": item.text,
-            "translations": {lang: item.translation_text(lang) for lang in targets if lang in item.translations},
-            "audio_start": {lang: round(placements[lang][item.id], 3) for lang in targets
-                            if item.id in placements.get(lang, {})},
-        })
+        records.append(
+            {
+                "id": item.id,
+                "start": item.start,
+                "end": item.end,
+                "language": item.language,
+                "text": item.text,
+                "translations": {lang: item.translation_text(lang) for lang in targets if lang in item.translations},
+                "audio_start": {
+                    lang: round(placements[lang][item.id], 3) for lang in targets if item.id in placements.get(lang, {})
+                },
+            }
+        )
     return records
 
 
 def write_srt(path: Path, records: list[dict[str, Any]]) -> None:
     cues = (
-        (record["start"], record["end"],
-         [record["text"]] + [f"{lang}: {text}" for lang, text in record["translations"].items()])
+        (
+            record["start"],
+            record["end"],
+            [record["text"]] + [f"{lang}: {text}" for lang, text in record["translations"].items()],
+        )
         for record in records
     )
     path.write_text(format_srt(cues), encoding="utf-8")
@@ -350,7 +365,8 @@ async def simulate(options: Options, settings: Settings | None = None) -> Result
     if credentials is not None and options.speed != 1:
         raise SimulationError(
             "--speed other than 1 works only with the bundled emulator: Palabra needs real-time audio "
-            "(use --emulator, or unset the PALABRA_* credentials)")
+            "(use --emulator, or unset the PALABRA_* credentials)"
+        )
 
     pcm48k = read_audio(options.input)
     if not pcm48k:
@@ -368,8 +384,9 @@ async def simulate(options: Options, settings: Settings | None = None) -> Result
         await _stream(options, task, session_pcm, collector, credentials, settings.palabra_api_url)
 
     wavs, transcript, srt = write_outputs(options.out, collector, targets, input_seconds)
-    return Result(options.out, backend, wavs, transcript, srt, len(collector.ordered()), input_seconds,
-                  collector.problems)
+    return Result(
+        options.out, backend, wavs, transcript, srt, len(collector.ordered()), input_seconds, collector.problems
+    )
 
 
 def _credentials(settings: Settings) -> Credentials | None:
@@ -395,12 +412,14 @@ async def _run_with_emulator(options: Options, task: dict, session_pcm: bytes, c
     return backend
 
 
-async def _stream(options: Options, task: dict, session_pcm: bytes, collector: Collector,
-                  credentials: Credentials, api_url: str) -> None:
+async def _stream(
+    options: Options, task: dict, session_pcm: bytes, collector: Collector, credentials: Credentials, api_url: str
+) -> None:
     from bot.palabra.streaming import StreamingSession
 
-    session = await StreamingSession.start(credentials=credentials, task=task, api_url=api_url, chunk_ms=320,
-                                           pace=options.speed)
+    session = await StreamingSession.start(
+        credentials=credentials, task=task, api_url=api_url, chunk_ms=320, pace=options.speed
+    )
     total_s = len(session_pcm) / session.bytes_per_second
     progress = Progress(options.progress, total_s)
     reader = asyncio.create_task(_read_events(session, collector), name="simulate-events")

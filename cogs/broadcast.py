@@ -33,7 +33,10 @@ from cogs.common import (
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_KEY = "broadcast_poll_interval_s"  # Services.extras; <= 0 turns the background poller off
-INPUTS = [app_commands.Choice(name="RTMP push", value="rtmp_push"), app_commands.Choice(name="SRT push", value="srt_push")]
+INPUTS = [
+    app_commands.Choice(name="RTMP push", value="rtmp_push"),
+    app_commands.Choice(name="SRT push", value="srt_push"),
+]
 # Option descriptions are capped at 100 characters by Discord, so the example uses short keys.
 OUTPUTS_EXAMPLE = "es=rtmp://host/app|KEY; fr=srt://host:9000|KEY; hls=original,es"
 OUTPUTS_HELP = f"Up to {MAX_OUTPUTS}: {OUTPUTS_EXAMPLE}"
@@ -104,7 +107,9 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
         self.service: BroadcastService = services.broadcasts
         interval = float(services.extras.get(POLL_INTERVAL_KEY, DEFAULT_INTERVAL_S))
         self._poll_enabled = interval > 0
-        self.poller = BroadcastPoller(self.service, self.announce, interval_s=interval if interval > 0 else DEFAULT_INTERVAL_S)
+        self.poller = BroadcastPoller(
+            self.service, self.announce, interval_s=interval if interval > 0 else DEFAULT_INTERVAL_S
+        )
         super().__init__()
 
     async def cog_load(self) -> None:
@@ -122,7 +127,9 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
         channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
         await channel.send(text, allowed_mentions=NO_PINGS)  # type: ignore[union-attr]
 
-    @app_commands.command(name="create", description="Create a broadcast: Palabra translates your stream and re-streams it")
+    @app_commands.command(
+        name="create", description="Create a broadcast: Palabra translates your stream and re-streams it"
+    )
     @app_commands.describe(
         title="A name for the broadcast",
         source="Language spoken in the stream (a code such as en)",
@@ -153,13 +160,26 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
         ducked_volume: float | None = None,
         ignore_video: bool | None = None,
     ) -> None:
-        request = parse_create(title=title, source=source, targets=targets, input_protocol=input, outputs=outputs,
-                               voices=voices, delay_s=delay, base_volume=original_volume,
-                               ducked_volume=ducked_volume, ignore_video=ignore_video)
+        request = parse_create(
+            title=title,
+            source=source,
+            targets=targets,
+            input_protocol=input,
+            outputs=outputs,
+            voices=voices,
+            delay_s=delay,
+            base_volume=original_volume,
+            ducked_volume=ducked_volume,
+            ignore_video=ignore_video,
+        )
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            created = await self.service.create(guild_id=interaction.guild_id, user_id=interaction.user.id,
-                                                request=request, announce_channel_id=announce.id if announce else None)
+            created = await self.service.create(
+                guild_id=interaction.guild_id,
+                user_id=interaction.user.id,
+                request=request,
+                announce_channel_id=announce.id if announce else None,
+            )
         except BroadcastRejected as exc:  # the warnings often explain the refusal (an unknown language)
             raise BroadcastRejected(with_warnings(str(exc), request.warnings)) from None
         # The ingest comes first: a long reply is clipped at the end, never through the stream key.
@@ -176,7 +196,9 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
         await reply(interaction, clip("**Broadcasts of this server**\n" + "\n".join(map(summary_line, views))))
 
     @app_commands.command(name="show", description="One broadcast in detail")
-    @app_commands.describe(broadcast="The broadcast (its id)", ingest="Also show the ingest address and stream key, privately")
+    @app_commands.describe(
+        broadcast="The broadcast (its id)", ingest="Also show the ingest address and stream key, privately"
+    )
     @app_commands.autocomplete(broadcast=broadcast_autocomplete)
     async def show(self, interaction: discord.Interaction, broadcast: str, ingest: bool = False) -> None:
         await interaction.response.defer(ephemeral=ingest, thinking=True)
@@ -214,10 +236,20 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
     ) -> None:
         await interaction.response.defer(thinking=True)
         updated = await self.service.update(
-            interaction.guild_id, broadcast, title=title, targets=targets, outputs=outputs, voices=voices,
-            delay_s=delay, base_volume=original_volume, ducked_volume=ducked_volume, ignore_video=ignore_video)
-        await reply(interaction, with_warnings(f"✏️ Broadcast updated.\n{detail_text(updated.broadcast)}",
-                                               updated.warnings))
+            interaction.guild_id,
+            broadcast,
+            title=title,
+            targets=targets,
+            outputs=outputs,
+            voices=voices,
+            delay_s=delay,
+            base_volume=original_volume,
+            ducked_volume=ducked_volume,
+            ignore_video=ignore_video,
+        )
+        await reply(
+            interaction, with_warnings(f"✏️ Broadcast updated.\n{detail_text(updated.broadcast)}", updated.warnings)
+        )
 
     @app_commands.command(name="delete", description="Delete a broadcast at Palabra and here")
     @app_commands.describe(broadcast="The broadcast (its id)")
@@ -235,18 +267,23 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
         await interaction.response.defer(ephemeral=True, thinking=True)
         info = await self.service.listen(interaction.guild_id, broadcast)
         room = f"Room: `{info.room_name}`\n" if info.room_name else ""
-        await reply(interaction, f"🎧 Listen over WebRTC — keep this private:\nURL: `{info.url}`\n{room}"
-                                 f"Token: ||`{info.token}`||", ephemeral=True)
+        await reply(
+            interaction,
+            f"🎧 Listen over WebRTC — keep this private:\nURL: `{info.url}`\n{room}Token: ||`{info.token}`||",
+            ephemeral=True,
+        )
 
     @app_commands.command(name="announce", description="Where a broadcast's status changes are announced")
     @app_commands.describe(broadcast="The broadcast (its id)", channel="Text channel (leave out to stop announcing)")
     @app_commands.autocomplete(broadcast=broadcast_autocomplete)
-    async def announce_channel(self, interaction: discord.Interaction, broadcast: str,
-                               channel: discord.TextChannel | None = None) -> None:
+    async def announce_channel(
+        self, interaction: discord.Interaction, broadcast: str, channel: discord.TextChannel | None = None
+    ) -> None:
         view = await self.service.set_announce_channel(interaction.guild_id, broadcast, channel.id if channel else None)
         where = channel.mention if channel else "nowhere"
-        await interaction.response.send_message(f"📡 Status changes of **{view.title}** are announced {where}.",
-                                                allowed_mentions=NO_PINGS)
+        await interaction.response.send_message(
+            f"📡 Status changes of **{view.title}** are announced {where}.", allowed_mentions=NO_PINGS
+        )
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import BotError
-from bot.messages import clip  # noqa: F401  (re-exported for the cogs)
+from bot.messages import clip
 from bot.palabra import languages
 from bot.palabra.errors import InvalidTaskError
 

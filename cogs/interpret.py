@@ -95,7 +95,9 @@ class Interpret(commands.GroupCog, group_name="interpret", group_description="Li
         targets="Comma-separated target languages, e.g. es, fr; default: the server's setting",
     )
     @app_commands.autocomplete(source=source_autocomplete, targets=targets_autocomplete)
-    async def start(self, interaction: discord.Interaction, source: str | None = None, targets: str | None = None) -> None:
+    async def start(
+        self, interaction: discord.Interaction, source: str | None = None, targets: str | None = None
+    ) -> None:
         manager = interpretation_manager(interaction)
         voice_channel = caller_voice_channel(interaction)
         if voice_channel is None:
@@ -110,7 +112,10 @@ class Interpret(commands.GroupCog, group_name="interpret", group_description="Li
             source=source_choice.codes[0] if source_choice else None,
             targets=target_choice.codes if target_choice else None,
         )
-        warnings = [*(source_choice.warnings if source_choice else []), *(target_choice.warnings if target_choice else [])]
+        warnings = [
+            *(source_choice.warnings if source_choice else []),
+            *(target_choice.warnings if target_choice else []),
+        ]
         report.warnings = [*warnings, *report.warnings]
         await interaction.followup.send(start_text(report, voice_channel.id))
 

@@ -26,11 +26,11 @@ def languages_embed() -> discord.Embed:
         ),
     )
     embed.add_field(name=f"Source languages ({len(sources)})", value=codes(sources), inline=False)
+    embed.add_field(name="Source `auto` detects one of", value=codes(languages.AUTO_DETECTABLE), inline=False)
     embed.add_field(
-        name="Source `auto` detects one of", value=codes(languages.AUTO_DETECTABLE), inline=False
-    )
-    embed.add_field(
-        name=f"Target languages ({len(languages.TARGET_LANGUAGES)})", value=codes(languages.TARGET_LANGUAGES), inline=False
+        name=f"Target languages ({len(languages.TARGET_LANGUAGES)})",
+        value=codes(languages.TARGET_LANGUAGES),
+        inline=False,
     )
     return embed
 

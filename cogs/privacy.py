@@ -40,7 +40,8 @@ class Privacy(commands.GroupCog, group_name="privacy", group_description="Your v
         scope = None if everywhere else interaction.guild_id
         result = await user_privacy.opt_in(services_of(interaction), interaction.user.id, scope)
         text = (
-            f"Your opt-out {_where(everywhere)} is removed." if result.changed
+            f"Your opt-out {_where(everywhere)} is removed."
+            if result.changed
             else f"You had not opted out {_where(everywhere)}."
         )
         if result.still_opted_out:

@@ -80,13 +80,17 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         return services_of(interaction).database.session()
 
     @app_commands.command(name="languages", description="Default source and target languages for /interpret start")
-    @app_commands.describe(source="Language spoken (a code such as en, or auto)", targets="Comma-separated target codes, e.g. es, fr")
+    @app_commands.describe(
+        source="Language spoken (a code such as en, or auto)", targets="Comma-separated target codes, e.g. es, fr"
+    )
     @app_commands.autocomplete(source=source_autocomplete, targets=targets_autocomplete)
     async def languages(self, interaction: discord.Interaction, source: str, targets: str) -> None:
         source_choice, target_choice = parse_source(source), parse_targets(targets)
         async with self._session(interaction) as s:
             settings = await guilds.set_languages(s, interaction.guild_id, source_choice.codes[0], target_choice.codes)
-        text = f"Defaults set: **{settings.source_language}** → " + ", ".join(f"**{t}**" for t in settings.target_languages)
+        text = f"Defaults set: **{settings.source_language}** → " + ", ".join(
+            f"**{t}**" for t in settings.target_languages
+        )
         await interaction.response.send_message(
             with_warnings(text, [*source_choice.warnings, *target_choice.warnings]), ephemeral=True
         )
@@ -103,9 +107,13 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
             settings = await _loaded_settings(s, interaction.guild_id)
             await guilds.set_language_channel(s, interaction.guild_id, code, channel.id if channel else None)
         warnings = [*choice.warnings, *(_not_a_target(code, settings) if channel else [])]
-        sharing = [lang for lang, cid in settings.sibling_channels.items() if channel and cid == channel.id and lang != code]
+        sharing = [
+            lang for lang, cid in settings.sibling_channels.items() if channel and cid == channel.id and lang != code
+        ]
         if sharing:
-            warnings.append(f"{channel.mention} is also the channel of {', '.join(sharing)}; each language needs its own")
+            warnings.append(
+                f"{channel.mention} is also the channel of {', '.join(sharing)}; each language needs its own"
+            )
         text = f"**{code}** is heard in {channel.mention}." if channel else f"**{code}** has no sibling channel now."
         await interaction.response.send_message(with_warnings(text, warnings), ephemeral=True)
 
@@ -117,7 +125,9 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         channel: discord.TextChannel | discord.Thread | discord.VoiceChannel | None = None,
     ) -> None:
         async with self._session(interaction) as s:
-            await guilds.update_guild_setting(s, interaction.guild_id, "transcript_channel_id", channel.id if channel else None)
+            await guilds.update_guild_setting(
+                s, interaction.guild_id, "transcript_channel_id", channel.id if channel else None
+            )
         warnings = []
         if channel is not None and not channel.permissions_for(channel.guild.me).send_messages:
             warnings.append(f"the bot cannot send messages in {channel.mention}; give it Send Messages there")
@@ -133,7 +143,11 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         async with self._session(interaction) as s:
             settings = await _loaded_settings(s, interaction.guild_id)
             await guilds.set_language_voice(s, interaction.guild_id, code, voice)
-        text = f"**{code}** speaks with voice `{settings.voices[code]}`." if voice else f"**{code}** uses the default voice."
+        text = (
+            f"**{code}** speaks with voice `{settings.voices[code]}`."
+            if voice
+            else f"**{code}** uses the default voice."
+        )
         await interaction.response.send_message(
             with_warnings(text, [*choice.warnings, *(_not_a_target(code, settings) if voice else [])]), ephemeral=True
         )
@@ -144,7 +158,9 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         if not has_manage_guild(interaction):
             raise NotAllowed("Only members with the Manage Server permission can choose who may configure.")
         async with self._session(interaction) as s:
-            settings = await guilds.update_guild_setting(s, interaction.guild_id, "config_role_id", role.id if role else None)
+            settings = await guilds.update_guild_setting(
+                s, interaction.guild_id, "config_role_id", role.id if role else None
+            )
         await interaction.response.send_message(
             f"Settings can now be changed by {who_may_configure(settings.config_role_id)}.", ephemeral=True
         )
@@ -168,9 +184,13 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
             raise CommandInputError(f"`max_hours` must be from 0 (no limit) to 48; got {max_hours}.")
         async with self._session(interaction) as s:
             if empty_minutes is not None:
-                await guilds.update_guild_setting(s, interaction.guild_id, "auto_stop_empty_seconds", empty_minutes * 60)
+                await guilds.update_guild_setting(
+                    s, interaction.guild_id, "auto_stop_empty_seconds", empty_minutes * 60
+                )
             if max_hours is not None:
-                await guilds.update_guild_setting(s, interaction.guild_id, "auto_stop_max_seconds", max_hours * 3600 or None)
+                await guilds.update_guild_setting(
+                    s, interaction.guild_id, "auto_stop_max_seconds", max_hours * 3600 or None
+                )
             settings = await guilds.get_or_create_guild_settings(s, interaction.guild_id)
         maximum = duration(settings.auto_stop_max_seconds) if settings.auto_stop_max_seconds else "no limit"
         await interaction.response.send_message(

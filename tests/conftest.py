@@ -65,6 +65,7 @@ def database_url(request, tmp_path):
         pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
     return POSTGRES_URL
 
+
 async def _admin(sql: str, server_url: str) -> None:
     engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
     try:

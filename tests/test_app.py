@@ -45,8 +45,14 @@ class BotProcess:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", env=self.env, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT)
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -138,8 +144,11 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
             await alice.join("Voice A")
             started = await command(fake, alice, "interpret", "start", in_channel="Voice A")
             assert "Voice B" in started.text() or str(fake.channel("Voice B").id) in started.text(), started.text()
-            await wait_for(lambda: len(emulator.state.sessions) == 1 and emulator.state.streams, timeout=30,
-                           what="a Palabra session")
+            await wait_for(
+                lambda: len(emulator.state.sessions) == 1 and emulator.state.streams,
+                timeout=30,
+                what="a Palabra session",
+            )
             [dead_palabra_id] = list(emulator.state.sessions)
             [row] = await live_rows(isolated_url)
             assert row.palabra_session_ids == [dead_palabra_id]  # recorded before it was used
@@ -149,8 +158,11 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
             assert list(emulator.state.sessions) == [dead_palabra_id]  # left behind by the dead process
 
             await second.start()
-            await wait_for(lambda: dead_palabra_id not in emulator.state.sessions and len(emulator.state.sessions) == 1,
-                           timeout=60, what="the dead session deleted and a new one started")
+            await wait_for(
+                lambda: dead_palabra_id not in emulator.state.sessions and len(emulator.state.sessions) == 1,
+                timeout=60,
+                what="the dead session deleted and a new one started",
+            )
             rows = await live_rows(isolated_url)
             assert len(rows) == 1 and rows[0].id != row.id and rows[0].source_channel_id == fake.channel("Voice A").id
             database = Database(isolated_url)
@@ -160,8 +172,10 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
             await database.close()
 
             # The resumed session really interprets: Alice's speech reaches the new stream.
-            await wait_for(lambda: fake.voice_members(fake.channel("Voice A").id) >= {alice.id, fake.bot().id},
-                           what="the listener back in Voice A")
+            await wait_for(
+                lambda: fake.voice_members(fake.channel("Voice A").id) >= {alice.id, fake.bot().id},
+                what="the listener back in Voice A",
+            )
             await alice.wait_dave_ready(members=2, timeout=20)
             sent = decode(SPEECH_A, rate=48000, channels=2)[: 3 * 48000 * 4]
             await alice.speak(sent + bytes(48000 * 4))
@@ -192,8 +206,9 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
 
 
 def test_run_names_the_missing_variables():
-    settings = load_settings(discord_token=None, palabra_client_id=None, palabra_client_secret=None,
-                             palabra_api_key=None)
+    settings = load_settings(
+        discord_token=None, palabra_client_id=None, palabra_client_secret=None, palabra_api_key=None
+    )
     with pytest.raises(ConfigurationError) as error:
         require_run_settings(settings)
     assert "DISCORD_TOKEN" in str(error.value) and "PALABRA_API_KEY" in str(error.value)

@@ -63,6 +63,7 @@ async def test_registered_commands_match_the_product_and_do_not_collide(h):
             sub_options = [o["name"] for o in subs[sub_name].get("options", [])]
             assert len(sub_options) == len(set(sub_options))
             assert set(sub_options) == options, f"/{command['name']} {sub_name}"
+
     # Discord refuses descriptions over 100 characters (and cuts nothing for us).
     def descriptions(options):
         for option in options:

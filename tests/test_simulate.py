@@ -9,6 +9,7 @@ import pytest
 
 from bot.audio.files import AudioFileError, read_wav, write_wav
 from bot.audio.resample import palabra_to_discord
+from bot.interpretation.srt import srt_time
 from bot.settings import load_settings
 from bot.simulate import (
     TRAILING_SILENCE_S,
@@ -21,7 +22,6 @@ from bot.simulate import (
     place_translation,
     simulate,
 )
-from bot.interpretation.srt import srt_time
 from tests.fakes import audio, secrets
 from tests.fakes.audio import REPO
 
@@ -35,8 +35,13 @@ def settings_without_palabra(monkeypatch, tmp_path):
 
 
 def options(tmp_path, **overrides) -> Options:
-    values = {"input": audio.SAMPLE_EN, "targets": "es,fr", "out": tmp_path / "out", "speed": 4.0,
-              "progress": io.StringIO()}
+    values = {
+        "input": audio.SAMPLE_EN,
+        "targets": "es,fr",
+        "out": tmp_path / "out",
+        "speed": 4.0,
+        "progress": io.StringIO(),
+    }
     values.update(overrides)
     return Options(**values)
 
@@ -54,8 +59,10 @@ async def test_simulate_sample_against_emulator(tmp_path, settings_without_palab
         translated = audio.mono(pcm, 2)
         assert len(translated) == pytest.approx(len(reference), abs=480)
         match = audio.xcorr(reference, translated, max_lag=48000)
-        print(f"{language}: peak normalised cross-correlation {match.peak:.4f} at lag "
-              f"{match.lag_seconds(48000) * 1000:.1f} ms")
+        print(
+            f"{language}: peak normalised cross-correlation {match.peak:.4f} at lag "
+            f"{match.lag_seconds(48000) * 1000:.1f} ms"
+        )
         assert match.peak >= 0.9
         assert abs(match.lag_seconds(48000)) < 0.05
 
@@ -65,8 +72,10 @@ async def test_simulate_sample_against_emulator(tmp_path, settings_without_palab
         assert record["start"] == pytest.approx(start, abs=0.1) and record["end"] == pytest.approx(end, abs=0.1)
         assert record["language"] == "en" and record["text"]
         assert set(record["translations"]) == {"es", "fr"} and all(record["translations"].values())
-        assert record["audio_start"] == {"es": pytest.approx(record["start"], abs=0.001),
-                                         "fr": pytest.approx(record["start"], abs=0.001)}
+        assert record["audio_start"] == {
+            "es": pytest.approx(record["start"], abs=0.001),
+            "fr": pytest.approx(record["start"], abs=0.001),
+        }
     srt = result.srt.read_text()
     assert srt.count(" --> ") == len(records)
     assert f"{srt_time(records[0]['start'])} --> {srt_time(records[0]['end'])}" in srt
@@ -91,13 +100,18 @@ async def test_simulate_uses_configured_palabra_credentials(tmp_path, monkeypatc
     from bot.palabra.emulator.config import EmulatorConfig
 
     monkeypatch.chdir(tmp_path)
-    burst = np.concatenate([audio.silence(0.4, 48000), audio.sine(300, 0.6, 48000, amplitude=0.3),
-                            audio.silence(0.5, 48000)])
+    burst = np.concatenate(
+        [audio.silence(0.4, 48000), audio.sine(300, 0.6, 48000, amplitude=0.3), audio.silence(0.5, 48000)]
+    )
     source = write_wav(tmp_path / "burst.wav", audio.to_pcm(burst, channels=2), 48000, 2)
     config = EmulatorConfig(client_credentials={secrets.PALABRA_CLIENT_ID: secrets.PALABRA_CLIENT_SECRET})
     async with serve(config) as palabra:
-        settings = load_settings(palabra_api_key=None, palabra_client_id=secrets.PALABRA_CLIENT_ID,
-                                 palabra_client_secret=secrets.PALABRA_CLIENT_SECRET, palabra_api_url=palabra.base_url)
+        settings = load_settings(
+            palabra_api_key=None,
+            palabra_client_id=secrets.PALABRA_CLIENT_ID,
+            palabra_client_secret=secrets.PALABRA_CLIENT_SECRET,
+            palabra_api_url=palabra.base_url,
+        )
         opts = options(tmp_path, input=source, targets="es", speed=1.0)
         result = await simulate(opts, settings)
         assert palabra.state.sessions == {}  # the streaming session's REST session was deleted
@@ -123,9 +137,11 @@ def test_input_conversion_is_the_bots_path():
 def test_overlapping_translations_are_moved_later_not_cut():
     # 24 kHz mono speech: the first utterance's audio (1.5 s) is longer than the gap to the second (1 s).
     first, second = audio.noise(1.5, 24000, seed=1), audio.noise(0.5, 24000, seed=2)
-    utterances = [Utterance("a", start=0.2, end=1.0, audio={"es": bytearray(audio.to_pcm(first))}),
-                  Utterance("b", start=1.2, end=1.8, audio={"es": bytearray(audio.to_pcm(second))}),
-                  Utterance("c", start=5.0, end=6.0, audio={"fr": bytearray(audio.to_pcm(second))})]
+    utterances = [
+        Utterance("a", start=0.2, end=1.0, audio={"es": bytearray(audio.to_pcm(first))}),
+        Utterance("b", start=1.2, end=1.8, audio={"es": bytearray(audio.to_pcm(second))}),
+        Utterance("c", start=5.0, end=6.0, audio={"fr": bytearray(audio.to_pcm(second))}),
+    ]
     pcm, placed = place_translation(utterances, "es", input_seconds=3.0)
     assert placed == {"a": pytest.approx(0.2), "b": pytest.approx(1.7)}
     assert len(pcm) == 3 * 48000 * 4  # padded to the input's length
@@ -173,8 +189,14 @@ async def test_speed_is_refused_against_real_palabra(tmp_path, monkeypatch):
 def run_cli(tmp_path, *args):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PALABRA_")}
     env["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", "bot", "simulate", *map(str, args)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=90)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "simulate", *map(str, args)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 def test_cli_run_at_high_speed(tmp_path):

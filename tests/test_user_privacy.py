@@ -48,10 +48,16 @@ async def test_delete_in_one_guild_keeps_other_guilds_and_the_choice(db):
         ids = []
         for guild in (GUILD, OTHER_GUILD):
             session = await sessions.start_session(
-                s, guild_id=guild, source_channel_id=guild * 10, source_language="en", target_languages=["es"],
+                s,
+                guild_id=guild,
+                source_channel_id=guild * 10,
+                source_language="en",
+                target_languages=["es"],
                 instance_id="test:1",
             )
-            await transcripts.add_transcript_line(s, session_id=session.id, transcription_id="a", source_text="hi", speaker_user_id=USER)
+            await transcripts.add_transcript_line(
+                s, session_id=session.id, transcription_id="a", source_text="hi", speaker_user_id=USER
+            )
             ids.append(session.id)
     await user_privacy.opt_out(services, USER, GUILD)
     await user_privacy.opt_out(services, USER, OTHER_GUILD)

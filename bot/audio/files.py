@@ -34,7 +34,7 @@ def read_audio(path: str | Path, fmt: AudioFormat = DISCORD) -> bytes:
         raise AudioFileError(f"cannot read audio from {path}: {_reason(exc)}") from exc
 
 
-def _decode(container, fmt: AudioFormat) -> bytes:  # noqa: ANN001 - PyAV container
+def _decode(container, fmt: AudioFormat) -> bytes:
     """Resample with FFmpeg at the file's own layout (mono stays mono, more channels become stereo),
     then convert channels ourselves: FFmpeg's mono->stereo upmix lowers each channel by 3 dB, whereas
     the bot duplicates mono at full level everywhere (same as the Resampler)."""

@@ -201,7 +201,7 @@ class PrebufferedMixer(Mixer):
             return super().push(user_id, frame)
         if len(frame) != len(SILENT_FRAME):
             return super().push(user_id, frame)  # raises with the mixer's message
-        since, frames = self._held.setdefault(user_id, (self.tick_index, []))
+        _since, frames = self._held.setdefault(user_id, (self.tick_index, []))
         frames.append(frame)
         if len(frames) >= self.prebuffer_frames:
             self._release(user_id)

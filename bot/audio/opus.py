@@ -112,14 +112,23 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.opus_decoder_create.restype = ctypes.c_void_p
     lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
     lib.opus_decode.argtypes = [
-        ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_int32,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int,
     ]
     lib.opus_decode.restype = ctypes.c_int
     lib.opus_encoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.c_int, c_int_p]
     lib.opus_encoder_create.restype = ctypes.c_void_p
     lib.opus_encoder_destroy.argtypes = [ctypes.c_void_p]
     lib.opus_encode.argtypes = [
-        ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int32,
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int32,
     ]
     lib.opus_encode.restype = ctypes.c_int32
     lib.opus_packet_get_nb_samples.argtypes = [ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32]
@@ -214,9 +223,7 @@ class Encoder:
 
     def _ctl(self, request: int, value: int) -> None:
         # Variadic: the state pointer must be passed as a pointer, not a (truncated) Python int.
-        result = self._lib.opus_encoder_ctl(
-            ctypes.c_void_p(self._state), ctypes.c_int(request), ctypes.c_int(value)
-        )
+        result = self._lib.opus_encoder_ctl(ctypes.c_void_p(self._state), ctypes.c_int(request), ctypes.c_int(value))
         if result < 0:
             raise OpusError(f"opus_encoder_ctl({request})", result)
 

@@ -40,9 +40,7 @@ QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 class Resampler:
     """s16le PCM at (in_rate, in_channels) -> s16le PCM at (out_rate, out_channels), streaming."""
 
-    def __init__(
-        self, in_rate: int, in_channels: int, out_rate: int, out_channels: int, quality: str = "HQ"
-    ) -> None:
+    def __init__(self, in_rate: int, in_channels: int, out_rate: int, out_channels: int, quality: str = "HQ") -> None:
         if quality not in QUALITIES:
             raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, not {quality!r}")
         self.input = AudioFormat(in_rate, in_channels)

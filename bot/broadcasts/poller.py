@@ -29,8 +29,14 @@ def announcement(change: StatusChange) -> str:
 
 
 class BroadcastPoller:
-    def __init__(self, service: BroadcastService, announce: Announce, *, interval_s: float = DEFAULT_INTERVAL_S,
-                 jitter: float = DEFAULT_JITTER) -> None:
+    def __init__(
+        self,
+        service: BroadcastService,
+        announce: Announce,
+        *,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        jitter: float = DEFAULT_JITTER,
+    ) -> None:
         if interval_s <= 0 or not 0 <= jitter < 1:
             raise ValueError("interval_s must be positive and jitter in [0, 1)")
         self.service = service
@@ -46,15 +52,15 @@ class BroadcastPoller:
         changes = await self.service.poll_statuses()
         self.rounds += 1
         for change in changes:
-            log.info("broadcast %s of guild %s: %s -> %s", change.broadcast_id, change.guild_id, change.old,
-                     change.new)
+            log.info("broadcast %s of guild %s: %s -> %s", change.broadcast_id, change.guild_id, change.old, change.new)
             if change.announce_channel_id is None:
                 continue
             try:
                 await self.announce(change.announce_channel_id, announcement(change))
             except Exception:
-                log.exception("could not announce broadcast %s in channel %s", change.broadcast_id,
-                              change.announce_channel_id)
+                log.exception(
+                    "could not announce broadcast %s in channel %s", change.broadcast_id, change.announce_channel_id
+                )
         return changes
 
     def start(self) -> None:

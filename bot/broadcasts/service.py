@@ -138,8 +138,9 @@ class BroadcastService:
         self.services = services
 
     # -- commands
-    async def create(self, *, guild_id: int, user_id: int, request: BroadcastRequest,
-                     announce_channel_id: int | None = None) -> Created:
+    async def create(
+        self, *, guild_id: int, user_id: int, request: BroadcastRequest, announce_channel_id: int | None = None
+    ) -> Created:
         for key in request.stream_keys:
             register_secret(key)
         rest = self._rest()
@@ -151,9 +152,14 @@ class BroadcastService:
         try:
             async with self.services.database.session() as s:
                 row = await repo.add_broadcast(
-                    s, guild_id=guild_id, palabra_broadcast_id=broadcast_id, creator_user_id=user_id,
-                    title=request.title, announce_channel_id=announce_channel_id,
-                    status=normalise_status(data.get("status")))
+                    s,
+                    guild_id=guild_id,
+                    palabra_broadcast_id=broadcast_id,
+                    creator_user_id=user_id,
+                    title=request.title,
+                    announce_channel_id=announce_channel_id,
+                    status=normalise_status(data.get("status")),
+                )
         except Exception:
             await self._forget_at_palabra(broadcast_id)
             raise
@@ -172,8 +178,10 @@ class BroadcastService:
         except BroadcastUnavailable as exc:
             log.warning("broadcast list for guild %s without Palabra: %s", guild_id, exc)
             return [view_of_row(row) for row in rows]
-        return [view_of(known[row.palabra_broadcast_id], row) if row.palabra_broadcast_id in known
-                else gone_view(row) for row in rows]
+        return [
+            view_of(known[row.palabra_broadcast_id], row) if row.palabra_broadcast_id in known else gone_view(row)
+            for row in rows
+        ]
 
     async def show(self, guild_id: int, ref: str) -> tuple[BroadcastView, Ingest | None]:
         """The broadcast and its ingest (the ingest is for ephemeral replies only)."""
@@ -188,16 +196,18 @@ class BroadcastService:
         row = await self._owned(guild_id, ref)
         current = await self._fetch(row)
         if current is None:
-            raise BroadcastNotFound(f"broadcast {row.title!r} no longer exists at Palabra; /broadcast delete "
-                                    "forgets it here")
+            raise BroadcastNotFound(
+                f"broadcast {row.title!r} no longer exists at Palabra; /broadcast delete forgets it here"
+            )
         patch = parse_update(current, **options)
         for key in patch.stream_keys:
             register_secret(key)
         async with _palabra("update the broadcast"):
             data = await self._rest().update_broadcast(row.palabra_broadcast_id, patch.body)
         async with self.services.database.session() as s:
-            row = await repo.update_broadcast(s, guild_id, row.palabra_broadcast_id,
-                                              title=patch.body.get("title", row.title))
+            row = await repo.update_broadcast(
+                s, guild_id, row.palabra_broadcast_id, title=patch.body.get("title", row.title)
+            )
         return Updated(view_of(data, row), patch.warnings)
 
     async def delete(self, guild_id: int, ref: str) -> tuple[str, bool]:
@@ -234,8 +244,11 @@ class BroadcastService:
         async with self.services.database.session() as s:
             rows = await repo.list_broadcasts(s, guild_id)
         typed = typed.strip().lower()
-        return [(f"{row.title} ({row.palabra_broadcast_id[:8]})", row.palabra_broadcast_id) for row in rows
-                if not typed or typed in row.title.lower() or row.palabra_broadcast_id.startswith(typed)]
+        return [
+            (f"{row.title} ({row.palabra_broadcast_id[:8]})", row.palabra_broadcast_id)
+            for row in rows
+            if not typed or typed in row.title.lower() or row.palabra_broadcast_id.startswith(typed)
+        ]
 
     # -- polling
     async def poll_statuses(self) -> list[StatusChange]:
@@ -258,15 +271,20 @@ class BroadcastService:
                     await repo.update_broadcast_status(s, row.guild_id, row.palabra_broadcast_id, new)
             except NotFound:
                 continue  # deleted with /broadcast delete while this round ran
-            changes.append(StatusChange(row.guild_id, row.palabra_broadcast_id, row.title, row.status, new, text,
-                                        row.announce_channel_id))
+            changes.append(
+                StatusChange(
+                    row.guild_id, row.palabra_broadcast_id, row.title, row.status, new, text, row.announce_channel_id
+                )
+            )
         return changes
 
     # -- plumbing
     def _rest(self) -> PalabraRest:
         if self.services.palabra is None:
-            raise BroadcastUnavailable("broadcasts need Palabra credentials; ask the bot's operator to set "
-                                       "PALABRA_CLIENT_ID/PALABRA_CLIENT_SECRET or PALABRA_API_KEY")
+            raise BroadcastUnavailable(
+                "broadcasts need Palabra credentials; ask the bot's operator to set "
+                "PALABRA_CLIENT_ID/PALABRA_CLIENT_SECRET or PALABRA_API_KEY"
+            )
         return self.services.palabra
 
     async def _owned(self, guild_id: int, ref: str) -> Broadcast:
@@ -275,8 +293,7 @@ class BroadcastService:
         async with self.services.database.session() as s:
             row = await repo.find_broadcast(s, guild_id, ref) if ref else None
             if row is None and len(ref) >= MIN_REF:
-                matches = [r for r in await repo.list_broadcasts(s, guild_id)
-                           if r.palabra_broadcast_id.startswith(ref)]
+                matches = [r for r in await repo.list_broadcasts(s, guild_id) if r.palabra_broadcast_id.startswith(ref)]
                 row = matches[0] if len(matches) == 1 else None
         if row is None:
             raise BroadcastNotFound(f"this server has no broadcast {ref[:64]!r}; /broadcast list shows its broadcasts")
@@ -296,8 +313,11 @@ class BroadcastService:
         try:
             await self._rest().delete_broadcast(broadcast_id)
         except PalabraError as exc:
-            log.error("broadcast %s exists at Palabra but not in our database (%s); delete it there",
-                      broadcast_id, type(exc).__name__)
+            log.error(
+                "broadcast %s exists at Palabra but not in our database (%s); delete it there",
+                broadcast_id,
+                type(exc).__name__,
+            )
 
 
 @contextlib.asynccontextmanager
@@ -313,15 +333,17 @@ async def _palabra(action: str) -> AsyncIterator[None]:
         log.error("Palabra rejected the bot's credentials while trying to %s", action)
         raise BroadcastUnavailable("Palabra rejected the bot's credentials; ask the bot's operator") from None
     except InsufficientBalanceError:
-        raise BroadcastUnavailable("the Palabra account is out of balance or at its limit; ask the bot's "
-                                   "operator") from None
+        raise BroadcastUnavailable(
+            "the Palabra account is out of balance or at its limit; ask the bot's operator"
+        ) from None
     except RateLimitedError as exc:
         wait = f" in {exc.retry_after:.0f} s" if exc.retry_after else " in a minute"
         raise BroadcastUnavailable(f"Palabra is busy (rate limited); try again{wait}") from None
     except PalabraError as exc:
         log.warning("Palabra failed to %s: %s", action, exc)
-        raise BroadcastUnavailable(f"Palabra could not {action} right now ({type(exc).__name__}); try again "
-                                   "in a minute") from None
+        raise BroadcastUnavailable(
+            f"Palabra could not {action} right now ({type(exc).__name__}); try again in a minute"
+        ) from None
 
 
 def _detail(exc: PalabraError) -> str:
@@ -336,16 +358,22 @@ def ingest_of(data: dict) -> Ingest | None:
     spec = data.get("input")
     if not isinstance(spec, dict):
         return None
-    return Ingest(str(spec.get("protocol") or "?"), spec.get("server") or spec.get("url"),
-                  spec.get("stream_key") or spec.get("token"))
+    return Ingest(
+        str(spec.get("protocol") or "?"),
+        spec.get("server") or spec.get("url"),
+        spec.get("stream_key") or spec.get("token"),
+    )
 
 
 def view_of(data: dict, row: Broadcast) -> BroadcastView:
     source, targets, _ = read_pipeline(data)
     status = normalise_status(data.get("status"))
     spec = data.get("input") if isinstance(data.get("input"), dict) else {}
-    mixing = {k: data[k] for k in ("original_delay_seconds", "original_base_volume", "original_ducked_volume",
-                                   "ignore_video") if k in data}
+    mixing = {
+        k: data[k]
+        for k in ("original_delay_seconds", "original_base_volume", "original_ducked_volume", "ignore_video")
+        if k in data
+    }
     return BroadcastView(
         id=row.palabra_broadcast_id,
         title=str(data.get("title") or row.title),
@@ -362,20 +390,35 @@ def view_of(data: dict, row: Broadcast) -> BroadcastView:
 
 
 def view_of_row(row: Broadcast) -> BroadcastView:
-    return BroadcastView(id=row.palabra_broadcast_id, title=row.title, status=row.status,
-                         status_text=status_meaning(row.status), announce_channel_id=row.announce_channel_id,
-                         creator_user_id=row.creator_user_id, live=False)
+    return BroadcastView(
+        id=row.palabra_broadcast_id,
+        title=row.title,
+        status=row.status,
+        status_text=status_meaning(row.status),
+        announce_channel_id=row.announce_channel_id,
+        creator_user_id=row.creator_user_id,
+        live=False,
+    )
 
 
 def gone_view(row: Broadcast) -> BroadcastView:
-    return BroadcastView(id=row.palabra_broadcast_id, title=row.title, status=GONE, status_text=status_meaning(GONE),
-                         announce_channel_id=row.announce_channel_id, creator_user_id=row.creator_user_id)
+    return BroadcastView(
+        id=row.palabra_broadcast_id,
+        title=row.title,
+        status=GONE,
+        status_text=status_meaning(GONE),
+        announce_channel_id=row.announce_channel_id,
+        creator_user_id=row.creator_user_id,
+    )
 
 
 def _output_view(output: dict) -> OutputView:
     languages = output.get("lang_codes") or ([output["lang_code"]] if output.get("lang_code") else [])
     urls = output.get("urls") if isinstance(output.get("urls"), dict) else {}
     server = output.get("server") if output.get("protocol") != "hls_pull" else None
-    return OutputView(str(output.get("protocol")), tuple(str(code) for code in languages),
-                      redact(server) if isinstance(server, str) else None,
-                      {str(k): str(v) for k, v in urls.items()})
+    return OutputView(
+        str(output.get("protocol")),
+        tuple(str(code) for code in languages),
+        redact(server) if isinstance(server, str) else None,
+        {str(k): str(v) for k, v in urls.items()},
+    )

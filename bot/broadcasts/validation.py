@@ -68,8 +68,12 @@ class OutputSpec:
     def body(self) -> dict:
         if self.protocol == "hls_pull":
             return {"protocol": self.protocol, "lang_codes": list(self.lang_codes)}
-        return {"protocol": self.protocol, "lang_code": self.lang_codes[0], "server": self.server,
-                "stream_key": self.stream_key}
+        return {
+            "protocol": self.protocol,
+            "lang_code": self.lang_codes[0],
+            "server": self.server,
+            "stream_key": self.stream_key,
+        }
 
     def describe(self) -> str:
         """For messages: never the stream key."""
@@ -135,10 +139,12 @@ def parse_create(
     protocol = parse_input_protocol(input_protocol)
     specs = parse_outputs(outputs, target_codes)
     voice_map = parse_voices(voices, target_codes)
-    mixing = parse_mixing(delay_s=delay_s, base_volume=base_volume, ducked_volume=ducked_volume,
-                          ignore_video=ignore_video)
-    return BroadcastRequest(clean_title, clean_source, target_codes, protocol, specs, voice_map, mixing,
-                            tuple(warnings))
+    mixing = parse_mixing(
+        delay_s=delay_s, base_volume=base_volume, ducked_volume=ducked_volume, ignore_video=ignore_video
+    )
+    return BroadcastRequest(
+        clean_title, clean_source, target_codes, protocol, specs, voice_map, mixing, tuple(warnings)
+    )
 
 
 def parse_title(title: str) -> str:
@@ -178,8 +184,9 @@ def parse_outputs(text: str, targets: tuple[str, ...]) -> tuple[OutputSpec, ...]
         raise InvalidBroadcastInput(f"{len(items)} outputs; at most {MAX_OUTPUTS} are accepted per broadcast")
     specs = [_parse_output(item, index, targets) for index, item in enumerate(items, 1)]
     if sum(1 for s in specs if s.protocol == "hls_pull") > 1:
-        raise InvalidBroadcastInput("only one hls output per broadcast; list all its languages in it, e.g. "
-                                    "`hls=original,es,fr`")
+        raise InvalidBroadcastInput(
+            "only one hls output per broadcast; list all its languages in it, e.g. `hls=original,es,fr`"
+        )
     return tuple(specs)
 
 
@@ -194,14 +201,20 @@ def parse_voices(text: str | None, targets: tuple[str, ...]) -> dict[str, str]:
         if code not in targets:
             raise InvalidBroadcastInput(f"voice for {code!r}, which is not a target ({', '.join(targets)})")
         if not _VOICE_RE.match(voice.strip()):
-            raise InvalidBroadcastInput(f"voice id {voice.strip()!r} is not valid: letters, digits, '_', '-', '.' "
-                                        "(at most 64)")
+            raise InvalidBroadcastInput(
+                f"voice id {voice.strip()!r} is not valid: letters, digits, '_', '-', '.' (at most 64)"
+            )
         voices[code] = voice.strip()
     return voices
 
 
-def parse_mixing(*, delay_s: float | None = None, base_volume: float | None = None,
-                 ducked_volume: float | None = None, ignore_video: bool | None = None) -> dict[str, Any]:
+def parse_mixing(
+    *,
+    delay_s: float | None = None,
+    base_volume: float | None = None,
+    ducked_volume: float | None = None,
+    ignore_video: bool | None = None,
+) -> dict[str, Any]:
     mixing: dict[str, Any] = {}
     if delay_s is not None:
         mixing["original_delay_seconds"] = _number("delay", delay_s, 0.0, MAX_DELAY_S, "seconds")
@@ -218,8 +231,10 @@ def pipeline(source: str, targets: tuple[str, ...], voices: dict[str, str]) -> d
     return {
         "transcription": {"source_language": source},
         "translations": [
-            {"target_language": target,
-             "speech_generation": {"voice_cloning": False, "voice_id": voices.get(target, DEFAULT_VOICE)}}
+            {
+                "target_language": target,
+                "speech_generation": {"voice_cloning": False, "voice_id": voices.get(target, DEFAULT_VOICE)},
+            }
             for target in targets
         ],
     }
@@ -255,11 +270,14 @@ def parse_update(
         keys = tuple(s.stream_key for s in specs if s.stream_key)
     elif targets is not None:
         _check_outputs_still_fit(current.get("outputs") or [], new_targets)
-    body.update(parse_mixing(delay_s=delay_s, base_volume=base_volume, ducked_volume=ducked_volume,
-                             ignore_video=ignore_video))
+    body.update(
+        parse_mixing(delay_s=delay_s, base_volume=base_volume, ducked_volume=ducked_volume, ignore_video=ignore_video)
+    )
     if not body:
-        raise InvalidBroadcastInput("nothing to update: give at least one option (title, targets, outputs, voices, "
-                                    "delay, volumes, ignore_video)")
+        raise InvalidBroadcastInput(
+            "nothing to update: give at least one option (title, targets, outputs, voices, "
+            "delay, volumes, ignore_video)"
+        )
     return BroadcastPatch(body, keys, tuple(warnings))
 
 
@@ -288,7 +306,8 @@ def _check_outputs_still_fit(outputs: list, targets: tuple[str, ...]) -> None:
         if orphaned:
             raise InvalidBroadcastInput(
                 f"the outputs still use {', '.join(orphaned)}, which would no longer be translated; give new "
-                f"outputs in the same update (`{OUTPUT_SYNTAX}`)")
+                f"outputs in the same update (`{OUTPUT_SYNTAX}`)"
+            )
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -296,8 +315,9 @@ def _parse_output(item: str, index: int, targets: tuple[str, ...]) -> OutputSpec
     name, sep, value = item.partition("=")
     name, value = name.strip(), value.strip()
     if not sep or not name or not value:
-        raise InvalidBroadcastInput(f"output {index} is not `language=url|stream_key` or `hls=languages`; "
-                                    f"example: `{OUTPUT_SYNTAX}`")
+        raise InvalidBroadcastInput(
+            f"output {index} is not `language=url|stream_key` or `hls=languages`; example: `{OUTPUT_SYNTAX}`"
+        )
     if name.lower() == HLS:
         return OutputSpec("hls_pull", _hls_languages(value, targets))
     lang = _output_language(name, targets)
@@ -307,8 +327,9 @@ def _parse_output(item: str, index: int, targets: tuple[str, ...]) -> OutputSpec
     if not bar or not key:
         raise InvalidBroadcastInput(f"output {lang}: the stream key is missing; write `{lang}={server}|STREAM_KEY`")
     if len(key) > MAX_STREAM_KEY or not _KEY_RE.match(key):
-        raise InvalidBroadcastInput(f"output {lang}: the stream key must be 1-{MAX_STREAM_KEY} printable characters "
-                                    "without spaces")
+        raise InvalidBroadcastInput(
+            f"output {lang}: the stream key must be 1-{MAX_STREAM_KEY} printable characters without spaces"
+        )
     return OutputSpec(protocol, (lang,), server, key)
 
 
@@ -326,8 +347,10 @@ def _hls_languages(value: str, targets: tuple[str, ...]) -> tuple[str, ...]:
 def _output_language(raw: str, targets: tuple[str, ...]) -> str:
     code = _language(check_target, raw, [])
     if code not in targets:
-        raise InvalidBroadcastInput(f"output language {code!r} is not one of the targets ({', '.join(targets)}); "
-                                    "add it to targets or use 'original' in the hls output")
+        raise InvalidBroadcastInput(
+            f"output language {code!r} is not one of the targets ({', '.join(targets)}); "
+            "add it to targets or use 'original' in the hls output"
+        )
     return code
 
 

@@ -42,7 +42,9 @@ async def list_broadcasts(session: AsyncSession, guild_id: int) -> list[Broadcas
     """The guild's broadcasts, newest first."""
     return list(
         await session.scalars(
-            select(Broadcast).where(Broadcast.guild_id == guild_id).order_by(Broadcast.created_at.desc(), Broadcast.id.desc())
+            select(Broadcast)
+            .where(Broadcast.guild_id == guild_id)
+            .order_by(Broadcast.created_at.desc(), Broadcast.id.desc())
         )
     )
 
@@ -66,9 +68,9 @@ async def update_broadcast(
     guild_id: int,
     palabra_broadcast_id: str,
     *,
-    status: str | None | object = _UNCHANGED,
+    status: str | object | None = _UNCHANGED,
     title: str | object = _UNCHANGED,
-    announce_channel_id: int | None | object = _UNCHANGED,
+    announce_channel_id: int | object | None = _UNCHANGED,
 ) -> Broadcast:
     """Change the last known status, title or announce channel (only the ones given)."""
     row = await get_broadcast(session, guild_id, palabra_broadcast_id)

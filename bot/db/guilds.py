@@ -162,7 +162,9 @@ async def clear_language_channel(session: AsyncSession, guild_id: int, language:
     return await set_language_channel(session, guild_id, language, None)
 
 
-async def set_language_voice(session: AsyncSession, guild_id: int, language: str, voice_id: str | None) -> GuildSettings:
+async def set_language_voice(
+    session: AsyncSession, guild_id: int, language: str, voice_id: str | None
+) -> GuildSettings:
     """`/setup voice`: the Palabra voice id for a language (None clears it)."""
     language = _language(language)
     if voice_id is not None and (not isinstance(voice_id, str) or not voice_id.strip() or len(voice_id) > 128):
@@ -171,4 +173,3 @@ async def set_language_voice(session: AsyncSession, guild_id: int, language: str
     row.voice_id = voice_id.strip() if voice_id else None
     await _prune_language(session, settings, row)
     return settings
-

@@ -45,7 +45,10 @@ class MigrationResult:
 def migrations_directory() -> Path:
     """The Alembic scripts: next to the source tree (a checkout or editable install), else in the
     working directory (the container image copies them to /app/migrations)."""
-    candidates = [Path(__file__).resolve().parents[2] / MIGRATIONS_DIRECTORY_NAME, Path.cwd() / MIGRATIONS_DIRECTORY_NAME]
+    candidates = [
+        Path(__file__).resolve().parents[2] / MIGRATIONS_DIRECTORY_NAME,
+        Path.cwd() / MIGRATIONS_DIRECTORY_NAME,
+    ]
     for candidate in candidates:
         if (candidate / "env.py").is_file():
             return candidate

@@ -28,7 +28,10 @@ def _scope(guild_id: int | None) -> int:
 async def opt_out(session: AsyncSession, user_id: int, guild_id: int | None = None) -> bool:
     """Exclude the user's voice in one guild, or everywhere when guild_id is None.
     Returns False if that choice was already recorded."""
-    return await insert_ignoring_conflicts(session, PrivacyOptOut, {"user_id": user_id, "guild_id": _scope(guild_id)}) is not None
+    return (
+        await insert_ignoring_conflicts(session, PrivacyOptOut, {"user_id": user_id, "guild_id": _scope(guild_id)})
+        is not None
+    )
 
 
 async def opt_in(session: AsyncSession, user_id: int, guild_id: int | None = None) -> bool:
@@ -69,8 +72,9 @@ async def opt_out_scopes(session: AsyncSession, user_id: int) -> list[int | None
     return [None if guild == GLOBAL_SCOPE else guild for guild in result]
 
 
-async def delete_user_data(session: AsyncSession, user_id: int, guild_id: int | None = None, *,
-                           keep_choices: bool = False) -> DeletedUserData:
+async def delete_user_data(
+    session: AsyncSession, user_id: int, guild_id: int | None = None, *, keep_choices: bool = False
+) -> DeletedUserData:
     """Delete what is stored about a user: the transcript lines they spoke and (unless `keep_choices`)
     their privacy choices.
 

@@ -29,8 +29,11 @@ async def add_transcript_line(
     duplicating it, keeping translations already stored."""
     await session.execute(
         insert_ignoring_conflicts_statement(session, TranscriptLine).values(
-            session_id=session_id, transcription_id=transcription_id, source_text=source_text,
-            translations={}, created_at=utcnow(),
+            session_id=session_id,
+            transcription_id=transcription_id,
+            source_text=source_text,
+            translations={},
+            created_at=utcnow(),
         )
     )
     line = await _line_for_update(session, session_id, transcription_id)
@@ -55,8 +58,11 @@ async def add_translation(
     """Merge one language's translation into its line (created empty if the transcript is not in yet)."""
     await session.execute(
         insert_ignoring_conflicts_statement(session, TranscriptLine).values(
-            session_id=session_id, transcription_id=transcription_id, source_text="",
-            translations={}, created_at=utcnow(),
+            session_id=session_id,
+            transcription_id=transcription_id,
+            source_text="",
+            translations={},
+            created_at=utcnow(),
         )
     )
     line = await _line_for_update(session, session_id, transcription_id)
@@ -105,7 +111,9 @@ async def purge_expired_transcripts(session: AsyncSession, *, now: datetime | No
     unconfigured = select(InterpretationSession.id)
     if retention:
         unconfigured = unconfigured.where(InterpretationSession.guild_id.not_in(list(retention)))
-    deleted += await _delete_lines_before(session, now - timedelta(days=DEFAULT_TRANSCRIPT_RETENTION_DAYS), unconfigured)
+    deleted += await _delete_lines_before(
+        session, now - timedelta(days=DEFAULT_TRANSCRIPT_RETENTION_DAYS), unconfigured
+    )
     return deleted
 
 

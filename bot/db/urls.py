@@ -59,7 +59,7 @@ def sqlite_file(url: URL) -> Path | None:
     if url.get_backend_name() != "sqlite":
         return None
     database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:") and "mode=memory" in database:
+    if database in ("", ":memory:") or (database.startswith("file:") and "mode=memory" in database):
         return None
     return Path(database.removeprefix("file:").split("?", 1)[0])
 

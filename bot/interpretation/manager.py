@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.audio.mixer import PrebufferedMixer
 from bot.errors import BotError
 from bot.interpretation.errors import (
     BotMissingPermissions,
@@ -38,7 +39,6 @@ from bot.interpretation.errors import (
 from bot.interpretation.notices import DecryptFailureNotices
 from bot.interpretation.placement import consent_notice, fallback_placements
 from bot.interpretation.reports import Placement, PlacementKind, SessionStatus, StartReport, StopReport
-from bot.audio.mixer import PrebufferedMixer
 from bot.interpretation.session import LiveSession, SessionConfig, SessionParts, humans_in, user_speaker
 from bot.interpretation.transcripts import ChannelSink, Transcript, TranscriptPoster, WebhookSink
 
@@ -46,7 +46,12 @@ if TYPE_CHECKING:
     from bot.services import Services
 
 __all__ = [
-    "InterpretationManager", "Placement", "PlacementKind", "SessionStatus", "StartReport", "StopReport",
+    "InterpretationManager",
+    "Placement",
+    "PlacementKind",
+    "SessionStatus",
+    "StartReport",
+    "StopReport",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,12 +125,24 @@ class InterpretationManager:
         self._heartbeat: asyncio.Task | None = None
 
     # --- public API ------------------------------------------------------------------------------
-    async def start(self, *, guild: discord.Guild, voice_channel: discord.VoiceChannel | discord.StageChannel,
-                    requested_by: discord.Member, source: str | None = None,
-                    targets: list[str] | None = None) -> StartReport:
+    async def start(
+        self,
+        *,
+        guild: discord.Guild,
+        voice_channel: discord.VoiceChannel | discord.StageChannel,
+        requested_by: discord.Member,
+        source: str | None = None,
+        targets: list[str] | None = None,
+    ) -> StartReport:
         name = getattr(requested_by, "display_name", None) or "a member"
-        return await self._start(guild, voice_channel, started_by_id=getattr(requested_by, "id", None),
-                                 started_by_name=name, source=source, targets=targets)
+        return await self._start(
+            guild,
+            voice_channel,
+            started_by_id=getattr(requested_by, "id", None),
+            started_by_name=name,
+            source=source,
+            targets=targets,
+        )
 
     async def stop(self, *, guild_id: int, channel_id: int | None = None, reason: str = "stopped") -> StopReport:
         return await self._stop(self._find(guild_id, channel_id), reason)
@@ -138,13 +155,22 @@ class InterpretationManager:
             live = running.live
             stats = live.receiver_stats()
             p50, p90 = live.latency_percentiles()
-            found.append(SessionStatus(
-                session_id=running.session_id, guild_id=guild_id, source_channel_id=running.channel.id,
-                source=running.source, targets=list(running.targets), placements=dict(running.placements),
-                speakers_heard=sorted(live.speakers_heard), uptime_s=live.uptime_s,
-                latency_p50_s=p50, latency_p90_s=p90, packets=int(stats.get("packets", 0)),
-                decrypt_failures=int(stats.get("transport_failures", 0)) + int(stats.get("dave_failures", 0)),
-            ))
+            found.append(
+                SessionStatus(
+                    session_id=running.session_id,
+                    guild_id=guild_id,
+                    source_channel_id=running.channel.id,
+                    source=running.source,
+                    targets=list(running.targets),
+                    placements=dict(running.placements),
+                    speakers_heard=sorted(live.speakers_heard),
+                    uptime_s=live.uptime_s,
+                    latency_p50_s=p50,
+                    latency_p90_s=p90,
+                    packets=int(stats.get("packets", 0)),
+                    decrypt_failures=int(stats.get("transport_failures", 0)) + int(stats.get("dave_failures", 0)),
+                )
+            )
         return found
 
     async def set_user_opted_out(self, guild_id: int | None, user_id: int, opted_out: bool) -> None:
@@ -166,8 +192,11 @@ class InterpretationManager:
             crashed = await db_sessions.mark_crashed_sessions(s, except_instance_id=self.instance_id)
             crashed = [_SessionRow.of(row) for row in crashed]
         for row in crashed:
-            log.warning("session %s (channel %s) was left active by a crashed process; closing it",
-                        row.id, row.source_channel_id)
+            log.warning(
+                "session %s (channel %s) was left active by a crashed process; closing it",
+                row.id,
+                row.source_channel_id,
+            )
             for palabra_id in row.palabra_session_ids:
                 await self._delete_palabra_session(palabra_id)
         await self._delete_untracked_palabra_sessions()
@@ -203,26 +232,45 @@ class InterpretationManager:
             self._heartbeat = None
 
     # --- starting ---------------------------------------------------------------------------------
-    async def _start(self, guild: discord.Guild, voice_channel: Any, *, started_by_id: int | None,
-                     started_by_name: str, source: str | None, targets: list[str] | None) -> StartReport:
+    async def _start(
+        self,
+        guild: discord.Guild,
+        voice_channel: Any,
+        *,
+        started_by_id: int | None,
+        started_by_name: str,
+        source: str | None,
+        targets: list[str] | None,
+    ) -> StartReport:
         if voice_channel is None or not isinstance(voice_channel, (discord.VoiceChannel, discord.StageChannel)):
             raise NotInVoiceChannel()
         channel_id = voice_channel.id
         if channel_id in self.sessions or channel_id in self._starting or channel_id in self._stopping:
             raise SessionAlreadyRunning()
-        if (any(r.guild.id == guild.id for r in self.sessions.values()) or guild.voice_client is not None
-                or guild.id in self._starting.values()):
+        if (
+            any(r.guild.id == guild.id for r in self.sessions.values())
+            or guild.voice_client is not None
+            or guild.id in self._starting.values()
+        ):
             raise SessionAlreadyRunning(
                 "Interpretation is already running in another voice channel of this server "
-                "(the bot can be in one voice channel per server); stop it first with /interpret stop.")
+                "(the bot can be in one voice channel per server); stop it first with /interpret stop."
+            )
         self._starting[channel_id] = guild.id
         try:
             return await self._start_in(guild, voice_channel, started_by_id, started_by_name, source, targets)
         finally:
             del self._starting[channel_id]
 
-    async def _start_in(self, guild: discord.Guild, voice_channel: Any, started_by_id: int | None,
-                        started_by_name: str, source: str | None, targets: list[str] | None) -> StartReport:
+    async def _start_in(
+        self,
+        guild: discord.Guild,
+        voice_channel: Any,
+        started_by_id: int | None,
+        started_by_name: str,
+        source: str | None,
+        targets: list[str] | None,
+    ) -> StartReport:
         from bot.db import guilds, privacy
         from bot.db import sessions as db_sessions
         from bot.db.errors import SessionAlreadyActive
@@ -233,24 +281,42 @@ class InterpretationManager:
         async with services.database.session() as s:
             prefs = await guilds.get_or_create_guild_settings(s, guild.id)
             opted_out = await privacy.opted_out_user_ids(s, guild.id)
-        source, targets, warnings = check_languages(source or prefs.source_language,
-                                                    targets if targets else list(prefs.target_languages))
+        source, targets, warnings = check_languages(
+            source or prefs.source_language, targets if targets else list(prefs.target_languages)
+        )
         self._check_permissions(guild, voice_channel)
         transcript_channel = self._transcript_channel(guild, prefs.transcript_channel_id, voice_channel, warnings)
         try:
             async with services.database.session() as s:
                 row = await db_sessions.start_session(
-                    s, guild_id=guild.id, source_channel_id=voice_channel.id, source_language=source,
-                    target_languages=targets, instance_id=self.instance_id, text_channel_id=transcript_channel.id,
-                    started_by_user_id=started_by_id)
+                    s,
+                    guild_id=guild.id,
+                    source_channel_id=voice_channel.id,
+                    source_language=source,
+                    target_languages=targets,
+                    instance_id=self.instance_id,
+                    text_channel_id=transcript_channel.id,
+                    started_by_user_id=started_by_id,
+                )
                 session_id = row.id
         except SessionAlreadyActive:
             raise SessionAlreadyRunning() from None
 
         cleanup = _Cleanup()
         try:
-            return await self._assemble(guild, voice_channel, transcript_channel, session_id, prefs, opted_out,
-                                        source, targets, warnings, started_by_name, cleanup)
+            return await self._assemble(
+                guild,
+                voice_channel,
+                transcript_channel,
+                session_id,
+                prefs,
+                opted_out,
+                source,
+                targets,
+                warnings,
+                started_by_name,
+                cleanup,
+            )
         except BaseException as exc:
             await cleanup.run()
             await self._end_row(session_id, "failed_to_start")
@@ -260,30 +326,48 @@ class InterpretationManager:
                 raise PalabraUnavailable() from exc
             if isinstance(exc, (discord.HTTPException, discord.ClientException, asyncio.TimeoutError)):
                 raise InterpretationError(
-                    "The bot could not join the voice channel; check its permissions and try again.") from exc
+                    "The bot could not join the voice channel; check its permissions and try again."
+                ) from exc
             raise
 
-    async def _assemble(self, guild: discord.Guild, voice_channel: Any, transcript_channel: Any, session_id: int,
-                        prefs: Any, opted_out: set[int], source: str, targets: list[str], warnings: list[str],
-                        started_by_name: str, cleanup: _Cleanup) -> StartReport:
+    async def _assemble(
+        self,
+        guild: discord.Guild,
+        voice_channel: Any,
+        transcript_channel: Any,
+        session_id: int,
+        prefs: Any,
+        opted_out: set[int],
+        source: str,
+        targets: list[str],
+        warnings: list[str],
+        started_by_name: str,
+        cleanup: _Cleanup,
+    ) -> StartReport:
         from bot.palabra.errors import PalabraError
         from bot.palabra.streaming import StreamingSession
         from bot.palabra.task import SESSION_SAMPLE_RATE, build_task
         from bot.voice.receiver import ListeningVoiceClient
 
-        vc = await voice_channel.connect(cls=ListeningVoiceClient, timeout=CONNECT_TIMEOUT_S, reconnect=True,
-                                         self_deaf=False)
+        vc = await voice_channel.connect(
+            cls=ListeningVoiceClient, timeout=CONNECT_TIMEOUT_S, reconnect=True, self_deaf=False
+        )
         cleanup.add(lambda: vc.disconnect(force=True))
         vc.receiver.on_failure = DecryptFailureNotices(
             lambda text: transcript_channel.send(text, allowed_mentions=discord.AllowedMentions.none()),
-            lambda uid: user_speaker(guild, uid).name)
+            lambda uid: user_speaker(guild, uid).name,
+        )
         await self._post_consent(voice_channel, targets, transcript_channel.id, prefs, started_by_name, warnings)
 
         task = build_task(source, targets, voices=prefs.voices)
         rest = RecordingRest(self.services.palabra, lambda pid: self._record_palabra_id(session_id, pid))
         try:
-            streaming = await StreamingSession.start(credentials=self.services.credentials, task=task,
-                                                     api_url=self.services.settings.palabra_api_url, rest=rest)
+            streaming = await StreamingSession.start(
+                credentials=self.services.credentials,
+                task=task,
+                api_url=self.services.settings.palabra_api_url,
+                rest=rest,
+            )
         except PalabraError as exc:
             log.error("session %s: Palabra did not start: %s", session_id, exc)
             self.metrics.errors.labels("palabra_start").inc()
@@ -297,38 +381,54 @@ class InterpretationManager:
         for user_id in opted_out:
             mixer.exclude(user_id)
         config = SessionConfig(
-            session_id=session_id, guild_id=guild.id, source_channel_id=voice_channel.id,
-            transcript_channel_id=transcript_channel.id, source=source, targets=targets, session_rate=SESSION_SAMPLE_RATE,
+            session_id=session_id,
+            guild_id=guild.id,
+            source_channel_id=voice_channel.id,
+            transcript_channel_id=transcript_channel.id,
+            source=source,
+            targets=targets,
+            session_rate=SESSION_SAMPLE_RATE,
             auto_stop_empty_s=float(prefs.auto_stop_empty_seconds),
             auto_stop_max_s=float(prefs.auto_stop_max_seconds) if prefs.auto_stop_max_seconds else None,
-            **self.session_options)
+            **self.session_options,
+        )
         transcript = Transcript()
         live = LiveSession(
-            config, SessionParts(vc, streaming, None, transcript), mixer=mixer,
-            bot_user_ids=self._bot_user_ids(), resolve_speaker=lambda uid: user_speaker(guild, uid),
-            on_stop=self._request_stop, on_latency=self.metrics.latency.observe,
-            on_line=lambda kind, tid, data: self._store_line(session_id, kind, tid, data), metrics=self.metrics)
+            config,
+            SessionParts(vc, streaming, None, transcript),
+            mixer=mixer,
+            bot_user_ids=self._bot_user_ids(),
+            resolve_speaker=lambda uid: user_speaker(guild, uid),
+            on_stop=self._request_stop,
+            on_latency=self.metrics.latency.observe,
+            on_line=lambda kind, tid, data: self._store_line(session_id, kind, tid, data),
+            metrics=self.metrics,
+        )
         await live.start_audio()
         cleanup.add(live.abort)
 
-        placements, playbacks, floor, leases = await self._place(guild, voice_channel, vc, session_id, targets,
-                                                                 prefs, cleanup)
+        placements, playbacks, floor, leases = await self._place(
+            guild, voice_channel, vc, session_id, targets, prefs, cleanup
+        )
         live.parts.playbacks.update(playbacks)
         live.parts.floor_playbacks.extend(floor)
         live.parts.poster = TranscriptPoster(
-            await self._sink(transcript_channel, warnings), transcript, targets,
+            await self._sink(transcript_channel, warnings),
+            transcript,
+            targets,
             partial_interval_s=self.partial_interval_s,
             on_error=lambda _text: self.metrics.errors.labels("transcript_post").inc(),
-            on_posted=self.metrics.transcript_messages.inc)
-        self.sessions[voice_channel.id] = _Running(live, guild, voice_channel, transcript_channel, source, targets,
-                                                   placements, leases, rest)
+            on_posted=self.metrics.transcript_messages.inc,
+        )
+        self.sessions[voice_channel.id] = _Running(
+            live, guild, voice_channel, transcript_channel, source, targets, placements, leases, rest
+        )
         cleanup.clear()
         live.start_output()
         self._ensure_heartbeat()
         self._update_gauges()
         self.metrics.sessions_started.inc()
-        log.info("session %s started in channel %s: %s -> %s", session_id, voice_channel.id, source,
-                 ", ".join(targets))
+        log.info("session %s started in channel %s: %s -> %s", session_id, voice_channel.id, source, ", ".join(targets))
         return StartReport(session_id, source, list(targets), placements, transcript_channel.id, warnings)
 
     def _check_permissions(self, guild: discord.Guild, channel: Any) -> None:
@@ -336,48 +436,77 @@ class InterpretationManager:
         if me is None:
             return
         perms = channel.permissions_for(me)
-        missing = [name for name, ok in (("Connect", perms.connect), ("Speak", perms.speak),
-                                         ("View Channel", perms.view_channel)) if not ok]
+        missing = [
+            name
+            for name, ok in (("Connect", perms.connect), ("Speak", perms.speak), ("View Channel", perms.view_channel))
+            if not ok
+        ]
         if missing:
             raise BotMissingPermissions(f"The bot needs {', '.join(missing)} in <#{channel.id}>.")
 
-    def _transcript_channel(self, guild: discord.Guild, channel_id: int | None, voice_channel: Any,
-                            warnings: list[str]) -> Any:
+    def _transcript_channel(
+        self, guild: discord.Guild, channel_id: int | None, voice_channel: Any, warnings: list[str]
+    ) -> Any:
         if channel_id:
             channel = guild.get_channel_or_thread(channel_id)
             if channel is not None:
                 return channel
-            warnings.append(f"the transcript channel <#{channel_id}> is gone; transcripts go to this voice "
-                            "channel's chat")
+            warnings.append(
+                f"the transcript channel <#{channel_id}> is gone; transcripts go to this voice channel's chat"
+            )
         return voice_channel
 
-    async def _post_consent(self, channel: Any, targets: list[str], transcript_channel_id: int, prefs: Any,
-                            started_by_name: str, warnings: list[str]) -> None:
-        text = consent_notice(targets=targets, transcript_channel_id=transcript_channel_id,
-                              retention_days=int(prefs.transcript_retention_days), started_by=started_by_name)
+    async def _post_consent(
+        self,
+        channel: Any,
+        targets: list[str],
+        transcript_channel_id: int,
+        prefs: Any,
+        started_by_name: str,
+        warnings: list[str],
+    ) -> None:
+        text = consent_notice(
+            targets=targets,
+            transcript_channel_id=transcript_channel_id,
+            retention_days=int(prefs.transcript_retention_days),
+            started_by=started_by_name,
+        )
         try:
             await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException as exc:
             log.warning("could not post the consent notice in channel %s: %s", channel.id, exc)
-            warnings.append("the consent notice could not be posted in the voice channel's chat "
-                            "(the bot needs Send Messages there)")
+            warnings.append(
+                "the consent notice could not be posted in the voice channel's chat (the bot needs Send Messages there)"
+            )
 
     async def _sink(self, channel: Any, warnings: list[str]) -> Any:
         try:
             return await WebhookSink.for_channel(channel, self.listener.user.id)
         except (discord.HTTPException, TypeError) as exc:
             log.info("no webhook in channel %s (%s); posting transcripts as the bot", channel.id, exc)
-            warnings.append("transcripts are posted as the bot: give it Manage Webhooks to post them under "
-                            "each speaker's name")
+            warnings.append(
+                "transcripts are posted as the bot: give it Manage Webhooks to post them under each speaker's name"
+            )
             return ChannelSink(channel)
 
-    async def _place(self, guild: discord.Guild, voice_channel: Any, vc: Any, session_id: int, targets: list[str],
-                     prefs: Any, cleanup: _Cleanup) -> tuple[dict[str, Placement], dict[str, Any], list[Any], list[Any]]:
+    async def _place(
+        self,
+        guild: discord.Guild,
+        voice_channel: Any,
+        vc: Any,
+        session_id: int,
+        targets: list[str],
+        prefs: Any,
+        cleanup: _Cleanup,
+    ) -> tuple[dict[str, Placement], dict[str, Any], list[Any], list[Any]]:
         from bot.voice.playback import OPUS_SETTINGS, TranslationSource, ensure_discord_opus
 
         siblings = prefs.sibling_channels
-        floor = (min(1.0, prefs.floor_volume_base), min(1.0, prefs.floor_volume_ducked)) \
-            if prefs.floor_audio_enabled else (0.0, 0.0)
+        floor = (
+            (min(1.0, prefs.floor_volume_base), min(1.0, prefs.floor_volume_ducked))
+            if prefs.floor_audio_enabled
+            else (0.0, 0.0)
+        )
         placements: dict[str, Placement] = {}
         playbacks: dict[str, Any] = {}
         floor_sources: list[Any] = []
@@ -413,8 +542,9 @@ class InterpretationManager:
         ordered = {language: placements[language] for language in targets}
         return ordered, playbacks, floor_sources, leases
 
-    async def _lease_speaker(self, guild: discord.Guild, channel_id: int, language: str, session_id: int,
-                             source: Any) -> tuple[Any, str]:
+    async def _lease_speaker(
+        self, guild: discord.Guild, channel_id: int, language: str, session_id: int, source: Any
+    ) -> tuple[Any, str]:
         from bot.db import leases as db_leases
 
         pool = self.speaker_pool
@@ -425,9 +555,15 @@ class InterpretationManager:
         if lease is None or id(lease) in in_use:
             return None, "every speaker bot is busy in this server"
         async with self.services.database.session() as s:
-            row = await db_leases.acquire_speaker(s, candidates=[lease.speaker_id], guild_id=guild.id,
-                                                  channel_id=channel_id, language=language,
-                                                  instance_id=self.instance_id, session_id=session_id)
+            row = await db_leases.acquire_speaker(
+                s,
+                candidates=[lease.speaker_id],
+                guild_id=guild.id,
+                channel_id=channel_id,
+                language=language,
+                instance_id=self.instance_id,
+                session_id=session_id,
+            )
         if row is None:
             await lease.release()
             return None, "its speaker bot or channel is in use by another session"
@@ -450,8 +586,10 @@ class InterpretationManager:
             return in_guild[0]
         if not in_guild:
             raise NoActiveSession()
-        raise NoActiveSession("Several sessions are running in this server; join the voice channel of the one "
-                              "to stop and run the command again.")
+        raise NoActiveSession(
+            "Several sessions are running in this server; join the voice channel of the one "
+            "to stop and run the command again."
+        )
 
     def _request_stop(self, live: LiveSession, reason: str) -> None:
         running = self.sessions.get(live.config.source_channel_id)
@@ -526,16 +664,23 @@ class InterpretationManager:
         heard = ", ".join(f"<@{uid}>" for uid in sorted(live.speakers_heard)) or "nobody"
         p50, p90 = live.latency_percentiles()
         latency = f"; translation delay median {p50:.1f} s, 90th percentile {p90:.1f} s" if p50 is not None else ""
-        text = (f"⏹️ Interpretation of <#{running.channel.id}> ended ({_reason_text(reason)}) after "
-                f"{minutes} min {seconds} s: {len(transcript.finals())} lines, {running.source} → "
-                f"{', '.join(running.targets)}; speakers heard: {heard}{latency}.")
+        text = (
+            f"⏹️ Interpretation of <#{running.channel.id}> ended ({_reason_text(reason)}) after "
+            f"{minutes} min {seconds} s: {len(transcript.finals())} lines, {running.source} → "
+            f"{', '.join(running.targets)}; speakers heard: {heard}{latency}."
+        )
         files = [
-            discord.File(io.BytesIO(transcript.to_txt(running.targets).encode()), f"transcript-{running.session_id}.txt"),
-            discord.File(io.BytesIO(transcript.to_srt(running.targets).encode()), f"transcript-{running.session_id}.srt"),
+            discord.File(
+                io.BytesIO(transcript.to_txt(running.targets).encode()), f"transcript-{running.session_id}.txt"
+            ),
+            discord.File(
+                io.BytesIO(transcript.to_srt(running.targets).encode()), f"transcript-{running.session_id}.srt"
+            ),
         ]
         try:
-            message = await running.transcript_channel.send(text, files=files,
-                                                            allowed_mentions=discord.AllowedMentions.none())
+            message = await running.transcript_channel.send(
+                text, files=files, allowed_mentions=discord.AllowedMentions.none()
+            )
             return message.id
         except discord.HTTPException as exc:
             log.warning("could not post the summary of session %s: %s", running.session_id, exc)
@@ -580,8 +725,13 @@ class InterpretationManager:
             return  # API-key streams have no session-storage session
         since = utcnow() - UNTRACKED_LOOKBACK
         async with self.services.database.session() as s:
-            rows = (await s.execute(select(InterpretationSession.palabra_session_ids, InterpretationSession.status)
-                                    .where(InterpretationSession.started_at >= since))).all()
+            rows = (
+                await s.execute(
+                    select(InterpretationSession.palabra_session_ids, InterpretationSession.status).where(
+                        InterpretationSession.started_at >= since
+                    )
+                )
+            ).all()
         ours = {pid for ids, _status in rows for pid in (ids or [])}
         tracked = {pid for running in self.sessions.values() for pid in running.rest.created}
         try:
@@ -604,9 +754,14 @@ class InterpretationManager:
             log.info("not resuming session %s: nobody is in the channel", row.id)
             return
         try:
-            report = await self._start(channel.guild, channel, started_by_id=row.started_by_user_id,
-                                       started_by_name="the bot, resuming after a restart",
-                                       source=row.source_language, targets=list(row.target_languages))
+            report = await self._start(
+                channel.guild,
+                channel,
+                started_by_id=row.started_by_user_id,
+                started_by_name="the bot, resuming after a restart",
+                source=row.source_language,
+                targets=list(row.target_languages),
+            )
             log.info("resumed the interpretation of channel %s as session %s", channel.id, report.session_id)
         except InterpretationError as exc:
             log.warning("could not resume the interpretation of channel %s: %s", channel.id, exc.user_message)
@@ -631,13 +786,21 @@ class InterpretationManager:
             async with self.services.database.session() as s:
                 if kind == "line":
                     await db_transcripts.add_transcript_line(
-                        s, session_id=session_id, transcription_id=tid, source_text=data.text,
-                        speaker_user_id=data.speaker.user_id, source_language=data.language,
-                        translations=dict(data.translations), start_time=data.start, end_time=data.end)
+                        s,
+                        session_id=session_id,
+                        transcription_id=tid,
+                        source_text=data.text,
+                        speaker_user_id=data.speaker.user_id,
+                        source_language=data.language,
+                        translations=dict(data.translations),
+                        start_time=data.start,
+                        end_time=data.end,
+                    )
                 else:
                     language, text = data
-                    await db_transcripts.add_translation(s, session_id=session_id, transcription_id=tid,
-                                                         language=language, text=text)
+                    await db_transcripts.add_translation(
+                        s, session_id=session_id, transcription_id=tid, language=language, text=text
+                    )
         except Exception:
             log.exception("session %s: storing transcript line %s failed", session_id, tid)
             self.metrics.errors.labels("database").inc()
@@ -680,8 +843,14 @@ class _SessionRow:
 
     @classmethod
     def of(cls, row: Any) -> _SessionRow:
-        return cls(row.id, row.source_channel_id, row.source_language, list(row.target_languages or []),
-                   row.started_by_user_id, list(row.palabra_session_ids or []))
+        return cls(
+            row.id,
+            row.source_channel_id,
+            row.source_language,
+            list(row.target_languages or []),
+            row.started_by_user_id,
+            list(row.palabra_session_ids or []),
+        )
 
 
 class _Cleanup:
@@ -716,8 +885,10 @@ def check_languages(source: str, targets: list[str]) -> tuple[str, list[str], li
     except InvalidTaskError as exc:
         raise InvalidLanguages(f"{exc}. See /languages for the supported codes.") from None
     if not codes:
-        raise InvalidLanguages("No target language is set: pass `targets` (e.g. `es,fr`) or set the server's "
-                               "defaults with /setup languages.")
+        raise InvalidLanguages(
+            "No target language is set: pass `targets` (e.g. `es,fr`) or set the server's "
+            "defaults with /setup languages."
+        )
     return languages.normalise(source), codes, ([source_warning] if source_warning else []) + warnings
 
 
@@ -734,10 +905,14 @@ def _palabra_problem(exc: BaseException) -> str | None:
 
 def _reason_text(reason: str) -> str:
     return {
-        "stopped": "stopped with /interpret stop", "channel_empty": "the channel was empty",
-        "max_duration": "the maximum duration was reached", "bot_disconnected": "the bot was disconnected",
-        "bot_moved": "the bot was moved to another channel", "shutdown": "the bot is shutting down",
-        "palabra_error": "the translation service failed", "palabra_closed": "the translation service ended the stream",
+        "stopped": "stopped with /interpret stop",
+        "channel_empty": "the channel was empty",
+        "max_duration": "the maximum duration was reached",
+        "bot_disconnected": "the bot was disconnected",
+        "bot_moved": "the bot was moved to another channel",
+        "shutdown": "the bot is shutting down",
+        "palabra_error": "the translation service failed",
+        "palabra_closed": "the translation service ended the stream",
     }.get(reason, reason)
 
 

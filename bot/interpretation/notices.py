@@ -27,9 +27,15 @@ _REASONS = {
 
 
 class DecryptFailureNotices:
-    def __init__(self, send: Callable[[str], Awaitable[object]], name_of: Callable[[int | None], str], *,
-                 min_consecutive: int = MIN_CONSECUTIVE, interval_s: float = NOTICE_INTERVAL_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        send: Callable[[str], Awaitable[object]],
+        name_of: Callable[[int | None], str],
+        *,
+        min_consecutive: int = MIN_CONSECUTIVE,
+        interval_s: float = NOTICE_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._send, self._name_of = send, name_of
         self.min_consecutive, self.interval_s, self._clock = min_consecutive, interval_s, clock
         self._last_notice: dict[int | None, float] = {}
@@ -55,8 +61,10 @@ class DecryptFailureNotices:
         self._last_notice[failure.user_id] = now
         who = self._name_of(failure.user_id) if failure.user_id is not None else "someone in this channel"
         why = _REASONS.get(failure.stage, "encryption")
-        return (f"⚠️ I can't decrypt the voice of {who} ({why}: {failure.reason}), so their speech is not "
-                "being interpreted right now. Leaving and rejoining the voice channel usually fixes it.")
+        return (
+            f"⚠️ I can't decrypt the voice of {who} ({why}: {failure.reason}), so their speech is not "
+            "being interpreted right now. Leaving and rejoining the voice channel usually fixes it."
+        )
 
     async def _deliver(self, text: str) -> None:
         try:

@@ -12,24 +12,26 @@ from collections.abc import Sequence
 from bot.interpretation.reports import Placement
 
 
-def fallback_placements(unplaced: Sequence[tuple[str, str]], source_channel_id: int,
-                        same_channel_allowed: bool = True) -> dict[str, Placement]:
+def fallback_placements(
+    unplaced: Sequence[tuple[str, str]], source_channel_id: int, same_channel_allowed: bool = True
+) -> dict[str, Placement]:
     """Placements for languages that got no speaker: (language, why) in target order."""
     placements: dict[str, Placement] = {}
     same_channel_taken = not same_channel_allowed
     for language, why in unplaced:
         if not same_channel_taken:
             same_channel_taken = True
-            placements[language] = Placement(language, "same_channel", source_channel_id,
-                                             f"{why}; playing it in this voice channel instead")
+            placements[language] = Placement(
+                language, "same_channel", source_channel_id, f"{why}; playing it in this voice channel instead"
+            )
         else:
-            placements[language] = Placement(language, "text_only", None,
-                                             f"{why}; text only (just one language can play in this channel)")
+            placements[language] = Placement(
+                language, "text_only", None, f"{why}; text only (just one language can play in this channel)"
+            )
     return placements
 
 
-def consent_notice(*, targets: Sequence[str], transcript_channel_id: int, retention_days: int,
-                   started_by: str) -> str:
+def consent_notice(*, targets: Sequence[str], transcript_channel_id: int, retention_days: int, started_by: str) -> str:
     languages = ", ".join(targets)
     kept = f"kept for {retention_days} days" if retention_days else "not kept after the session"
     return (

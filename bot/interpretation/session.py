@@ -72,14 +72,27 @@ class SessionParts:
 
 
 class LiveSession:
-    def __init__(self, config: SessionConfig, parts: SessionParts, *, mixer: Mixer, bot_user_ids: set[int],
-                 resolve_speaker: Callable[[int], Speaker], on_stop: Callable[[LiveSession, str], None],
-                 on_latency: Callable[[float], None] | None = None,
-                 on_line: Callable[[str, str, Any], Awaitable[None]] | None = None,
-                 metrics: Any = None) -> None:
+    def __init__(
+        self,
+        config: SessionConfig,
+        parts: SessionParts,
+        *,
+        mixer: Mixer,
+        bot_user_ids: set[int],
+        resolve_speaker: Callable[[int], Speaker],
+        on_stop: Callable[[LiveSession, str], None],
+        on_latency: Callable[[float], None] | None = None,
+        on_line: Callable[[str, str, Any], Awaitable[None]] | None = None,
+        metrics: Any = None,
+    ) -> None:
         self.config, self.parts, self.mixer = config, parts, mixer
         self.bot_user_ids = bot_user_ids
-        self.resolve_speaker, self.on_stop, self.on_latency, self.on_line = resolve_speaker, on_stop, on_latency, on_line
+        self.resolve_speaker, self.on_stop, self.on_latency, self.on_line = (
+            resolve_speaker,
+            on_stop,
+            on_latency,
+            on_line,
+        )
         self.metrics = metrics
         self.started_at = time.monotonic()
         self.stopping = False
@@ -278,8 +291,12 @@ class LiveSession:
         self.latencies.append(latency)
         if self.on_latency is not None:
             self.on_latency(latency)
-        log.info("session %s: utterance %s: %.2f s from its end to the first translated audio",
-                 self.config.session_id, tid, latency)
+        log.info(
+            "session %s: utterance %s: %.2f s from its end to the first translated audio",
+            self.config.session_id,
+            tid,
+            latency,
+        )
 
     # --- auto-stop ---------------------------------------------------------------------------------
     async def _watch(self) -> None:
@@ -347,7 +364,7 @@ class LiveSession:
         queued translation played out (bounded). Releasing resources is the manager's part."""
         self.stopping = True
         current = asyncio.current_task()
-        frames, events, watch = (self._tasks + [None, None, None])[:3]
+        frames, events, watch = ([*self._tasks, None, None, None])[:3]
         for task in (frames, watch):
             if task is not None and task is not current:
                 task.cancel()

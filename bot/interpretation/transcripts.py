@@ -79,8 +79,12 @@ class Transcript:
 
     def to_srt(self, targets: list[str]) -> str:
         return format_srt(
-            (line.start, line.end, [f"{line.speaker.name}: {line.text}"]
-             + [f"{lang}: {line.translations[lang]}" for lang in targets if line.translations.get(lang)])
+            (
+                line.start,
+                line.end,
+                [f"{line.speaker.name}: {line.text}"]
+                + [f"{lang}: {line.translations[lang]}" for lang in targets if line.translations.get(lang)],
+            )
             for line in self.finals()
         )
 
@@ -129,7 +133,11 @@ class WebhookSink:
         if host is None or not hasattr(host, "webhooks"):
             raise TypeError(f"channel {channel.id} cannot host a webhook")
         for webhook in await host.webhooks():
-            if webhook.name == WEBHOOK_NAME and webhook.token and (webhook.user is None or webhook.user.id == bot_user_id):
+            if (
+                webhook.name == WEBHOOK_NAME
+                and webhook.token
+                and (webhook.user is None or webhook.user.id == bot_user_id)
+            ):
                 return cls(webhook, thread)
         return cls(await host.create_webhook(name=WEBHOOK_NAME, reason="interpretation transcripts"), thread)
 
@@ -138,14 +146,19 @@ class WebhookSink:
 
     async def send(self, speaker: Speaker, content: str) -> int:
         message = await self.webhook.send(
-            content, username=speaker.name[:80] or "Unknown speaker", avatar_url=speaker.avatar_url, wait=True,
-            allowed_mentions=discord.AllowedMentions.none(), **self._thread_kwargs(),
+            content,
+            username=speaker.name[:80] or "Unknown speaker",
+            avatar_url=speaker.avatar_url,
+            wait=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+            **self._thread_kwargs(),
         )
         return message.id
 
     async def edit(self, message_id: int, content: str) -> None:
-        await self.webhook.edit_message(message_id, content=content, allowed_mentions=discord.AllowedMentions.none(),
-                                        **self._thread_kwargs())
+        await self.webhook.edit_message(
+            message_id, content=content, allowed_mentions=discord.AllowedMentions.none(), **self._thread_kwargs()
+        )
 
     async def delete(self, message_id: int) -> None:
         await self.webhook.delete_message(message_id, **self._thread_kwargs())
@@ -160,8 +173,9 @@ class ChannelSink:
         self._speakers: dict[int, Speaker] = {}
 
     async def send(self, speaker: Speaker, content: str) -> int:
-        message = await self.channel.send(clip(f"**{_escape(speaker.name)}**: {content}"),
-                                          allowed_mentions=discord.AllowedMentions.none())
+        message = await self.channel.send(
+            clip(f"**{_escape(speaker.name)}**: {content}"), allowed_mentions=discord.AllowedMentions.none()
+        )
         self._messages[message.id], self._speakers[message.id] = message, speaker
         return message.id
 
@@ -184,12 +198,18 @@ class TranscriptPoster:
     """Posts a transcript's lines through a sink; call `partial_changed` / `final_changed` after updating
     a line, `drain()` before stopping, `close()` at the end."""
 
-    def __init__(self, sink: MessageSink, transcript: Transcript, targets: list[str], *,
-                 partial_interval_s: float = DEFAULT_PARTIAL_INTERVAL_S,
-                 retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
-                 on_error: Callable[[str], None] | None = None,
-                 on_posted: Callable[[], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        sink: MessageSink,
+        transcript: Transcript,
+        targets: list[str],
+        *,
+        partial_interval_s: float = DEFAULT_PARTIAL_INTERVAL_S,
+        retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
+        on_error: Callable[[str], None] | None = None,
+        on_posted: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.sink, self.transcript, self.targets = sink, transcript, targets
         self.partial_interval_s, self.retry_delays_s = partial_interval_s, retry_delays_s
         self.on_error, self.on_posted, self.clock = on_error, on_posted, clock
@@ -314,7 +334,7 @@ class TranscriptPoster:
             self.posted.pop(tid, None)  # the message was deleted by someone: post it anew next time
             self._report(f"transcript message for {tid} was deleted; posting it again")
             return False
-        except (discord.HTTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, discord.HTTPException, OSError) as exc:
             self._report(f"posting a transcript message failed ({type(exc).__name__}: {exc}); retrying")
             return False
 

@@ -139,9 +139,9 @@ def stream_base_url(api_url: str = DEFAULT_API_URL) -> str:
     if url == DEFAULT_API_URL:
         return DEFAULT_STREAM_URL
     if url.startswith("https://"):
-        return "wss://" + url[len("https://"):]
+        return "wss://" + url[len("https://") :]
     if url.startswith("http://"):
-        return "ws://" + url[len("http://"):]
+        return "ws://" + url[len("http://") :]
     if url.startswith(("ws://", "wss://")):
         return url
     raise ConfigurationError(f"Palabra API URL must start with http:// or https://, got {api_url!r}")

@@ -13,8 +13,14 @@ class PalabraError(BotError):
 class PalabraAPIError(PalabraError):
     """The REST API answered with an error envelope (`{"ok": false, "errors": [...]}`) or status."""
 
-    def __init__(self, message: str, *, status: int | None = None, error_code: int | None = None,
-                 errors: list[dict] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_code: int | None = None,
+        errors: list[dict] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error_code = error_code

@@ -7,33 +7,25 @@ is only a warning; a malformed code (not a language tag at all) is refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import re
+from collections.abc import Iterable
 
 from bot.palabra.errors import InvalidTaskError
 
 AUTO = "auto"
 
-_CURRENT_SOURCES = (
-    "ar hy eu be bn bg yue ca zh hr cs da nl en et fil fi fr gl de el he hi hu id ga it ja kk ko lv lt "
-    "mk ms mt mr mn no fa pl pt ro ru sr sk sl es sw sv ta th tr uk ur ug vi cy"
-).split()
-_OLDER_SOURCES = "ba eo ia".split()
+_CURRENT_SOURCES = ["ar", "hy", "eu", "be", "bn", "bg", "yue", "ca", "zh", "hr", "cs", "da", "nl", "en", "et", "fil", "fi", "fr", "gl", "de", "el", "he", "hi", "hu", "id", "ga", "it", "ja", "kk", "ko", "lv", "lt", "mk", "ms", "mt", "mr", "mn", "no", "fa", "pl", "pt", "ro", "ru", "sr", "sk", "sl", "es", "sw", "sv", "ta", "th", "tr", "uk", "ur", "ug", "vi", "cy"]
+_OLDER_SOURCES = ["ba", "eo", "ia"]
 
-_CURRENT_TARGETS = (
-    "ar ar-sa ar-ae hy az be bs bg ca zh-hans zh-hant hr cs da nl en en-gb en-us et fil fi fr fr-ca gl "
-    "de el he hi hu is id it ja kk ko lv lt mk ms no pl pt pt-br ro ru sr sk sl es es-ar es-ch es-co "
-    "es-la es-mx sw sv ta th tr uk ur vi cy"
-).split()
-_HIDDEN_TARGETS = "zh en-au en-ca".split()
+_CURRENT_TARGETS = ["ar", "ar-sa", "ar-ae", "hy", "az", "be", "bs", "bg", "ca", "zh-hans", "zh-hant", "hr", "cs", "da", "nl", "en", "en-gb", "en-us", "et", "fil", "fi", "fr", "fr-ca", "gl", "de", "el", "he", "hi", "hu", "is", "id", "it", "ja", "kk", "ko", "lv", "lt", "mk", "ms", "no", "pl", "pt", "pt-br", "ro", "ru", "sr", "sk", "sl", "es", "es-ar", "es-ch", "es-co", "es-la", "es-mx", "sw", "sv", "ta", "th", "tr", "uk", "ur", "vi", "cy"]
+_HIDDEN_TARGETS = ["zh", "en-au", "en-ca"]
 
 SOURCE_LANGUAGES: frozenset[str] = frozenset([AUTO, *_CURRENT_SOURCES, *_OLDER_SOURCES])
 TARGET_LANGUAGES: frozenset[str] = frozenset([*_CURRENT_TARGETS, *_HIDDEN_TARGETS])
 
 # Sources the "alpha" ASR model can detect automatically.
 AUTO_DETECTABLE: frozenset[str] = frozenset(
-    "en uk it es de pt tr ar ru pl fr id zh nl ja ko fi hu el cs da he hi".split()
+    ["en", "uk", "it", "es", "de", "pt", "tr", "ar", "ru", "pl", "fr", "id", "zh", "nl", "ja", "ko", "fi", "hu", "el", "cs", "da", "he", "hi"]
 )
 
 # A language tag: 2-3 letter primary subtag, optional subtags of 2-8 letters/digits.

@@ -224,8 +224,11 @@ class TaskStatus(Event):
     @property
     def confirms_task(self) -> bool:
         """The set_task ack SDK 2.2 waits for before streaming."""
-        return (self.command == "set_task" and self.event in ("started", "updated", "unchanged", "resumed")
-                and self.status == "running")
+        return (
+            self.command == "set_task"
+            and self.event in ("started", "updated", "unchanged", "resumed")
+            and self.status == "running"
+        )
 
 
 @dataclass(frozen=True)
@@ -332,8 +335,12 @@ def _parse_known(message_type: str, data: dict[str, Any], zlib_audio: bool) -> E
     if message_type == "output_audio_data":
         return _parse_audio(data, zlib_audio)
     if message_type == "task_status":
-        return TaskStatus(str(data.get("command", "")), str(data.get("event", "")),
-                          str(data.get("task_status", "unknown")), _opt_str(data.get("transcription_id")))
+        return TaskStatus(
+            str(data.get("command", "")),
+            str(data.get("event", "")),
+            str(data.get("task_status", "unknown")),
+            _opt_str(data.get("transcription_id")),
+        )
     if message_type == "current_task":
         task = {k: v for k, v in data.items() if k != "task_status"}
         return CurrentTask(task, str(data.get("task_status", "unknown")))
@@ -345,13 +352,16 @@ def _parse_known(message_type: str, data: dict[str, Any], zlib_audio: bool) -> E
         return EndOfStream(message_type)
     if message_type == "pipeline_timings":
         timings = data.get("timings") or {}
-        return PipelineTimings(str(data.get("transcription_id", "")),
-                               {str(k): float(v) for k, v in timings.items() if isinstance(v, (int, float))})
+        return PipelineTimings(
+            str(data.get("transcription_id", "")),
+            {str(k): float(v) for k, v in timings.items() if isinstance(v, (int, float))},
+        )
     if message_type == "tts_buffer_stats":
         stats = dict(data.get("stats") or {})
         timestamp = stats.pop("timestamp", None)
-        return TtsBufferStats({k: v for k, v in stats.items() if isinstance(v, dict)},
-                              float(timestamp) if timestamp is not None else None)
+        return TtsBufferStats(
+            {k: v for k, v in stats.items() if isinstance(v, dict)}, float(timestamp) if timestamp is not None else None
+        )
     return None
 
 
@@ -370,10 +380,17 @@ def _parse_transcription(cls: type[Transcription], data: dict[str, Any]) -> Tran
 def _parse_segment(seg: dict[str, Any]) -> Segment:
     words = tuple(
         Word(str(w.get("word", "")), _opt_float(w.get("start")), _opt_float(w.get("end")))
-        for w in seg.get("words") or () if isinstance(w, dict)
+        for w in seg.get("words") or ()
+        if isinstance(w, dict)
     )
-    return Segment(str(seg.get("text", "")), float(seg.get("start") or 0.0), float(seg.get("end") or 0.0),
-                   _opt_float(seg.get("start_timestamp")), _opt_float(seg.get("end_timestamp")), words)
+    return Segment(
+        str(seg.get("text", "")),
+        float(seg.get("start") or 0.0),
+        float(seg.get("end") or 0.0),
+        _opt_float(seg.get("start_timestamp")),
+        _opt_float(seg.get("end_timestamp")),
+        words,
+    )
 
 
 def _parse_audio(data: dict[str, Any], zlib_audio: bool) -> OutputAudio:

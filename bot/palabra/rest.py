@@ -214,8 +214,9 @@ class PalabraRest:
 
     # --- session storage --------------------------------------------------------------------------
     async def create_session(self, intent: str = "api") -> StreamingSessionInfo:
-        body = await self._request("POST", "/session-storage/session", json={"data": {"intent": intent}},
-                                   session_create=True)
+        body = await self._request(
+            "POST", "/session-storage/session", json={"data": {"intent": intent}}, session_create=True
+        )
         return parse_session(_expect_dict(unwrap(body), "POST /session-storage/session"))
 
     async def create_session_legacy(self, publisher_count: int = 1, subscriber_count: int = 0) -> StreamingSessionInfo:
@@ -334,8 +335,9 @@ class PalabraRest:
                 return _json_body(response, method, path)
             body = _json_or_text(response)
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            error = error_from_response(method, path, response.status_code, body, retry_after,
-                                        session_create=session_create)
+            error = error_from_response(
+                method, path, response.status_code, body, retry_after, session_create=session_create
+            )
             if attempt > self.max_retries or not _retryable_status(response.status_code, idempotent):
                 raise error
             if retry_after is not None and retry_after > self.max_retry_after:
@@ -434,7 +436,7 @@ def _page_items(body: Any, list_keys: tuple[str, ...]) -> tuple[list, bool | Non
 def _register_broadcast_secrets(data: dict) -> None:
     """Stream keys (ingest and outputs) and tokens in a broadcast payload are secrets: every broadcast
     response passes here before anyone can log it."""
-    sections = [data.get("input")] + list(data.get("outputs") or [])
+    sections = [data.get("input"), *list(data.get("outputs") or [])]
     for section in sections:
         if isinstance(section, dict):
             for key in ("stream_key", "token"):

@@ -49,8 +49,12 @@ STABLE_AFTER_S = 30.0  # a connection up this long resets the reconnect attempt 
 CATCH_UP_SPEED = 2.0  # replayed and backlogged audio goes out this much faster than real time
 LEGACY_EOS_TIMEOUT = 4
 # Palabra's command limits: set_task and get_task share one budget; pause_task and end_task 1 per 3 s.
-COMMAND_BUCKETS = {"set_task": ("task", 2.05), "get_task": ("task", 2.05), "pause_task": ("pause_task", 3.05),
-                   "end_task": ("end_task", 3.05)}
+COMMAND_BUCKETS = {
+    "set_task": ("task", 2.05),
+    "get_task": ("task", 2.05),
+    "pause_task": ("pause_task", 3.05),
+    "end_task": ("end_task", 3.05),
+}
 Dialect = Literal["auto", "current", "legacy"]
 
 
@@ -79,9 +83,19 @@ class _Connection:
 
 
 class StreamingSession:
-    def __init__(self, *, credentials: Any, task: dict, api_url: str = DEFAULT_API_URL, rest: Any = None,
-                 chunk_ms: int = 320, pace: float = 1.0, ready_timeout: float = 30.0, max_reconnects: int = 5,
-                 dialect: Dialect = "auto") -> None:
+    def __init__(
+        self,
+        *,
+        credentials: Any,
+        task: dict,
+        api_url: str = DEFAULT_API_URL,
+        rest: Any = None,
+        chunk_ms: int = 320,
+        pace: float = 1.0,
+        ready_timeout: float = 30.0,
+        max_reconnects: int = 5,
+        dialect: Dialect = "auto",
+    ) -> None:
         if pace <= 0:
             raise ValueError("pace must be positive")
         if dialect not in ("auto", "current", "legacy"):
@@ -119,19 +133,43 @@ class StreamingSession:
 
     # --- lifecycle -------------------------------------------------------------------------------
     @classmethod
-    async def start(cls, *, credentials: Any, task: dict, api_url: str = DEFAULT_API_URL, rest: Any = None,
-                    chunk_ms: int = 320, pace: float = 1.0, ready_timeout: float = 30.0, max_reconnects: int = 5,
-                    dialect: Dialect = "auto") -> StreamingSession:
-        session = cls(credentials=credentials, task=task, api_url=api_url, rest=rest, chunk_ms=chunk_ms, pace=pace,
-                      ready_timeout=ready_timeout, max_reconnects=max_reconnects, dialect=dialect)
+    async def start(
+        cls,
+        *,
+        credentials: Any,
+        task: dict,
+        api_url: str = DEFAULT_API_URL,
+        rest: Any = None,
+        chunk_ms: int = 320,
+        pace: float = 1.0,
+        ready_timeout: float = 30.0,
+        max_reconnects: int = 5,
+        dialect: Dialect = "auto",
+    ) -> StreamingSession:
+        session = cls(
+            credentials=credentials,
+            task=task,
+            api_url=api_url,
+            rest=rest,
+            chunk_ms=chunk_ms,
+            pace=pace,
+            ready_timeout=ready_timeout,
+            max_reconnects=max_reconnects,
+            dialect=dialect,
+        )
         try:
             session._conn = await session._open(offset_s=0.0)
         except BaseException:
             await session._release_rest()
             raise
         session._connected.set()
-        log.info("Palabra stream ready (%s credentials, %d Hz, %d ch, %d ms chunks)", credentials.kind,
-                 session.sample_rate, session.channels, chunk_ms)
+        log.info(
+            "Palabra stream ready (%s credentials, %d Hz, %d ch, %d ms chunks)",
+            credentials.kind,
+            session.sample_rate,
+            session.channels,
+            chunk_ms,
+        )
         session._sender = asyncio.create_task(session._send_loop(), name="palabra-audio-sender")
         return session
 
@@ -186,7 +224,7 @@ class StreamingSession:
             await asyncio.wait_for(self._end_seen.wait(), timeout=max(0.1, deadline - time.monotonic()))
             if conn.reader:
                 await asyncio.wait_for(asyncio.shield(conn.reader), timeout=max(0.1, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("Palabra did not finish the stream within %.0f s of end_task; closing", timeout)
         await self.close()
 
@@ -263,15 +301,17 @@ class StreamingSession:
 
     async def _connect(self, url: str, offset_s: float, rest_id: str | None) -> _Connection:
         try:
-            ws = await websockets.connect(url, ping_interval=10, ping_timeout=30, max_size=None,
-                                          open_timeout=self.ready_timeout)
+            ws = await websockets.connect(
+                url, ping_interval=10, ping_timeout=30, max_size=None, open_timeout=self.ready_timeout
+            )
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status in (401, 403):
-                raise AuthenticationError(f"Palabra refused the streaming token (HTTP {status})",
-                                          status=status) from None
+                raise AuthenticationError(
+                    f"Palabra refused the streaming token (HTTP {status})", status=status
+                ) from None
             raise TransportError(f"Palabra rejected the WebSocket upgrade with HTTP {status}") from None
-        except (OSError, asyncio.TimeoutError, ValueError, websockets.exceptions.WebSocketException) as exc:
+        except (TimeoutError, OSError, ValueError, websockets.exceptions.WebSocketException) as exc:
             # Every other websockets error (InvalidURI, say) quotes the URL, and the URL holds the token.
             raise TransportError(f"cannot connect to Palabra streaming: {redact(str(exc))}") from None
         conn = _Connection(ws, offset_s, rest_id)
@@ -280,7 +320,7 @@ class StreamingSession:
             await self._send(conn, p.SetTask(self.task))
             conn.poller = asyncio.create_task(self._poll_until_ready(conn), name="palabra-get-task-poll")
             await asyncio.wait_for(asyncio.shield(conn.ready), timeout=self.ready_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._shutdown(conn)
             raise NotReadyError(f"Palabra did not start the task within {self.ready_timeout:.0f} s") from None
         except BaseException:
@@ -364,8 +404,7 @@ class StreamingSession:
         if time.monotonic() - conn.opened_at >= STABLE_AFTER_S:
             self._reconnect_attempts = 0  # it was up long enough: a new drop starts a new count
         if not conn.ready.done():
-            conn.ready.set_exception(SessionClosedError(f"Palabra closed the connection before the task ran: "
-                                                        f"{reason}"))
+            conn.ready.set_exception(SessionClosedError(f"Palabra closed the connection before the task ran: {reason}"))
             return
         if self._ending or self._closed:
             if not self._closed and not self._end_seen.is_set():
@@ -376,9 +415,8 @@ class StreamingSession:
             self._reconnector = asyncio.create_task(self._reconnect(reason), name="palabra-reconnect")
 
     def _on_event(self, conn: _Connection, event: p.Event) -> None:
-        if not conn.ready.done():
-            if self._readiness(conn, event):
-                return
+        if not conn.ready.done() and self._readiness(conn, event):
+            return
         if isinstance(event, p.Transcription):
             event = event.shifted(conn.offset_s)
             if isinstance(event, p.ValidatedTranscription) and event.end is not None:
@@ -442,8 +480,9 @@ class StreamingSession:
             self._resume_after_reconnect(conn, attempt, reason)
             return
         self._failure = last_error or SessionClosedError(f"Palabra streaming {reason}")
-        log.error("giving up on the Palabra stream after %d reconnect attempts: %s", self._reconnect_attempts,
-                  self._failure)
+        log.error(
+            "giving up on the Palabra stream after %d reconnect attempts: %s", self._reconnect_attempts, self._failure
+        )
         self._events.put_nowait(None)
 
     def _resume_after_reconnect(self, conn: _Connection, attempt: int, reason: str) -> None:
@@ -456,8 +495,11 @@ class StreamingSession:
         self.stats.reconnects += 1
         self.stats.replayed_s += replayed_s
         self._reconnector = None
-        log.warning("reconnected to Palabra (attempt %d); replaying %.2f s of audio since the last finalised "
-                    "utterance", attempt, replayed_s)
+        log.warning(
+            "reconnected to Palabra (attempt %d); replaying %.2f s of audio since the last finalised utterance",
+            attempt,
+            replayed_s,
+        )
         self._events.put_nowait(p.Reconnected(attempt, replayed_s, reason))
         self._connected.set()
 

@@ -24,8 +24,13 @@ MIN_SILENCE_THRESHOLD, MAX_SILENCE_THRESHOLD = 0.3, 2.0
 SESSION_SAMPLE_RATE = 16000
 SILENCE_THRESHOLD_S = 0.7
 MESSAGE_TYPES = (
-    "partial_transcription", "validated_transcription", "translated_transcription",
-    "partial_translated_transcription", "pipeline_timings", "tts_buffer_stats", "output_audio_data",
+    "partial_transcription",
+    "validated_transcription",
+    "translated_transcription",
+    "partial_translated_transcription",
+    "pipeline_timings",
+    "tts_buffer_stats",
+    "output_audio_data",
 )
 DEFAULT_MESSAGE_TYPES = ("translated_transcription", "partial_transcription", "validated_transcription")
 DEFAULT_VOICE = "default_low"
@@ -62,7 +67,9 @@ def build_task(
             "content_type": "audio",
             "source": {"type": "ws", "format": input_format, "sample_rate": sample_rate, "channels": channels},
         },
-        "output_stream": None if text_only else {
+        "output_stream": None
+        if text_only
+        else {
             "content_type": "audio",
             "target": {"type": "ws", "format": output_format},
         },
@@ -77,8 +84,15 @@ def build_task(
 
 
 def _preprocessing() -> dict[str, Any]:
-    return {"enable_vad": True, "vad_threshold": 0.5, "vad_left_padding": 1, "vad_right_padding": 1,
-            "pre_vad_denoise": False, "pre_vad_dsp": True, "record_tracks": []}
+    return {
+        "enable_vad": True,
+        "vad_threshold": 0.5,
+        "vad_left_padding": 1,
+        "vad_right_padding": 1,
+        "pre_vad_denoise": False,
+        "pre_vad_dsp": True,
+        "record_tracks": [],
+    }
 
 
 def _transcription(source: str, silence_threshold: float) -> dict[str, Any]:
@@ -101,15 +115,30 @@ def _transcription(source: str, silence_threshold: float) -> dict[str, Any]:
         "sentence_splitter": {
             "enabled": True,
             "splitter_model": "auto",
-            "advanced": {"min_sentence_characters": 80, "min_sentence_seconds": 4, "min_split_interval": 0.6,
-                         "context_size": 30, "segments_after_restart": 15, "step_size": 5,
-                         "max_steps_without_eos": 3, "force_end_of_segment": 0.5},
+            "advanced": {
+                "min_sentence_characters": 80,
+                "min_sentence_seconds": 4,
+                "min_split_interval": 0.6,
+                "context_size": 30,
+                "segments_after_restart": 15,
+                "step_size": 5,
+                "max_steps_without_eos": 3,
+                "force_end_of_segment": 0.5,
+            },
         },
-        "verification": {"verification_model": "auto", "allow_verification_glossaries": True,
-                         "auto_transcription_correction": False, "transcription_correction_style": None},
+        "verification": {
+            "verification_model": "auto",
+            "allow_verification_glossaries": True,
+            "auto_transcription_correction": False,
+            "transcription_correction_style": None,
+        },
         "advanced": {
-            "filler_phrases": {"enabled": False, "min_transcription_len": 40, "min_transcription_time": 3,
-                               "phrase_chance": 0.5},
+            "filler_phrases": {
+                "enabled": False,
+                "min_transcription_len": 40,
+                "min_transcription_time": 3,
+                "phrase_chance": 0.5,
+            },
             "ignore_languages": [],
         },
     }
@@ -129,8 +158,11 @@ def _translation(target: str, voice_id: str, translate_partials: bool) -> dict[s
             "voice_cloning_mode": "static_10",
             "denoise_voice_samples": True,
             "voice_id": voice_id,
-            "voice_timbre_detection": {"enabled": False, "high_timbre_voices": ["default_high"],
-                                       "low_timbre_voices": ["default_low"]},
+            "voice_timbre_detection": {
+                "enabled": False,
+                "high_timbre_voices": ["default_high"],
+                "low_timbre_voices": ["default_low"],
+            },
             "speech_tempo_auto": True,
             "speech_tempo_timings_factor": 0,
             "speech_tempo_adjustment_factor": 0.75,
@@ -141,8 +173,14 @@ def _translation(target: str, voice_id: str, translate_partials: bool) -> dict[s
 
 
 def _queue(desired_ms: int, max_ms: int) -> dict[str, Any]:
-    return {"desired_queue_level_ms": desired_ms, "max_queue_level_ms": max_ms, "auto_tempo": True,
-            "min_tempo": 1.15, "max_tempo": 1.45, "auto_tempo_max_delay_ms": 250}
+    return {
+        "desired_queue_level_ms": desired_ms,
+        "max_queue_level_ms": max_ms,
+        "auto_tempo": True,
+        "min_tempo": 1.15,
+        "max_tempo": 1.45,
+        "auto_tempo_max_delay_ms": 250,
+    }
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -185,7 +223,8 @@ def _validate_input(stream: Any) -> str:
         if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
             raise InvalidTaskError(
                 f"input sample rate {rate!r} is out of range; use an integer from {MIN_SAMPLE_RATE} to "
-                f"{MAX_SAMPLE_RATE} Hz")
+                f"{MAX_SAMPLE_RATE} Hz"
+            )
         channels = source.get("channels")
         if channels not in (1, 2) or isinstance(channels, bool):
             raise InvalidTaskError(f"input channels must be 1 or 2, got {channels!r}")
@@ -200,7 +239,8 @@ def _validate_output(stream: Any, source_type: str) -> None:
     target = stream["target"]
     if target.get("type") != source_type:
         raise InvalidTaskError(
-            f"output_stream.target.type {target.get('type')!r} must match input_stream.source.type {source_type!r}")
+            f"output_stream.target.type {target.get('type')!r} must match input_stream.source.type {source_type!r}"
+        )
     fmt = target.get("format", "pcm_s16le")
     if source_type == "ws" and fmt not in OUTPUT_FORMATS:
         raise InvalidTaskError(f"output format {fmt!r} is not accepted; use one of {', '.join(OUTPUT_FORMATS)}")
@@ -214,7 +254,8 @@ def _validate_transcription(transcription: Any) -> list[str]:
     if not isinstance(threshold, (int, float)) or not MIN_SILENCE_THRESHOLD <= threshold <= MAX_SILENCE_THRESHOLD:
         raise InvalidTaskError(
             f"segment_confirmation_silence_threshold {threshold!r} is out of range; use "
-            f"{MIN_SILENCE_THRESHOLD}-{MAX_SILENCE_THRESHOLD} s (0.5-0.9 recommended)")
+            f"{MIN_SILENCE_THRESHOLD}-{MAX_SILENCE_THRESHOLD} s (0.5-0.9 recommended)"
+        )
     return warnings
 
 
@@ -244,7 +285,8 @@ def _validate_queue(name: str, queue: Any) -> None:
     if maximum <= desired:
         raise InvalidTaskError(
             f"translation_queue_configs.{name}: max_queue_level_ms ({maximum}) must be greater than "
-            f"desired_queue_level_ms ({desired})")
+            f"desired_queue_level_ms ({desired})"
+        )
 
 
 def source_format(task: dict[str, Any]) -> tuple[str, int, int]:

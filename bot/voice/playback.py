@@ -121,7 +121,9 @@ class TranslationSource(discord.AudioSource):
     def feed_floor(self, frame_48k_stereo: bytes) -> None:
         """One 20 ms frame of the original speakers (already mixed), for the floor under the translation."""
         if len(frame_48k_stereo) != FRAME_BYTES:
-            raise ValueError(f"floor frames are {FRAME_BYTES} bytes (20 ms of 48 kHz stereo), not {len(frame_48k_stereo)}")
+            raise ValueError(
+                f"floor frames are {FRAME_BYTES} bytes (20 ms of 48 kHz stereo), not {len(frame_48k_stereo)}"
+            )
         with self._lock:
             self._floor.append(frame_48k_stereo)
 

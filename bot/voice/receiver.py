@@ -192,9 +192,15 @@ class VoiceReceiver:
             return stream.push(event)
         if isinstance(event, DecryptFailure):
             self._log(
-                f"fail-{event.stage}-{event.reason}", logging.WARNING,
+                f"fail-{event.stage}-{event.reason}",
+                logging.WARNING,
                 "voice receive: %s decryption failing (%s) for ssrc=%s user=%s: %d in a row, %d total",
-                event.stage, event.reason, event.ssrc, event.user_id, event.consecutive, event.total,
+                event.stage,
+                event.reason,
+                event.ssrc,
+                event.user_id,
+                event.consecutive,
+                event.total,
             )
         return [event]
 
@@ -280,7 +286,9 @@ class ListeningVoiceClient(adapter.AesGcmSendMixin, discord.VoiceClient):
     def _dave_state(self) -> tuple[Any, int]:
         return adapter.dave_state(self)
 
-    async def connect(self, *, reconnect: bool, timeout: float, self_deaf: bool = False, self_mute: bool = False) -> None:
+    async def connect(
+        self, *, reconnect: bool, timeout: float, self_deaf: bool = False, self_mute: bool = False
+    ) -> None:
         await super().connect(reconnect=reconnect, timeout=timeout, self_deaf=self_deaf, self_mute=self_mute)
         self.start_listening()
 

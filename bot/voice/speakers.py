@@ -95,8 +95,11 @@ class SpeakerPool:
     def available(self, guild_id: int) -> list[discord.Client]:
         """Ready speakers that are members of the guild and hold no lease there."""
         return [
-            s for s in self.speakers
-            if s.is_ready() and s.user is not None and s.get_guild(guild_id) is not None
+            s
+            for s in self.speakers
+            if s.is_ready()
+            and s.user is not None
+            and s.get_guild(guild_id) is not None
             and (s.user.id, guild_id) not in self._leases
         ]
 
@@ -130,6 +133,7 @@ class SpeakerPool:
             except Exception:
                 log.exception("speaker %s: leaving the voice channel failed", lease.speaker_id)
 
+
 async def start_speakers(
     tokens: Sequence[str],
     pool: SpeakerPool,
@@ -146,9 +150,9 @@ async def start_speakers(
     clients = [discord.Client(intents=speaker_intents(), **(client_kwargs or {})) for _ in tokens]
     tasks = [
         asyncio.create_task(client.start(token), name=f"speaker-{index}")
-        for index, (client, token) in enumerate(zip(clients, tokens))
+        for index, (client, token) in enumerate(zip(clients, tokens, strict=False))
     ]
-    for index, (client, task) in enumerate(zip(clients, tasks)):
+    for index, (client, task) in enumerate(zip(clients, tasks, strict=False)):
         ready = asyncio.create_task(client.wait_until_ready())
         done, _ = await asyncio.wait({ready, task}, timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED)
         if ready in done:

@@ -137,7 +137,7 @@ def test_activity_timeline_attributes_the_right_user(speech_a, speech_b):
 
 def test_activity_timeline_runs_and_pruning():
     timeline = ActivityTimeline(retain_s=1.0)
-    for tick in range(0, 10):
+    for tick in range(10):
         timeline.record(tick, ["x"])
     for tick in range(20, 25):
         timeline.record(tick, ["x", "y"])

@@ -30,7 +30,7 @@ def test_bursty_arrival_plays_out_without_holes_after_the_prebuffer():
     played = [v for v in out if v]
     assert played == list(range(1, 41))  # every frame, in order
     first = out.index(1)
-    assert all(v != 0 for v in out[first:first + 40])  # no hole once it started
+    assert all(v != 0 for v in out[first : first + 40])  # no hole once it started
     assert mixer.underruns == 1  # only at the end of the talk spurt
 
 

@@ -18,7 +18,9 @@ def frames_of(pcm: bytes, rate: int, channels: int, ms: int = 20) -> list[bytes]
 
 def multitone(seconds: float, rate: int) -> np.ndarray:
     """A band-limited test signal computed analytically at any rate (components below 7 kHz)."""
-    return sum(audio.sine(f, seconds, rate, amplitude=0.12, phase=p) for f, p in [(220, 0), (1330, 1), (3170, 2), (6530, 3)])
+    return sum(
+        audio.sine(f, seconds, rate, amplitude=0.12, phase=p) for f, p in [(220, 0), (1330, 1), (3170, 2), (6530, 3)]
+    )
 
 
 @pytest.mark.parametrize(("in_rate", "in_ch", "out_rate", "out_ch"), CONVERSIONS)

@@ -18,5 +18,3 @@ async def emulator():
 async def services(isolated_url, emulator):
     async with broadcast_services(isolated_url, emulator.base_url) as built:
         yield built
-
-

@@ -14,8 +14,13 @@ from tests.fakes.secrets import STREAM_KEY
 
 
 def request(title: str):
-    return parse_create(title=title, source="en", targets="es", input_protocol="srt_push",
-                        outputs=f"es=rtmp://live.example.com/app|{STREAM_KEY}")
+    return parse_create(
+        title=title,
+        source="en",
+        targets="es",
+        input_protocol="srt_push",
+        outputs=f"es=rtmp://live.example.com/app|{STREAM_KEY}",
+    )
 
 
 async def wait_for(predicate, timeout: float = 5.0) -> None:
@@ -28,7 +33,7 @@ async def wait_for(predicate, timeout: float = 5.0) -> None:
 def test_delay_stays_within_jitter():
     poller = BroadcastPoller(None, None, interval_s=30, jitter=0.2)  # type: ignore[arg-type]
     delays = [poller.next_delay() for _ in range(200)]
-    assert 24 <= min(delays) and max(delays) <= 36 and max(delays) - min(delays) > 3
+    assert min(delays) >= 24 and max(delays) <= 36 and max(delays) - min(delays) > 3
     with pytest.raises(ValueError):
         BroadcastPoller(None, None, interval_s=0)  # type: ignore[arg-type]
 
@@ -51,8 +56,13 @@ async def test_loop_announces_changes_in_the_chosen_channel_and_survives_failure
         for broadcast in (loud, broken, quiet):
             await set_status(emulator, broadcast.id, "streaming")
         await wait_for(lambda: said)
-        assert said == [(100, f"📡 Broadcast **Loud** (`{loud.id[:8]}`): 🔴 Streaming — input received, translating "
-                              "and re-streaming to the outputs")]
+        assert said == [
+            (
+                100,
+                f"📡 Broadcast **Loud** (`{loud.id[:8]}`): 🔴 Streaming — input received, translating "
+                "and re-streaming to the outputs",
+            )
+        ]
         # Palabra failing for a while: rounds fail, the loop goes on.
         emulator.state.config.rest_fail_first = 4
         await wait_for(lambda: emulator.state.config.rest_fail_first == 0)

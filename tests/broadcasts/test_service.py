@@ -17,8 +17,14 @@ GUILD_A, GUILD_B, ADMIN = 1111, 2222, 77
 
 
 def request(**changes):
-    options = dict(title="Friday show", source="en", targets="es,fr", input_protocol="rtmp_push",
-                   outputs=f"es=rtmp://live.example.com/app|{STREAM_KEY}; hls=original,es,fr", delay_s=3)
+    options = dict(
+        title="Friday show",
+        source="en",
+        targets="es,fr",
+        input_protocol="rtmp_push",
+        outputs=f"es=rtmp://live.example.com/app|{STREAM_KEY}; hls=original,es,fr",
+        delay_s=3,
+    )
     return parse_create(**{**options, **changes})
 
 
@@ -29,7 +35,10 @@ async def test_lifecycle(services, emulator):
     assert view.title == "Friday show" and view.status == WAITING
     assert view.source == "en" and view.targets == ("es", "fr") and view.input_protocol == "rtmp_push"
     assert view.mixing == {"original_delay_seconds": 3.0}
-    assert [(o.protocol, o.languages) for o in view.outputs] == [("rtmp_push", ("es",)), ("hls_pull", ("original", "es", "fr"))]
+    assert [(o.protocol, o.languages) for o in view.outputs] == [
+        ("rtmp_push", ("es",)),
+        ("hls_pull", ("original", "es", "fr")),
+    ]
     assert set(view.outputs[1].urls) == {"original", "es", "fr"}
     # The ingest is what the emulator issued for this broadcast.
     record = emulator.state.broadcasts[view.id]
@@ -46,8 +55,14 @@ async def test_lifecycle(services, emulator):
     shown, _ = await service.show(GUILD_A, view.id)
     assert shown.status == ERROR and "no audio track in the input" in shown.status_text
 
-    updated = await service.update(GUILD_A, view.id, title="Saturday show", targets="es,fr,de",
-                                   outputs="de=srt://relay.example.com:9000|dekey; hls=original,de", base_volume=0.5)
+    updated = await service.update(
+        GUILD_A,
+        view.id,
+        title="Saturday show",
+        targets="es,fr,de",
+        outputs="de=srt://relay.example.com:9000|dekey; hls=original,de",
+        base_volume=0.5,
+    )
     assert updated.broadcast.title == "Saturday show" and updated.broadcast.targets == ("es", "fr", "de")
     assert record["original_base_volume"] == 0.5 and record["outputs"][0]["stream_key"] == "dekey"
     async with services.database.session() as s:
@@ -72,9 +87,14 @@ async def test_other_guild_can_neither_see_nor_touch(services, emulator):
     # Same Palabra account: the API lists both, each guild sees only its own.
     assert [v.id for v in await service.list(GUILD_A)] == [mine.id]
     assert [v.id for v in await service.list(GUILD_B)] == [theirs.id]
-    for call in (service.show(GUILD_B, mine.id), service.update(GUILD_B, mine.id, title="hijacked"),
-                 service.listen(GUILD_B, mine.id), service.delete(GUILD_B, mine.id),
-                 service.set_announce_channel(GUILD_B, mine.id, 9), service.show(GUILD_B, mine.id[:8])):
+    for call in (
+        service.show(GUILD_B, mine.id),
+        service.update(GUILD_B, mine.id, title="hijacked"),
+        service.listen(GUILD_B, mine.id),
+        service.delete(GUILD_B, mine.id),
+        service.set_announce_channel(GUILD_B, mine.id, 9),
+        service.show(GUILD_B, mine.id[:8]),
+    ):
         with pytest.raises(BroadcastNotFound, match="this server has no broadcast"):
             await call
     assert emulator.state.broadcasts[mine.id]["title"] == "Friday show"
@@ -109,7 +129,11 @@ async def test_poll_statuses_reports_each_change_once(services, emulator):
     await set_status(emulator, b.id, "error", "bad codec")
     changes = {c.broadcast_id: c for c in await service.poll_statuses()}
     assert (changes[a.id].guild_id, changes[a.id].old, changes[a.id].new, changes[a.id].announce_channel_id) == (
-        GUILD_A, WAITING, STREAMING, 5)
+        GUILD_A,
+        WAITING,
+        STREAMING,
+        5,
+    )
     assert changes[b.id].new == ERROR and "bad codec" in changes[b.id].text
     assert await service.poll_statuses() == []
 

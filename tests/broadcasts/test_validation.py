@@ -13,8 +13,13 @@ from bot.broadcasts.validation import (
 )
 from tests.fakes.secrets import STREAM_KEY
 
-GOOD = dict(title="Friday  show", source="en", targets="es, fr", input_protocol="rtmp_push",
-            outputs=f"es=rtmp://live.example.com/app|{STREAM_KEY}; fr=srt://relay.example.com:9000|k2\nhls=original,es")
+GOOD = dict(
+    title="Friday  show",
+    source="en",
+    targets="es, fr",
+    input_protocol="rtmp_push",
+    outputs=f"es=rtmp://live.example.com/app|{STREAM_KEY}; fr=srt://relay.example.com:9000|k2\nhls=original,es",
+)
 
 
 def create(**changes):
@@ -31,7 +36,12 @@ def test_full_body_matches_palabra_create_shape():
         "ignore_video": True,
         "input": {"protocol": "rtmp_push"},
         "outputs": [
-            {"protocol": "rtmp_push", "lang_code": "es", "server": "rtmp://live.example.com/app", "stream_key": STREAM_KEY},
+            {
+                "protocol": "rtmp_push",
+                "lang_code": "es",
+                "server": "rtmp://live.example.com/app",
+                "stream_key": STREAM_KEY,
+            },
             {"protocol": "srt_push", "lang_code": "fr", "server": "srt://relay.example.com:9000", "stream_key": "k2"},
             {"protocol": "hls_pull", "lang_codes": ["original", "es"]},
         ],
@@ -80,7 +90,10 @@ def test_unknown_language_is_a_warning_not_an_error():
         ({"outputs": "es=rtmp://h.example:99999/app|KEY"}, "not a valid server URL"),
         ({"outputs": "es=rtmp://user:pw@h.example/app|KEY"}, "not a valid server URL"),
         ({"outputs": "es=srt://h.example|KEY"}, "an SRT server is srt://host:port"),
-        ({"outputs": "es=rtmp://h.example/app"}, "output es: the stream key is missing; write `es=rtmp://h.example/app|STREAM_KEY`"),
+        (
+            {"outputs": "es=rtmp://h.example/app"},
+            "output es: the stream key is missing; write `es=rtmp://h.example/app|STREAM_KEY`",
+        ),
         ({"outputs": "es=rtmp://h.example/app|  "}, "the stream key is missing"),
         ({"outputs": "es=rtmp://h.example/app|a key"}, "without spaces"),
         ({"outputs": "de=rtmp://h.example/app|KEY"}, "output language 'de' is not one of the targets (es, fr)"),
@@ -91,7 +104,10 @@ def test_unknown_language_is_a_warning_not_an_error():
         ({"targets": "es, 12"}, "'12' is not a language code"),
         ({"targets": "auto"}, "'auto' is only valid as a source"),
         ({"targets": " , "}, "no target languages"),
-        ({"targets": ",".join(["es", "fr", "de", "it", "pt", "ru", "ja", "ko", "nl", "pl", "tr"])}, "11 target languages; at most 10"),
+        (
+            {"targets": ",".join(["es", "fr", "de", "it", "pt", "ru", "ja", "ko", "nl", "pl", "tr"])},
+            "11 target languages; at most 10",
+        ),
         ({"source": "english!"}, "is not a language code"),
         ({"title": "   "}, "the title is empty"),
         ({"title": "x" * 101}, "at most 100"),
@@ -124,8 +140,10 @@ CURRENT = {
     "outputs": [{"protocol": "hls_pull", "lang_codes": ["original", "es"]}],
     "translation_pipeline": {
         "transcription": {"source_language": "en"},
-        "translations": [{"target_language": "es", "speech_generation": {"voice_id": "v_es"}},
-                         {"target_language": "fr"}],
+        "translations": [
+            {"target_language": "es", "speech_generation": {"voice_id": "v_es"}},
+            {"target_language": "fr"},
+        ],
     },
 }
 
@@ -139,7 +157,10 @@ def test_update_targets_rebuild_pipeline_keeping_voices():
     patch = parse_update(CURRENT, targets="es,de", voices="de=v_de")
     translations = patch.body["translation_pipeline"]["translations"]
     assert patch.body["translation_pipeline"]["transcription"] == {"source_language": "en"}
-    assert [(t["target_language"], t["speech_generation"]["voice_id"]) for t in translations] == [("es", "v_es"), ("de", "v_de")]
+    assert [(t["target_language"], t["speech_generation"]["voice_id"]) for t in translations] == [
+        ("es", "v_es"),
+        ("de", "v_de"),
+    ]
 
 
 def test_update_refuses_targets_that_orphan_outputs_and_empty_updates():

@@ -44,7 +44,9 @@ class RecordingManager:
             raise self.fail_with
 
     async def start(self, *, guild, voice_channel, requested_by, source=None, targets=None) -> StartReport:
-        self._record("start", guild=guild, voice_channel=voice_channel, requested_by=requested_by, source=source, targets=targets)
+        self._record(
+            "start", guild=guild, voice_channel=voice_channel, requested_by=requested_by, source=source, targets=targets
+        )
         targets = targets or ["es"]
         placements = {t: Placement(t, "text_only", None, "no speaker bot is free") for t in targets}
         placements[targets[0]] = Placement(targets[0], "sibling", voice_channel.id + 1, None)
@@ -75,8 +77,9 @@ class Harness:
     def bot_account(self):
         return self.fake.bot()
 
-    async def command(self, user, name: str, subcommand: str | None = None, *, in_channel="general",
-                      timeout: float = 10.0, **options) -> InteractionRecord:
+    async def command(
+        self, user, name: str, subcommand: str | None = None, *, in_channel="general", timeout: float = 10.0, **options
+    ) -> InteractionRecord:
         """Send `/name [subcommand] options…` as `user` from `in_channel` and wait for the bot's answer."""
         record = await self.fake.slash_command(
             self.bot_account, user, in_channel, name, subcommand=subcommand, options=options
@@ -96,11 +99,24 @@ class Harness:
         await self.settled(record)
         return record
 
-    def payload(self, user, name: str, subcommand: str | None = None, *, in_channel="general",
-                focused: str | None = None, **options) -> dict:
+    def payload(
+        self,
+        user,
+        name: str,
+        subcommand: str | None = None,
+        *,
+        in_channel="general",
+        focused: str | None = None,
+        **options,
+    ) -> dict:
         """The INTERACTION_CREATE payload; with `focused`, an autocomplete interaction for that option."""
         return self.fake.interaction_payload(
-            bot=self.bot_account, user=user, channel=in_channel, name=name, subcommand=subcommand, options=options,
+            bot=self.bot_account,
+            user=user,
+            channel=in_channel,
+            name=name,
+            subcommand=subcommand,
+            options=options,
             focused=focused,
         )
 
@@ -129,7 +145,11 @@ class Harness:
         channel_id = self.fake.channel(channel).id
         guild = self.client.get_guild(self.fake.guild.id)
         await wait_until(
-            lambda: (state := guild._voice_state_for(user.id)) is not None and state.channel and state.channel.id == channel_id
+            lambda: (
+                (state := guild._voice_state_for(user.id)) is not None
+                and state.channel
+                and state.channel.id == channel_id
+            )
         )
 
 
@@ -143,10 +163,7 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:
 
 def shown(record: InteractionRecord) -> str:
     """The text of the message the user ended up with: the answer, or the last followup after a deferral."""
-    if record.response_type == 5:
-        message = record.followups[-1].data
-    else:
-        message = record.responses[0].get("data") or {}
+    message = record.followups[-1].data if record.response_type == 5 else record.responses[0].get("data") or {}
     parts = [message.get("content") or ""]
     for embed in message.get("embeds") or []:
         parts += [embed.get("title") or "", embed.get("description") or ""]
@@ -192,5 +209,3 @@ async def harness(isolated_url, manager):
 async def sqlite_harness(tmp_path, manager):
     async with running_harness(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", manager) as h:
         yield h
-
-

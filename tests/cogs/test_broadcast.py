@@ -14,8 +14,8 @@ import pytest
 
 from bot.client import InterpreterBot
 from bot.services import Services
-from tests.fakes.broadcasts import app_credentials_emulator, broadcast_services, set_status
 from tests.fakes import secrets
+from tests.fakes.broadcasts import app_credentials_emulator, broadcast_services, set_status
 from tests.fakes.discord.clients import running_clients
 from tests.fakes.discord.model import Guild
 from tests.fakes.discord.rest import InteractionRecord
@@ -35,17 +35,28 @@ class World:
 
     async def run(self, user, subcommand: str, *, guild: Guild | None = None, **options) -> InteractionRecord:
         """`/broadcast <subcommand> options…` as `user` in #general of `guild`; waits for the final answer."""
-        record = await self.fake.slash_command(self.fake.bot(), user, "general", "broadcast", subcommand=subcommand,
-                                               options=options, guild=guild)
+        record = await self.fake.slash_command(
+            self.fake.bot(), user, "general", "broadcast", subcommand=subcommand, options=options, guild=guild
+        )
         await self.fake.wait_for_response(record, 10)
         if record.response_type == 5:  # deferred: the answer is the followup
             await wait_until(lambda: record.followups)
         return record
 
-    async def complete(self, user, subcommand: str, focused: str, *, guild: Guild | None = None, **options) -> list[dict]:
+    async def complete(
+        self, user, subcommand: str, focused: str, *, guild: Guild | None = None, **options
+    ) -> list[dict]:
         """The choices the bot offers while `user` types option `focused` (an autocomplete interaction)."""
-        record = await self.fake.slash_command(self.fake.bot(), user, "general", "broadcast", subcommand=subcommand,
-                                               options=options, guild=guild, focused=focused)
+        record = await self.fake.slash_command(
+            self.fake.bot(),
+            user,
+            "general",
+            "broadcast",
+            subcommand=subcommand,
+            options=options,
+            guild=guild,
+            focused=focused,
+        )
         await self.fake.wait_for_response(record, 10)
         assert record.response_type == 8
         return record.responses[0]["data"]["choices"]
@@ -152,17 +163,28 @@ async def test_full_lifecycle(world, emulator, no_secret_in_logs):
     await set_status(emulator, broadcast_id, "streaming")
     await world.poller().poll_once()
     announced = [m.content for m in fake.messages(status_channel)]
-    assert announced == [f"📡 Broadcast **Friday show** (`{broadcast_id[:8]}`): 🔴 Streaming — input received, "
-                         "translating and re-streaming to the outputs"]
+    assert announced == [
+        f"📡 Broadcast **Friday show** (`{broadcast_id[:8]}`): 🔴 Streaming — input received, "
+        "translating and re-streaming to the outputs"
+    ]
     await set_status(emulator, broadcast_id, "error", "input has no audio track")
     await world.poller().poll_once()
     await world.poller().poll_once()  # no change, no second announcement
     assert [m.content for m in fake.messages(status_channel)][1:] == [
         f"📡 Broadcast **Friday show** (`{broadcast_id[:8]}`): ⚠️ Error — Palabra could not receive or process "
-        "the input: input has no audio track"]
+        "the input: input has no audio track"
+    ]
 
-    text, private = answer(await world.run(admin, "update", broadcast=broadcast_id, title="Saturday show",
-                                           targets="es, fr", outputs=f"fr=rtmp://fr.example.com/app|{KEY}; hls=fr"))
+    text, private = answer(
+        await world.run(
+            admin,
+            "update",
+            broadcast=broadcast_id,
+            title="Saturday show",
+            targets="es, fr",
+            outputs=f"fr=rtmp://fr.example.com/app|{KEY}; hls=fr",
+        )
+    )
     assert not private and "✏️ Broadcast updated." in text and "**Saturday show**" in text and "**fr**" in text
     assert emulator.state.broadcasts[broadcast_id]["outputs"][0]["server"] == "rtmp://fr.example.com/app"
 
@@ -192,10 +214,18 @@ async def test_second_guild_can_neither_see_nor_touch(world, emulator):
     [broadcast_id] = list(emulator.state.broadcasts)
     text, _ = answer(await world.run(admin, "list", guild=world.second))
     assert text == "This server has no broadcasts. Create one with `/broadcast create`."
-    attempts = [("show", {}), ("show", {"ingest": True}), ("update", {"title": "hijacked"}), ("listen", {}),
-                ("announce", {}), ("delete", {})]
+    attempts = [
+        ("show", {}),
+        ("show", {"ingest": True}),
+        ("update", {"title": "hijacked"}),
+        ("listen", {}),
+        ("announce", {}),
+        ("delete", {}),
+    ]
     for subcommand, options in attempts:
-        text, private = answer(await world.run(admin, subcommand, guild=world.second, broadcast=broadcast_id, **options))
+        text, private = answer(
+            await world.run(admin, subcommand, guild=world.second, broadcast=broadcast_id, **options)
+        )
         assert private and f"this server has no broadcast '{broadcast_id}'" in text, (subcommand, text)
     record = emulator.state.broadcasts[broadcast_id]
     assert record["title"] == "Friday show"
@@ -216,8 +246,10 @@ async def test_second_guild_can_neither_see_nor_touch(world, emulator):
         ({"outputs": "es=rtmp://live.example.com/app"}, "output es: the stream key is missing"),
         ({"outputs": ";".join(f"es=rtmp://h{i}.example.com/app|{KEY}" for i in range(11))}, "11 outputs; at most 10"),
         ({"delay": 90.0}, "delay must be from 0 to 60 seconds"),
-        ({"targets": "es, xx-yy", "outputs": f"xx-yy=rtmp://h.example.com/app|{KEY}"},
-         "Palabra refused to create the broadcast"),
+        (
+            {"targets": "es, xx-yy", "outputs": f"xx-yy=rtmp://h.example.com/app|{KEY}"},
+            "Palabra refused to create the broadcast",
+        ),
     ],
 )
 async def test_bad_input_is_refused_privately(sqlite_world, emulator, changes, expected):
@@ -262,9 +294,11 @@ async def test_autocomplete_offers_only_this_servers_broadcasts(sqlite_world, em
     await create(world, admin, title="Second", guild=world.second)
     ids = {record["title"]: broadcast_id for broadcast_id, record in emulator.state.broadcasts.items()}
     assert await world.complete(admin, "show", "broadcast", broadcast="") == [
-        {"name": f"First ({ids['First'][:8]})", "value": ids["First"]}]
-    assert [c["value"] for c in await world.complete(admin, "delete", "broadcast", guild=world.second, broadcast="sec")] == [
-        ids["Second"]]
+        {"name": f"First ({ids['First'][:8]})", "value": ids["First"]}
+    ]
+    assert [
+        c["value"] for c in await world.complete(admin, "delete", "broadcast", guild=world.second, broadcast="sec")
+    ] == [ids["Second"]]
     assert await world.complete(admin, "show", "broadcast", guild=world.second, broadcast="First") == []
     member = await world.fake.add_user("Member")
     assert await world.complete(member, "show", "broadcast", broadcast="") == []

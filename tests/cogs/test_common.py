@@ -30,7 +30,9 @@ def test_bad_targets_say_what_is_accepted(text, expected):
 
 def test_source_accepts_auto_and_warns_on_unknown():
     assert common.parse_source("AUTO").codes == ["auto"]
-    assert common.parse_source("xq").warnings == ["source language 'xq' is not in Palabra's known list; sending it anyway"]
+    assert common.parse_source("xq").warnings == [
+        "source language 'xq' is not in Palabra's known list; sending it anyway"
+    ]
     with pytest.raises(common.CommandInputError, match="See `/languages`"):
         common.parse_source("en!")
 

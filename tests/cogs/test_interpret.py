@@ -28,7 +28,7 @@ async def test_start_passes_the_callers_channel_and_languages_and_reports_placem
     user = await _speaker_in_voice(h)
     record = await h.command(user, "interpret", "start", source="EN", targets="es, fr,es")
     voice_a = h.fake.channel("Voice A").id
-    (name, call), = h.manager.calls
+    ((name, call),) = h.manager.calls
     assert name == "start"
     assert call["voice_channel"].id == voice_a and call["guild"].id == h.fake.guild.id
     assert call["requested_by"].id == user.id
@@ -68,7 +68,10 @@ async def test_start_refuses_malformed_languages_privately(sqlite_harness):
         ("en", "es, 42"): "target language '42' is not a language code",
         ("en", "auto"): "'auto' is only valid as a source language",
         ("en", " , "): "Give at least one target language",
-        ("en", ",".join(["es", "fr", "de", "it", "pt", "pl", "nl", "sv", "fi", "da", "cs"])): "At most 10 target languages",
+        (
+            "en",
+            ",".join(["es", "fr", "de", "it", "pt", "pl", "nl", "sv", "fi", "da", "cs"]),
+        ): "At most 10 target languages",
     }
     for (source, targets), expected in cases.items():
         record = await h.command(user, "interpret", "start", source=source, targets=targets)
@@ -99,7 +102,10 @@ async def test_stop_stops_the_callers_channel(sqlite_harness):
     h.manager.sessions.append(_status(h, 11))
     user = await _speaker_in_voice(h)
     record = await h.command(user, "interpret", "stop")
-    assert h.manager.calls[-1] == ("stop", {"guild_id": h.fake.guild.id, "channel_id": h.fake.channel("Voice A").id, "reason": "stopped"})
+    assert h.manager.calls[-1] == (
+        "stop",
+        {"guild_id": h.fake.guild.id, "channel_id": h.fake.channel("Voice A").id, "reason": "stopped"},
+    )
     assert not ephemeral(record)
     assert shown(record) == "Stopped interpreting after 2m 05s (3 transcript lines)."
 
@@ -210,16 +216,27 @@ async def test_real_manager_behind_the_commands(tmp_path):
     try:
         async with FakeDiscord() as fake, serve(emulator_config()) as emulator:
             settings = load_settings(
-                palabra_client_id=secrets.PALABRA_CLIENT_ID, palabra_client_secret=secrets.PALABRA_CLIENT_SECRET,
-                palabra_api_url=emulator.base_url, discord_api_base=fake.api_base, database_url=url, http_port=0,
+                palabra_client_id=secrets.PALABRA_CLIENT_ID,
+                palabra_client_secret=secrets.PALABRA_CLIENT_SECRET,
+                palabra_api_url=emulator.base_url,
+                discord_api_base=fake.api_base,
+                database_url=url,
+                http_port=0,
             )
             credentials = Credentials.app(secrets.PALABRA_CLIENT_ID, secrets.PALABRA_CLIENT_SECRET)
             async with PalabraRest(credentials, emulator.base_url) as rest:
-                services = Services(settings=settings, database=database, credentials=credentials, palabra=rest,
-                                    extras={"session_options": {"tail_silence_s": 0.5, "drain_timeout_s": 5.0}})
+                services = Services(
+                    settings=settings,
+                    database=database,
+                    credentials=credentials,
+                    palabra=rest,
+                    extras={"session_options": {"tail_silence_s": 0.5, "drain_timeout_s": 5.0}},
+                )
                 listener_factory = lambda: InterpreterBot(services, guild_ready_timeout=0.1)  # noqa: E731
-                async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=listener_factory) as (listener,), \
-                        running_clients(fake, secrets.SPEAKER_TOKENS[:1]) as speakers:
+                async with (
+                    running_clients(fake, [secrets.DISCORD_TOKEN], factory=listener_factory) as (listener,),
+                    running_clients(fake, secrets.SPEAKER_TOKENS[:1]) as speakers,
+                ):
                     manager = InterpretationManager(services, listener, SpeakerPool(speakers))
                     services.interpretation = manager
                     try:

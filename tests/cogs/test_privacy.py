@@ -12,7 +12,9 @@ async def _scopes(h, user) -> list[int | None]:
 
 
 def _told(h) -> list[tuple]:
-    return [(c["guild_id"], c["user_id"], c["opted_out"]) for name, c in h.manager.calls if name == "set_user_opted_out"]
+    return [
+        (c["guild_id"], c["user_id"], c["opted_out"]) for name, c in h.manager.calls if name == "set_user_opted_out"
+    ]
 
 
 async def test_optout_here_then_optin(harness):
@@ -68,16 +70,28 @@ async def test_delete_removes_transcripts_and_keeps_the_optout(harness):
     guild = h.fake.guild.id
     async with h.services.database.session() as s:
         here = await sessions.start_session(
-            s, guild_id=guild, source_channel_id=h.fake.channel("Voice A").id, source_language="en",
-            target_languages=["es"], instance_id="test:1",
+            s,
+            guild_id=guild,
+            source_channel_id=h.fake.channel("Voice A").id,
+            source_language="en",
+            target_languages=["es"],
+            instance_id="test:1",
         )
         elsewhere = await sessions.start_session(
-            s, guild_id=guild + 1, source_channel_id=h.fake.channel("Voice B").id, source_language="en",
-            target_languages=["es"], instance_id="test:1",
+            s,
+            guild_id=guild + 1,
+            source_channel_id=h.fake.channel("Voice B").id,
+            source_language="en",
+            target_languages=["es"],
+            instance_id="test:1",
         )
         for index, (session, speaker) in enumerate([(here, user), (here, user), (here, other), (elsewhere, user)]):
             await transcripts.add_transcript_line(
-                s, session_id=session.id, transcription_id=f"t{index}", source_text=f"line {index}", speaker_user_id=speaker.id
+                s,
+                session_id=session.id,
+                transcription_id=f"t{index}",
+                source_text=f"line {index}",
+                speaker_user_id=speaker.id,
             )
     await h.command(user, "privacy", "optout")
 

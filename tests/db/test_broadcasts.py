@@ -15,8 +15,13 @@ ANNOUNCE = 5_300_000_000_000_000_001
 async def add(db, pid: str, guild: int = GUILD, title: str = "Town hall"):
     async with db.session() as s:
         return await broadcasts.add_broadcast(
-            s, guild_id=guild, palabra_broadcast_id=pid, creator_user_id=CREATOR, title=title,
-            announce_channel_id=ANNOUNCE, status="created",
+            s,
+            guild_id=guild,
+            palabra_broadcast_id=pid,
+            creator_user_id=CREATOR,
+            title=title,
+            announce_channel_id=ANNOUNCE,
+            status="created",
         )
 
 
@@ -25,7 +30,11 @@ async def test_add_and_get(db):
     async with db.session() as s:
         row = await broadcasts.get_broadcast(s, GUILD, "b-1")
     assert (row.guild_id, row.creator_user_id, row.title, row.announce_channel_id, row.status) == (
-        GUILD, CREATOR, "Town hall", ANNOUNCE, "created",
+        GUILD,
+        CREATOR,
+        "Town hall",
+        ANNOUNCE,
+        "created",
     )
     assert row.created_at.tzinfo is not None
 

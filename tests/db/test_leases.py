@@ -13,7 +13,11 @@ HERE = "host-a:1"
 async def start(db, channel, guild=GUILD, instance=HERE):
     async with db.session() as s:
         return await sessions.start_session(
-            s, guild_id=guild, source_channel_id=channel, source_language="en", target_languages=["es", "fr"],
+            s,
+            guild_id=guild,
+            source_channel_id=channel,
+            source_language="en",
+            target_languages=["es", "fr"],
             instance_id=instance,
         )
 
@@ -21,8 +25,13 @@ async def start(db, channel, guild=GUILD, instance=HERE):
 async def acquire(db, *, channel, language="es", session_id=None, guild=GUILD, candidates=SPEAKERS, instance=HERE):
     async with db.session() as s:
         return await leases.acquire_speaker(
-            s, candidates=candidates, guild_id=guild, channel_id=channel, language=language,
-            instance_id=instance, session_id=session_id,
+            s,
+            candidates=candidates,
+            guild_id=guild,
+            channel_id=channel,
+            language=language,
+            instance_id=instance,
+            session_id=session_id,
         )
 
 

@@ -22,8 +22,13 @@ from tests.fakes import secrets
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TABLES = {
-    "guild_settings", "guild_languages", "interpretation_sessions", "speaker_leases", "transcript_lines",
-    "privacy_optouts", "broadcasts",
+    "guild_settings",
+    "guild_languages",
+    "interpretation_sessions",
+    "speaker_leases",
+    "transcript_lines",
+    "privacy_optouts",
+    "broadcasts",
 }
 
 

@@ -43,7 +43,11 @@ async def test_global_opt_out_applies_in_every_guild(db):
 async def _session_with_lines(db, guild: int, channel: int) -> int:
     async with db.session() as s:
         row = await sessions.start_session(
-            s, guild_id=guild, source_channel_id=channel, source_language="en", target_languages=["es"],
+            s,
+            guild_id=guild,
+            source_channel_id=channel,
+            source_language="en",
+            target_languages=["es"],
             instance_id="host:1",
         )
         for n, speaker in enumerate([ALICE, BOB, ALICE, None]):
@@ -85,7 +89,10 @@ async def test_delete_user_data_in_one_guild(db):
     async with db.session() as s:
         assert [line.speaker_user_id for line in await transcripts.session_transcript(s, here)] == [BOB, None]
         assert [line.speaker_user_id for line in await transcripts.session_transcript(s, there)] == [
-            ALICE, BOB, ALICE, None,
+            ALICE,
+            BOB,
+            ALICE,
+            None,
         ]
         assert await privacy.opt_out_scopes(s, ALICE) == [None]
     assert GLOBAL_SCOPE == 0

@@ -74,8 +74,13 @@ async def test_stop_is_idempotent_and_releases_leases(db):
     started = await start(db)
     async with db.session() as s:
         lease = await leases.acquire_speaker(
-            s, candidates=[SPEAKER], guild_id=GUILD, channel_id=OTHER_CHANNEL, language="es",
-            instance_id=HERE, session_id=started.id,
+            s,
+            candidates=[SPEAKER],
+            guild_id=GUILD,
+            channel_id=OTHER_CHANNEL,
+            language="es",
+            instance_id=HERE,
+            session_id=started.id,
         )
         assert lease is not None
     ended_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -134,7 +139,12 @@ async def test_crash_recovery_closes_sessions_of_a_dead_instance(db):
     async with db.session() as s:
         await sessions.add_palabra_session_id(s, orphan.id, "ps-orphan")
         await leases.acquire_speaker(
-            s, candidates=[SPEAKER], guild_id=GUILD, channel_id=10, language="es", instance_id=DEAD,
+            s,
+            candidates=[SPEAKER],
+            guild_id=GUILD,
+            channel_id=10,
+            language="es",
+            instance_id=DEAD,
             session_id=orphan.id,
         )
     async with db.session() as s:
@@ -160,7 +170,9 @@ async def test_crash_recovery_by_instance_and_by_heartbeat(db):
         assert await sessions.heartbeat(s, "host-c:1") == 1
     async with db.session() as s:
         by_instance = await sessions.mark_crashed_sessions(s, instance_id=DEAD)
-        by_heartbeat = await sessions.mark_crashed_sessions(s, heartbeat_before=datetime.now(UTC) - timedelta(minutes=1))
+        by_heartbeat = await sessions.mark_crashed_sessions(
+            s, heartbeat_before=datetime.now(UTC) - timedelta(minutes=1)
+        )
     assert [r.id for r in by_instance] == [dead.id]
     assert [r.id for r in by_heartbeat] == [quiet.id]
     async with db.session() as s:

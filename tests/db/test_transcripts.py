@@ -16,7 +16,11 @@ SPEAKER = 3_200_000_000_000_000_001
 async def start(db, guild=GUILD, channel=1):
     async with db.session() as s:
         row = await sessions.start_session(
-            s, guild_id=guild, source_channel_id=channel, source_language="en", target_languages=["es", "fr"],
+            s,
+            guild_id=guild,
+            source_channel_id=channel,
+            source_language="en",
+            target_languages=["es", "fr"],
             instance_id="host:1",
         )
         return row.id
@@ -26,8 +30,15 @@ async def test_line_round_trip_with_translations(db):
     session_id = await start(db)
     async with db.session() as s:
         await transcripts.add_transcript_line(
-            s, session_id=session_id, transcription_id="t-1", source_text="Hello there",
-            speaker_user_id=SPEAKER, source_language="en", translations={"es": "Hola"}, start_time=1.5, end_time=2.75,
+            s,
+            session_id=session_id,
+            transcription_id="t-1",
+            source_text="Hello there",
+            speaker_user_id=SPEAKER,
+            source_language="en",
+            translations={"es": "Hola"},
+            start_time=1.5,
+            end_time=2.75,
         )
         await transcripts.add_translation(s, session_id=session_id, transcription_id="t-1", language="fr", text="Salut")
     async with db.session() as s:
@@ -75,7 +86,12 @@ async def test_transcript_is_in_spoken_order_and_per_session(db):
             )
         await transcripts.add_transcript_line(s, session_id=other, transcription_id="a", source_text="other")
     async with db.session() as s:
-        assert [line.source_text for line in await transcripts.session_transcript(s, session_id)] == ["a", "b", "c", "x"]
+        assert [line.source_text for line in await transcripts.session_transcript(s, session_id)] == [
+            "a",
+            "b",
+            "c",
+            "x",
+        ]
         assert [line.source_text for line in await transcripts.session_transcript(s, other)] == ["other"]
 
 
@@ -104,7 +120,8 @@ async def test_purge_applies_each_guilds_retention(db):
     async with db.session() as s:
         assert [line.transcription_id for line in await transcripts.session_transcript(s, short)] == ["new"]
         assert [line.transcription_id for line in await transcripts.session_transcript(s, default)] == [
-            "new", "week-old",
+            "new",
+            "week-old",
         ]
         assert await transcripts.purge_expired_transcripts(s) == 0
 

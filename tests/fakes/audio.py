@@ -47,7 +47,7 @@ def bursts(sample_rate: int, pattern: list[tuple[str, float]], *, amplitude: flo
     rng = np.random.default_rng(seed)
     parts, freq = [], 330.0
     for kind, seconds in pattern:
-        n = int(round(seconds * sample_rate))
+        n = round(seconds * sample_rate)
         if kind == "silence":
             parts.append(np.zeros(n))
         elif kind == "tone":

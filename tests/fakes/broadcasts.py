@@ -30,8 +30,9 @@ async def broadcast_services(database_url: str, api_url: str, **extras):
     """Services as `run` builds them: database migrated, Palabra REST client, BroadcastService set."""
     await upgrade_to_head(database_url)
     database = Database(database_url)
-    settings = Settings(_env_file=None, discord_token=secrets.DISCORD_TOKEN, database_url=database_url,
-                        palabra_api_url=api_url)
+    settings = Settings(
+        _env_file=None, discord_token=secrets.DISCORD_TOKEN, database_url=database_url, palabra_api_url=api_url
+    )
     rest = PalabraRest(CREDENTIALS, api_url, backoff_base=0.01, max_retries=1)
     services = Services(settings=settings, database=database, credentials=CREDENTIALS, palabra=rest, extras=extras)
     services.broadcasts = BroadcastService(services)
@@ -40,7 +41,6 @@ async def broadcast_services(database_url: str, api_url: str, **extras):
     finally:
         await rest.aclose()
         await database.close()
-
 
 
 async def set_status(emulator, broadcast_id: str, status: str, description: str | None = None) -> None:

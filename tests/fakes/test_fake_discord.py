@@ -21,7 +21,6 @@ from discord import app_commands
 from tests.fakes import audio, secrets
 from tests.fakes.discord import rtp, tls
 from tests.fakes.discord.clients import client_kwargs, running_clients
-from tests.fakes.discord.receive import RawSocketRecorder
 from tests.fakes.discord.dave import (
     DaveCoordinator,
     ExternalSender,
@@ -31,6 +30,7 @@ from tests.fakes.discord.dave import (
     split_commit_welcome,
     varint,
 )
+from tests.fakes.discord.receive import RawSocketRecorder
 from tests.fakes.discord.server import FakeDiscord
 
 RATE = 48_000
@@ -180,7 +180,7 @@ async def test_default_ssl_context_trusts_the_voice_gateway():
         bundle = tls.trust_test_ca()
         assert os.environ["SSL_CERT_FILE"] == bundle
         context = ssl.create_default_context()  # reads SSL_CERT_FILE, as discord.py's session does
-        reader, writer = await asyncio.open_connection("127.0.0.1", fake.voice.port, ssl=context)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", fake.voice.port, ssl=context)
         assert writer.get_extra_info("peercert")["subjectAltName"] == (("IP Address", "127.0.0.1"),)
         writer.close()
 
@@ -199,7 +199,13 @@ asyncio.run(main())
 
 async def _fresh_process_connects(url: str, env: dict) -> tuple[int, bytes]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _WS_CLIENT, url, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        sys.executable,
+        "-c",
+        _WS_CLIENT,
+        url,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     return process.returncode, stderr
@@ -260,7 +266,9 @@ async def test_dave_group_spans_bots_and_users_and_bot_speech_is_heard():
         speaker_vc = await connect(speaker, fake, "Voice A")
         assert speaker_vc.mode == rtp.XCHACHA
         await alice.wait_dave_ready(members=3)
-        await wait_until(lambda: dave_members(listener_vc) == 3 and dave_members(speaker_vc) == 3, what="DAVE group of 3")
+        await wait_until(
+            lambda: dave_members(listener_vc) == 3 and dave_members(speaker_vc) == 3, what="DAVE group of 3"
+        )
         codes = {listener_vc.voice_privacy_code, speaker_vc.voice_privacy_code, alice.dave.voice_privacy_code}
         assert len(codes) == 1 and None not in codes
 
@@ -293,7 +301,7 @@ async def test_recording_places_each_talk_spurt_when_it_was_heard():
         heard = audio.mono(alice.heard(bot.user.id), 2)
         regions = audio.speech_regions(heard, RATE, min_silence_s=0.3)
         assert len(regions) == 2, regions
-        for (start, end), played in zip(regions, (first, second)):
+        for (start, end), played in zip(regions, (first, second), strict=False):
             assert start == pytest.approx(played - alice.joined_at, abs=0.1)
             assert end - start == pytest.approx(0.5, abs=0.06)
 
@@ -309,7 +317,9 @@ async def test_user_speech_reaches_the_bot_socket_and_decrypts():
         assert vc.voice_privacy_code == alice.dave.voice_privacy_code
         recorder = RawSocketRecorder(vc)
         spoken = audio.fixture_signal(audio.SPEECH_B)[int(0.4 * RATE) : int(2.0 * RATE)]
-        report = await alice.speak(audio.to_pcm(spoken, channels=2), padding_fraction=0.2, extension_fraction=0.5, seed=3)
+        report = await alice.speak(
+            audio.to_pcm(spoken, channels=2), padding_fraction=0.2, extension_fraction=0.5, seed=3
+        )
         await asyncio.sleep(0.2)
         recorder.close()
         pcm, counts = recorder.decode_from(alice.id, ssrc=alice.ssrc)
@@ -387,7 +397,9 @@ async def test_dave_downgrade_and_upgrade_transitions():
         tone = audio.to_pcm(audio.sine(350, 0.4, RATE, amplitude=0.3), channels=2)
 
         await fake.voice.downgrade(channel_id)
-        await wait_until(lambda: vc._connection.dave_protocol_version == 0 and alice.protocol_version == 0, what="downgrade")
+        await wait_until(
+            lambda: vc._connection.dave_protocol_version == 0 and alice.protocol_version == 0, what="downgrade"
+        )
         recorder = RawSocketRecorder(vc)
         report = await alice.speak(tone)
         await asyncio.sleep(0.1)
@@ -398,8 +410,12 @@ async def test_dave_downgrade_and_upgrade_transitions():
         epoch_code = vc.voice_privacy_code
         await fake.voice.upgrade(channel_id)
         await wait_until(
-            lambda: vc._connection.dave_protocol_version == 1 and alice.protocol_version == 1 and dave_members(vc) == 2
-            and vc.voice_privacy_code == alice.dave.voice_privacy_code != epoch_code,
+            lambda: (
+                vc._connection.dave_protocol_version == 1
+                and alice.protocol_version == 1
+                and dave_members(vc) == 2
+                and vc.voice_privacy_code == alice.dave.voice_privacy_code != epoch_code
+            ),
             what="upgrade to a new group",
         )
         recorder.datagrams.clear()
@@ -407,7 +423,11 @@ async def test_dave_downgrade_and_upgrade_transitions():
         await asyncio.sleep(0.1)
         recorder.close()
         pcm, counts = recorder.decode_from(alice.id, ssrc=alice.ssrc)
-        assert report.dave_encrypted == report.frames - 5 and counts.dave_ok == report.frames - 5 and counts.dave_failed == 0
+        assert (
+            report.dave_encrypted == report.frames - 5
+            and counts.dave_ok == report.frames - 5
+            and counts.dave_failed == 0
+        )
         assert audio.peak_frequency(audio.mono(pcm, 2), RATE) == pytest.approx(350, abs=10)
 
 
@@ -491,7 +511,7 @@ async def test_slash_command_round_trip():
             trees.append(tree)
             return client
 
-        async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (client,):
+        async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (_client,):
             await trees[0].sync()
             bot = fake.bot()
             registered = fake.commands(bot)
@@ -502,7 +522,9 @@ async def test_slash_command_round_trip():
             record = await fake.slash_command(bot, alice, "general", "interpret", subcommand="start", options=options)
             await fake.wait_for_response(record)
             await wait_until(
-                lambda: record.followups and record.original and record.original.edits, timeout=5, what="followup and edit"
+                lambda: record.followups and record.original and record.original.edits,
+                timeout=5,
+                what="followup and edit",
             )
             assert record.response_type == 4 and record.ephemeral
             assert record.original.content == "started en -> es,fr (edited)"

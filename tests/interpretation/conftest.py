@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.db import Database
-from bot.db import guilds
+from bot.db import Database, guilds
 from bot.interpretation.manager import InterpretationManager
 from bot.metrics import Metrics
 from bot.palabra.credentials import Credentials
@@ -64,16 +63,27 @@ def emulator_config() -> EmulatorConfig:
 async def world_on(database: Database, *, speaker_count: int = 2, partial_interval_s: float = 0.5):
     async with FakeDiscord() as fake, serve(emulator_config()) as emulator:
         settings = load_settings(
-            palabra_client_id=secrets.PALABRA_CLIENT_ID, palabra_client_secret=secrets.PALABRA_CLIENT_SECRET,
-            palabra_api_url=emulator.base_url, discord_api_base=fake.api_base, http_port=0,
+            palabra_client_id=secrets.PALABRA_CLIENT_ID,
+            palabra_client_secret=secrets.PALABRA_CLIENT_SECRET,
+            palabra_api_url=emulator.base_url,
+            discord_api_base=fake.api_base,
+            http_port=0,
         )
         credentials = Credentials.app(secrets.PALABRA_CLIENT_ID, secrets.PALABRA_CLIENT_SECRET)
         tokens = [secrets.DISCORD_TOKEN, *secrets.SPEAKER_TOKENS[:speaker_count]]
         async with PalabraRest(credentials, emulator.base_url) as rest, running_clients(fake, tokens) as clients:
             metrics = Metrics()
-            services = Services(settings=settings, database=database, credentials=credentials, palabra=rest,
-                                extras={"metrics": metrics, "partial_interval_s": partial_interval_s,
-                                        "session_options": {"tail_silence_s": 1.0, "drain_timeout_s": 10.0}})
+            services = Services(
+                settings=settings,
+                database=database,
+                credentials=credentials,
+                palabra=rest,
+                extras={
+                    "metrics": metrics,
+                    "partial_interval_s": partial_interval_s,
+                    "session_options": {"tail_silence_s": 1.0, "drain_timeout_s": 10.0},
+                },
+            )
             pool = SpeakerPool(clients[1:])
             manager = InterpretationManager(services, clients[0], pool)
             services.interpretation = manager

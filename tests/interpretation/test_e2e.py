@@ -28,8 +28,9 @@ def decode_pcm_16k(pcm48k_stereo: bytes) -> bytes:
     """The same signal at the emulator's 16 kHz mono, resampled independently of the product (PyAV)."""
     import av.audio.resampler
 
-    frame = av.AudioFrame.from_ndarray(np.frombuffer(pcm48k_stereo, "<i2").reshape(1, -1), format="s16",
-                                       layout="stereo")
+    frame = av.AudioFrame.from_ndarray(
+        np.frombuffer(pcm48k_stereo, "<i2").reshape(1, -1), format="s16", layout="stereo"
+    )
     frame.sample_rate = RATE
     resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=16000)
     out = b"".join(bytes(f.planes[0])[: f.samples * 2] for f in resampler.resample(frame))
@@ -53,9 +54,9 @@ def utterance_correlations(sent: bytes, heard: bytes, spoken_at: float, heard_or
     a, b = mono(sent, 2), mono(heard, 2)
     found = []
     for start, end in speech_regions(a, RATE):
-        piece = a[int(start * RATE): int(end * RATE)]
+        piece = a[int(start * RATE) : int(end * RATE)]
         lag = xcorr(piece, b).lag  # where it was heard; then correlate against just that stretch
-        window = b[max(0, lag): max(0, lag) + len(piece)]
+        window = b[max(0, lag) : max(0, lag) + len(piece)]
         found.append((xcorr(piece, window, max_lag=RATE // 100).peak, heard_origin + lag / RATE - (spoken_at + start)))
     return found
 
@@ -91,14 +92,21 @@ async def test_speech_is_translated_into_sibling_channels_with_transcripts_and_a
         spoken = await alice.speak(sent + bytes(int(1.5 * RATE) * 4))
         assert spoken.dave_encrypted > 0
         # The emulator confirms each utterance after its trailing silence; wait for both to be played out.
-        await wait_for(lambda: len(es_listener.heard(speakers["es"])) >= len(sent) * 0.8
-                       and len(fr_listener.heard(speakers["fr"])) >= len(sent) * 0.8,
-                       timeout=20, what="translated speech in both sibling channels")
+        await wait_for(
+            lambda: (
+                len(es_listener.heard(speakers["es"])) >= len(sent) * 0.8
+                and len(fr_listener.heard(speakers["fr"])) >= len(sent) * 0.8
+            ),
+            timeout=20,
+            what="translated speech in both sibling channels",
+        )
         await asyncio.sleep(1.5)
 
         live = next(iter(manager.sessions.values())).live
-        print(f"mixer underruns {live.mixer.underruns}, overflow {live.mixer.stats.dropped_overflow}, "
-              f"stream silence chunks {live.parts.streaming.stats.silence_chunks}")
+        print(
+            f"mixer underruns {live.mixer.underruns}, overflow {live.mixer.stats.dropped_overflow}, "
+            f"stream silence chunks {live.parts.streaming.stats.silence_chunks}"
+        )
         for language, listener in (("es", es_listener), ("fr", fr_listener)):
             heard = listener.heard(speakers[language])
             found = utterance_correlations(sent, heard, spoken.started_at, listener.joined_at)
@@ -112,12 +120,16 @@ async def test_speech_is_translated_into_sibling_channels_with_transcripts_and_a
         assert len(statuses) == 1 and statuses[0].speakers_heard == [alice.id]
         assert statuses[0].packets > 0 and statuses[0].decrypt_failures == 0
         assert statuses[0].latency_p50_s is not None and 0 < statuses[0].latency_p50_s < 5
-        print(f"Palabra latency (utterance end to first translated audio): p50 {statuses[0].latency_p50_s:.2f} s, "
-              f"p90 {statuses[0].latency_p90_s:.2f} s")
+        print(
+            f"Palabra latency (utterance end to first translated audio): p50 {statuses[0].latency_p50_s:.2f} s, "
+            f"p90 {statuses[0].latency_p90_s:.2f} s"
+        )
 
         # Transcripts: one webhook message per utterance, under Alice's name, with both translations.
-        await wait_for(lambda: sum("> **fr**" in m.content for m in fake.messages("Voice A")) >= 2,
-                       what="final transcripts with translations")
+        await wait_for(
+            lambda: sum("> **fr**" in m.content for m in fake.messages("Voice A")) >= 2,
+            what="final transcripts with translations",
+        )
         lines = [m for m in fake.messages("Voice A") if m.data.get("webhook_id")]
         assert len(lines) == 2
         for message in lines:
@@ -134,7 +146,7 @@ async def test_speech_is_translated_into_sibling_channels_with_transcripts_and_a
         assert world.pool.leases() == [] and manager.sessions == {}
         assert fake.voice_members(fake.channel("Voice B").id) == {es_listener.id}  # the speakers left
         assert fake.voice_members(fake.channel("Voice C").id) == {fr_listener.id}
-        summary = [m for m in fake.messages("Voice A") if m.id == stop.summary_message_id][0]
+        summary = next(m for m in fake.messages("Voice A") if m.id == stop.summary_message_id)
         names = sorted(f.filename for f in summary.files)
         assert names == [f"transcript-{stop.session_id}.srt", f"transcript-{stop.session_id}.txt"]
         srt = next(f.data.decode() for f in summary.files if f.filename.endswith(".srt"))
@@ -167,8 +179,9 @@ async def test_opted_out_and_bot_audio_never_reaches_palabra_and_no_speaker_mean
             await privacy.opt_out(s, bob.id, fake.guild.id)
         for user in (alice, bob, jukebox):
             await user.join("Voice A")
-        report = await manager.start(guild=world.guild, voice_channel=world.channel("Voice A"),
-                                     requested_by=world.guild.get_member(alice.id))
+        report = await manager.start(
+            guild=world.guild, voice_channel=world.channel("Voice A"), requested_by=world.guild.get_member(alice.id)
+        )
         assert report.placements["es"].kind == "same_channel"
         assert report.placements["es"].channel_id == fake.channel("Voice A").id
         assert "speaker bot" in report.placements["es"].reason
@@ -182,8 +195,7 @@ async def test_opted_out_and_bot_audio_never_reaches_palabra_and_no_speaker_mean
         await manager.set_user_opted_out(fake.guild.id, alice.id, False)  # opting in someone else changes nothing
         await alice.speak(alice_speech + bytes(int(1.5 * RATE) * 4))
         listener_id = world.listener.user.id
-        await wait_for(lambda: len(bob.heard(listener_id)) > RATE * 4 * 1.5, timeout=20,
-                       what="same-channel playback")
+        await wait_for(lambda: len(bob.heard(listener_id)) > RATE * 4 * 1.5, timeout=20, what="same-channel playback")
         await manager.stop(guild_id=fake.guild.id)
 
         [stream] = world.emulator.state.streams

@@ -51,7 +51,8 @@ async def test_refusals_leave_nothing_behind(db):
         results = await asyncio.gather(
             manager.start(guild=world.guild, voice_channel=world.channel("Voice A"), requested_by=member),
             manager.start(guild=world.guild, voice_channel=world.channel("Voice B"), requested_by=member),
-            return_exceptions=True)
+            return_exceptions=True,
+        )
         assert sum(isinstance(r, SessionAlreadyRunning) for r in results) == 1
         assert len(manager.sessions) == 1
         await manager.stop(guild_id=fake.guild.id)
@@ -65,8 +66,9 @@ async def test_auto_stop(db, trigger):
         await world.configure(targets=("es",), siblings={"es": "Voice B"}, **limits)
         alice = await fake.add_user("Alice")
         await alice.join("Voice A")
-        report = await manager.start(guild=world.guild, voice_channel=world.channel("Voice A"),
-                                     requested_by=world.guild.get_member(alice.id))
+        report = await manager.start(
+            guild=world.guild, voice_channel=world.channel("Voice A"), requested_by=world.guild.get_member(alice.id)
+        )
         assert len(world.pool.leases()) == 1
         listener_id = world.listener.user.id
         if trigger == "channel_empty":
@@ -94,13 +96,24 @@ async def test_recovery_deletes_crashed_and_untracked_palabra_sessions_and_resum
         async with db.session() as s:
             for channel, palabra_id in (("Voice A", crashed_busy), ("Voice B", crashed_empty)):
                 row = await db_sessions.start_session(
-                    s, guild_id=fake.guild.id, source_channel_id=fake.channel(channel).id, source_language="en",
-                    target_languages=["es"], instance_id="dead-host:1", started_by_user_id=alice.id)
+                    s,
+                    guild_id=fake.guild.id,
+                    source_channel_id=fake.channel(channel).id,
+                    source_language="en",
+                    target_languages=["es"],
+                    instance_id="dead-host:1",
+                    started_by_user_id=alice.id,
+                )
                 await db_sessions.add_palabra_session_id(s, row.id, palabra_id)
         async with db.session() as s:  # an ended session whose Palabra session was never deleted
             old = await db_sessions.start_session(
-                s, guild_id=fake.guild.id, source_channel_id=fake.channel("Voice C").id, source_language="en",
-                target_languages=["es"], instance_id="dead-host:1")
+                s,
+                guild_id=fake.guild.id,
+                source_channel_id=fake.channel("Voice C").id,
+                source_language="en",
+                target_languages=["es"],
+                instance_id="dead-host:1",
+            )
             await db_sessions.add_palabra_session_id(s, old.id, untracked)
         async with db.session() as s:
             await db_sessions.stop_session(s, old.id)
@@ -108,8 +121,11 @@ async def test_recovery_deletes_crashed_and_untracked_palabra_sessions_and_resum
         async with db.session() as s:  # one line past the default retention, one recent
             for tid in ("ancient", "recent"):
                 await db_transcripts.add_transcript_line(s, session_id=old.id, transcription_id=tid, source_text=tid)
-            await s.execute(update(TranscriptLine).where(TranscriptLine.transcription_id == "ancient")
-                            .values(created_at=datetime.now(UTC) - timedelta(days=DEFAULT_TRANSCRIPT_RETENTION_DAYS + 1)))
+            await s.execute(
+                update(TranscriptLine)
+                .where(TranscriptLine.transcription_id == "ancient")
+                .values(created_at=datetime.now(UTC) - timedelta(days=DEFAULT_TRANSCRIPT_RETENTION_DAYS + 1))
+            )
 
         await manager.recover()
 

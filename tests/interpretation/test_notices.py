@@ -5,8 +5,9 @@ from bot.voice.receive import DecryptFailure
 
 
 def failure(user_id, consecutive, stage="dave", reason="NoValidCryptorFound"):
-    return DecryptFailure(stage=stage, reason=reason, ssrc=1234, user_id=user_id, consecutive=consecutive,
-                          total=consecutive)
+    return DecryptFailure(
+        stage=stage, reason=reason, ssrc=1234, user_id=user_id, consecutive=consecutive, total=consecutive
+    )
 
 
 class Clock:

@@ -1,15 +1,24 @@
-from bot.interpretation.manager import check_languages
-from bot.interpretation.errors import InvalidLanguages
-from bot.interpretation.placement import consent_notice, fallback_placements
-
 import pytest
+
+from bot.interpretation.errors import InvalidLanguages
+from bot.interpretation.manager import check_languages
+from bot.interpretation.placement import consent_notice, fallback_placements
 
 
 def test_first_unplaced_language_plays_in_the_source_channel_and_the_rest_are_text_only():
-    placements = fallback_placements([("es", "every speaker bot is busy"), ("fr", "no voice channel is set for fr"),
-                                      ("de", "no speaker bot is configured")], source_channel_id=42)
+    placements = fallback_placements(
+        [
+            ("es", "every speaker bot is busy"),
+            ("fr", "no voice channel is set for fr"),
+            ("de", "no speaker bot is configured"),
+        ],
+        source_channel_id=42,
+    )
     assert [(p.language, p.kind, p.channel_id) for p in placements.values()] == [
-        ("es", "same_channel", 42), ("fr", "text_only", None), ("de", "text_only", None)]
+        ("es", "same_channel", 42),
+        ("fr", "text_only", None),
+        ("de", "text_only", None),
+    ]
     assert placements["es"].reason.startswith("every speaker bot is busy")
     assert "text only" in placements["fr"].reason and placements["fr"].reason.startswith("no voice channel")
 

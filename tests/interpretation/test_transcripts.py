@@ -2,6 +2,7 @@
 post per interval, newest text only), finals never dropped (retried through failures), exports."""
 
 import asyncio
+import itertools
 
 import discord
 
@@ -61,7 +62,7 @@ async def test_partials_are_coalesced_to_one_post_per_interval_with_the_newest_t
     assert 4 <= len(posts) <= 7  # ~1 s / 0.2 s, not 20
     assert posts[0][0] == "send" and all(call[0] == "edit" for call in posts[1:])
     times = [call[4] for call in posts]
-    assert all(b - a >= 0.19 for a, b in zip(times, times[1:]))
+    assert all(b - a >= 0.19 for a, b in itertools.pairwise(times))
     assert posts[-1][3].count("word") == 20  # the last text is the newest one
     assert poster.partials_coalesced > 10
 
@@ -131,10 +132,12 @@ def test_txt_and_srt_exports_in_timeline_order():
         line.translations = {"es": f"{text}-es"}
     transcript.line("partial").text = "not final"
     assert transcript.to_txt(["es", "fr"]) == (
-        "[00:00:01] Alice: first\n    es: first-es\n\n[00:01:05] Bob: second\n    es: second-es\n")
+        "[00:00:01] Alice: first\n    es: first-es\n\n[00:01:05] Bob: second\n    es: second-es\n"
+    )
     assert transcript.to_srt(["es"]) == (
         "1\n00:00:01,000 --> 00:00:03,500\nAlice: first\nes: first-es\n\n"
-        "2\n00:01:05,500 --> 00:01:08,250\nBob: second\nes: second-es\n")
+        "2\n00:01:05,500 --> 00:01:08,250\nBob: second\nes: second-es\n"
+    )
     assert Transcript().to_srt(["es"]) == "" and srt_time(3725.0004) == "01:02:05,000"
 
 

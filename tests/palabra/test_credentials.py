@@ -21,7 +21,10 @@ def _settings(monkeypatch, **env):
 def test_app_credentials_send_client_headers():
     creds = Credentials.app(secrets.PALABRA_CLIENT_ID, secrets.PALABRA_CLIENT_SECRET)
     assert creds.kind == "app"
-    assert creds.rest_headers() == {"ClientID": secrets.PALABRA_CLIENT_ID, "ClientSecret": secrets.PALABRA_CLIENT_SECRET}
+    assert creds.rest_headers() == {
+        "ClientID": secrets.PALABRA_CLIENT_ID,
+        "ClientSecret": secrets.PALABRA_CLIENT_SECRET,
+    }
 
 
 def test_api_key_is_sent_as_bearer():
@@ -31,10 +34,13 @@ def test_api_key_is_sent_as_bearer():
     assert creds.rest_headers() == {"Authorization": f"Bearer {secrets.PALABRA_API_KEY}"}
 
 
-@pytest.mark.parametrize("creds", [
-    Credentials.app(secrets.PALABRA_CLIENT_ID, secrets.PALABRA_CLIENT_SECRET),
-    Credentials.from_api_key(secrets.PALABRA_API_KEY),
-])
+@pytest.mark.parametrize(
+    "creds",
+    [
+        Credentials.app(secrets.PALABRA_CLIENT_ID, secrets.PALABRA_CLIENT_SECRET),
+        Credentials.from_api_key(secrets.PALABRA_API_KEY),
+    ],
+)
 def test_repr_and_str_hide_secrets(creds):
     for text in (repr(creds), str(creds), f"{creds}", repr([creds])):
         assert secrets.PALABRA_CLIENT_SECRET not in text
@@ -54,16 +60,19 @@ def test_credentials_are_frozen():
         creds.api_key = SecretStr("x")  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(("kwargs", "fragment"), [
-    ({"client_id": "", "client_secret": SecretStr("abcdef")}, "PALABRA_CLIENT_ID is empty"),
-    ({"client_id": "id", "client_secret": SecretStr("  ")}, "PALABRA_CLIENT_SECRET is empty"),
-    ({"client_id": "id", "client_secret": None}, "PALABRA_CLIENT_SECRET is empty"),
-    ({"api_key": SecretStr("")}, "PALABRA_API_KEY is empty"),
-    ({"api_key": SecretStr("plbr_abc def")}, "whitespace"),
-    ({"client_id": "id", "client_secret": SecretStr("abcdef\n")}, "PALABRA_CLIENT_SECRET contains whitespace"),
-    ({}, "required"),
-    ({"client_id": "id", "client_secret": SecretStr("abcdef"), "api_key": SecretStr("plbr_x")}, "not both"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"client_id": "", "client_secret": SecretStr("abcdef")}, "PALABRA_CLIENT_ID is empty"),
+        ({"client_id": "id", "client_secret": SecretStr("  ")}, "PALABRA_CLIENT_SECRET is empty"),
+        ({"client_id": "id", "client_secret": None}, "PALABRA_CLIENT_SECRET is empty"),
+        ({"api_key": SecretStr("")}, "PALABRA_API_KEY is empty"),
+        ({"api_key": SecretStr("plbr_abc def")}, "whitespace"),
+        ({"client_id": "id", "client_secret": SecretStr("abcdef\n")}, "PALABRA_CLIENT_SECRET contains whitespace"),
+        ({}, "required"),
+        ({"client_id": "id", "client_secret": SecretStr("abcdef"), "api_key": SecretStr("plbr_x")}, "not both"),
+    ],
+)
 def test_invalid_credentials_are_refused_with_a_clear_message(kwargs, fragment):
     with pytest.raises(ConfigurationError, match=fragment) as info:
         Credentials(**kwargs)
@@ -83,15 +92,25 @@ def test_from_settings_none_when_nothing_configured(monkeypatch):
 
 
 def test_from_settings_app_pair(monkeypatch):
-    creds = Credentials.from_settings(_settings(
-        monkeypatch, PALABRA_CLIENT_ID=secrets.PALABRA_CLIENT_ID, PALABRA_CLIENT_SECRET=secrets.PALABRA_CLIENT_SECRET))
+    creds = Credentials.from_settings(
+        _settings(
+            monkeypatch,
+            PALABRA_CLIENT_ID=secrets.PALABRA_CLIENT_ID,
+            PALABRA_CLIENT_SECRET=secrets.PALABRA_CLIENT_SECRET,
+        )
+    )
     assert creds is not None and creds.kind == "app" and creds.client_id == secrets.PALABRA_CLIENT_ID
 
 
 def test_from_settings_api_key_wins_over_pair(monkeypatch):
-    creds = Credentials.from_settings(_settings(
-        monkeypatch, PALABRA_API_KEY=secrets.PALABRA_API_KEY,
-        PALABRA_CLIENT_ID=secrets.PALABRA_CLIENT_ID, PALABRA_CLIENT_SECRET=secrets.PALABRA_CLIENT_SECRET))
+    creds = Credentials.from_settings(
+        _settings(
+            monkeypatch,
+            PALABRA_API_KEY=secrets.PALABRA_API_KEY,
+            PALABRA_CLIENT_ID=secrets.PALABRA_CLIENT_ID,
+            PALABRA_CLIENT_SECRET=secrets.PALABRA_CLIENT_SECRET,
+        )
+    )
     assert creds is not None and creds.kind == "api_key"
     assert creds.api_key.get_secret_value() == secrets.PALABRA_API_KEY
 
@@ -101,12 +120,15 @@ def test_from_settings_half_pair_is_an_error(monkeypatch):
         Credentials.from_settings(_settings(monkeypatch, PALABRA_CLIENT_ID=secrets.PALABRA_CLIENT_ID))
 
 
-@pytest.mark.parametrize(("api_url", "expected"), [
-    ("https://api.palabra.ai", "wss://streaming.palabra.ai"),
-    ("https://api.palabra.ai/", "wss://streaming.palabra.ai"),
-    ("http://127.0.0.1:8765", "ws://127.0.0.1:8765"),
-    ("https://palabra-proxy.example:8443/", "wss://palabra-proxy.example:8443"),
-])
+@pytest.mark.parametrize(
+    ("api_url", "expected"),
+    [
+        ("https://api.palabra.ai", "wss://streaming.palabra.ai"),
+        ("https://api.palabra.ai/", "wss://streaming.palabra.ai"),
+        ("http://127.0.0.1:8765", "ws://127.0.0.1:8765"),
+        ("https://palabra-proxy.example:8443/", "wss://palabra-proxy.example:8443"),
+    ],
+)
 def test_stream_base_url(api_url, expected):
     assert stream_base_url(api_url) == expected
 

@@ -38,10 +38,14 @@ def test_input_audio_data_is_base64():
 
 def test_pause_interrupt_flush():
     assert decoded(p.PauseTask()) == {"message_type": "pause_task", "data": {}}
-    assert decoded(p.InterruptTask()) == {"message_type": "interrupt_task",
-                                          "data": {"languages": ["global"], "pause_task": False}}
-    assert decoded(p.InterruptTask(("es", "fr"), pause_task=True))["data"] == {"languages": ["es", "fr"],
-                                                                                "pause_task": True}
+    assert decoded(p.InterruptTask()) == {
+        "message_type": "interrupt_task",
+        "data": {"languages": ["global"], "pause_task": False},
+    }
+    assert decoded(p.InterruptTask(("es", "fr"), pause_task=True))["data"] == {
+        "languages": ["es", "fr"],
+        "pause_task": True,
+    }
     assert decoded(p.FlushTask())["message_type"] == "flush_task"
 
 
@@ -54,8 +58,10 @@ def test_end_task_both_forms():
 
 
 def test_tts_task():
-    assert decoded(p.TtsTask("Hola!", "es")) == {"message_type": "tts_task",
-                                                 "data": {"text": "Hola!", "language": "es", "translate_text": False}}
+    assert decoded(p.TtsTask("Hola!", "es")) == {
+        "message_type": "tts_task",
+        "data": {"text": "Hola!", "language": "es", "translate_text": False},
+    }
 
 
 # --- incoming ------------------------------------------------------------------------------------
@@ -77,15 +83,29 @@ def test_translated_transcription_from_the_probe():
     assert (event.start, event.end) == (0.32, 5.66)
 
 
-@pytest.mark.parametrize("kind, cls, final, translation", [
-    ("partial_transcription", p.PartialTranscription, False, False),
-    ("validated_transcription", p.ValidatedTranscription, True, False),
-    ("partial_translated_transcription", p.PartialTranslatedTranscription, False, True),
-    ("translated_transcription", p.TranslatedTranscription, True, True),
-])
+@pytest.mark.parametrize(
+    "kind, cls, final, translation",
+    [
+        ("partial_transcription", p.PartialTranscription, False, False),
+        ("validated_transcription", p.ValidatedTranscription, True, False),
+        ("partial_translated_transcription", p.PartialTranslatedTranscription, False, True),
+        ("translated_transcription", p.TranslatedTranscription, True, True),
+    ],
+)
 def test_every_transcription_type(kind, cls, final, translation):
-    event = p.parse_message(msg(kind, {"transcription": {"transcription_id": "x", "language": "es", "text": "hola",
-                                                         "segments": [{"text": "hola", "start": 1, "end": 2}]}}))
+    event = p.parse_message(
+        msg(
+            kind,
+            {
+                "transcription": {
+                    "transcription_id": "x",
+                    "language": "es",
+                    "text": "hola",
+                    "segments": [{"text": "hola", "start": 1, "end": 2}],
+                }
+            },
+        )
+    )
     assert type(event) is cls
     assert (event.is_final, event.is_translation, event.text) == (final, translation, "hola")
 
@@ -98,10 +118,20 @@ def test_shifted_moves_segments_and_words():
 
 
 def test_output_audio_flat_with_string_part_id():
-    pcm = (b"\x01\x00\xff\x7f" * 100)
-    event = p.parse_message(msg("output_audio_data", {
-        "transcription_id": "t1", "translation_part_id": "0", "language": "en", "last_chunk": False,
-        "data": base64.b64encode(pcm).decode(), "chunk_generation_delta": None}))
+    pcm = b"\x01\x00\xff\x7f" * 100
+    event = p.parse_message(
+        msg(
+            "output_audio_data",
+            {
+                "transcription_id": "t1",
+                "translation_part_id": "0",
+                "language": "en",
+                "last_chunk": False,
+                "data": base64.b64encode(pcm).decode(),
+                "chunk_generation_delta": None,
+            },
+        )
+    )
     assert isinstance(event, p.OutputAudio)
     assert (event.pcm, event.translation_part_id, event.last_chunk, event.language) == (pcm, "0", False, "en")
     assert event.duration_s == pytest.approx(200 / 24000)
@@ -109,9 +139,19 @@ def test_output_audio_flat_with_string_part_id():
 
 def test_output_audio_int_part_id_and_zlib():
     pcm = bytes(4800)
-    event = p.parse_message(msg("output_audio_data", {
-        "transcription_id": "t1", "translation_part_id": 3, "language": "es", "last_chunk": True,
-        "data": base64.b64encode(zlib.compress(pcm)).decode()}), zlib_audio=True)
+    event = p.parse_message(
+        msg(
+            "output_audio_data",
+            {
+                "transcription_id": "t1",
+                "translation_part_id": 3,
+                "language": "es",
+                "last_chunk": True,
+                "data": base64.b64encode(zlib.compress(pcm)).decode(),
+            },
+        ),
+        zlib_audio=True,
+    )
     assert event.pcm == pcm and event.translation_part_id == "3" and event.last_chunk
 
 
@@ -120,25 +160,38 @@ def test_task_status_and_readiness():
     assert event == p.TaskStatus("set_task", "started", "running") and event.confirms_task
     assert not p.TaskStatus("pause_task", "paused", "paused").confirms_task
     assert not p.TaskStatus("set_task", "started", "paused").confirms_task
-    queued = p.parse_message(msg("task_status", {"command": "tts_task", "event": "queued", "task_status": "running",
-                                                 "transcription_id": "abc"}))
+    queued = p.parse_message(
+        msg(
+            "task_status",
+            {"command": "tts_task", "event": "queued", "task_status": "running", "transcription_id": "abc"},
+        )
+    )
     assert queued.transcription_id == "abc"
 
 
 def test_current_task_splits_status_from_task():
-    event = p.parse_message(msg("current_task", {"input_stream": {"content_type": "audio"}, "pipeline": {},
-                                                 "task_status": "running"}))
+    event = p.parse_message(
+        msg("current_task", {"input_stream": {"content_type": "audio"}, "pipeline": {}, "task_status": "running"})
+    )
     assert event == p.CurrentTask({"input_stream": {"content_type": "audio"}, "pipeline": {}}, "running")
 
 
-@pytest.mark.parametrize("data, desc", [
-    ({"code": "NOT_FOUND", "desc": "No active task found", "param": None}, "No active task found"),
-    ({"code": "X", "description": "js style"}, "js style"),
-    ({"code": "X", "msg": "docs style"}, "docs style"),
-    ({"code": "VALIDATION_ERROR", "desc": [{"loc": ["pipeline", "transcription"], "msg": "bad"}, {"msg": "worse"}]},
-     "pipeline.transcription: bad; worse"),
-    ({}, ""),
-])
+@pytest.mark.parametrize(
+    "data, desc",
+    [
+        ({"code": "NOT_FOUND", "desc": "No active task found", "param": None}, "No active task found"),
+        ({"code": "X", "description": "js style"}, "js style"),
+        ({"code": "X", "msg": "docs style"}, "docs style"),
+        (
+            {
+                "code": "VALIDATION_ERROR",
+                "desc": [{"loc": ["pipeline", "transcription"], "msg": "bad"}, {"msg": "worse"}],
+            },
+            "pipeline.transcription: bad; worse",
+        ),
+        ({}, ""),
+    ],
+)
 def test_error_text_variants(data, desc):
     event = p.parse_message(msg("error", data))
     assert isinstance(event, p.ErrorMessage) and event.desc == desc
@@ -146,15 +199,19 @@ def test_error_text_variants(data, desc):
 
 
 def test_warning_end_timings_and_buffer_stats():
-    assert p.parse_message(msg("warning", {"code": "VOICE_NOT_FOUND", "message": "m"})) == \
-        p.WarningMessage("VOICE_NOT_FOUND", "m")
+    assert p.parse_message(msg("warning", {"code": "VOICE_NOT_FOUND", "message": "m"})) == p.WarningMessage(
+        "VOICE_NOT_FOUND", "m"
+    )
     assert p.parse_message(msg("end_of_stream", {})) == p.EndOfStream("end_of_stream")
     assert p.parse_message(msg("eos", {})) == p.EndOfStream("eos")
     timings = p.parse_message(msg("pipeline_timings", {"transcription_id": "t", "timings": {"total": 1.5, "tts": 0}}))
     assert timings == p.PipelineTimings("t", {"total": 1.5, "tts": 0.0})
-    stats = p.parse_message(msg("tts_buffer_stats", {"stats": {"es": {"current_queue_level_ms": 320,
-                                                                      "max_queue_level_ms": 24000},
-                                                               "timestamp": 12.5}}))
+    stats = p.parse_message(
+        msg(
+            "tts_buffer_stats",
+            {"stats": {"es": {"current_queue_level_ms": 320, "max_queue_level_ms": 24000}, "timestamp": 12.5}},
+        )
+    )
     assert stats.stats["es"]["current_queue_level_ms"] == 320 and stats.timestamp == 12.5
 
 
@@ -170,17 +227,23 @@ def test_unknown_type_and_unknown_fields():
     assert event == p.WarningMessage("W", "m")
 
 
-@pytest.mark.parametrize("frame", ['{}', '{"es":{"current_queue_level_ms":320,"max_queue_level_ms":24000}}'])
+@pytest.mark.parametrize("frame", ["{}", '{"es":{"current_queue_level_ms":320,"max_queue_level_ms":24000}}'])
 def test_frames_without_message_type_are_ignored(frame):
     assert p.parse_message(frame) is None
 
 
-@pytest.mark.parametrize("frame", [
-    "not json", "[1, 2]", '"text"', '{"message_type":"error","data":"{broken"}',
-    '{"message_type":"error","data":[1]}',
-    '{"message_type":"output_audio_data","data":{"data":"!!!notbase64"}}',
-    '{"message_type":"partial_transcription","data":{"transcription":{"segments":[{"start":"soon"}]}}}',
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "not json",
+        "[1, 2]",
+        '"text"',
+        '{"message_type":"error","data":"{broken"}',
+        '{"message_type":"error","data":[1]}',
+        '{"message_type":"output_audio_data","data":{"data":"!!!notbase64"}}',
+        '{"message_type":"partial_transcription","data":{"transcription":{"segments":[{"start":"soon"}]}}}',
+    ],
+)
 def test_malformed_input_never_raises(frame, caplog):
     caplog.set_level(logging.WARNING, logger="bot.palabra.protocol")
     event = p.parse_message(frame)
@@ -205,9 +268,23 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=20,
 )
-message_types = st.sampled_from(["partial_transcription", "validated_transcription", "translated_transcription",
-                                 "output_audio_data", "task_status", "current_task", "error", "warning", "eos",
-                                 "end_of_stream", "pipeline_timings", "tts_buffer_stats", "other"])
+message_types = st.sampled_from(
+    [
+        "partial_transcription",
+        "validated_transcription",
+        "translated_transcription",
+        "output_audio_data",
+        "task_status",
+        "current_task",
+        "error",
+        "warning",
+        "eos",
+        "end_of_stream",
+        "pipeline_timings",
+        "tts_buffer_stats",
+        "other",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -43,8 +43,12 @@ BROADCAST = {
     "original_delay_seconds": 3,
     "input": {"protocol": "rtmp_push"},
     "outputs": [
-        {"protocol": "rtmp_push", "lang_code": "es", "server": "rtmp://relay.example:1935/live",
-         "stream_key": secrets.STREAM_KEY},
+        {
+            "protocol": "rtmp_push",
+            "lang_code": "es",
+            "server": "rtmp://relay.example:1935/live",
+            "stream_key": secrets.STREAM_KEY,
+        },
         {"protocol": "hls_pull", "lang_codes": ["original", "es"]},
     ],
     "translation_pipeline": {
@@ -55,8 +59,11 @@ BROADCAST = {
 
 
 def _config(**overrides) -> EmulatorConfig:
-    return EmulatorConfig(client_credentials={secrets.PALABRA_CLIENT_ID: secrets.PALABRA_CLIENT_SECRET},
-                          api_keys={secrets.PALABRA_API_KEY}, **overrides)
+    return EmulatorConfig(
+        client_credentials={secrets.PALABRA_CLIENT_ID: secrets.PALABRA_CLIENT_SECRET},
+        api_keys={secrets.PALABRA_API_KEY},
+        **overrides,
+    )
 
 
 @pytest.fixture
@@ -157,7 +164,6 @@ async def test_each_credential_sees_only_its_own_sessions(emulator):
     assert theirs.id in emulator.state.sessions
 
 
-
 async def test_listing_from_a_server_that_ignores_paging_ends():
     """An upstream that answers every page with everything, unwrapped, must not make us loop."""
     from aiohttp import web
@@ -166,7 +172,9 @@ async def test_listing_from_a_server_that_ignores_paging_ends():
 
     async def sessions(request: web.Request) -> web.Response:
         requests.append(dict(request.query))
-        return web.json_response({"sessions": [{"id": f"s{i}", "expires_at": "2026-01-01T00:00:00Z"} for i in range(3)]})
+        return web.json_response(
+            {"sessions": [{"id": f"s{i}", "expires_at": "2026-01-01T00:00:00Z"} for i in range(3)]}
+        )
 
     app = web.Application()
     app.router.add_get("/session-storage/sessions", sessions)
@@ -183,6 +191,7 @@ async def test_listing_from_a_server_that_ignores_paging_ends():
     assert [s.id for s in listed] == ["s0", "s1", "s2"]
     assert listed[0].expires_at.year == 2026 and listed[0].created_at is None
     assert requests == [{"limit": "2", "offset": "0"}, {"limit": "2", "offset": "3"}]
+
 
 # --- broadcasts ------------------------------------------------------------------------------------
 async def test_broadcast_endpoints(emulator):
@@ -212,8 +221,12 @@ async def test_broadcast_endpoints(emulator):
 async def test_stream_keys_in_any_broadcast_response_are_registered_for_redaction(emulator, read):
     # Created behind the client's back (another process, say): only reading it can teach the redactor.
     key = f"key-{read}-{time.monotonic_ns()}"
-    body = {**BROADCAST, "outputs": [{"protocol": "rtmp_push", "lang_code": "es",
-                                       "server": "rtmp://out.example/live", "stream_key": key}]}
+    body = {
+        **BROADCAST,
+        "outputs": [
+            {"protocol": "rtmp_push", "lang_code": "es", "server": "rtmp://out.example/live", "stream_key": key}
+        ],
+    }
     async with httpx.AsyncClient(base_url=emulator.base_url, headers=APP.rest_headers()) as http:
         created = (await http.post("/broadcasts", json=body)).json()["data"]
     assert key in redact(key)
@@ -247,10 +260,14 @@ async def test_invalid_broadcast_is_a_validation_error_with_palabras_detail(emul
 
 
 # --- errors ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("creds", [
-    Credentials.app(secrets.PALABRA_CLIENT_ID, "wrong-" + secrets.PALABRA_CLIENT_SECRET),
-    Credentials.from_api_key(secrets.PALABRA_API_KEY + "x"),
-], ids=["app", "api_key"])
+@pytest.mark.parametrize(
+    "creds",
+    [
+        Credentials.app(secrets.PALABRA_CLIENT_ID, "wrong-" + secrets.PALABRA_CLIENT_SECRET),
+        Credentials.from_api_key(secrets.PALABRA_API_KEY + "x"),
+    ],
+    ids=["app", "api_key"],
+)
 async def test_rejected_credentials_raise_authentication_error_without_secrets(emulator, creds):
     async with _client(emulator, creds) as rest:
         with pytest.raises(AuthenticationError) as info:
@@ -377,10 +394,13 @@ class _SilentServer:
         await self._server.wait_closed()
 
 
-@pytest.mark.parametrize(("call", "expected_attempts"), [
-    ("get", 2),  # idempotent: retried once
-    ("create", 1),  # POST that may have reached the server: never retried
-])
+@pytest.mark.parametrize(
+    ("call", "expected_attempts"),
+    [
+        ("get", 2),  # idempotent: retried once
+        ("create", 1),  # POST that may have reached the server: never retried
+    ],
+)
 async def test_timeout_against_a_server_that_never_answers(call, expected_attempts):
     silent = _SilentServer()
     async with silent as url, PalabraRest(APP, url, timeout=0.3, max_retries=1, backoff_base=0.01) as rest:
@@ -396,18 +416,38 @@ async def test_timeout_against_a_server_that_never_answers(call, expected_attemp
 
 # --- pure parsing --------------------------------------------------------------------------------------
 def test_parse_documented_session_response():
-    body = {"ok": True, "data": {
-        "publisher": "eyJpub.x.y", "subscriber": ["eyJsub.x.y"], "webrtc_room_name": "room1",
-        "webrtc_url": "wss://rtc.example", "ws_url": "wss://streaming-0.example/streaming-api/v1/speech-to-speech/stream",
-        "ws_tts_url": "wss://tts.example", "intent": "api", "id": "sess-1"}}
+    body = {
+        "ok": True,
+        "data": {
+            "publisher": "eyJpub.x.y",
+            "subscriber": ["eyJsub.x.y"],
+            "webrtc_room_name": "room1",
+            "webrtc_url": "wss://rtc.example",
+            "ws_url": "wss://streaming-0.example/streaming-api/v1/speech-to-speech/stream",
+            "ws_tts_url": "wss://tts.example",
+            "intent": "api",
+            "id": "sess-1",
+        },
+    }
     info = parse_session(unwrap(body))
-    assert (info.id, info.publisher, info.subscriber, info.webrtc_room_name) == ("sess-1", "eyJpub.x.y", ["eyJsub.x.y"], "room1")
+    assert (info.id, info.publisher, info.subscriber, info.webrtc_room_name) == (
+        "sess-1",
+        "eyJpub.x.y",
+        ["eyJsub.x.y"],
+        "room1",
+    )
 
 
 def test_parse_legacy_session_response():
-    info = parse_legacy_session({
-        "publisher": ["eyJa.b.c", "eyJd.e.f"], "subscriber": [], "room_name": "r",
-        "stream_url": "wss://livekit.example", "control_url": "wss://api.example/stream/control/"})
+    info = parse_legacy_session(
+        {
+            "publisher": ["eyJa.b.c", "eyJd.e.f"],
+            "subscriber": [],
+            "room_name": "r",
+            "stream_url": "wss://livekit.example",
+            "control_url": "wss://api.example/stream/control/",
+        }
+    )
     assert info.publisher == "eyJa.b.c" and info.ws_url == "wss://api.example/stream/control/"
     assert info.webrtc_url == "wss://livekit.example" and info.webrtc_room_name == "r" and info.id is None
     # The current parser hands a list-shaped publisher to the legacy one.
@@ -427,21 +467,24 @@ def _envelope(status, detail, error_code=None):
     return {"ok": False, "errors": [entry]}
 
 
-@pytest.mark.parametrize(("status", "body", "session_create", "expected"), [
-    (401, _envelope(401, "Unauthorized"), False, AuthenticationError),
-    (403, _envelope(403, "Forbidden"), False, AuthenticationError),
-    (404, _envelope(404, "Not found"), True, AuthenticationError),
-    (404, _envelope(404, "Not found"), False, NotFoundError),
-    (403, _envelope(403, "Insufficient balance", 100050), False, InsufficientBalanceError),
-    (402, _envelope(402, "Your balance is low", 100050), False, InsufficientBalanceError),
-    (403, _envelope(403, "Parallel session limit reached"), True, InsufficientBalanceError),
-    (400, _envelope(400, "bad"), False, ValidationError),
-    (422, {"detail": "bare problem"}, False, ValidationError),
-    (429, "slow down", False, RateLimitedError),
-    (500, "<html>oops</html>", False, ServerError),
-    (504, None, False, ServerError),
-    (418, {}, False, PalabraAPIError),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "session_create", "expected"),
+    [
+        (401, _envelope(401, "Unauthorized"), False, AuthenticationError),
+        (403, _envelope(403, "Forbidden"), False, AuthenticationError),
+        (404, _envelope(404, "Not found"), True, AuthenticationError),
+        (404, _envelope(404, "Not found"), False, NotFoundError),
+        (403, _envelope(403, "Insufficient balance", 100050), False, InsufficientBalanceError),
+        (402, _envelope(402, "Your balance is low", 100050), False, InsufficientBalanceError),
+        (403, _envelope(403, "Parallel session limit reached"), True, InsufficientBalanceError),
+        (400, _envelope(400, "bad"), False, ValidationError),
+        (422, {"detail": "bare problem"}, False, ValidationError),
+        (429, "slow down", False, RateLimitedError),
+        (500, "<html>oops</html>", False, ServerError),
+        (504, None, False, ServerError),
+        (418, {}, False, PalabraAPIError),
+    ],
+)
 def test_error_mapping(status, body, session_create, expected):
     error = error_from_response("POST", "/x", status, body, session_create=session_create)
     assert type(error) is expected and error.status == status

@@ -12,15 +12,15 @@ import soxr
 
 pytest.importorskip("palabra_ai")
 
-import palabra_ai.client as sdk_client  # noqa: E402
-from palabra_ai import Palabra  # noqa: E402
-from palabra_ai.events import Audio, Raw, StreamEnd, TaskStatus, Transcript  # noqa: E402
-from palabra_ai.exc import NotReadyError, TaskError  # noqa: E402
+import palabra_ai.client as sdk_client
+from palabra_ai import Palabra
+from palabra_ai.events import Audio, Raw, StreamEnd, TaskStatus, Transcript
+from palabra_ai.exc import NotReadyError, TaskError
 
-from bot.palabra.emulator.app import serve  # noqa: E402
-from bot.palabra.emulator.config import EmulatorConfig  # noqa: E402
-from tests.fakes.secrets import PALABRA_API_KEY  # noqa: E402
-from tests.fakes.audio import bursts, windowed_xcorr, from_pcm  # noqa: E402
+from bot.palabra.emulator.app import serve
+from bot.palabra.emulator.config import EmulatorConfig
+from tests.fakes.audio import bursts, from_pcm, windowed_xcorr
+from tests.fakes.secrets import PALABRA_API_KEY
 
 RATE = 24000  # the SDK's default input rate
 
@@ -34,9 +34,12 @@ def config(**overrides) -> EmulatorConfig:
 @pytest.fixture
 def point_sdk_at(monkeypatch):
     def point(emu):
-        region = sdk_client.Region(translation=f"{emu.ws_base_url}/streaming-api/{{random_hash}}/v1/speech-to-speech/stream")
+        region = sdk_client.Region(
+            translation=f"{emu.ws_base_url}/streaming-api/{{random_hash}}/v1/speech-to-speech/stream"
+        )
         monkeypatch.setattr(sdk_client, "REGIONS", {"eu": region})
         return Palabra(api_key=PALABRA_API_KEY, region="eu")
+
     return point
 
 
@@ -64,7 +67,7 @@ async def test_sdk_translates_a_session(point_sdk_at, end_message):
         assert isinstance(events[-1], Raw) and events[-1].type == "eos"
     for validated in [e for e in finals if e.type == "validated_transcription"]:
         segment = validated.data["segments"][0]
-        source = from_pcm(pcm)[int(segment["start"] * RATE): int(segment["end"] * RATE)]
+        source = from_pcm(pcm)[int(segment["start"] * RATE) : int(segment["end"] * RATE)]
         audio = b"".join(e.pcm for e in events if isinstance(e, Audio) and e.id == validated.id)
         score, _ = windowed_xcorr(from_pcm(audio), soxr.resample(source, RATE, 24000))
         assert score >= 0.9
@@ -81,9 +84,14 @@ async def test_sdk_controls_get_acks(point_sdk_at):
             await session.end()
             events = [event async for event in session]
     acks = [(e.command, e.event) for e in events if isinstance(e, TaskStatus)]
-    assert acks == [("set_task", "started"), ("pause_task", "paused"), ("set_task", "resumed"), ("interrupt_task", "interrupted"),
-                    ("tts_task", "queued")]
-    queued = [e for e in events if isinstance(e, TaskStatus) and e.event == "queued"][0]
+    assert acks == [
+        ("set_task", "started"),
+        ("pause_task", "paused"),
+        ("set_task", "resumed"),
+        ("interrupt_task", "interrupted"),
+        ("tts_task", "queued"),
+    ]
+    queued = next(e for e in events if isinstance(e, TaskStatus) and e.event == "queued")
     assert any(isinstance(e, Audio) and e.id == queued.transcription_id for e in events)
 
 

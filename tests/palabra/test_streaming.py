@@ -18,8 +18,8 @@ from bot.palabra.emulator.streaming import STREAM_LOGS
 from bot.palabra.errors import AuthenticationError, SessionClosedError, TaskValidationError, TransportError
 from bot.palabra.streaming import StreamingSession
 from bot.palabra.task import build_task
+from tests.fakes.audio import bursts, from_pcm, windowed_xcorr
 from tests.fakes.secrets import PALABRA_API_KEY, PALABRA_CLIENT_ID, PALABRA_CLIENT_SECRET
-from tests.fakes.audio import bursts, windowed_xcorr, from_pcm
 
 RATE = 16000
 SPEED = 4.0  # audio runs 4x faster than real time in these tests (the emulator is told so)
@@ -28,8 +28,11 @@ EXPECTED = [(0.5, 1.5), (2.5, 3.3)]
 
 
 def config(**overrides) -> EmulatorConfig:
-    values = {"api_keys": {PALABRA_API_KEY}, "client_credentials": {PALABRA_CLIENT_ID: PALABRA_CLIENT_SECRET},
-              "time_scale": SPEED}
+    values = {
+        "api_keys": {PALABRA_API_KEY},
+        "client_credentials": {PALABRA_CLIENT_ID: PALABRA_CLIENT_SECRET},
+        "time_scale": SPEED,
+    }
     values.update(overrides)
     return EmulatorConfig(**values)
 
@@ -41,8 +44,9 @@ def api_key() -> Credentials:
 async def start(emu, task=None, credentials=None, **kwargs) -> StreamingSession:
     options = {"pace": SPEED, "ready_timeout": 10.0}
     options.update(kwargs)
-    return await StreamingSession.start(credentials=credentials or api_key(), task=task or build_task("en", ["es"]),
-                                        api_url=emu.base_url, **options)
+    return await StreamingSession.start(
+        credentials=credentials or api_key(), task=task or build_task("en", ["es"]), api_url=emu.base_url, **options
+    )
 
 
 async def collect(session: StreamingSession) -> list[p.Event]:
@@ -55,17 +59,20 @@ def of(events, cls):
 
 def assert_output_matches_input(events, pcm):
     for validated in of(events, p.ValidatedTranscription):
-        source = from_pcm(pcm)[int(validated.start * RATE): int(validated.end * RATE)]
+        source = from_pcm(pcm)[int(validated.start * RATE) : int(validated.end * RATE)]
         expected = soxr.resample(source, RATE, 24000)
         audio = b"".join(a.pcm for a in of(events, p.OutputAudio) if a.transcription_id == validated.transcription_id)
         score, _lag = windowed_xcorr(from_pcm(audio), expected)
         assert score >= 0.9, (validated.transcription_id, score)
 
 
-@pytest.mark.parametrize("ack, end_message, dialect", [
-    (True, "end_of_stream", "auto"),
-    (False, "eos", "legacy"),
-])
+@pytest.mark.parametrize(
+    "ack, end_message, dialect",
+    [
+        (True, "end_of_stream", "auto"),
+        (False, "eos", "legacy"),
+    ],
+)
 async def test_full_session_in_both_dialects(ack, end_message, dialect):
     pcm = bursts(RATE, PATTERN)
     async with serve(config(ack_task_status=ack, end_message=end_message)) as emu:
@@ -86,7 +93,7 @@ async def test_full_session_in_both_dialects(ack, end_message, dialect):
     assert isinstance(events[-1], p.EndOfStream) and events[-1].message_type == end_message
     assert_output_matches_input(events, pcm)
     assert bytes(record.input_pcm[: len(pcm)]) == pcm  # then keep-alive/padding silence only
-    assert not any(record.input_pcm[len(pcm):])
+    assert not any(record.input_pcm[len(pcm) :])
     assert record.close_code == 1000
     if ack:
         assert record.messages_in.get("get_task", 0) == 0
@@ -110,14 +117,23 @@ async def test_app_credentials_create_a_rest_session_first_and_a_new_one_on_reco
         first, second = emu.state.streams
         assert first.session_id == first_id and second.session_id == session.session_id != first_id
         assert first_id not in emu.state.sessions  # the dropped session was deleted
-    assert [(round(v.start, 1), round(v.end, 1)) for v in of(events, p.ValidatedTranscription)] == [(0.0, 0.6),
-                                                                                                    (1.6, 3.6)]
+    assert [(round(v.start, 1), round(v.end, 1)) for v in of(events, p.ValidatedTranscription)] == [
+        (0.0, 0.6),
+        (1.6, 3.6),
+    ]
 
 
 async def test_reconnect_after_a_drop_loses_no_transcript_and_recovers_the_interrupted_utterance(caplog):
     # The drop comes ~4 s into the audio (1 s of wall time at 4x), in the middle of the 2.5-5.5 s tone.
-    pattern = [("silence", 0.5), ("tone", 1.0), ("silence", 1.0), ("tone", 3.0), ("silence", 1.0), ("noise", 1.0),
-               ("silence", 1.0)]
+    pattern = [
+        ("silence", 0.5),
+        ("tone", 1.0),
+        ("silence", 1.0),
+        ("tone", 3.0),
+        ("silence", 1.0),
+        ("noise", 1.0),
+        ("silence", 1.0),
+    ]
     pcm = bursts(RATE, pattern)
     async with serve(config(drop_after_s=1.0, drop_count=1, pacing_warnings=False)) as emu:
         session = await start(emu, max_reconnects=3)
@@ -140,11 +156,13 @@ async def test_reconnect_after_a_drop_loses_no_transcript_and_recovers_the_inter
     assert heard_before_drop - 1.5 - 0.05 <= reconnected[0].replayed_s <= heard_before_drop - 1.5 + 1.0
     replayed = bytes(streams[1].input_pcm[: int(reconnected[0].replayed_s * RATE) * 2])
     offset = int(1.5 * RATE) * 2
-    assert replayed[: 2 * RATE] == pcm[offset: offset + 2 * RATE]
+    assert replayed[: 2 * RATE] == pcm[offset : offset + 2 * RATE]
     assert events.index(reconnected[0]) < events.index(validated[1])
     assert_output_matches_input(events, pcm)
-    assert any("reconnected to Palabra" in r.message and "replaying" in r.message and r.levelno == logging.WARNING
-               for r in caplog.records)
+    assert any(
+        "reconnected to Palabra" in r.message and "replaying" in r.message and r.levelno == logging.WARNING
+        for r in caplog.records
+    )
 
 
 async def test_chunks_are_exact_and_the_schedule_is_real_time():
@@ -205,8 +223,9 @@ async def test_a_failed_start_leaves_no_rest_session_behind():
 async def test_a_malformed_stream_url_is_a_transport_error_without_the_key():
     # websockets' InvalidURI quotes the whole URL, token included.
     with pytest.raises(TransportError) as info:
-        await StreamingSession.start(credentials=api_key(), task=build_task("en", ["es"]),
-                                     api_url="http://user@127.0.0.1:1", ready_timeout=2.0)
+        await StreamingSession.start(
+            credentials=api_key(), task=build_task("en", ["es"]), api_url="http://user@127.0.0.1:1", ready_timeout=2.0
+        )
     assert PALABRA_API_KEY not in str(info.value)
 
 
@@ -253,8 +272,12 @@ async def test_pause_resume_interrupt():
         events = await collect(session)
         record = emu.state.streams[0]
     statuses = [(e.command, e.event) for e in of(events, p.TaskStatus)]
-    assert statuses == [("set_task", "started"), ("pause_task", "paused"), ("set_task", "resumed"),
-                        ("interrupt_task", "interrupted")]
+    assert statuses == [
+        ("set_task", "started"),
+        ("pause_task", "paused"),
+        ("set_task", "resumed"),
+        ("interrupt_task", "interrupted"),
+    ]
     assert not of(events, p.ErrorMessage) and record.close_code == 1000
     assert not any(record.input_pcm)
 
@@ -295,7 +318,7 @@ async def test_end_during_a_reconnect_waits_for_it_and_keeps_the_tail():
             await asyncio.sleep(0.01)
         await session.end(timeout=15)  # the reconnect has not finished yet
         events = await asyncio.wait_for(reader, 5)
-        assert bytes(emu.state.streams[1].input_pcm).startswith(pcm[:2 * RATE])  # replayed from the start
+        assert bytes(emu.state.streams[1].input_pcm).startswith(pcm[: 2 * RATE])  # replayed from the start
     assert session.stats.reconnects == 1
     validated = of(events, p.ValidatedTranscription)
     assert [(round(v.start, 1), round(v.end, 1)) for v in validated] == [(0.5, 6.5)]

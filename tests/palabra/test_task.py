@@ -26,14 +26,27 @@ def test_full_schema_with_palabra_defaults():
     assert es["speech_generation"]["voice_timbre_detection"]["enabled"] is False
     queue = pipeline["translation_queue_configs"]["global"]
     assert (queue["desired_queue_level_ms"], queue["max_queue_level_ms"]) == (5000, 20000)
-    assert pipeline["allowed_message_types"] == ["translated_transcription", "partial_transcription",
-                                                 "validated_transcription"]
+    assert pipeline["allowed_message_types"] == [
+        "translated_transcription",
+        "partial_transcription",
+        "validated_transcription",
+    ]
     assert validate_task(task) == []
 
 
 def test_options():
-    task = build_task("auto", ["EN-US"], sample_rate=24000, channels=2, translate_partials=True, text_only=False,
-                      output_format="zlib_pcm_s16le", queue_desired_ms=8000, queue_max_ms=24000, silence_threshold=0.5)
+    task = build_task(
+        "auto",
+        ["EN-US"],
+        sample_rate=24000,
+        channels=2,
+        translate_partials=True,
+        text_only=False,
+        output_format="zlib_pcm_s16le",
+        queue_desired_ms=8000,
+        queue_max_ms=24000,
+        silence_threshold=0.5,
+    )
     assert task["input_stream"]["source"]["sample_rate"] == 24000
     assert task["input_stream"]["source"]["channels"] == 2
     assert task["pipeline"]["translations"][0]["target_language"] == "en-us"
@@ -62,26 +75,33 @@ def broken(mutate):
     return task
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda t: t["input_stream"]["source"].update(sample_rate=8000), "16000 to 48000"),
-    (lambda t: t["input_stream"]["source"].update(sample_rate=96000), "out of range"),
-    (lambda t: t["input_stream"]["source"].update(sample_rate="16000"), "sample rate"),
-    (lambda t: t["input_stream"]["source"].update(format="mp3"), "pcm_s16le, opus, wav"),
-    (lambda t: t["output_stream"]["target"].update(format="mp3"), "zlib_pcm_s16le"),
-    (lambda t: t["input_stream"]["source"].update(channels=6), "1 or 2"),
-    (lambda t: t["pipeline"]["transcription"].update(segment_confirmation_silence_threshold=0.2), "0.3-2.0"),
-    (lambda t: t["pipeline"]["transcription"].update(segment_confirmation_silence_threshold=2.5), "0.3-2.0"),
-    (lambda t: t["pipeline"]["translation_queue_configs"]["global"].update(max_queue_level_ms=5000),
-     "must be greater than desired_queue_level_ms"),
-    (lambda t: t["pipeline"].update(translations=[]), "at least one target"),
-    (lambda t: t["output_stream"]["target"].update(type="webrtc"), "must match"),
-    (lambda t: t["input_stream"]["source"].update(type="livekit"), "source.type"),
-    (lambda t: t["pipeline"]["transcription"].pop("source_language"), "source_language is required"),
-    (lambda t: t["pipeline"]["transcription"].update(source_language="not a code"), "not a language code"),
-    (lambda t: t["pipeline"]["translations"].append(copy.deepcopy(t["pipeline"]["translations"][0])),
-     "listed twice"),
-    (lambda t: t.pop("pipeline"), "pipeline"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda t: t["input_stream"]["source"].update(sample_rate=8000), "16000 to 48000"),
+        (lambda t: t["input_stream"]["source"].update(sample_rate=96000), "out of range"),
+        (lambda t: t["input_stream"]["source"].update(sample_rate="16000"), "sample rate"),
+        (lambda t: t["input_stream"]["source"].update(format="mp3"), "pcm_s16le, opus, wav"),
+        (lambda t: t["output_stream"]["target"].update(format="mp3"), "zlib_pcm_s16le"),
+        (lambda t: t["input_stream"]["source"].update(channels=6), "1 or 2"),
+        (lambda t: t["pipeline"]["transcription"].update(segment_confirmation_silence_threshold=0.2), "0.3-2.0"),
+        (lambda t: t["pipeline"]["transcription"].update(segment_confirmation_silence_threshold=2.5), "0.3-2.0"),
+        (
+            lambda t: t["pipeline"]["translation_queue_configs"]["global"].update(max_queue_level_ms=5000),
+            "must be greater than desired_queue_level_ms",
+        ),
+        (lambda t: t["pipeline"].update(translations=[]), "at least one target"),
+        (lambda t: t["output_stream"]["target"].update(type="webrtc"), "must match"),
+        (lambda t: t["input_stream"]["source"].update(type="livekit"), "source.type"),
+        (lambda t: t["pipeline"]["transcription"].pop("source_language"), "source_language is required"),
+        (lambda t: t["pipeline"]["transcription"].update(source_language="not a code"), "not a language code"),
+        (
+            lambda t: t["pipeline"]["translations"].append(copy.deepcopy(t["pipeline"]["translations"][0])),
+            "listed twice",
+        ),
+        (lambda t: t.pop("pipeline"), "pipeline"),
+    ],
+)
 def test_invalid_tasks_are_refused_with_a_clear_message(mutate, message):
     with pytest.raises(InvalidTaskError, match=message):
         validate_task(broken(mutate))

@@ -34,7 +34,9 @@ class Sender:
         payload = self.encoder.encode(pcm)
         return self.session.encrypt_opus(payload) if self.session is not None else payload
 
-    def packet(self, payload: bytes, *, padding: int = 0, extension: bytes | None = None, advance: bool = True) -> bytes:
+    def packet(
+        self, payload: bytes, *, padding: int = 0, extension: bytes | None = None, advance: bool = True
+    ) -> bytes:
         first = 0x80 | (0x20 if padding else 0) | (0x10 if extension is not None else 0)
         aad = struct.pack(">BBHII", first, 0x78, self.seq & 0xFFFF, self.ts & 0xFFFFFFFF, self.ssrc)
         plaintext = payload

@@ -27,7 +27,11 @@ def reference(packets):
 
 def vp(index, payload, seq0=100, ts0=5000, arrival=None, ts_offset=0):
     return VoicePacket(
-        USER, 7, (seq0 + index) & 0xFFFF, (ts0 + 960 * (index + ts_offset)) & 0xFFFFFFFF, payload,
+        USER,
+        7,
+        (seq0 + index) & 0xFFFF,
+        (ts0 + 960 * (index + ts_offset)) & 0xFFFFFFFF,
+        payload,
         index * 0.02 if arrival is None else arrival,
     )
 
@@ -100,7 +104,9 @@ def test_missing_packet_is_given_up_after_max_wait(packets):
 
 
 def test_dtx_gap_inside_a_spurt_becomes_silence(packets):
-    items = [vp(i, packets[i]) for i in range(5)] + [vp(i, packets[i], ts_offset=4, arrival=(i + 4) * 0.02) for i in range(5, 10)]
+    items = [vp(i, packets[i]) for i in range(5)] + [
+        vp(i, packets[i], ts_offset=4, arrival=(i + 4) * 0.02) for i in range(5, 10)
+    ]
     got = frames(feed(UserStream(USER), items))
     assert [f.kind for f in got[5:9]] == ["silence"] * 4
     assert all(f.pcm == SILENT_FRAME for f in got[5:9])

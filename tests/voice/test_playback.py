@@ -42,7 +42,9 @@ def test_translation_is_resampled_to_48k_stereo():
 def test_floor_is_ducked_under_translation_and_ramps_smoothly():
     floor = stereo_pcm(sine(200, 3.0, 48000, amplitude=0.5))
     floor_frames = [floor[i : i + FRAME_BYTES] for i in range(0, len(floor), FRAME_BYTES)]
-    source = TranslationSource(floor_base_volume=0.6, floor_ducked_volume=0.15, attack_s=0.05, release_s=0.2, hold_s=0.1)
+    source = TranslationSource(
+        floor_base_volume=0.6, floor_ducked_volume=0.15, attack_s=0.05, release_s=0.2, hold_s=0.1
+    )
     out = []
     for index, frame in enumerate(floor_frames):
         if index == 50:  # 1 s of translation (digital silence, so the output is just the floor)
@@ -91,7 +93,10 @@ def test_opus_settings_are_valid_for_discord_py():
 
     ensure_discord_opus()
     encoder = discord.opus.Encoder(
-        application=OPUS_SETTINGS["application"], bitrate=OPUS_SETTINGS["bitrate"], fec=OPUS_SETTINGS["fec"],
-        expected_packet_loss=OPUS_SETTINGS["expected_packet_loss"], signal_type=OPUS_SETTINGS["signal_type"],
+        application=OPUS_SETTINGS["application"],
+        bitrate=OPUS_SETTINGS["bitrate"],
+        fec=OPUS_SETTINGS["fec"],
+        expected_packet_loss=OPUS_SETTINGS["expected_packet_loss"],
+        signal_type=OPUS_SETTINGS["signal_type"],
     )
     assert encoder.encode(bytes(FRAME_BYTES), 960)

@@ -47,7 +47,9 @@ def test_padding_extensions_and_early_packets(group, mode):
         sent.append(opus)
         padding = rng.randint(1, 15) if rng.random() < 0.2 else 0
         extension = b"\x10\x7f\x90\x01" if index % 3 == 0 else None
-        events += pipeline.feed(alice.packet(group[ALICE].encrypt_opus(opus), padding=padding, extension=extension), index * 0.02)
+        events += pipeline.feed(
+            alice.packet(group[ALICE].encrypt_opus(opus), padding=padding, extension=extension), index * 0.02
+        )
         if index == 9:  # op 5 arrives after the first ten packets
             events += pipeline.map_ssrc(500, ALICE, index * 0.02)
     got = packets_of(events)

@@ -57,7 +57,11 @@ def test_structured_datagrams_never_escape(fields, version):
     if fields["tail"] is not None:
         payload += bytes([fields["tail"]])  # a padding count, possibly absurd
     datagram = sealed(
-        fields["ssrc"], payload, first=fields["first"], pt=fields["pt"], ext=fields["ext"],
+        fields["ssrc"],
+        payload,
+        first=fields["first"],
+        pt=fields["pt"],
+        ext=fields["ext"],
         key=KEY if fields["key_ok"] else bytes(32),
     )
     stream = UserStream(MALLORY)
@@ -124,13 +128,15 @@ async def test_a_hundred_thousand_hostile_datagrams_leave_the_receiver_working()
             sent = 0
             for index in range(TOTAL_DATAGRAMS):
                 if index % VALID_EVERY == 0:
-                    packet = alice.packet(sessions[ALICE].encrypt_opus(opus_frames[sent]), padding=rng.choice([0, 0, 0, 4]))
+                    packet = alice.packet(
+                        sessions[ALICE].encrypt_opus(opus_frames[sent]), padding=rng.choice([0, 0, 0, 4])
+                    )
                     sent += 1
-                    recent = (recent + [packet])[-20:]
+                    recent = ([*recent, packet])[-20:]
                     receiver.on_datagram(packet)
                 else:
                     receiver.on_datagram(hostile(rng, recent, sessions[MALLORY]))
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=socket_thread)

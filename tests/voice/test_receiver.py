@@ -158,7 +158,9 @@ async def test_voice_gateway_close_during_speech_and_receive_carries_on(close_co
         await fake.close_voice(vc.user.id, close_code)
         # Usually ~1 s. After 4006 discord.py 2.7.1 can stall up to 30 s in IP discovery (its socket
         # reader blocked on the old socket); the adapter wakes it, the generous timeout covers a miss.
-        await wait_for(lambda: vc.receiver.stats()[counter] > seen, timeout=45, what=f"the {counter[:-1]} after {close_code}")
+        await wait_for(
+            lambda: vc.receiver.stats()[counter] > seen, timeout=45, what=f"the {counter[:-1]} after {close_code}"
+        )
         await wait_for(lambda: vc.is_connected() and dave_ready(vc, 2), timeout=20, what="DAVE after the reconnect")
         await alice.wait_dave_ready(members=2)
         before = len(collector.frames[alice.id])

@@ -25,7 +25,11 @@ def raw_header(first=0x80, second=0x78, seq=1, ts=960, ssrc=0xDEADBEEF, csrcs=()
 def test_plain_header_fields():
     header = parse_header(raw_header(second=0x80 | 0x78, seq=65535, ts=4_000_000_000) + b"payload")
     assert (header.marker, header.payload_type, header.sequence, header.timestamp, header.ssrc) == (
-        True, 120, 65535, 4_000_000_000, 0xDEADBEEF,
+        True,
+        120,
+        65535,
+        4_000_000_000,
+        0xDEADBEEF,
     )
     assert (header.padding, header.extension, header.aad_size, header.extension_words) == (False, False, 12, 0)
 

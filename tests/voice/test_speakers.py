@@ -84,7 +84,9 @@ async def test_leases_are_per_guild_and_language_and_come_back_on_release():
             await es.play(fake.channel("Voice B").id, TranslationSource())
             assert es.speaker.user.id in fake.voice_members(fake.channel("Voice B").id)
             await es.release()
-            await wait_for(lambda: es.speaker.user.id not in fake.voice_members(fake.channel("Voice B").id), what="leaving")
+            await wait_for(
+                lambda: es.speaker.user.id not in fake.voice_members(fake.channel("Voice B").id), what="leaving"
+            )
             again = await pool.lease(guild, "de")
             assert again is not None and again.speaker is es.speaker
         finally:

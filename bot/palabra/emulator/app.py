@@ -34,8 +34,13 @@ async def _update_config(request: web.Request) -> web.Response:
 async def _list_streams(request: web.Request) -> web.Response:
     streams = [
         {
-            "id": s.id, "session_id": s.session_id, "task": s.task, "input_bytes": len(s.input_pcm),
-            "messages_in": s.messages_in, "messages_out": s.messages_out, "close_code": s.close_code,
+            "id": s.id,
+            "session_id": s.session_id,
+            "task": s.task,
+            "input_bytes": len(s.input_pcm),
+            "messages_in": s.messages_in,
+            "messages_out": s.messages_out,
+            "close_code": s.close_code,
             "closed": s.closed_at is not None,
         }
         for s in request.app[STATE].streams
@@ -57,7 +62,9 @@ class RunningEmulator:
 
 
 @contextlib.asynccontextmanager
-async def serve(config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[RunningEmulator]:
+async def serve(
+    config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[RunningEmulator]:
     """Run the emulator in this event loop (port 0 = a free port) for the duration of the block."""
     state = EmulatorState(config)
     runner = web.AppRunner(create_app(state), access_log=None)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import secrets
 import os
+import secrets
 import signal
 
 log = logging.getLogger(__name__)
@@ -23,40 +23,81 @@ def configure(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--port", type=int, default=8765, help="port to bind, 0 = any free port (default: 8765)")
 
     creds = parser.add_argument_group("credentials (local test values; generated when none are given)")
-    creds.add_argument("--client", action="append", default=[], metavar="ID:SECRET",
-                       help="accept this ClientID/ClientSecret pair (repeatable)")
-    creds.add_argument("--api-key", action="append", default=[], metavar="KEY",
-                       help="accept this platform API key (repeatable)")
-    creds.add_argument("--credentials-file", default="emulator-credentials.env", metavar="PATH",
-                       help="where generated credentials are written, mode 0600 (default: emulator-credentials.env)")
+    creds.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        metavar="ID:SECRET",
+        help="accept this ClientID/ClientSecret pair (repeatable)",
+    )
+    creds.add_argument(
+        "--api-key", action="append", default=[], metavar="KEY", help="accept this platform API key (repeatable)"
+    )
+    creds.add_argument(
+        "--credentials-file",
+        default="emulator-credentials.env",
+        metavar="PATH",
+        help="where generated credentials are written, mode 0600 (default: emulator-credentials.env)",
+    )
 
     dialect = parser.add_argument_group("protocol dialect")
-    dialect.add_argument("--no-ack", action="store_true",
-                         help="do not push task_status after set_task (clients must poll get_task)")
-    dialect.add_argument("--eos", action="store_true",
-                         help="answer end_task with 'eos' (docs, SDK <= 2.1.0) instead of 'end_of_stream'")
+    dialect.add_argument(
+        "--no-ack", action="store_true", help="do not push task_status after set_task (clients must poll get_task)"
+    )
+    dialect.add_argument(
+        "--eos", action="store_true", help="answer end_task with 'eos' (docs, SDK <= 2.1.0) instead of 'end_of_stream'"
+    )
 
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-parallel-sessions", type=_positive_int, default=10, metavar="N")
     limits.add_argument("--session-ttl", type=_positive_float, default=3600.0, metavar="SECONDS")
-    limits.add_argument("--audio-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
-                        help="SERVICE_TIMEOUT + close 1008 after this long without audio (default: 10)")
+    limits.add_argument(
+        "--audio-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="SERVICE_TIMEOUT + close 1008 after this long without audio (default: 10)",
+    )
     limits.add_argument("--ws-connections-per-minute", type=_positive_int, default=20, metavar="N")
-    limits.add_argument("--no-command-rate-limits", action="store_true",
-                        help="do not enforce set_task/get_task/pause_task/end_task intervals")
-    limits.add_argument("--time-scale", type=_positive_float, default=1.0, metavar="X",
-                        help="expect audio X times faster than real time")
+    limits.add_argument(
+        "--no-command-rate-limits",
+        action="store_true",
+        help="do not enforce set_task/get_task/pause_task/end_task intervals",
+    )
+    limits.add_argument(
+        "--time-scale",
+        type=_positive_float,
+        default=1.0,
+        metavar="X",
+        help="expect audio X times faster than real time",
+    )
 
     faults = parser.add_argument_group("fault injection")
-    faults.add_argument("--drop-after", type=_positive_float, default=None, metavar="SECONDS",
-                        help="close WebSocket connections abruptly this long after set_task")
-    faults.add_argument("--drop-count", type=int, default=0, metavar="N",
-                        help="how many connections to drop (0 = every one)")
+    faults.add_argument(
+        "--drop-after",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="close WebSocket connections abruptly this long after set_task",
+    )
+    faults.add_argument(
+        "--drop-count", type=int, default=0, metavar="N", help="how many connections to drop (0 = every one)"
+    )
     faults.add_argument("--rest-fail-first", type=int, default=0, metavar="K", help="fail the first K REST calls")
-    faults.add_argument("--rest-fail-status", type=_http_error_status, default=503, metavar="STATUS",
-                        help="status of those failures (429 adds Retry-After: 1; default: 503)")
-    faults.add_argument("--processing-delay", type=float, default=0.0, metavar="SECONDS",
-                        help="extra delay before each utterance's results")
+    faults.add_argument(
+        "--rest-fail-status",
+        type=_http_error_status,
+        default=503,
+        metavar="STATUS",
+        help="status of those failures (429 adds Retry-After: 1; default: 503)",
+    )
+    faults.add_argument(
+        "--processing-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="extra delay before each utterance's results",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -117,8 +158,7 @@ def build_config(args: argparse.Namespace):
     return config, generated
 
 
-async def _serve_until_stopped(config, host: str, port: int, generated: dict[str, str],
-                               credentials_file: str) -> None:
+async def _serve_until_stopped(config, host: str, port: int, generated: dict[str, str], credentials_file: str) -> None:
     from bot.palabra.emulator.app import serve
     from bot.palabra.emulator.rest import STREAM_PATH
 
@@ -130,10 +170,17 @@ async def _serve_until_stopped(config, host: str, port: int, generated: dict[str
         except (NotImplementedError, RuntimeError):  # not available on this platform
             pass
     async with serve(config, host=host, port=port) as emulator:
-        log.info("Palabra emulator listening on %s (REST) and %s%s (WebSocket); Ctrl-C to stop",
-                 emulator.base_url, emulator.ws_base_url, STREAM_PATH)
-        log.info("accepting %d client credential pair(s) and %d API key(s)",
-                 len(config.client_credentials), len(config.api_keys))
+        log.info(
+            "Palabra emulator listening on %s (REST) and %s%s (WebSocket); Ctrl-C to stop",
+            emulator.base_url,
+            emulator.ws_base_url,
+            STREAM_PATH,
+        )
+        log.info(
+            "accepting %d client credential pair(s) and %d API key(s)",
+            len(config.client_credentials),
+            len(config.api_keys),
+        )
         if generated:
             _write_generated(credentials_file, emulator.base_url, generated)
         await stop.wait()
@@ -154,8 +201,7 @@ def _write_generated(path: str, base_url: str, generated: dict[str, str]) -> Non
     with os.fdopen(fd, "w", encoding="utf-8") as file:
         file.write(text)
     os.chmod(path, 0o600)  # an existing file keeps its old mode through O_CREAT
-    print(f"No credentials were given: local test credentials for this run are in {os.path.abspath(path)}",
-          flush=True)
+    print(f"No credentials were given: local test credentials for this run are in {os.path.abspath(path)}", flush=True)
 
 
 def _positive_int(text: str) -> int:

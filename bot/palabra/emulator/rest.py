@@ -50,8 +50,17 @@ BROADCAST_STATUSES = {
     "streaming": "Streaming is active",
     "error": "Streaming error",
 }
-_PATCHABLE = {"title", "region", "original_delay_seconds", "original_base_volume", "original_ducked_volume",
-              "ignore_video", "outputs", "translation_pipeline", "translation_settings"}
+_PATCHABLE = {
+    "title",
+    "region",
+    "original_delay_seconds",
+    "original_base_volume",
+    "original_ducked_volume",
+    "ignore_video",
+    "outputs",
+    "translation_pipeline",
+    "translation_settings",
+}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -59,8 +68,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ApiError(Exception):
     """Rendered by the middleware as Palabra's error envelope."""
 
-    def __init__(self, status: int, title: str, detail: str, *, error_code: int | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        error_code: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status, self.title, self.detail = status, title, detail
         self.error_code, self.headers = error_code, headers or {}
@@ -147,7 +163,9 @@ def authenticate(request: web.Request) -> str:
         if not any(secrets.compare_digest(key, known) for known in config.api_keys):
             raise ApiError(403, "Forbidden resource", "Invalid API key")
         return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
-    raise ApiError(401, "Unauthorized", "Missing credentials: send ClientID and ClientSecret headers or a Bearer API key")
+    raise ApiError(
+        401, "Unauthorized", "Missing credentials: send ClientID and ClientSecret headers or a Bearer API key"
+    )
 
 
 # --- session storage -------------------------------------------------------------------------------
@@ -201,7 +219,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     state.expire_sessions()
     limit, offset = _paging(request)
     mine = sorted((s for s in state.sessions.values() if s.owner == owner), key=lambda s: (s.created_at, s.id))
-    page = [_session_summary(s) for s in mine[offset:offset + limit]]
+    page = [_session_summary(s) for s in mine[offset : offset + limit]]
     return _ok({"sessions": page or None, "has_more": offset + limit < len(mine)})
 
 
@@ -236,13 +254,23 @@ def _new_session(state: EmulatorState, owner: str, intent: str, *, legacy: bool)
     live = sum(1 for s in state.sessions.values() if s.owner == owner)
     limit = state.config.max_parallel_sessions
     if live >= limit:
-        raise ApiError(403, "Forbidden resource",
-                       f"Parallel session limit reached ({live} of {limit}); delete unused sessions",
-                       error_code=PARALLEL_LIMIT_CODE)
+        raise ApiError(
+            403,
+            "Forbidden resource",
+            f"Parallel session limit reached ({live} of {limit}); delete unused sessions",
+            error_code=PARALLEL_LIMIT_CODE,
+        )
     now = time.time()
-    session = SessionRecord(id=state.new_token(), publisher=state.new_token(), owner=owner, intent=intent,
-                            created_at=now, updated_at=now, expires_at=now + state.config.session_ttl_s,
-                            legacy=legacy)
+    session = SessionRecord(
+        id=state.new_token(),
+        publisher=state.new_token(),
+        owner=owner,
+        intent=intent,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + state.config.session_ttl_s,
+        legacy=legacy,
+    )
     state.sessions[session.id] = session
     return session
 
@@ -291,8 +319,10 @@ async def create_broadcast(request: web.Request) -> web.Response:
 async def list_broadcasts(request: web.Request) -> web.Response:
     state, owner = request.app[STATE], authenticate(request)
     limit, offset = _paging(request)
-    mine = sorted((b for b in state.broadcasts.values() if b["_owner"] == owner), key=lambda b: (b["created_at"], b["id"]))
-    page = [_public(b) for b in mine[offset:offset + limit]]
+    mine = sorted(
+        (b for b in state.broadcasts.values() if b["_owner"] == owner), key=lambda b: (b["created_at"], b["id"])
+    )
+    page = [_public(b) for b in mine[offset : offset + limit]]
     return _ok(page, has_more=offset + limit < len(mine))
 
 
@@ -340,10 +370,14 @@ async def set_broadcast_status(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError):
         return web.json_response({"ok": False, "error": 'send {"status": ..., "description": ...}'}, status=400)
     if status not in BROADCAST_STATUSES:
-        return web.json_response({"ok": False, "error": f"status must be one of {', '.join(BROADCAST_STATUSES)}"},
-                                 status=400)
-    record.update(status=status, status_description=body.get("description") or BROADCAST_STATUSES[status],
-                  updated_at=_iso(time.time()))
+        return web.json_response(
+            {"ok": False, "error": f"status must be one of {', '.join(BROADCAST_STATUSES)}"}, status=400
+        )
+    record.update(
+        status=status,
+        status_description=body.get("description") or BROADCAST_STATUSES[status],
+        updated_at=_iso(time.time()),
+    )
     return web.json_response({"ok": True, "data": _public(record)})
 
 
@@ -374,10 +408,15 @@ def _validate_input(value: Any, plural_given: bool) -> None:
     if plural_given or isinstance(value, list):
         raise ApiError(422, "Validation error", "a broadcast takes exactly one input: send 'input' as one object")
     if not isinstance(value, dict):
-        raise ApiError(422, "Validation error", f"input is required: {{\"protocol\": one of {', '.join(INPUT_PROTOCOLS)}}}")
+        raise ApiError(
+            422, "Validation error", f'input is required: {{"protocol": one of {", ".join(INPUT_PROTOCOLS)}}}'
+        )
     if value.get("protocol") not in INPUT_PROTOCOLS:
-        raise ApiError(422, "Validation error",
-                       f"input.protocol {value.get('protocol')!r} is not one of {', '.join(INPUT_PROTOCOLS)}")
+        raise ApiError(
+            422,
+            "Validation error",
+            f"input.protocol {value.get('protocol')!r} is not one of {', '.join(INPUT_PROTOCOLS)}",
+        )
 
 
 def _validate_pipeline(pipeline: Any) -> set[str]:
@@ -387,8 +426,11 @@ def _validate_pipeline(pipeline: Any) -> set[str]:
         raise ApiError(422, "Validation error", "translation_pipeline is required (transcription + translations)")
     source = (pipeline.get("transcription") or {}).get("source_language")
     if source not in SOURCE_LANGUAGES:
-        raise ApiError(422, "Validation error",
-                       f"translation_pipeline.transcription.source_language {source!r} is not a supported source language")
+        raise ApiError(
+            422,
+            "Validation error",
+            f"translation_pipeline.transcription.source_language {source!r} is not a supported source language",
+        )
     translations = pipeline.get("translations")
     if not isinstance(translations, list) or not translations:
         raise ApiError(422, "Validation error", "translation_pipeline.translations must list at least one target")
@@ -396,9 +438,12 @@ def _validate_pipeline(pipeline: Any) -> set[str]:
     for index, translation in enumerate(translations):
         target = translation.get("target_language") if isinstance(translation, dict) else None
         if target not in TARGET_LANGUAGES:
-            raise ApiError(422, "Validation error",
-                           f"translation_pipeline.translations[{index}].target_language {target!r} "
-                           "is not a supported target language")
+            raise ApiError(
+                422,
+                "Validation error",
+                f"translation_pipeline.translations[{index}].target_language {target!r} "
+                "is not a supported target language",
+            )
         targets.add(target)
     return targets
 
@@ -411,7 +456,9 @@ def _validate_outputs(outputs: Any, targets: set[str]) -> None:
         where = f"outputs[{index}]"
         protocol = output.get("protocol") if isinstance(output, dict) else None
         if protocol not in OUTPUT_PROTOCOLS:
-            raise ApiError(422, "Validation error", f"{where}.protocol {protocol!r} is not one of {', '.join(OUTPUT_PROTOCOLS)}")
+            raise ApiError(
+                422, "Validation error", f"{where}.protocol {protocol!r} is not one of {', '.join(OUTPUT_PROTOCOLS)}"
+            )
         if protocol in ("rtmp_push", "srt_push"):
             for key in ("server", "stream_key"):
                 if not isinstance(output.get(key), str) or not output[key].strip():
@@ -423,14 +470,17 @@ def _validate_outputs(outputs: Any, targets: set[str]) -> None:
         elif protocol == "hls_pull":
             codes = output.get("lang_codes")
             if not isinstance(codes, list) or not codes:
-                raise ApiError(422, "Validation error", f"{where} (hls_pull) needs lang_codes, e.g. [\"original\", \"es\"]")
+                raise ApiError(422, "Validation error", f'{where} (hls_pull) needs lang_codes, e.g. ["original", "es"]')
         else:
             codes = output.get("lang_codes") or ([output["lang_code"]] if "lang_code" in output else [])
         for code in codes:
             if code not in allowed:
-                raise ApiError(422, "Validation error",
-                               f"{where} language {code!r} is not 'original' or one of the translation targets "
-                               f"({', '.join(sorted(targets))})")
+                raise ApiError(
+                    422,
+                    "Validation error",
+                    f"{where} language {code!r} is not 'original' or one of the translation targets "
+                    f"({', '.join(sorted(targets))})",
+                )
 
 
 def _check_number(body: dict, name: str, low: float, high: float) -> None:
@@ -445,8 +495,7 @@ def _ingest(request: web.Request, spec: dict) -> dict:
     host = request.url.host or "127.0.0.1"
     protocol = spec["protocol"]
     if protocol == "webrtc":
-        return {"protocol": protocol, "url": f"{_ws_origin(request)}/livekit",
-                "token": request.app[STATE].new_token()}
+        return {"protocol": protocol, "url": f"{_ws_origin(request)}/livekit", "token": request.app[STATE].new_token()}
     server = f"rtmp://{host}:1935/live" if protocol == "rtmp_push" else f"srt://{host}:9000"
     return {"protocol": protocol, "server": server, "stream_key": f"live_{secrets.token_hex(12)}"}
 

@@ -34,8 +34,12 @@ from bot.palabra.emulator.vad import EnergyVad, Utterance
 log = logging.getLogger(__name__)
 
 OUTPUT_RATE = 24000
-TRANSCRIPT_TYPES = ("partial_transcription", "validated_transcription", "translated_transcription",
-                    "partial_translated_transcription")
+TRANSCRIPT_TYPES = (
+    "partial_transcription",
+    "validated_transcription",
+    "translated_transcription",
+    "partial_translated_transcription",
+)
 
 
 @dataclass
@@ -70,8 +74,11 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return web.Response(status=403, text="Forbidden")
     assert token is not None
     if not state.allow_ws_connection(token):
-        return web.Response(status=429, text="Too many connections for this token; the limit is "
-                                             f"{state.config.ws_connections_per_minute} per minute")
+        return web.Response(
+            status=429,
+            text="Too many connections for this token; the limit is "
+            f"{state.config.ws_connections_per_minute} per minute",
+        )
     ws = web.WebSocketResponse(max_msg_size=0, heartbeat=None)
     await ws.prepare(request)
     record = state.open_stream(owner)
@@ -134,15 +141,23 @@ def _input_errors(errors: Errors, task: dict) -> None:
         bound = "greater than or equal to 16000" if low else "less than or equal to 48000"
         _error(errors, ("input_stream", "source", "sample_rate"), f"ensure this value is {bound}", "value_error.number")
     if source.get("format") not in ("pcm_s16le", "opus", "wav"):
-        _error(errors, ("input_stream", "source", "format"), "unexpected value; permitted: 'pcm_s16le', 'opus', 'wav'",
-               "value_error.const")
+        _error(
+            errors,
+            ("input_stream", "source", "format"),
+            "unexpected value; permitted: 'pcm_s16le', 'opus', 'wav'",
+            "value_error.const",
+        )
     if source.get("channels", 1) not in (1, 2):
         _error(errors, ("input_stream", "source", "channels"), "unexpected value; permitted: 1, 2", "value_error.const")
     output = task.get("output_stream")
     fmt = _dict(_dict(output).get("target")).get("format", "pcm_s16le")
     if fmt not in ("pcm_s16le", "zlib_pcm_s16le"):
-        _error(errors, ("output_stream", "target", "format"),
-               "unexpected value; permitted: 'pcm_s16le', 'zlib_pcm_s16le'", "value_error.const")
+        _error(
+            errors,
+            ("output_stream", "target", "format"),
+            "unexpected value; permitted: 'pcm_s16le', 'zlib_pcm_s16le'",
+            "value_error.const",
+        )
 
 
 def _transcription_errors(errors: Errors, transcription: dict) -> None:
@@ -155,23 +170,38 @@ def _transcription_errors(errors: Errors, transcription: dict) -> None:
     threshold = transcription.get("segment_confirmation_silence_threshold", 0.7)
     field_loc = (*loc, "segment_confirmation_silence_threshold")
     if not isinstance(threshold, (int, float)) or threshold < 0.3:
-        _error(errors, field_loc, "ensure this value is greater than or equal to 0.3", "value_error.number.not_ge",
-               {"limit_value": 0.3})
+        _error(
+            errors,
+            field_loc,
+            "ensure this value is greater than or equal to 0.3",
+            "value_error.number.not_ge",
+            {"limit_value": 0.3},
+        )
     elif threshold > 2.0:
-        _error(errors, field_loc, "ensure this value is less than or equal to 2.0", "value_error.number.not_le",
-               {"limit_value": 2.0})
+        _error(
+            errors,
+            field_loc,
+            "ensure this value is less than or equal to 2.0",
+            "value_error.number.not_le",
+            {"limit_value": 2.0},
+        )
 
 
 def _translation_errors(errors: Errors, translations: Any) -> None:
     if not translations or not isinstance(translations, list):
-        _error(errors, ("pipeline", "translations"), "ensure this value has at least 1 items",
-               "value_error.list.min_items")
+        _error(
+            errors, ("pipeline", "translations"), "ensure this value has at least 1 items", "value_error.list.min_items"
+        )
         return
     for index, item in enumerate(translations):
         code = _dict(item).get("target_language")
         if code not in languages.TARGET_LANGUAGES:
-            _error(errors, ("pipeline", "translations", index, "target_language"), f"unsupported language: {code!r}",
-                   "value_error")
+            _error(
+                errors,
+                ("pipeline", "translations", index, "target_language"),
+                f"unsupported language: {code!r}",
+                "value_error",
+            )
 
 
 def _queue_errors(errors: Errors, queues: Any) -> None:
@@ -179,11 +209,19 @@ def _queue_errors(errors: Errors, queues: Any) -> None:
         desired = _dict(queue).get("desired_queue_level_ms", 5000)
         maximum = _dict(queue).get("max_queue_level_ms", 20000)
         if not all(isinstance(v, (int, float)) for v in (desired, maximum)):
-            _error(errors, ("pipeline", "translation_queue_configs", name), "value is not a valid integer",
-                   "type_error.integer")
+            _error(
+                errors,
+                ("pipeline", "translation_queue_configs", name),
+                "value is not a valid integer",
+                "type_error.integer",
+            )
         elif maximum <= desired:
-            _error(errors, ("pipeline", "translation_queue_configs", name, "__root__"),
-                   "`max_queue_level_ms` must be greater than `desired_queue_level_ms`", "value_error")
+            _error(
+                errors,
+                ("pipeline", "translation_queue_configs", name, "__root__"),
+                "`max_queue_level_ms` must be greater than `desired_queue_level_ms`",
+                "value_error",
+            )
 
 
 def _normalised(task: dict) -> str:
@@ -196,8 +234,15 @@ class _Closed(Exception):
 
 
 class StreamSession:
-    def __init__(self, state: EmulatorState, record: StreamRecord, stream_log: StreamLog,
-                 ws: web.WebSocketResponse, request: web.Request, drops: list[int]) -> None:
+    def __init__(
+        self,
+        state: EmulatorState,
+        record: StreamRecord,
+        stream_log: StreamLog,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        drops: list[int],
+    ) -> None:
         self.state, self.config = state, state.config
         self.record, self.log, self.ws, self.request, self.drops = record, stream_log, ws, request, drops
         self.task: dict | None = None
@@ -253,13 +298,18 @@ class StreamSession:
             if isinstance(data, str):
                 data = json.loads(data)
         except (json.JSONDecodeError, KeyError, TypeError):
-            await self._error("VALIDATION_ERROR", "Invalid message: expected {\"message_type\": ..., \"data\": {...}}")
+            await self._error("VALIDATION_ERROR", 'Invalid message: expected {"message_type": ..., "data": {...}}')
             return
         self.record.messages_in[kind] = self.record.messages_in.get(kind, 0) + 1
         handler = {
-            "set_task": self._set_task, "get_task": self._get_task, "input_audio_data": self._audio,
-            "pause_task": self._pause, "interrupt_task": self._interrupt, "flush_task": self._interrupt,
-            "end_task": self._end, "tts_task": self._tts,
+            "set_task": self._set_task,
+            "get_task": self._get_task,
+            "input_audio_data": self._audio,
+            "pause_task": self._pause,
+            "interrupt_task": self._interrupt,
+            "flush_task": self._interrupt,
+            "end_task": self._end,
+            "tts_task": self._tts,
         }.get(kind)
         if handler is None:
             await self._error("VALIDATION_ERROR", f"Unknown message_type: {kind!r}")
@@ -288,8 +338,10 @@ class StreamSession:
         bucket = "task" if kind in ("set_task", "get_task") else kind
         last = self.last_command.get(bucket)
         if last is not None and now - last < interval:
-            await self._error("RATE_LIMIT_EXCEEDED",
-                              f"{kind} is limited to one per {interval:g} s; retry in {interval - (now - last):.1f} s")
+            await self._error(
+                "RATE_LIMIT_EXCEEDED",
+                f"{kind} is limited to one per {interval:g} s; retry in {interval - (now - last):.1f} s",
+            )
             return True
         self.last_command[bucket] = now
         return False
@@ -308,8 +360,10 @@ class StreamSession:
             event = "resumed" if was_paused else "unchanged"
         elif previous["input_stream"] != data["input_stream"]:
             # The emulator's audio timeline has one format; a real server may allow this.
-            await self._error("VALIDATION_ERROR", "the emulator cannot change input_stream of a running task; "
-                                                  "open a new connection instead")
+            await self._error(
+                "VALIDATION_ERROR",
+                "the emulator cannot change input_stream of a running task; open a new connection instead",
+            )
             return
         else:
             event = "updated"
@@ -395,13 +449,16 @@ class StreamSession:
         text, language = str(data.get("text", "")), str(data.get("language", ""))
         targets = [t["target_language"] for t in self.task["pipeline"]["translations"]]
         if not text or (not data.get("translate_text") and language not in targets):
-            await self._error("VALIDATION_ERROR", f"tts_task needs text and one of the task's target languages "
-                                                  f"{targets}, got {language!r}")
+            await self._error(
+                "VALIDATION_ERROR",
+                f"tts_task needs text and one of the task's target languages {targets}, got {language!r}",
+            )
             return
         tid = hashlib.sha1(f"tts-{self.record.id}-{text}-{time.monotonic()}".encode()).hexdigest()[:16]
         await self._ack("tts_task", "queued", transcription_id=tid)
-        self.results.put_nowait({"tts": text, "languages": targets if data.get("translate_text") else [language],
-                                 "transcription_id": tid})
+        self.results.put_nowait(
+            {"tts": text, "languages": targets if data.get("translate_text") else [language], "transcription_id": tid}
+        )
 
     # --- audio -----------------------------------------------------------------------------------
     async def _audio(self, kind: str, data: dict) -> None:
@@ -477,8 +534,13 @@ class StreamSession:
             self.last_warning = now
             self.log.warnings.append(code)
             word = "faster" if ahead > 0 else "slower"
-            await self._send("warning", {"code": code, "message": f"Audio is arriving {abs(ahead):.1f} s {word} "
-                                                                  "than real time; stream it in real time"})
+            await self._send(
+                "warning",
+                {
+                    "code": code,
+                    "message": f"Audio is arriving {abs(ahead):.1f} s {word} than real time; stream it in real time",
+                },
+            )
 
     # --- results ---------------------------------------------------------------------------------
     async def _result_worker(self) -> None:
@@ -501,24 +563,49 @@ class StreamSession:
         tid = self._transcription_id(index)
         pipeline = self.task["pipeline"]
         text = self._source_text(tid, utterance.end - utterance.start)
-        await self._transcript("validated_transcription", tid, pipeline["transcription"]["source_language"], text,
-                               utterance.start, utterance.end)
+        await self._transcript(
+            "validated_transcription",
+            tid,
+            pipeline["transcription"]["source_language"],
+            text,
+            utterance.start,
+            utterance.end,
+        )
         first = (int(utterance.start * self.rate) - self.timeline_start) * 2
         last = (int(utterance.end * self.rate) - self.timeline_start) * 2
-        speech = np.frombuffer(bytes(self.timeline[max(0, first):max(0, last)]), dtype="<i2")
-        del self.timeline[:max(0, last)]  # utterances come in order: nothing before this one is needed again
+        speech = np.frombuffer(bytes(self.timeline[max(0, first) : max(0, last)]), dtype="<i2")
+        del self.timeline[: max(0, last)]  # utterances come in order: nothing before this one is needed again
         self.timeline_start += max(0, last) // 2
         for tr in pipeline["translations"]:
             language = tr["target_language"]
-            await self._transcript("translated_transcription", tid, language, f"[{language}] {text}",
-                                   utterance.start, utterance.end, part=0)
+            await self._transcript(
+                "translated_transcription",
+                tid,
+                language,
+                f"[{language}] {text}",
+                utterance.start,
+                utterance.end,
+                part=0,
+            )
             await self._send_output_audio(tid, language, speech, self.rate)
         if "pipeline_timings" in self._allowed():
             delay = self.config.processing_delay_s
-            await self._send("pipeline_timings", {"transcription_id": tid, "timings": {
-                "partial_transcription": 0.0, "validated_transcription": delay, "translated_transcription": delay,
-                "prepared_tts_task": delay, "sent_tts_task": delay, "tts": delay, "sent_to_nats": delay,
-                "total": delay}})
+            await self._send(
+                "pipeline_timings",
+                {
+                    "transcription_id": tid,
+                    "timings": {
+                        "partial_transcription": 0.0,
+                        "validated_transcription": delay,
+                        "translated_transcription": delay,
+                        "prepared_tts_task": delay,
+                        "sent_tts_task": delay,
+                        "tts": delay,
+                        "sent_to_nats": delay,
+                        "total": delay,
+                    },
+                },
+            )
 
     async def _emit_tts(self, item: dict) -> None:
         n = int(OUTPUT_RATE * min(5.0, 0.06 * len(item["tts"]) + 0.2))
@@ -534,25 +621,46 @@ class StreamSession:
         zlib_out = (self.task["output_stream"].get("target") or {}).get("format") == "zlib_pcm_s16le"
         step = max(1, int(OUTPUT_RATE * self.config.output_chunk_s))
         for offset in range(0, len(out), step):
-            chunk = out[offset: offset + step].tobytes()
+            chunk = out[offset : offset + step].tobytes()
             if zlib_out:
                 chunk = zlib.compress(chunk)
-            await self._send("output_audio_data", {
-                "transcription_id": tid, "translation_part_id": "0", "language": language,
-                "last_chunk": offset + step >= len(out), "data": base64.b64encode(chunk).decode("ascii"),
-                "chunk_generation_delta": None})
+            await self._send(
+                "output_audio_data",
+                {
+                    "transcription_id": tid,
+                    "translation_part_id": "0",
+                    "language": language,
+                    "last_chunk": offset + step >= len(out),
+                    "data": base64.b64encode(chunk).decode("ascii"),
+                    "chunk_generation_delta": None,
+                },
+            )
 
-    async def _transcript(self, kind: str, tid: str, language: str, text: str, start: float, end: float,
-                          part: int | None = None) -> None:
+    async def _transcript(
+        self, kind: str, tid: str, language: str, text: str, start: float, end: float, part: int | None = None
+    ) -> None:
         if kind not in self._allowed():
             return
         words = text.split()
         span = (end - start) / max(1, len(words))
-        body: dict[str, Any] = {"transcription_id": tid, "language": language, "text": text, "segments": [{
-            "text": text, "start": round(start, 3), "end": round(end, 3),
-            "start_timestamp": self.first_audio_epoch + start, "end_timestamp": self.first_audio_epoch + end,
-            "words": [{"word": w, "start": round(start + i * span, 3), "end": round(start + (i + 1) * span, 3)}
-                      for i, w in enumerate(words)]}]}
+        body: dict[str, Any] = {
+            "transcription_id": tid,
+            "language": language,
+            "text": text,
+            "segments": [
+                {
+                    "text": text,
+                    "start": round(start, 3),
+                    "end": round(end, 3),
+                    "start_timestamp": self.first_audio_epoch + start,
+                    "end_timestamp": self.first_audio_epoch + end,
+                    "words": [
+                        {"word": w, "start": round(start + i * span, 3), "end": round(start + (i + 1) * span, 3)}
+                        for i, w in enumerate(words)
+                    ],
+                }
+            ],
+        }
         if part is not None:
             body["translation_part_id"] = part
         await self._send(kind, {"transcription": body})
@@ -560,8 +668,9 @@ class StreamSession:
             for tr in self.task["pipeline"]["translations"]:  # type: ignore[index]
                 if tr.get("translate_partial_transcriptions"):
                     lang = tr["target_language"]
-                    await self._transcript("partial_translated_transcription", tid, lang, f"[{lang}] {text}",
-                                           start, end, part=0)
+                    await self._transcript(
+                        "partial_translated_transcription", tid, lang, f"[{lang}] {text}", start, end, part=0
+                    )
 
     def _allowed(self) -> list[str]:
         assert self.task is not None
@@ -587,8 +696,10 @@ class StreamSession:
             silent = time.monotonic() - self.last_audio
             if silent >= self.config.audio_timeout_s:
                 timeout = self.config.audio_timeout_s
-                await self._error("SERVICE_TIMEOUT", f"No input audio received for {timeout:g}s. Use the pause_task "
-                                                     "command for intentional pauses.")
+                await self._error(
+                    "SERVICE_TIMEOUT",
+                    f"No input audio received for {timeout:g}s. Use the pause_task command for intentional pauses.",
+                )
                 self.ended = True
                 await self._close(1008)
                 return
@@ -630,5 +741,3 @@ class StreamSession:
             except (ConnectionError, RuntimeError) as exc:
                 raise _Closed from exc
         self.record.messages_out[kind] = self.record.messages_out.get(kind, 0) + 1
-
-

@@ -21,8 +21,14 @@ class Utterance:
 
 
 class EnergyVad:
-    def __init__(self, sample_rate: int, *, threshold_dbfs: float = -45.0, confirm_silence_s: float = 0.7,
-                 min_speech_s: float = 0.06) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        *,
+        threshold_dbfs: float = -45.0,
+        confirm_silence_s: float = 0.7,
+        min_speech_s: float = 0.06,
+    ) -> None:
         self.sample_rate = sample_rate
         self.frame_len = max(1, int(sample_rate * FRAME_S))
         self.threshold_rms = 32768.0 * 10 ** (threshold_dbfs / 20)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import discord
 
@@ -52,10 +52,10 @@ async def running_clients(
     clients = [make() for _ in tokens]
     tasks = [
         asyncio.create_task(client.start(token), name=f"discord client {index}")
-        for index, (client, token) in enumerate(zip(clients, tokens))
+        for index, (client, token) in enumerate(zip(clients, tokens, strict=False))
     ]
     try:
-        for client, task in zip(clients, tasks):
+        for client, task in zip(clients, tasks, strict=False):
             await wait_ready(client, task, timeout)
         yield clients
     finally:

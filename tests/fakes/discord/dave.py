@@ -212,9 +212,7 @@ class DaveCoordinator:
     @property
     def members(self) -> dict[int, int]:
         """user id -> leaf index, for members in the group and not being removed."""
-        return {
-            user: leaf for leaf, user in enumerate(self._leaves) if user is not None and leaf not in self._removing
-        }
+        return {user: leaf for leaf, user in enumerate(self._leaves) if user is not None and leaf not in self._removing}
 
     @property
     def settled(self) -> bool:
@@ -406,7 +404,9 @@ class DaveSessionDriver:
         if message.op == OP_EXTERNAL_SENDER:
             session.set_external_sender(message.payload)
         elif message.op == OP_PROPOSALS:
-            op_type = davey.ProposalsOperationType.append if message.payload[0] == 0 else davey.ProposalsOperationType.revoke
+            op_type = (
+                davey.ProposalsOperationType.append if message.payload[0] == 0 else davey.ProposalsOperationType.revoke
+            )
             result = session.process_proposals(op_type, message.payload[1:])
             if result is not None:
                 data = result.commit + (result.welcome or b"")

@@ -144,4 +144,4 @@ def voice_state_for(session_id: str, user_id: int, channel_id: int | None, data:
     )
 
 
-__all__ = ["Gateway", "GatewaySession", "voice_state_for", "new_token"]
+__all__ = ["Gateway", "GatewaySession", "new_token", "voice_state_for"]

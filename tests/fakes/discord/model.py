@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import secrets as random_secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 TEXT = 0
 VOICE = 2
@@ -26,7 +26,14 @@ USE_VAD = 1 << 25
 MANAGE_WEBHOOKS = 1 << 29
 USE_APPLICATION_COMMANDS = 1 << 31
 EVERYONE_PERMISSIONS = (
-    VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | ATTACH_FILES | READ_MESSAGE_HISTORY | CONNECT | SPEAK | USE_VAD
+    VIEW_CHANNEL
+    | SEND_MESSAGES
+    | EMBED_LINKS
+    | ATTACH_FILES
+    | READ_MESSAGE_HISTORY
+    | CONNECT
+    | SPEAK
+    | USE_VAD
     | USE_APPLICATION_COMMANDS
 )
 BOT_PERMISSIONS = EVERYONE_PERMISSIONS | MANAGE_WEBHOOKS | MOVE_MEMBERS
@@ -40,7 +47,7 @@ def snowflake() -> int:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 @dataclass

@@ -171,7 +171,9 @@ class RateLimits:
         """The next `count` requests matching `method` and `path_regex` (searched in the path after
         /api/v10) get 429 with `retry_after` seconds (`is_global`: a global rate limit)."""
         self._injections.append(
-            _Injection(method.upper(), re.compile(path_regex), retry_after, count, "global" if is_global else scope, is_global)
+            _Injection(
+                method.upper(), re.compile(path_regex), retry_after, count, "global" if is_global else scope, is_global
+            )
         )
 
     def check(self, method: str, path: str) -> web.Response | None:
@@ -376,7 +378,9 @@ class Rest:
     async def gateway(self, request: web.Request) -> web.Response:
         data = {"url": self.fake.gateway_url}
         if request.path.endswith("/bot"):
-            data.update(shards=1, session_start_limit={"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1})
+            data.update(
+                shards=1, session_start_limit={"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
+            )
         return json_response(data)
 
     async def create_message(self, request: web.Request) -> web.Response:
@@ -540,7 +544,7 @@ class Rest:
         key = self._command_key(request)
         commands = [c for c in self.commands.get(key, []) if c["name"] != payload.get("name")]
         command = self._command(payload, key)
-        self.commands[key] = commands + [command]
+        self.commands[key] = [*commands, command]
         return json_response(command, 201)
 
     @staticmethod

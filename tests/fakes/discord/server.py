@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from aiohttp import web
 
@@ -373,10 +373,14 @@ class FakeDiscord:
                     return int(command["id"])
         return snowflake()
 
-    async def slash_command(self, bot: Account, user: Account | FakeUser, channel, name: str, **kwargs) -> InteractionRecord:
+    async def slash_command(
+        self, bot: Account, user: Account | FakeUser, channel, name: str, **kwargs
+    ) -> InteractionRecord:
         """Dispatch an application command to `bot`; returns the record its answers land in."""
         payload = self.interaction_payload(bot=bot, user=user, channel=channel, name=name, **kwargs)
-        record = InteractionRecord(int(payload["id"]), payload["token"], bot.application_id, int(payload["channel_id"]), payload)
+        record = InteractionRecord(
+            int(payload["id"]), payload["token"], bot.application_id, int(payload["channel_id"]), payload
+        )
         self.rest.interactions[record.id] = record
         await self.dispatch(bot, "INTERACTION_CREATE", payload)
         return record

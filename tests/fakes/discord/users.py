@@ -158,7 +158,9 @@ class FakeUser:
         if self.session is not None:
             await self.leave()
         channel_id = channel if isinstance(channel, int) else self.fake.channel(channel).id
-        await self.fake.voice_state_update(self.account, {"guild_id": str(self.fake.guild.id), "channel_id": str(channel_id)})
+        await self.fake.voice_state_update(
+            self.account, {"guild_id": str(self.fake.guild.id), "channel_id": str(channel_id)}
+        )
         voice = self.fake.voice
         session = voice.sessions[(self.fake.guild.id, self.id)]
         session.participant = self
@@ -199,7 +201,11 @@ class FakeUser:
         """Until this user's DAVE session is ready (and, if given, the group has `members` members)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            if self.dave is not None and self.dave.ready and (members is None or len(self.dave.get_user_ids()) == members):
+            if (
+                self.dave is not None
+                and self.dave.ready
+                and (members is None or len(self.dave.get_user_ids()) == members)
+            ):
                 return
             if asyncio.get_running_loop().time() > deadline:
                 count = len(self.dave.get_user_ids()) if self.dave and self.dave.ready else 0
@@ -211,7 +217,9 @@ class FakeUser:
     async def send_json(self, op: int, data: object) -> None:
         if op == SPEAKING:
             self.ssrc_users[int(data["ssrc"])] = int(data["user_id"])
-            self.speaking_events.append((int(data["user_id"]), int(data["ssrc"]), int(data["speaking"]), self.stats.packets))
+            self.speaking_events.append(
+                (int(data["user_id"]), int(data["ssrc"]), int(data["speaking"]), self.stats.packets)
+            )
         elif op == CLIENTS_CONNECT:
             self.connected_users.update(int(u) for u in data["user_ids"])
         elif op == CLIENT_DISCONNECT:
@@ -324,7 +332,9 @@ class FakeUser:
             padding = rng.randint(1, 15) if rng.random() < padding_fraction else 0
             report.extended += bool(extension)
             report.padded += bool(padding)
-            self._send_rtp(rtp.RtpHeader(self._seq, self._timestamp, session.ssrc, extension=extension, padding=padding), payload)
+            self._send_rtp(
+                rtp.RtpHeader(self._seq, self._timestamp, session.ssrc, extension=extension, padding=padding), payload
+            )
             self._seq = (self._seq + 1) & 0xFFFF
             self._timestamp = (self._timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
             delay = report.started_at + (index + 1) * 0.02 - loop.time()

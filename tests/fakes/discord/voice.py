@@ -160,7 +160,9 @@ class VoiceServer:
             # Moved: leave the old channel now; the client reconnects with the new token.
             del self.sessions[(guild_id, user_id)]
             self._spawn(self._leave_room(current))
-        self.sessions[(guild_id, user_id)] = VoiceSession(guild_id, user_id, session_id, channel_id, token, next(self._ssrcs))
+        self.sessions[(guild_id, user_id)] = VoiceSession(
+            guild_id, user_id, session_id, channel_id, token, next(self._ssrcs)
+        )
         return False
 
     async def end_session(self, guild_id: int, user_id: int, *, close_code: int | None = CLOSE_DISCONNECTED) -> None:
@@ -180,7 +182,7 @@ class VoiceServer:
         if ws is None:
             raise KeyError(f"user {user_id} has no voice websocket")
         if code == CLOSE_SESSION_INVALID:
-            for (guild_id, uid), session in list(self.sessions.items()):
+            for (guild_id, uid), _session in list(self.sessions.items()):
                 if uid == user_id:
                     await self.end_session(guild_id, uid, close_code=None)
         await ws.close(code=code)
@@ -339,7 +341,9 @@ class VoiceServer:
                 return session
             session.mode = mode
             await participant.send_json(SESSION_DESCRIPTION, self.session_description(session))
-            await participant.send_dave(OP_EXTERNAL_SENDER, self.room(session.channel_id).coordinator.external_sender_package())
+            await participant.send_dave(
+                OP_EXTERNAL_SENDER, self.room(session.channel_id).coordinator.external_sender_package()
+            )
             await self.join_room(session)
         elif op == SPEAKING:
             await self.speaking(session, int(data.get("speaking", 0)))
@@ -367,7 +371,13 @@ class VoiceServer:
         await participant.send_json(HELLO, {"heartbeat_interval": 41250, "v": 8})
         await participant.send_json(
             READY,
-            {"ssrc": session.ssrc, "ip": "127.0.0.1", "port": self.udp_port, "modes": list(rtp.MODES), "heartbeat_interval": 1},
+            {
+                "ssrc": session.ssrc,
+                "ip": "127.0.0.1",
+                "port": self.udp_port,
+                "modes": list(rtp.MODES),
+                "heartbeat_interval": 1,
+            },
         )
         return session
 
@@ -383,7 +393,9 @@ class VoiceServer:
         # discord.py waits for a secret key on every new socket; it then starts a new DAVE session
         # (op 26), which replaces its leaf in the group.
         await participant.send_json(SESSION_DESCRIPTION, self.session_description(session))
-        await participant.send_dave(OP_EXTERNAL_SENDER, self.room(session.channel_id).coordinator.external_sender_package())
+        await participant.send_dave(
+            OP_EXTERNAL_SENDER, self.room(session.channel_id).coordinator.external_sender_package()
+        )
         return session
 
     def _user_of_session(self, session_id) -> int:

@@ -36,8 +36,13 @@ class EmulatorProcess:
 
     async def __aenter__(self) -> EmulatorProcess:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "emulator", *self.flags,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "bot",
+            "emulator",
+            *self.flags,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         await asyncio.wait_for(self._wait_for_start(), START_TIMEOUT_S)
@@ -66,14 +71,17 @@ class EmulatorProcess:
 
 
 async def test_serves_the_given_credentials_and_stops_on_sigterm():
-    emulator = EmulatorProcess("--client", f"{secrets.PALABRA_CLIENT_ID}:{secrets.PALABRA_CLIENT_SECRET}",
-                               "--api-key", secrets.PALABRA_API_KEY)
+    emulator = EmulatorProcess(
+        "--client", f"{secrets.PALABRA_CLIENT_ID}:{secrets.PALABRA_CLIENT_SECRET}", "--api-key", secrets.PALABRA_API_KEY
+    )
     async with emulator:
         start_line = emulator.stderr_lines[-1]
         assert f"http://{LOOPBACK}:{emulator.port}" in start_line
         assert "/streaming-api/v1/speech-to-speech/stream" in start_line
-        for creds in (Credentials.app(secrets.PALABRA_CLIENT_ID, secrets.PALABRA_CLIENT_SECRET),
-                      Credentials.from_api_key(secrets.PALABRA_API_KEY)):
+        for creds in (
+            Credentials.app(secrets.PALABRA_CLIENT_ID, secrets.PALABRA_CLIENT_SECRET),
+            Credentials.from_api_key(secrets.PALABRA_API_KEY),
+        ):
             async with PalabraRest(creds, emulator.base_url) as rest:
                 info = await rest.create_session()
                 assert info.ws_url == f"ws://{LOOPBACK}:{emulator.port}/streaming-api/v1/speech-to-speech/stream"
@@ -104,10 +112,12 @@ async def test_generated_credentials_go_to_a_private_file_never_to_output(tmp_pa
 
 
 async def test_rest_fault_injection_flags():
-    async with EmulatorProcess("--api-key", secrets.PALABRA_API_KEY, "--rest-fail-first", "1",
-                               "--rest-fail-status", "502") as emulator:
-        async with PalabraRest(Credentials.from_api_key(secrets.PALABRA_API_KEY), emulator.base_url,
-                               max_retries=0) as rest:
+    async with EmulatorProcess(
+        "--api-key", secrets.PALABRA_API_KEY, "--rest-fail-first", "1", "--rest-fail-status", "502"
+    ) as emulator:
+        async with PalabraRest(
+            Credentials.from_api_key(secrets.PALABRA_API_KEY), emulator.base_url, max_retries=0
+        ) as rest:
             with pytest.raises(ServerError, match="HTTP 502"):
                 await rest.list_broadcasts()
             assert await rest.list_broadcasts() == []
@@ -119,12 +129,37 @@ def _parse(*argv: str):
 
 
 def test_flags_reach_the_emulator_config():
-    config, generated = build_config(_parse(
-        "--no-ack", "--eos", "--max-parallel-sessions", "3", "--session-ttl", "90", "--audio-timeout", "4",
-        "--drop-after", "2.5", "--drop-count", "1", "--rest-fail-first", "2", "--rest-fail-status", "429",
-        "--processing-delay", "0.2", "--no-command-rate-limits", "--time-scale", "4",
-        "--client", "a:b", "--client", "c:d:e", "--api-key", "plbr_k1",
-    ))
+    config, generated = build_config(
+        _parse(
+            "--no-ack",
+            "--eos",
+            "--max-parallel-sessions",
+            "3",
+            "--session-ttl",
+            "90",
+            "--audio-timeout",
+            "4",
+            "--drop-after",
+            "2.5",
+            "--drop-count",
+            "1",
+            "--rest-fail-first",
+            "2",
+            "--rest-fail-status",
+            "429",
+            "--processing-delay",
+            "0.2",
+            "--no-command-rate-limits",
+            "--time-scale",
+            "4",
+            "--client",
+            "a:b",
+            "--client",
+            "c:d:e",
+            "--api-key",
+            "plbr_k1",
+        )
+    )
     assert generated == {}
     assert config.ack_task_status is False and config.end_message == "eos"
     assert (config.max_parallel_sessions, config.session_ttl_s, config.audio_timeout_s) == (3, 90.0, 4.0)
@@ -142,15 +177,19 @@ def test_defaults_match_the_documented_dialect():
     assert config.api_keys == {generated["api_key"]} and generated["api_key"].startswith("plbr_")
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--client", "no-colon"], "--client takes ID:SECRET"),
-    (["--client", ":secret"], "--client takes ID:SECRET"),
-    (["--rest-fail-status", "200"], "HTTP error status"),
-    (["--port", "x"], "invalid int"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--client", "no-colon"], "--client takes ID:SECRET"),
+        (["--client", ":secret"], "--client takes ID:SECRET"),
+        (["--rest-fail-status", "200"], "HTTP error status"),
+        (["--port", "x"], "invalid int"),
+    ],
+)
 def test_bad_flags_are_reported_clearly(argv, message):
-    result = subprocess.run([sys.executable, "-m", "bot", "emulator", *argv], capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "emulator", *argv], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr

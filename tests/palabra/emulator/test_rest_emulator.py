@@ -20,7 +20,12 @@ BROADCAST = {
     "title": "Keynote",
     "input": {"protocol": "srt_push"},
     "outputs": [
-        {"protocol": "srt_push", "lang_code": "de", "server": "srt://relay.example:9000", "stream_key": secrets.STREAM_KEY},
+        {
+            "protocol": "srt_push",
+            "lang_code": "de",
+            "server": "srt://relay.example:9000",
+            "stream_key": secrets.STREAM_KEY,
+        },
         {"protocol": "hls_pull", "lang_codes": ["original", "de", "fr"]},
     ],
     "translation_pipeline": {
@@ -32,8 +37,10 @@ BROADCAST = {
 
 @pytest.fixture
 async def emulator():
-    config = EmulatorConfig(client_credentials={secrets.PALABRA_CLIENT_ID: secrets.PALABRA_CLIENT_SECRET},
-                            api_keys={secrets.PALABRA_API_KEY})
+    config = EmulatorConfig(
+        client_credentials={secrets.PALABRA_CLIENT_ID: secrets.PALABRA_CLIENT_SECRET},
+        api_keys={secrets.PALABRA_API_KEY},
+    )
     async with serve(config) as running:
         yield running
 
@@ -54,13 +61,17 @@ def _error(response: httpx.Response) -> dict:
 
 
 # --- credentials -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("headers", [
-    APP_HEADERS,
-    {"ClientId": secrets.PALABRA_CLIENT_ID, "ClientSecret": secrets.PALABRA_CLIENT_SECRET},
-    {"clientid": secrets.PALABRA_CLIENT_ID, "CLIENTSECRET": secrets.PALABRA_CLIENT_SECRET},
-    KEY_HEADERS,
-    {"authorization": f"bearer {secrets.PALABRA_API_KEY}"},
-], ids=["ClientID", "ClientId", "any-case", "bearer", "bearer-lowercase"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        APP_HEADERS,
+        {"ClientId": secrets.PALABRA_CLIENT_ID, "ClientSecret": secrets.PALABRA_CLIENT_SECRET},
+        {"clientid": secrets.PALABRA_CLIENT_ID, "CLIENTSECRET": secrets.PALABRA_CLIENT_SECRET},
+        KEY_HEADERS,
+        {"authorization": f"bearer {secrets.PALABRA_API_KEY}"},
+    ],
+    ids=["ClientID", "ClientId", "any-case", "bearer", "bearer-lowercase"],
+)
 async def test_accepted_credential_spellings(http, headers):
     response = await http.post("/session-storage/session", headers=headers, json={"data": {}})
     assert response.status_code == 201
@@ -68,13 +79,20 @@ async def test_accepted_credential_spellings(http, headers):
     assert body["ok"] is True and body["data"]["intent"] == "api"
 
 
-@pytest.mark.parametrize(("headers", "status", "detail"), [
-    ({}, 401, "Missing credentials"),
-    ({"Authorization": "Basic abc"}, 401, "Bearer"),
-    ({"ClientID": secrets.PALABRA_CLIENT_ID}, 403, "Invalid client credentials"),
-    ({"ClientID": "someone-else", "ClientSecret": secrets.PALABRA_CLIENT_SECRET}, 403, "Invalid client credentials"),
-    ({"Authorization": "Bearer plbr_unknown"}, 403, "Invalid API key"),
-])
+@pytest.mark.parametrize(
+    ("headers", "status", "detail"),
+    [
+        ({}, 401, "Missing credentials"),
+        ({"Authorization": "Basic abc"}, 401, "Bearer"),
+        ({"ClientID": secrets.PALABRA_CLIENT_ID}, 403, "Invalid client credentials"),
+        (
+            {"ClientID": "someone-else", "ClientSecret": secrets.PALABRA_CLIENT_SECRET},
+            403,
+            "Invalid client credentials",
+        ),
+        ({"Authorization": "Bearer plbr_unknown"}, 403, "Invalid API key"),
+    ],
+)
 async def test_rejected_credentials_get_the_error_envelope(http, emulator, headers, status, detail):
     response = await http.get("/session-storage/sessions", headers=headers)
     assert response.status_code == status
@@ -107,14 +125,17 @@ async def test_intent_is_kept_and_validated(http):
 
 
 async def test_legacy_create_shape(http, emulator):
-    response = await http.post("/session-storage/sessions", headers=APP_HEADERS,
-                               json={"data": {"publisher_count": 1, "subscriber_count": 2}})
+    response = await http.post(
+        "/session-storage/sessions", headers=APP_HEADERS, json={"data": {"publisher_count": 1, "subscriber_count": 2}}
+    )
     data = response.json()["data"]
     assert response.status_code == 201
     assert isinstance(data["publisher"], list) and len(data["publisher"]) == 1
     assert len(data["subscriber"]) == 2 and data["control_url"].endswith(STREAM_PATH)
     assert emulator.state.sessions[data["id"]].legacy
-    too_many = await http.post("/session-storage/sessions", headers=APP_HEADERS, json={"data": {"subscriber_count": 11}})
+    too_many = await http.post(
+        "/session-storage/sessions", headers=APP_HEADERS, json={"data": {"subscriber_count": 11}}
+    )
     assert too_many.status_code == 422 and "subscriber_count" in _error(too_many)["detail"]
 
 
@@ -223,24 +244,27 @@ def _variant(path: tuple, value) -> dict:
 _DELETE = object()
 
 
-@pytest.mark.parametrize(("body", "detail"), [
-    (_variant(("input",), [{"protocol": "rtmp_push"}, {"protocol": "srt_push"}]), "exactly one input"),
-    ({**BROADCAST, "inputs": [{"protocol": "rtmp_push"}]}, "exactly one input"),
-    (_variant(("input",), _DELETE), "input is required"),
-    (_variant(("input", "protocol"), "hls_pull"), "input.protocol 'hls_pull'"),
-    (_variant(("outputs",), []), "at least one output"),
-    (_variant(("outputs", 0, "stream_key"), ""), "needs a non-empty stream_key"),
-    (_variant(("outputs", 0, "server"), _DELETE), "needs a non-empty server"),
-    (_variant(("outputs", 0, "server"), "rtmp://x"), "must start with srt://"),
-    (_variant(("outputs", 1, "lang_codes"), _DELETE), "needs lang_codes"),
-    (_variant(("outputs", 1, "lang_codes"), ["original", "es"]), "'es' is not 'original' or one of"),
-    (_variant(("outputs", 0, "protocol"), "ftp"), "outputs[0].protocol 'ftp'"),
-    (_variant(("translation_pipeline", "transcription", "source_language"), "xx"), "not a supported source"),
-    (_variant(("translation_pipeline", "translations", 1, "target_language"), "klingon"), "translations[1]"),
-    (_variant(("translation_pipeline", "translations"), []), "at least one target"),
-    (_variant(("translation_pipeline",), _DELETE), "translation_pipeline is required"),
-    ({**BROADCAST, "original_ducked_volume": 1.5}, "original_ducked_volume must be a number from 0 to 1"),
-])
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (_variant(("input",), [{"protocol": "rtmp_push"}, {"protocol": "srt_push"}]), "exactly one input"),
+        ({**BROADCAST, "inputs": [{"protocol": "rtmp_push"}]}, "exactly one input"),
+        (_variant(("input",), _DELETE), "input is required"),
+        (_variant(("input", "protocol"), "hls_pull"), "input.protocol 'hls_pull'"),
+        (_variant(("outputs",), []), "at least one output"),
+        (_variant(("outputs", 0, "stream_key"), ""), "needs a non-empty stream_key"),
+        (_variant(("outputs", 0, "server"), _DELETE), "needs a non-empty server"),
+        (_variant(("outputs", 0, "server"), "rtmp://x"), "must start with srt://"),
+        (_variant(("outputs", 1, "lang_codes"), _DELETE), "needs lang_codes"),
+        (_variant(("outputs", 1, "lang_codes"), ["original", "es"]), "'es' is not 'original' or one of"),
+        (_variant(("outputs", 0, "protocol"), "ftp"), "outputs[0].protocol 'ftp'"),
+        (_variant(("translation_pipeline", "transcription", "source_language"), "xx"), "not a supported source"),
+        (_variant(("translation_pipeline", "translations", 1, "target_language"), "klingon"), "translations[1]"),
+        (_variant(("translation_pipeline", "translations"), []), "at least one target"),
+        (_variant(("translation_pipeline",), _DELETE), "translation_pipeline is required"),
+        ({**BROADCAST, "original_ducked_volume": 1.5}, "original_ducked_volume must be a number from 0 to 1"),
+    ],
+)
 async def test_broadcast_validation(http, emulator, body, detail):
     response = await http.post("/broadcasts", headers=APP_HEADERS, json=body)
     assert response.status_code == 422
@@ -259,7 +283,9 @@ async def test_broadcast_patch(http):
     assert refused_input.status_code == 422 and "input cannot be changed" in _error(refused_input)["detail"]
     refused_field = await http.patch(path, headers=APP_HEADERS, json={"status": "streaming"})
     assert refused_field.status_code == 422 and "status" in _error(refused_field)["detail"]
-    invalid = await http.patch(path, headers=APP_HEADERS, json={"outputs": [{"protocol": "hls_pull", "lang_codes": ["ja"]}]})
+    invalid = await http.patch(
+        path, headers=APP_HEADERS, json={"outputs": [{"protocol": "hls_pull", "lang_codes": ["ja"]}]}
+    )
     assert invalid.status_code == 422
     assert (await http.get(path, headers=APP_HEADERS)).json()["data"]["title"] == "New"
 

@@ -19,8 +19,8 @@ from bot.palabra.emulator.app import serve
 from bot.palabra.emulator.config import EmulatorConfig
 from bot.palabra.emulator.streaming import STREAM_LOGS
 from bot.palabra.task import build_task
+from tests.fakes.audio import bursts, from_pcm, windowed_xcorr
 from tests.fakes.secrets import PALABRA_API_KEY
-from tests.fakes.audio import bursts, windowed_xcorr, from_pcm
 
 RATE = 16000
 PROBE_SILENCE_DESC = (
@@ -51,7 +51,7 @@ class Client:
 
     async def audio(self, pcm: bytes, chunk_bytes: int = 10240):
         for i in range(0, len(pcm), chunk_bytes):
-            await self.send("input_audio_data", {"data": base64.b64encode(pcm[i:i + chunk_bytes]).decode()})
+            await self.send("input_audio_data", {"data": base64.b64encode(pcm[i : i + chunk_bytes]).decode()})
 
     async def until(self, kind: str, timeout: float = 5.0) -> dict:
         deadline = time.monotonic() + timeout
@@ -63,10 +63,12 @@ class Client:
 
     async def rest(self, timeout: float = 5.0) -> list[dict]:
         """Everything until the server closes."""
+
         async def drain():
             with contextlib.suppress(websockets.ConnectionClosed):  # 1008 and 1011 closes raise
                 async for raw in self.ws:
                     self.received.append(json.loads(raw))
+
         await asyncio.wait_for(drain(), timeout)
         return self.received
 
@@ -110,15 +112,28 @@ async def test_connection_rate_limit():
         assert info.value.response.status_code == 429
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda t: t["pipeline"]["transcription"].update(segment_confirmation_silence_threshold=0.2), PROBE_SILENCE_DESC),
-    (lambda t: t["pipeline"]["translation_queue_configs"]["global"].update(max_queue_level_ms=5000), PROBE_QUEUE_DESC),
-    (lambda t: t["pipeline"]["translations"][0].update(target_language="xx"),
-     "('pipeline', 'translations', 0, 'target_language'), 'msg': \"unsupported language: 'xx'\""),
-    (lambda t: t["input_stream"]["source"].update(sample_rate=8000),
-     "('input_stream', 'source', 'sample_rate'), 'msg': 'ensure this value is greater than or equal to 16000'"),
-    (lambda t: t["input_stream"]["source"].update(sample_rate=96000), "less than or equal to 48000"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (
+            lambda t: t["pipeline"]["transcription"].update(segment_confirmation_silence_threshold=0.2),
+            PROBE_SILENCE_DESC,
+        ),
+        (
+            lambda t: t["pipeline"]["translation_queue_configs"]["global"].update(max_queue_level_ms=5000),
+            PROBE_QUEUE_DESC,
+        ),
+        (
+            lambda t: t["pipeline"]["translations"][0].update(target_language="xx"),
+            "('pipeline', 'translations', 0, 'target_language'), 'msg': \"unsupported language: 'xx'\"",
+        ),
+        (
+            lambda t: t["input_stream"]["source"].update(sample_rate=8000),
+            "('input_stream', 'source', 'sample_rate'), 'msg': 'ensure this value is greater than or equal to 16000'",
+        ),
+        (lambda t: t["input_stream"]["source"].update(sample_rate=96000), "less than or equal to 48000"),
+    ],
+)
 async def test_set_task_validation_errors_in_palabras_format(mutate, expected):
     task = build_task("en", ["es"])
     mutate(task)
@@ -139,19 +154,31 @@ async def test_ack_dialect_started_unchanged_updated_paused_resumed():
         client = await connect(emu)
         task = build_task("en", ["es"])
         await client.send("set_task", task)
-        assert await client.until("task_status") == {"command": "set_task", "event": "started", "task_status": "running"}
+        assert await client.until("task_status") == {
+            "command": "set_task",
+            "event": "started",
+            "task_status": "running",
+        }
         reordered = {k: task[k] for k in reversed(list(task))}
         await client.send("set_task", reordered)
         assert (await client.until("task_status"))["event"] == "unchanged"
         await client.send("set_task", build_task("en", ["es", "fr"]))
         assert (await client.until("task_status"))["event"] == "updated"
         await client.send("pause_task")
-        assert await client.until("task_status") == {"command": "pause_task", "event": "paused", "task_status": "paused"}
+        assert await client.until("task_status") == {
+            "command": "pause_task",
+            "event": "paused",
+            "task_status": "paused",
+        }
         await client.send("set_task", build_task("en", ["es", "fr"]))
         assert (await client.until("task_status"))["event"] == "resumed"
         await client.send("interrupt_task", {"languages": ["global"], "pause_task": True})
         status = await client.until("task_status")
-        assert (status["command"], status["event"], status["task_status"]) == ("interrupt_task", "interrupted", "paused")
+        assert (status["command"], status["event"], status["task_status"]) == (
+            "interrupt_task",
+            "interrupted",
+            "paused",
+        )
         await client.send("get_task")
         current = await client.until("current_task")
         assert current["task_status"] == "paused" and current["pipeline"]["translations"][1]["target_language"] == "fr"
@@ -208,8 +235,11 @@ async def test_full_utterance_results_and_output_audio_correlates_with_input():
         first = validated[0]["segments"][0]
         assert first["start"] == pytest.approx(0.5, abs=0.03) and first["end"] == pytest.approx(1.7, abs=0.03)
         assert first["end_timestamp"] - first["start_timestamp"] == pytest.approx(1.2, abs=0.03)
-        partials = [m["transcription"] for m in client.of("partial_transcription")
-                    if m["transcription"]["transcription_id"] == validated[0]["transcription_id"]]
+        partials = [
+            m["transcription"]
+            for m in client.of("partial_transcription")
+            if m["transcription"]["transcription_id"] == validated[0]["transcription_id"]
+        ]
         assert len(partials) >= 3
         lengths = [len(p["text"]) for p in partials]
         assert lengths == sorted(lengths) and validated[0]["text"].startswith(partials[-1]["text"])
@@ -219,11 +249,14 @@ async def test_full_utterance_results_and_output_audio_correlates_with_input():
         assert bytes(record.input_pcm) == pcm and record.messages_in["input_audio_data"] == len(pcm) // 10240 + 1
         for index, utterance in enumerate(validated):
             seg = utterance["segments"][0]
-            source = from_pcm(pcm)[int(seg["start"] * RATE): int(seg["end"] * RATE)]
+            source = from_pcm(pcm)[int(seg["start"] * RATE) : int(seg["end"] * RATE)]
             expected = soxr.resample(source, RATE, 24000)
             for language in ("es", "fr"):
-                chunks = [a for a in client.of("output_audio_data")
-                          if a["transcription_id"] == utterance["transcription_id"] and a["language"] == language]
+                chunks = [
+                    a
+                    for a in client.of("output_audio_data")
+                    if a["transcription_id"] == utterance["transcription_id"] and a["language"] == language
+                ]
                 assert all(c["translation_part_id"] == "0" for c in chunks)
                 assert [c["last_chunk"] for c in chunks] == [False] * (len(chunks) - 1) + [True]
                 audio = b"".join(base64.b64decode(c["data"]) for c in chunks)
@@ -242,8 +275,12 @@ async def test_legacy_end_task_form_and_eos_dialect():
 
 async def test_allowed_message_types_timings_and_zlib_output():
     pcm = bursts(RATE, [("tone", 0.8), ("silence", 0.8)])
-    task = build_task("en", ["es"], allowed_message_types=["translated_transcription", "pipeline_timings"],
-                      output_format="zlib_pcm_s16le")
+    task = build_task(
+        "en",
+        ["es"],
+        allowed_message_types=["translated_transcription", "pipeline_timings"],
+        output_format="zlib_pcm_s16le",
+    )
     async with serve(config()) as emu:
         client = await full_utterance(emu, task, pcm)
         kinds = {m["message_type"] for m in client.received}
@@ -365,16 +402,19 @@ async def test_pacing_warning_when_audio_falls_behind():
         assert warning["code"] == "AUDIO_STREAM_TOO_SLOW"
 
 
-@pytest.mark.parametrize("frame", [
-    "not json",
-    '{"data": {}}',
-    '{"message_type": "set_task", "data": [1, 2]}',
-    '{"message_type": "set_task", "data": {"pipeline": {"transcription": [], "translations": ["es"]}}}',
-    '{"message_type": "set_task", "data": {"input_stream": {"source": {"type": "ws", "format": "pcm_s16le", '
-    '"sample_rate": 16000, "channels": 1}}, "pipeline": {"transcription": {"source_language": "en"}, '
-    '"translations": [{"target_language": "es"}], "translation_queue_configs": {"global": {"max_queue_level_ms": "x"}}}}}',
-    '{"message_type": "launch_rockets", "data": {}}',
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "not json",
+        '{"data": {}}',
+        '{"message_type": "set_task", "data": [1, 2]}',
+        '{"message_type": "set_task", "data": {"pipeline": {"transcription": [], "translations": ["es"]}}}',
+        '{"message_type": "set_task", "data": {"input_stream": {"source": {"type": "ws", "format": "pcm_s16le", '
+        '"sample_rate": 16000, "channels": 1}}, "pipeline": {"transcription": {"source_language": "en"}, '
+        '"translations": [{"target_language": "es"}], "translation_queue_configs": {"global": {"max_queue_level_ms": "x"}}}}}',
+        '{"message_type": "launch_rockets", "data": {}}',
+    ],
+)
 async def test_garbage_gets_an_error_and_the_connection_stays_usable(frame):
     async with serve(config()) as emu:
         client = await connect(emu)
@@ -389,8 +429,10 @@ async def test_voice_not_found_warning():
         client = await connect(emu)
         await client.send("set_task", build_task("en", ["es"], voices={"es": "missing_voice"}))
         warning = await client.until("warning")
-        assert warning == {"code": "VOICE_NOT_FOUND",
-                           "message": "Voice ID 'missing_voice' is not available, using default voice"}
+        assert warning == {
+            "code": "VOICE_NOT_FOUND",
+            "message": "Voice ID 'missing_voice' is not available, using default voice",
+        }
         assert (await client.until("task_status"))["event"] == "started"
 
 

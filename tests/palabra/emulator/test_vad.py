@@ -11,7 +11,7 @@ def feed_all(vad, pcm, step):
     samples = np.frombuffer(pcm, dtype="<i2")
     found = []
     for i in range(0, len(samples), step):
-        found += vad.feed(samples[i:i + step])
+        found += vad.feed(samples[i : i + step])
     return found
 
 
