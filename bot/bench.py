@@ -85,7 +85,7 @@ def dave_pair() -> tuple[Any, Any] | None:
     """(receiver session, sender session) in one DAVE group, built in-process by the repository's
     fake-Discord helper (the voice server's external-sender role); None when it is not available."""
     try:
-        from tests.fakes.discord.dave import dave_group
+        from bot.voice.dave_server import dave_group
     except ImportError:
         return None
     sessions = dave_group([BOT_ID, SPEAKER_ID])
