@@ -189,8 +189,14 @@ class PrebufferedMixer(Mixer):
     The cost is `prebuffer_frames` x 20 ms of delay at the start of each talk spurt.
     """
 
-    def __init__(self, prebuffer_frames: int = PREBUFFER_FRAMES, **kwargs: object) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        prebuffer_frames: int = PREBUFFER_FRAMES,
+        max_queue_frames: int = DEFAULT_QUEUE_FRAMES,
+        activity_threshold_dbfs: float = DEFAULT_ACTIVITY_DBFS,
+        timeline: ActivityTimeline | None = None,
+    ) -> None:
+        super().__init__(max_queue_frames, activity_threshold_dbfs, timeline)
         self.prebuffer_frames = prebuffer_frames
         self._held: dict[UserId, tuple[int, list[bytes]]] = {}  # user -> (tick of the first held frame, frames)
         self._flowing: set[UserId] = set()

@@ -100,7 +100,7 @@ def library_path() -> str:
 
 
 def version() -> str:
-    return load().opus_get_version_string().decode()
+    return str(load().opus_get_version_string().decode())
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -140,14 +140,14 @@ def _declare(lib: ctypes.CDLL) -> None:
 
 def _lib_error_text(code: int) -> str:
     try:
-        return load().opus_strerror(code).decode()
+        return str(load().opus_strerror(code).decode())
     except OpusUnavailable:
         return "libopus unavailable"
 
 
 def packet_samples(packet: bytes) -> int:
     """Samples per channel the packet decodes to at 48 kHz (negative on a malformed packet)."""
-    return load().opus_packet_get_nb_samples(packet, len(packet), SAMPLE_RATE)
+    return int(load().opus_packet_get_nb_samples(packet, len(packet), SAMPLE_RATE))
 
 
 class Decoder:

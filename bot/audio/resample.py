@@ -78,7 +78,7 @@ class Resampler:
         """Output withheld right now, in milliseconds: the latency the conversion adds at this point."""
         if self._passthrough:
             return 0.0
-        return 1000.0 * self._stream.delay() / self.output.rate
+        return 1000.0 * float(self._stream.delay()) / self.output.rate
 
     def _take_whole_frames(self, pcm: bytes | bytearray | memoryview) -> np.ndarray:
         data = bytes(pcm)

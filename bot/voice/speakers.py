@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import discord
 
 from bot.errors import BotError
-from bot.voice.playback import OPUS_SETTINGS, ensure_discord_opus
+from bot.voice import playback
+from bot.voice.playback import OPUS_SETTINGS, TranslationSource, ensure_discord_opus
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,10 @@ class Lease:
             vc = await channel.connect(timeout=CONNECT_TIMEOUT, reconnect=True, self_deaf=True)
         if vc.is_playing():
             vc.stop()
-        vc.play(source, **OPUS_SETTINGS)
+        if isinstance(source, TranslationSource):
+            await playback.play(vc, source)  # the shared 20 ms clock: nothing encoded or sent for silence
+        else:
+            vc.play(source, **OPUS_SETTINGS)
         self.voice_client, self.source = vc, source
         return vc
 
@@ -127,6 +131,7 @@ class SpeakerPool:
         vc, lease.voice_client = lease.voice_client, None
         if vc is not None:
             try:
+                playback.stop(vc)
                 if vc.is_playing():
                     vc.stop()
                 await vc.disconnect(force=True)
