@@ -162,7 +162,10 @@ class VoiceReceiver:
         while not self._stopping.is_set():
             out: list[Any] = []
             try:
-                timeout = max(0.0, next_poll - time.monotonic())
+                # Nobody speaking: nothing to poll for, so block until a packet (an idle session costs
+                # no wake-ups; the first packet of a talk spurt re-arms the poll).
+                idle = not any(stream.speaking for stream in self._streams.values())
+                timeout = None if idle else max(0.0, next_poll - time.monotonic())
                 try:
                     kind, item = self._inbox.get(timeout=timeout)
                 except queue.Empty:
