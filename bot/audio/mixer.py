@@ -16,6 +16,7 @@ so sleep jitter never accumulates into drift) and hands each mixed frame to a ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -106,6 +107,7 @@ class Mixer:
         self.stats = MixerStats()
         self._queues: dict[UserId, deque[bytes]] = {}
         self._excluded: set[UserId] = set()
+        self.on_push: Callable[[], None] | None = None  # the clock's wake-up (a frame is queued)
 
     @property
     def tick_index(self) -> int:
@@ -128,7 +130,17 @@ class Mixer:
             queue.popleft()
             self.stats.dropped_overflow[user_id] = self.stats.dropped_overflow.get(user_id, 0) + 1
         queue.append(frame)
+        if self.on_push is not None:
+            self.on_push()
         return True
+
+    def idle(self) -> bool:
+        """Nothing queued: the next ticks are silence until a frame is pushed."""
+        return not any(self._queues.values())
+
+    def starving(self) -> bool:
+        """A user in the middle of a talk spurt has no frame for this tick (it may be a moment late)."""
+        return False
 
     def exclude(self, user_id: UserId) -> None:
         """Opt a user out: anything queued is discarded and later frames are dropped at push."""
@@ -175,9 +187,18 @@ class Mixer:
 FrameCallback = Callable[[bytes], Awaitable[None] | None]
 
 
-# Frames held at the start of a talk spurt: slack against the receive thread's delivery jitter (on a busy
-# 2-core machine it reaches ~60 ms; 100 ms keeps words whole).
-PREBUFFER_FRAMES = 5
+# Frames held at the start of a talk spurt before it flows. The clock's arrival grace (ARRIVAL_GRACE_S)
+# now absorbs the receive thread's delivery jitter at each tick, so no talk spurt is held back: every
+# held frame would be 20 ms added to everything the user says (see bot.audio.latency).
+PREBUFFER_FRAMES = 1
+# At a tick where a talking user's frame is missing, wait this long for it before mixing without it:
+# a frame a few ms late then costs those few ms once, not a 20 ms hole in a word.
+ARRIVAL_GRACE_S = 0.008
+# With nothing queued the clock wakes once per this many ticks (and at once when a frame arrives) and
+# emits the silent ticks that are due: an idle session costs ~12 wake-ups a second, not 50. Ticks come
+# out up to this late, so the Palabra stream's lead (bot.interpretation.session.STREAM_LEAD_S) must be
+# longer, or a chunk would be padded at its deadline.
+IDLE_BATCH_TICKS = 4
 
 
 class PrebufferedMixer(Mixer):
@@ -219,6 +240,12 @@ class PrebufferedMixer(Mixer):
         for frame in frames:
             super().push(user_id, frame)
 
+    def idle(self) -> bool:
+        return not self._held and not self._flowing and super().idle()
+
+    def starving(self) -> bool:
+        return any(self.queued(user_id) == 0 for user_id in self._flowing)
+
     def tick(self) -> bytes:
         for user_id in [u for u in self._flowing if self.queued(u) == 0]:
             self._flowing.discard(user_id)
@@ -247,6 +274,12 @@ class MixerClock:
     event loop) the clock catches up with back-to-back ticks, at most `max_catch_up` of them; a longer
     stall is skipped (counted in `skipped`) and the schedule re-anchored, so a hiccup never turns into
     a burst of seconds of audio.
+
+    Two refinements keep the clock cheap and early: while the mixer is idle it sleeps for up to
+    `idle_batch` ticks (woken by the first pushed frame) and then emits the silent ticks that fell due
+    in one go, same count, same timeline; and at a tick where a talking user's frame is missing it
+    waits up to `grace_s` for that frame (`late_waits` counts the waits, `grace_misses` the frames that
+    still did not come).
     """
 
     def __init__(
@@ -256,8 +289,15 @@ class MixerClock:
         interval_s: float = FRAME_S,
         max_catch_up: int = 5,
         clock: Callable[[], float] = time.monotonic,
+        grace_s: float = ARRIVAL_GRACE_S,
+        idle_batch: int = IDLE_BATCH_TICKS,
     ) -> None:
         self.mixer = mixer
+        self.grace_s, self.idle_batch = grace_s, max(1, idle_batch)
+        self.late_waits = 0
+        self.grace_misses = 0
+        self._pushed = asyncio.Event()
+        mixer.on_push = self._pushed.set
         self.on_frame = on_frame
         self.interval_s = interval_s
         self.max_catch_up = max_catch_up
@@ -275,6 +315,7 @@ class MixerClock:
 
     async def stop(self) -> None:
         self._stopping.set()
+        self._pushed.set()
         if self._task is not None:
             await self._task
             self._task = None
@@ -286,6 +327,14 @@ class MixerClock:
         while not self._stopping.is_set() and (max_ticks is None or self.ticks < max_ticks):
             deadline = anchor + scheduled * self.interval_s
             delay = deadline - self.clock()
+            if delay > 0 and self.mixer.idle() and self.idle_batch > 1:
+                await self._wait_for_push(delay + (self.idle_batch - 1) * self.interval_s)
+                due = int((self.clock() - anchor) / self.interval_s + 1e-9) + 1 - scheduled
+                for _ in range(min(due, self.idle_batch) if max_ticks is None else min(due, max_ticks - self.ticks)):
+                    await self._emit(self.mixer.tick())
+                    self.ticks += 1
+                    scheduled += 1
+                continue
             if delay > 0:
                 await asyncio.sleep(delay)
             elif -delay > self.max_catch_up * self.interval_s:
@@ -295,9 +344,27 @@ class MixerClock:
                 anchor, scheduled = self.clock(), 0
             if self._stopping.is_set():
                 break
+            if self.grace_s > 0 and self.mixer.starving():
+                await self._grace()
             await self._emit(self.mixer.tick())
             self.ticks += 1
             scheduled += 1
+
+    async def _wait_for_push(self, timeout: float) -> None:
+        self._pushed.clear()
+        if timeout > 0 and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._pushed.wait(), timeout)
+
+    async def _grace(self) -> None:
+        self.late_waits += 1
+        until = self.clock() + self.grace_s
+        while self.mixer.starving() and not self._stopping.is_set():
+            remaining = until - self.clock()
+            if remaining <= 0:
+                self.grace_misses += 1
+                return
+            await self._wait_for_push(remaining)
 
     async def _emit(self, frame: bytes) -> None:
         result = self.on_frame(frame)

@@ -28,6 +28,7 @@ import asyncio
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import discord
@@ -109,6 +110,7 @@ class TranslationSource(discord.AudioSource):
         self.translation_frames = 0
         self.dropped_frames = 0
         self.closed = False
+        self.on_audio: Callable[[], None] | None = None  # called when audio is queued into an empty queue
 
     # ---- producers (event loop) --------------------------------------------------------------------
     def feed(self, pcm_24k_mono: bytes) -> None:
@@ -141,10 +143,13 @@ class TranslationSource(discord.AudioSource):
         if not frames:
             return
         with self._lock:
+            was_empty = not self._queue
             self._queue.extend(frames)
             while len(self._queue) > self._max_frames:
                 self._queue.popleft()
                 self.dropped_frames += 1
+        if was_empty and self.on_audio is not None:
+            self.on_audio()
 
     @property
     def queued_seconds(self) -> float:

@@ -91,6 +91,12 @@ class Outlet:
         self._silent_run = SILENCE_TAIL_FRAMES  # start quiet: no silence tail before the first speech
         self._unsent = 0  # ticks with nothing sent since the last packet: the RTP clock skips them
         self.detached = False
+        self.kicked = False
+
+    @property
+    def idle(self) -> bool:
+        """Between talk spurts: nothing is being sent, so the next spurt may start at any moment."""
+        return self._silent_run >= SILENCE_TAIL_FRAMES
 
     def tick(self) -> None:
         self.stats.ticks += 1
@@ -135,6 +141,12 @@ class _Sender(threading.Thread):
         self.stopping = False
         self.clock = clock
 
+    def kick(self, outlet: Outlet) -> None:
+        """Audio arrived for `outlet` (any thread): an idle one starts its talk spurt now, not at the next
+        tick (a spurt has no cadence to keep yet; its later frames follow the schedule)."""
+        outlet.kicked = True
+        self.wake.set()
+
     def run(self) -> None:
         while not self.stopping:
             if not self.outlets:
@@ -149,7 +161,10 @@ class _Sender(threading.Thread):
             deadline = anchor + n * FRAME_S
             delay = deadline - self.clock()
             if delay > 0:
-                time.sleep(delay)
+                if self.wake.wait(delay):
+                    self.wake.clear()
+                    self._start_spurts()
+                    continue
             elif -delay > MAX_CATCH_UP_TICKS * FRAME_S:
                 behind = int(-delay / FRAME_S)
                 with self.lock:
@@ -167,6 +182,17 @@ class _Sender(threading.Thread):
                 if self.clock() - deadline > LATE_AFTER_S:
                     outlet.stats.late += 1
             n += 1
+
+    def _start_spurts(self) -> None:
+        with self.lock:
+            kicked = [o for o in self.outlets if o.kicked and not o.detached]
+        for outlet in kicked:
+            outlet.kicked = False
+            if outlet.idle:
+                try:
+                    outlet.tick()
+                except Exception:
+                    log.exception("playback: sending a frame failed")
 
 
 class PlaybackClock:
@@ -188,6 +214,8 @@ class PlaybackClock:
             sender = min(self._senders, key=lambda s: len(s.outlets))
         with sender.lock:
             sender.outlets.append(outlet)
+        if hasattr(outlet.source, "on_audio"):  # TranslationSource: wake the sender when audio arrives
+            outlet.source.on_audio = lambda: sender.kick(outlet)
         sender.wake.set()
         return outlet
 
