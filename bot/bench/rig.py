@@ -210,8 +210,9 @@ class BenchSession:
         if pcm:
             await self.streaming.send_audio(pcm)
             self.stream_bytes += len(pcm)
-        spoken = max((s for s, _p in mixed if s), default=None)
-        self.ticks.append((now, spoken, mixed, self.stream_bytes))
+        if self.mode != "silent":  # the idle figure should not include the bench's own bookkeeping
+            spoken = max((s for s, _p in mixed if s), default=None)
+            self.ticks.append((now, spoken, mixed, self.stream_bytes))
 
     async def _consume_events(self) -> None:
         async for event in self.streaming:

@@ -133,6 +133,8 @@ class TranslationSource(discord.AudioSource):
             )
         with self._lock:
             self._floor.append(frame_48k_stereo)
+        if self.on_audio is not None and self.floor_base_volume > 0 and frame_48k_stereo != SILENT_FRAME:
+            self.on_audio()  # an idle sender starts sending the floor
 
     def clear(self) -> None:
         """Drop queued translation (e.g. the session stopped)."""

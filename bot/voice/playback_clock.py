@@ -93,6 +93,12 @@ class Outlet:
         self.detached = False
         self.kicked = False
 
+    def skip_idle(self, ticks: int) -> None:
+        """`ticks` went by while the sender slept (every outlet idle): the RTP clock still runs."""
+        self.stats.ticks += ticks
+        self.stats.idle_ticks += ticks
+        self._unsent += ticks
+
     @property
     def idle(self) -> bool:
         """Between talk spurts: nothing is being sent, so the next spurt may start at any moment."""
@@ -158,6 +164,10 @@ class _Sender(threading.Thread):
     def _run_schedule(self) -> None:
         anchor, n = self.clock(), 0
         while not self.stopping and self.outlets:
+            if all(o.idle and not o.kicked for o in self.outlets):
+                self._sleep_until_kicked()  # nothing to send anywhere: no wake-ups until audio arrives
+                anchor, n = self.clock(), 1
+                continue
             deadline = anchor + n * FRAME_S
             delay = deadline - self.clock()
             if delay > 0:
@@ -182,6 +192,17 @@ class _Sender(threading.Thread):
                 if self.clock() - deadline > LATE_AFTER_S:
                     outlet.stats.late += 1
             n += 1
+
+    def _sleep_until_kicked(self) -> None:
+        slept = self.clock()
+        self.wake.wait()
+        self.wake.clear()
+        ticks = int((self.clock() - slept) / FRAME_S)
+        with self.lock:
+            outlets = list(self.outlets)
+        for outlet in outlets:
+            outlet.skip_idle(ticks)
+        self._start_spurts()
 
     def _start_spurts(self) -> None:
         with self.lock:
@@ -216,6 +237,7 @@ class PlaybackClock:
             sender.outlets.append(outlet)
         if hasattr(outlet.source, "on_audio"):  # TranslationSource: wake the sender when audio arrives
             outlet.source.on_audio = lambda: sender.kick(outlet)
+        outlet.kicked = True  # audio may be queued already
         sender.wake.set()
         return outlet
 
