@@ -234,7 +234,7 @@ class Encoder:
         size = self._encode(self._state, pcm, samples, self._out, MAX_PACKET_BYTES)
         if size < 0:
             raise OpusError("opus_encode", size)
-        return self._out.raw[:size]
+        return ctypes.string_at(self._out, size)  # .raw would copy the whole 4000-byte buffer first
 
     def __del__(self) -> None:
         state, self._state = getattr(self, "_state", None), None

@@ -27,7 +27,7 @@ from bot.bench.rig import BenchSession, Identities
 from bot.bench.traffic import Stream
 from bot.voice.playback_clock import PlaybackClock
 from bot.voice.rtp import build_header
-from bot.voice.transport import XCHACHA, TransportCipher
+from bot.voice.transport import AES_GCM, TransportCipher
 
 START_TIMEOUT_S = 20.0
 
@@ -53,24 +53,19 @@ class Harness:
         self.sink: tuple[str, int] = ("127.0.0.1", 0)
         self.random = random.Random(9)
 
-    async def start(self) -> None:
-        port_file = self.tmp / "echo.port"
+    def spawn(self, port_file: Path) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.echo = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bot.bench.echo",
-                "--port-file",
-                str(port_file),
-                "--results",
-                str(self.tmp / "echo.json"),
-            ],
-            env=env,
-        )
+        results = str(self.tmp / "echo.json")
+        echo = [sys.executable, "-m", "bot.bench.echo", "--port-file", str(port_file), "--results", results]
+        self.echo = subprocess.Popen(echo, env=env)
         self.traffic = subprocess.Popen(
             [sys.executable, "-m", "bot.bench.traffic"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
         )
+
+    async def start(self) -> None:
+        port_file = self.tmp / "echo.port"
+        self.spawn(port_file)
+        assert self.traffic is not None and self.echo is not None
         assert self.traffic.stdout is not None
         line = await asyncio.to_thread(self.traffic.stdout.readline)
         self.sink = ("127.0.0.1", int(line))
@@ -85,7 +80,7 @@ class Harness:
         """Both talkers' packets for `seconds` from `start` (each talker at its own phase in the frame)."""
         streams = []
         count = max(1, int(seconds / FRAME_S))
-        cipher = TransportCipher(XCHACHA, ids.key)
+        cipher = TransportCipher(AES_GCM, ids.key)
         for talker in ids.talkers:
             dave, ssrc = ids.dave[talker], ids.ssrc(talker)
             packets = []

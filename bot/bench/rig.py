@@ -29,7 +29,7 @@ from bot.voice.playback import TranslationSource
 from bot.voice.playback_clock import OPUS_SILENCE, Outlet, PlaybackClock
 from bot.voice.receiver import VoiceReceiver
 from bot.voice.rtp import build_header
-from bot.voice.transport import XCHACHA, TransportCipher
+from bot.voice.transport import AES_GCM, TransportCipher
 
 SESSION_RATE = 16000
 LANGUAGES = ("es", "fr")
@@ -98,7 +98,7 @@ class LoopbackSpeaker:
 
     def __init__(self, ids: Identities, user_id: int, sink: tuple[str, int], sock: socket.socket) -> None:
         self.dave, self.ssrc, self.sink, self.sock = ids.dave[user_id], ids.ssrc(user_id), sink, sock
-        self.cipher = TransportCipher(XCHACHA, ids.key)
+        self.cipher = TransportCipher(AES_GCM, ids.key)
         self.timestamp = 0
         self.sequence = 0
         self.nonce = 0
@@ -158,7 +158,7 @@ class BenchSession:
         ids = self.ids
         gateway = [
             {"op": 2, "d": {"ssrc": ids.ssrc(ids.bot)}},
-            {"op": 4, "d": {"mode": XCHACHA, "secret_key": list(ids.key)}},
+            {"op": 4, "d": {"mode": AES_GCM, "secret_key": list(ids.key)}},
         ] + [{"op": 5, "d": {"ssrc": ids.ssrc(t), "user_id": t, "speaking": 1}} for t in ids.talkers]
         for message in gateway:
             self.receiver.on_gateway_message(message)
