@@ -37,6 +37,7 @@ from bot.interpretation.session import LiveSession, humans_in
 from bot.interpretation.starting import Requested, SessionStarter, end_row
 from bot.interpretation.summary import post_summary
 from bot.metrics import Metrics
+from bot.voice import playback
 from bot.voice.speakers import SpeakerPool
 
 if TYPE_CHECKING:
@@ -300,6 +301,7 @@ def _status_of(running: RunningSession) -> SessionStatus:
 
 async def _leave_voice(vc: discord.VoiceClient) -> None:
     try:
+        playback.stop(vc)
         if vc.is_playing():
             vc.stop()
         await asyncio.wait_for(vc.disconnect(force=True), timeout=10)
