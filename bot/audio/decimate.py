@@ -45,7 +45,8 @@ class Decimator:
         self.output = AudioFormat(out_rate, 1)
         self.factor = in_rate // out_rate
         self.quality = "fir"
-        self._taps = design(self.factor)[::-1].copy()  # reversed: a dot product is then a convolution
+        # Reversed (a dot product is then a convolution); stereo input is summed, so the taps also halve.
+        self._taps = design(self.factor)[::-1] * np.float32(0.5 if in_channels == 2 else 1.0)
         self.delay = (len(self._taps) - 1) // 2
         # Input from absolute index `_start`; `delay` zeros go first (the signal is shifted by them).
         self._buffer = np.zeros(2 * self.delay, dtype=np.float32)
@@ -78,9 +79,7 @@ class Decimator:
         trailing = (cut - len(data[:cut].rstrip(b"\0"))) // step
         samples = np.frombuffer(data, dtype=PCM_DTYPE, count=cut // SAMPLE_WIDTH)
         if self.input.channels == 2:
-            mono = samples[0::2].astype(np.float32)
-            mono += samples[1::2]
-            mono *= np.float32(0.5)
+            mono = np.add(samples[0::2], samples[1::2], dtype=np.float32)  # L + R: the taps halve it
         else:
             mono = samples.astype(np.float32)
         self._append(mono, trailing)
