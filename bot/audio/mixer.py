@@ -206,10 +206,10 @@ PREBUFFER_FRAMES = 1
 # a frame a few ms late then costs those few ms once, not a 20 ms hole in a word.
 ARRIVAL_GRACE_S = 0.008
 # With nothing queued the clock wakes once per this many ticks (and at once when a frame arrives) and
-# emits the silent ticks that are due: an idle session costs ~8 wake-ups a second, not 50. Ticks come
+# emits the silent ticks that are due: an idle session costs ~6 wake-ups a second, not 50. Ticks come
 # out up to this late, so the Palabra stream's lead (bot.interpretation.session.STREAM_LEAD_S) must be
 # longer, or a chunk would be padded at its deadline.
-IDLE_BATCH_TICKS = 6
+IDLE_BATCH_TICKS = 8
 
 
 class PrebufferedMixer(Mixer):

@@ -42,7 +42,7 @@ DRAIN_TIMEOUT_S = 15.0
 # while the idle mixer clock emits its silent ticks in batches (bot.audio.mixer.IDLE_BATCH_TICKS). It
 # adds no latency: a chunk is sent as soon as it is full, and with a lead under one chunk (320 ms) it
 # fills after its deadline (bench: `latency_breakdown_ms_p95.pacing`).
-STREAM_LEAD_S = 0.2
+STREAM_LEAD_S = 0.25
 CLOCK_CATCH_UP_TICKS = 25
 PLAYOUT_LIMIT_S = 10.0  # at stop, queued translation is played out for at most this long
 
