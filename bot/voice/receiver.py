@@ -95,6 +95,9 @@ class VoiceReceiver:
         self._max_queue = max_queue_frames
         self._streams: dict[int, UserStream] = {}
         self._streams_lock = threading.Lock()  # UDP thread (packets) and worker (polls) share the streams
+        self._outbox: list[Any] = []  # items for the event loop, in order
+        self._outbox_lock = threading.Lock()
+        self._outbox_scheduled = False
         self._retired = JitterStats()
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -228,10 +231,26 @@ class VoiceReceiver:
             self._retired.add(stream.stats)
 
     def _deliver(self, items: list[Any]) -> None:
+        """Hand items to the event loop. While a hand-off is still waiting to run, later items join it:
+        a busy loop then takes one call (and one wake-up of its self-pipe) for many packets."""
+        with self._outbox_lock:
+            self._outbox.extend(items)
+            if self._outbox_scheduled:
+                return
+            self._outbox_scheduled = True
         try:
-            self.loop.call_soon_threadsafe(self._publish_batch, items)
+            self.loop.call_soon_threadsafe(self._flush_outbox)
         except RuntimeError:  # the loop is closed: nobody is listening any more
-            self.dropped_frames += sum(isinstance(i, UserFrame) for i in items)
+            with self._outbox_lock:
+                self.dropped_frames += sum(isinstance(i, UserFrame) for i in self._outbox)
+                self._outbox.clear()
+                self._outbox_scheduled = False
+
+    def _flush_outbox(self) -> None:
+        with self._outbox_lock:
+            items, self._outbox = self._outbox, []
+            self._outbox_scheduled = False
+        self._publish_batch(items)
 
     # ---- event loop side ---------------------------------------------------------------------------
     def _publish_batch(self, items: list[Any]) -> None:
