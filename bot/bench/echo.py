@@ -68,8 +68,13 @@ class Echo:
                 if kind == "input_audio_data":
                     times.append(now)
                     if task.get("bench_mode") == "continuous":
-                        for language in _targets(task):
-                            await ws.send(self.audio_message(language, self._chunk_b64, last=False, tid="c", sent=None))
+                        # One chunk of speech per chunk heard, and one more at first: like Palabra's TTS,
+                        # the output runs a little ahead, so the speakers never wait on the echo itself.
+                        for _ in range(2 if len(times) == 1 else 1):
+                            for language in _targets(task):
+                                await ws.send(
+                                    self.audio_message(language, self._chunk_b64, last=False, tid="c", sent=None)
+                                )
                 elif kind == "set_task":
                     task = parsed.get("data") or {}
                     self.arrivals[str(task.get("bench_id"))] = times

@@ -189,7 +189,8 @@ def rates(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
         "mixer": (d("mixer_late") + d("mixer_underruns")) / max(1, d("mixer_ticks")),
         "receive": d("receive_lost") / max(1, d("frames")),
         "palabra_pacing": d("chunks_padded") / max(1, d("chunks")),
-        "speakers": (d("speaker_late") + d("speaker_idle")) / max(1, d("speaker_ticks")),
+        "speakers": d("speaker_late") / max(1, d("speaker_ticks")),
+        "playback_underruns": d("speaker_idle") / max(1, d("speaker_ticks")),
     }
 
 

@@ -1,7 +1,7 @@
 """One 20 ms send clock for every speaker in the process.
 
 discord.py's AudioPlayer is a thread per voice client that encodes whatever its source returns, silence
-included, 50 times a second. Here a few sender threads (one per core, at most `MAX_SENDERS`) each tick
+included, 50 times a second. Here a few sender threads (`MAX_SENDERS`) each tick
 their share of the attached outlets on one monotonic schedule (deadline = anchor + n x 20 ms, so sleep
 jitter never accumulates). Per tick an outlet either encodes and sends a frame, sends one of the five
 Opus silence frames that close a talk spurt, or does nothing at all.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ log = logging.getLogger(__name__)
 
 OPUS_SILENCE = b"\xf8\xff\xfe"  # one 20 ms Opus frame of silence, what Discord clients send
 SILENCE_TAIL_FRAMES = 5  # sent after speech, then nothing until the next audible frame
-MAX_SENDERS = 2
+MAX_SENDERS = 4  # more threads than cores: most of an outlet's tick is waiting for the GIL, and waits overlap
 MAX_CATCH_UP_TICKS = 5  # after a longer stall the schedule is re-anchored (those ticks are skipped)
 LATE_AFTER_S = FRAME_S  # a frame sent this long after its deadline counts as late
 
@@ -220,7 +219,7 @@ class PlaybackClock:
     """The sender threads; `attach` an outlet, `detach` it (or mark it `detached`) to stop."""
 
     def __init__(self, senders: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        count = senders or min(MAX_SENDERS, os.cpu_count() or 1)
+        count = senders or MAX_SENDERS
         self._senders = [_Sender(index, clock) for index in range(count)]
         self._next = 0
         self._started = False
