@@ -16,7 +16,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import BotError
+from bot.errors import UserFacingError
 from bot.messages import clip
 
 if TYPE_CHECKING:
@@ -48,13 +48,8 @@ def default_intents() -> discord.Intents:
 
 
 def user_message_of(error: BaseException) -> str | None:
-    """The text a user may see for an error we raised on purpose, or None for anything else."""
-    message = getattr(error, "user_message", None)
-    if isinstance(message, str) and message:
-        return message
-    if isinstance(error, BotError) and str(error):
-        return str(error)
-    return None
+    """The text a user may see: a `UserFacingError`'s message; None for anything else."""
+    return error.user_message if isinstance(error, UserFacingError) else None
 
 
 def new_reference() -> str:

@@ -22,7 +22,7 @@ from bot.broadcasts.validation import BroadcastRequest, parse_update, read_pipel
 from bot.db import broadcasts as repo
 from bot.db.errors import NotFound
 from bot.db.models import Broadcast
-from bot.errors import BotError
+from bot.errors import UserFacingError
 from bot.logs import redact, register_secret
 from bot.palabra.errors import (
     AuthenticationError,
@@ -43,12 +43,8 @@ MIN_REF = 4  # shortest id prefix accepted for a broadcast reference
 
 
 # --- errors -----------------------------------------------------------------------------------------
-class BroadcastError(BotError):
+class BroadcastError(UserFacingError):
     """A `/broadcast` action failed; `user_message` is what the admin is told."""
-
-    @property
-    def user_message(self) -> str:
-        return str(self)
 
 
 class BroadcastNotFound(BroadcastError):

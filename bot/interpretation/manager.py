@@ -34,7 +34,7 @@ from bot.interpretation.recovery import CrashedSession, Recovery
 from bot.interpretation.reports import Placement, PlacementKind, SessionStatus, StartReport, StopReport
 from bot.interpretation.running import RunningSession
 from bot.interpretation.session import LiveSession, humans_in
-from bot.interpretation.starting import Requested, SessionStarter, end_row
+from bot.interpretation.starting import Requested, SessionStarter, end_row, start_failure
 from bot.interpretation.summary import post_summary
 from bot.metrics import Metrics
 from bot.voice.speakers import SpeakerPool
@@ -162,6 +162,11 @@ class InterpretationManager:
         try:
             plan = await self.starter.plan(guild, voice_channel, requested)
             built = await self.starter.build(plan, self._request_stop, self._bot_user_ids())
+        except Exception as exc:
+            told = start_failure(exc)
+            if told is exc:
+                raise
+            raise told from exc
         finally:
             del self._starting[channel_id]
         running = built.running

@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import discord
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.audio.mixer import PrebufferedMixer
+from bot.audio.opus import OpusUnavailable
 from bot.db import guilds, privacy
 from bot.db import sessions as db_sessions
-from bot.db.errors import SessionAlreadyActive
-from bot.errors import BotError
+from bot.db.errors import DatabaseError, SessionAlreadyActive
+from bot.errors import UserFacingError
 from bot.interpretation import channels
-from bot.interpretation.errors import InterpretationError, PalabraUnavailable, SessionAlreadyRunning
+from bot.interpretation.errors import DatabaseProblem, PalabraUnavailable, SessionAlreadyRunning, VoiceUnavailable
 from bot.interpretation.languages import check_languages
 from bot.interpretation.notices import DecryptFailureNotices
 from bot.interpretation.palabra_sessions import PalabraSessions, RecordingRest, palabra_problem
@@ -31,6 +33,7 @@ from bot.interpretation.transcripts import Transcript, TranscriptPoster
 from bot.palabra.errors import PalabraError
 from bot.palabra.streaming import StreamingSession
 from bot.palabra.task import SESSION_SAMPLE_RATE, build_task
+from bot.voice.errors import VoiceError
 from bot.voice.receiver import ListeningVoiceClient
 
 if TYPE_CHECKING:
@@ -129,15 +132,10 @@ class SessionStarter:
             except BaseException as exc:
                 await undo.aclose()
                 await end_row(self.services, plan.session_id, "failed_to_start")
-                if isinstance(exc, InterpretationError):
+                told = start_failure(exc)
+                if told is exc:
                     raise
-                if isinstance(exc, BotError):
-                    raise PalabraUnavailable() from exc
-                if isinstance(exc, (discord.HTTPException, discord.ClientException, asyncio.TimeoutError)):
-                    raise InterpretationError(
-                        "The bot could not join the voice channel; check its permissions and try again."
-                    ) from exc
-                raise
+                raise told from exc
             undo.pop_all()  # started: the session owns what was built
             return built
 
@@ -254,6 +252,28 @@ class SessionStarter:
             ),
             metrics=self.metrics,
         )
+
+
+def start_failure(exc: BaseException) -> BaseException:
+    """What a failed start tells the user: each failure as itself. Only Palabra's errors are "the
+    translation service"; the database, the voice connection and libopus each say what they are."""
+    if isinstance(exc, UserFacingError):
+        return exc
+    if isinstance(exc, PalabraError):
+        return PalabraUnavailable(palabra_problem(exc))
+    if is_database_failure(exc):
+        return DatabaseProblem()
+    if isinstance(exc, OpusUnavailable):
+        return VoiceUnavailable(
+            "The bot cannot play or encode voice on its host (libopus is missing); ask the bot's operator."
+        )
+    if isinstance(exc, (discord.HTTPException, discord.ClientException, asyncio.TimeoutError, VoiceError)):
+        return VoiceUnavailable()
+    return exc
+
+
+def is_database_failure(exc: BaseException) -> bool:
+    return isinstance(exc, (SQLAlchemyError, DatabaseError))
 
 
 async def end_row(services: Services, session_id: int, reason: str) -> None:
