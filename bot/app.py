@@ -16,7 +16,10 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from bot.errors import ConfigurationError
+import aiohttp
+import discord
+
+from bot.errors import BotError, ConfigurationError
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -68,6 +71,7 @@ class App:
         self.http: Any = None
         self.metrics: Any = None
         self.started_at = time.monotonic()
+        self.started = False  # start() completed
 
     async def start(self) -> None:
         from bot.client import InterpreterBot
@@ -106,22 +110,26 @@ class App:
         await self._start_listener(settings.discord_token.get_secret_value())
         await self._start_speakers(pool)
         await self.manager.recover()
+        self.started = True
         log.info("the bot is running as %s with %d speaker bots", self.bot.user, len(pool.speakers))
 
     async def _start_listener(self, token: str) -> None:
         self.bot_task = asyncio.create_task(self.bot.start(token), name="listener-bot")
         ready = asyncio.create_task(self.bot.wait_until_ready())
-        done, _ = await asyncio.wait(
-            {ready, self.bot_task}, timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
-        )
-        if ready not in done:
+        try:
+            done, _ = await asyncio.wait(
+                {ready, self.bot_task}, timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
             ready.cancel()
-            if self.bot_task in done and self.bot_task.exception() is not None:
-                raise ConfigurationError(
-                    f"the bot could not log in to Discord ({type(self.bot_task.exception()).__name__}); "
-                    "check DISCORD_TOKEN"
-                ) from None
-            raise ConfigurationError(f"the bot did not become ready within {READY_TIMEOUT_S:.0f} s")
+        if ready in done:
+            return
+        if self.bot_task in done and not self.bot_task.cancelled() and self.bot_task.exception() is not None:
+            raise login_failure(self.bot_task.exception(), self.settings.discord_api_base) from None
+        raise ConfigurationError(
+            f"the bot did not become ready within {READY_TIMEOUT_S:.0f} s: Discord at "
+            f"{self.settings.discord_api_base} accepted the connection but did not answer in time"
+        )
 
     async def _start_speakers(self, pool: Any) -> None:
         from bot.voice.speakers import start_speakers
@@ -174,7 +182,7 @@ class App:
             await self.rest.aclose()
         if self.database is not None:
             await self.database.close()
-        log.info("the bot stopped cleanly")
+        log.info("the bot stopped cleanly" if self.started else "the bot stopped (it had not finished starting)")
 
 
 @contextlib.contextmanager
@@ -186,14 +194,56 @@ def _logged(what: str):
 
 
 async def run(settings: Settings, instance_id: str | None = None) -> None:
+    """Start, serve until SIGTERM/SIGINT, stop cleanly. A stop signal during start-up cancels the start
+    (a Discord login that hangs, a database that does not answer) and still closes what was opened; a
+    start-up error is reported before anything is closed."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     app = App(settings, instance_id)
     try:
-        await app.start()
-        await app.wait(stop)
+        if await _started_unless_stopped(app, stop):
+            await app.wait(stop)
         log.info("stopping")
+    except BaseException as exc:
+        if not app.started:
+            log.error("start-up failed: %s", exc if isinstance(exc, BotError) else type(exc).__name__)
+        raise
     finally:
         await app.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _started_unless_stopped(app: App, stop: asyncio.Event) -> bool:
+    """True once `app.start()` completed; False if a stop signal came first (the start is cancelled)."""
+    starting = asyncio.create_task(app.start(), name="start-up")
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if starting.done():
+        starting.result()  # a start-up error is raised here
+        return True
+    log.info("stop signal during start-up: cancelling the start")
+    starting.cancel()
+    await asyncio.gather(starting, return_exceptions=True)
+    return False
+
+
+def login_failure(error: BaseException, api_base: str) -> ConfigurationError:
+    """Whether Discord refused the token or could not be reached (the token itself is never shown)."""
+    if isinstance(error, discord.LoginFailure) or (isinstance(error, discord.HTTPException) and error.status == 401):
+        return ConfigurationError("Discord refused the bot token (401 Unauthorized): check DISCORD_TOKEN")
+    if isinstance(error, discord.PrivilegedIntentsRequired):
+        return ConfigurationError(f"Discord refused the bot's gateway intents: {error}")
+    if isinstance(error, (OSError, asyncio.TimeoutError, aiohttp.ClientError, discord.GatewayNotFound)):
+        return ConfigurationError(
+            f"could not reach Discord at {api_base} ({type(error).__name__}: {error}); "
+            "check the network, DNS and DISCORD_API_BASE"
+        )
+    if isinstance(error, discord.HTTPException):
+        return ConfigurationError(f"Discord answered the login with HTTP {error.status}; try again later")
+    return ConfigurationError(f"the bot could not log in to Discord ({type(error).__name__})")
