@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -113,13 +114,15 @@ class InterpreterTree(app_commands.CommandTree):
 class InterpreterBot(commands.Bot):
     """The listener bot account: slash commands and the cogs; `self.services` is shared with them."""
 
-    def __init__(self, services: Services, **kwargs: Any) -> None:
+    def __init__(self, services: Services | Callable[[InterpreterBot], Services], **kwargs: Any) -> None:
+        """`services`, or the function that builds them around this client (the interpretation manager
+        needs the listener client it belongs to)."""
         kwargs.setdefault("command_prefix", commands.when_mentioned)
         kwargs.setdefault("intents", default_intents())
         kwargs.setdefault("tree_cls", InterpreterTree)
         kwargs.setdefault("help_command", None)
         super().__init__(**kwargs)
-        self.services = services
+        self.services: Services = services(self) if callable(services) else services
         self.extensions_to_load: tuple[str, ...] = EXTENSIONS
 
     async def setup_hook(self) -> None:

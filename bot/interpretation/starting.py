@@ -38,8 +38,7 @@ from bot.voice.receiver import ListeningVoiceClient
 
 if TYPE_CHECKING:
     from bot.interpretation.leasing import SpeakerLeases
-    from bot.metrics import Metrics
-    from bot.services import Services
+    from bot.services import Core
 
 log = logging.getLogger(__name__)
 
@@ -64,27 +63,17 @@ class Built:
 
 class SessionStarter:
     def __init__(
-        self,
-        services: Services,
-        listener: discord.Client,
-        *,
-        instance_id: str,
-        metrics: Metrics,
-        leases: SpeakerLeases,
-        palabra: PalabraSessions,
-        partial_interval_s: float,
-        session_options: dict[str, Any],
+        self, core: Core, listener: discord.Client, *, instance_id: str, leases: SpeakerLeases, palabra: PalabraSessions
     ) -> None:
-        self.services, self.listener, self.instance_id, self.metrics = services, listener, instance_id, metrics
+        self.core, self.listener, self.instance_id, self.metrics = core, listener, instance_id, core.metrics
         self.leases, self.palabra = leases, palabra
-        self.partial_interval_s, self.session_options = partial_interval_s, session_options
 
     async def plan(self, guild: discord.Guild, voice_channel: SourceChannel, requested: Requested) -> StartPlan:
         """Check everything that can be checked before anything is built; the session row is written last."""
-        services = self.services
-        if services.palabra is None or services.credentials is None:
+        core = self.core
+        if core.palabra is None or core.credentials is None:
             raise PalabraUnavailable("Palabra credentials are not configured on this bot; ask its operator.")
-        async with services.database.session() as s:
+        async with core.database.session() as s:
             prefs = await guilds.get_or_create_guild_settings(s, guild.id)
             opted_out = await privacy.opted_out_user_ids(s, guild.id)
         source, codes, warnings = check_languages(
@@ -94,7 +83,7 @@ class SessionStarter:
         channels.check_permissions(guild, voice_channel)
         transcript_channel = channels.transcript_channel(guild, prefs.transcript_channel_id, voice_channel, warnings)
         try:
-            async with services.database.session() as s:
+            async with core.database.session() as s:
                 row = await db_sessions.start_session(
                     s,
                     guild_id=guild.id,
@@ -131,7 +120,7 @@ class SessionStarter:
                 built = await self._assemble(plan, undo, on_stop, bot_user_ids)
             except BaseException as exc:
                 await undo.aclose()
-                await end_row(self.services, plan.session_id, "failed_to_start")
+                await end_row(self.core, plan.session_id, "failed_to_start")
                 told = start_failure(exc)
                 if told is exc:
                     raise
@@ -179,7 +168,7 @@ class SessionStarter:
             await channels.transcript_sink(transcript_channel, self.listener.user.id, warnings),
             live.parts.transcript,
             list(plan.targets),
-            partial_interval_s=self.partial_interval_s,
+            partial_interval_s=self.core.options.partial_interval_s,
             on_error=lambda _text: self.metrics.errors.labels("transcript_post").inc(),
             on_posted=self.metrics.transcript_messages.inc,
         )
@@ -201,9 +190,9 @@ class SessionStarter:
         rest = self.palabra.recording(plan.session_id)
         try:
             streaming = await StreamingSession.start(
-                credentials=self.services.credentials,
+                credentials=self.core.credentials,
                 task=task,
-                api_url=self.services.settings.palabra_api_url,
+                api_url=self.core.settings.palabra_api_url,
                 rest=rest,
             )
         except PalabraError as exc:
@@ -237,7 +226,9 @@ class SessionStarter:
             session_rate=SESSION_SAMPLE_RATE,
             auto_stop_empty_s=float(prefs.auto_stop_empty_seconds),
             auto_stop_max_s=float(prefs.auto_stop_max_seconds) if prefs.auto_stop_max_seconds else None,
-            **self.session_options,
+            tail_silence_s=self.core.options.session.tail_silence_s,
+            stream_lead_s=self.core.options.session.stream_lead_s,
+            drain_timeout_s=self.core.options.session.drain_timeout_s,
         )
         return LiveSession(
             config,
@@ -248,7 +239,7 @@ class SessionStarter:
             on_stop=on_stop,
             on_latency=self.metrics.latency.observe,
             store=TranscriptStore(
-                self.services.database, plan.session_id, on_error=self.metrics.errors.labels("database").inc
+                self.core.database, plan.session_id, on_error=self.metrics.errors.labels("database").inc
             ),
             metrics=self.metrics,
         )
@@ -276,10 +267,10 @@ def is_database_failure(exc: BaseException) -> bool:
     return isinstance(exc, (SQLAlchemyError, DatabaseError))
 
 
-async def end_row(services: Services, session_id: int, reason: str) -> None:
+async def end_row(core: Core, session_id: int, reason: str) -> None:
     """Record the end of a session (releasing its lease rows); a failure is logged, not raised."""
     try:
-        async with services.database.session() as s:
+        async with core.database.session() as s:
             await db_sessions.stop_session(s, session_id, reason=reason[:64])
     except Exception:
         log.exception("could not record the end of session %s", session_id)

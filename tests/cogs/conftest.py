@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from bot.broadcasts.service import BroadcastService
 from bot.client import InterpreterBot
 from bot.db import Database, upgrade_to_head
 from bot.interpretation.errors import NoActiveSession
-from bot.interpretation.manager import Placement, SessionStatus, StartReport, StopReport
-from bot.services import Services
+from bot.interpretation.manager import InterpretationManager, Placement, SessionStatus, StartReport, StopReport
+from bot.services import Core, Services
 from bot.settings import Settings
 from tests.fakes import secrets
 from tests.fakes.discord.clients import running_clients
@@ -179,17 +180,24 @@ def ephemeral(record: InteractionRecord) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def running_harness(database_url: str, manager: Any = None):
+async def running_harness(database_url: str, manager: Any = None, *, real_manager: bool = False):
+    """The listener bot with its cogs; `manager` stands in for the interpretation manager, or with
+    `real_manager` the project's own is built around the client (without Palabra)."""
     await upgrade_to_head(database_url)
     database = Database(database_url)
     settings = Settings(_env_file=None, discord_token=secrets.DISCORD_TOKEN, database_url=database_url)
-    services = Services(settings=settings, database=database, interpretation=manager)
+    core = Core(settings, database)
+
+    def services_for(client: InterpreterBot) -> Services:
+        interpretation = InterpretationManager(core, client) if real_manager else manager
+        return Services(core, interpretation=interpretation, broadcasts=BroadcastService(core))
+
     try:
         async with FakeDiscord() as fake:
-            factory = lambda: InterpreterBot(services, guild_ready_timeout=0.1)  # noqa: E731
+            factory = lambda: InterpreterBot(services_for, guild_ready_timeout=0.1)  # noqa: E731
             async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (client,):
                 await wait_until(lambda: fake.commands(fake.bot()), timeout=10)
-                yield Harness(fake, client, services, manager)
+                yield Harness(fake, client, client.services, client.services.interpretation)
     finally:
         await database.close()
 
