@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from tests.fakes.discord.model import Account, now_iso, snowflake
+from tests.fakes.discord.channels import GuildChannels, require_permissions
+from tests.fakes.discord.model import (
+    ATTACH_FILES,
+    MANAGE_WEBHOOKS,
+    SEND_MESSAGES,
+    VIEW_CHANNEL,
+    Account,
+    now_iso,
+    snowflake,
+)
 
 if TYPE_CHECKING:
     from tests.fakes.discord.server import FakeDiscord
@@ -221,9 +230,11 @@ class Rest:
         self.commands: dict[tuple[int, int | None], list[dict]] = {}  # (application, guild) -> commands
         self.requests: list[tuple[str, str]] = []
         self.rate_limits = RateLimits()
+        self.channels = GuildChannels(fake, self._caller)
 
     def routes(self, app: web.Application) -> None:
         app.middlewares.append(self._middleware)
+        self.channels.routes(app, API)
         r = app.router
         r.add_get(API + "/users/@me", self.me)
         r.add_get(API + "/oauth2/applications/@me", self.application)
@@ -389,6 +400,8 @@ class Rest:
         if self.fake.guild_of_channel(channel_id) is None:
             return json_response({"message": "Unknown Channel", "code": 10003}, 404)
         payload, files = await self._body(request)
+        needed = VIEW_CHANNEL | SEND_MESSAGES | (ATTACH_FILES if files else 0)
+        require_permissions(self.fake, account, channel_id, needed)
         return json_response(self._message(channel_id, account.user_payload(), payload, files).data)
 
     async def get_message(self, request: web.Request) -> web.Response:
@@ -409,6 +422,7 @@ class Rest:
 
     async def create_webhook(self, request: web.Request) -> web.Response:
         account = self._caller(request)
+        require_permissions(self.fake, account, int(request.match_info["channel"]), MANAGE_WEBHOOKS)
         payload, _ = await self._body(request)
         webhook = Webhook(
             id=snowflake(),
@@ -421,7 +435,9 @@ class Rest:
         return json_response({**webhook.payload(self.fake.guild.id), "user": account.user_payload()})
 
     async def list_webhooks(self, request: web.Request) -> web.Response:
-        self._caller(request)
+        account = self._caller(request)
+        if "channel" in request.match_info:
+            require_permissions(self.fake, account, int(request.match_info["channel"]), MANAGE_WEBHOOKS)
         channel = request.match_info.get("channel")
         hooks = [w for w in self.webhooks.values() if channel is None or w.channel_id == int(channel)]
         return json_response([w.payload(self.fake.guild.id) for w in hooks])
