@@ -112,7 +112,8 @@ async def lookup_application_id(account: Account, api_base: str) -> int:
         async with httpx.AsyncClient(timeout=LOOKUP_TIMEOUT_S) as client:
             response = await client.get(url, headers={"Authorization": f"Bot {account.token}"})
     except httpx.HTTPError as exc:
-        raise InviteError(f"could not ask Discord about {account.setting} ({type(exc).__name__}) at {api_base}") from None
+        reason = type(exc).__name__
+        raise InviteError(f"could not ask Discord about {account.setting} at {api_base} ({reason})") from None
     if response.status_code == 401:
         raise InviteError(f"Discord rejected the token in {account.setting} (401 Unauthorized); copy it again")
     if response.status_code != 200:
