@@ -7,9 +7,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.db import guilds
+from bot.setup import channels as sibling_setup
+from bot.setup import diagnostics
 from cogs.common import (
     CommandInputError,
     NotAllowed,
+    caller_voice_channel,
     channel_mention,
     clip,
     duration,
@@ -203,6 +206,55 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         async with self._session(interaction) as s:
             settings = await guilds.get_or_create_guild_settings(s, interaction.guild_id)
         await interaction.response.send_message(show_text(settings, interaction.guild_id), ephemeral=True)
+
+    @app_commands.command(
+        name="check", description="Diagnose this server: permissions, speaker bots, channels, Palabra"
+    )
+    async def check(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        services = services_of(interaction)
+        async with self._session(interaction) as s:
+            settings = await guilds.get_or_create_guild_settings(s, interaction.guild_id)
+        source = caller_voice_channel(interaction)
+        view = diagnostics.ServerView(interaction.guild, settings, source)  # type: ignore[arg-type]
+        pool = getattr(services.interpretation, "speaker_pool", None)
+        report = await diagnostics.diagnose(
+            view,
+            speakers=list(getattr(pool, "speakers", [])),
+            configured_speakers=len(services.settings.speaker_tokens),
+            palabra=services.palabra,
+            palabra_url=services.settings.palabra_api_url,
+            database=services.database,
+        )
+        embed = discord.Embed(
+            title=report.title, description=clip("\n".join(report.lines()), 4096), colour=report.colour
+        )
+        await interaction.followup.send(embed=embed, ephemeral=True)
+
+    @app_commands.command(
+        name="create-channels", description="Create a voice channel for each target language that has none"
+    )
+    async def create_channels(self, interaction: discord.Interaction) -> None:
+        anchor = caller_voice_channel(interaction)
+        if anchor is None or not isinstance(interaction.user, discord.Member):
+            raise CommandInputError(
+                "Join the voice channel to be interpreted first: the new channels are created next to it."
+            )
+        async with self._session(interaction) as s:
+            settings = await guilds.get_or_create_guild_settings(s, interaction.guild_id)
+        targets = list(settings.target_languages)
+        if not targets:
+            raise CommandInputError("Set the target languages first with `/setup languages`.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        result = await sibling_setup.create_sibling_channels(
+            services_of(interaction).database,
+            interaction.guild,  # type: ignore[arg-type]
+            anchor,
+            interaction.user,
+            targets,
+            dict(settings.sibling_channels),
+        )
+        await interaction.followup.send(clip(sibling_setup.describe(result, anchor)), ephemeral=True)
 
 
 async def setup(bot: commands.Bot) -> None:
