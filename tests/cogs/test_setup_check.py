@@ -63,7 +63,7 @@ async def test_missing_speaker_missing_speak_and_no_webhooks_are_each_reported_w
     absent = secrets.SPEAKER_TOKENS[1]
     async with running_world(_url(tmp_path), not_in_server=[absent], prepare=break_things) as h:
         await _configure(h)
-        record, embed, lines = await _check(h)
+        _, embed, lines = await _check(h)
         fake = h.fake
         voice_c, general = fake.channel("Voice C").id, fake.channel("general").id
         assert embed["color"] == RED and embed["title"] == "Setup check: 3 problem(s) to fix", lines
@@ -87,9 +87,9 @@ async def test_missing_speaker_missing_speak_and_no_webhooks_are_each_reported_w
         await fake.set_overwrite("Voice C", fake.bot(secrets.SPEAKER_TOKENS[0]))
         await fake.set_overwrite("general", fake.bot())
         _, embed, lines = await _check_again(h)
-        assert [line for line in lines if line.startswith("❌")] == [
-            line for line in lines if "Speaker 2" in line
-        ], lines
+        assert [line for line in lines if line.startswith("❌")] == [line for line in lines if "Speaker 2" in line], (
+            lines
+        )
 
 
 async def _check_again(h):
@@ -108,7 +108,7 @@ async def test_configuration_gaps_palabra_rejection_and_a_speaker_that_did_not_l
             await guilds.set_language_channel(s, fake.guild.id, "es", fake.channel("Voice B").id)
             await guilds.set_language_channel(s, fake.guild.id, "fr", 1234567890123456789)  # deleted since
             await guilds.update_guild_setting(s, fake.guild.id, "transcript_channel_id", 1234567890123456780)
-        _, embed, lines = await _check(h, in_voice=None)
+        *_, lines = await _check(h, in_voice=None)
         text = "\n".join(lines)
         assert "❌ 1 of the 2 speaker bots in SPEAKER_TOKENS did not log in" in text
         assert "❌ The voice channel of **fr** (<#1234567890123456789>) no longer exists." in text
