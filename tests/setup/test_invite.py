@@ -53,7 +53,13 @@ def test_cli_prints_one_link_per_token_with_the_needed_bits_and_scopes_without_n
         "DISCORD_API_BASE": "http://127.0.0.1:9/api/v10",  # nothing listens: a network call would fail
     }
     result = subprocess.run(
-        [sys.executable, "-m", "bot", "invite"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+        [sys.executable, "-m", "bot", "invite"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     main, *speakers = _links(result.stdout)
@@ -71,6 +77,7 @@ def test_cli_prints_one_link_per_token_with_the_needed_bits_and_scopes_without_n
 def test_without_any_token_it_says_what_to_set(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bot", "invite"],
+        check=False,
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin"},
