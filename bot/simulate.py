@@ -104,7 +104,7 @@ def parse_targets(targets: str | Iterable[str]) -> list[str]:
     return codes
 
 
-def build_session_task(source: str, targets: list[str]) -> tuple[dict, list[str]]:
+def build_session_task(source: str, targets: list[str]) -> tuple[dict[str, Any], list[str]]:
     """The set_task body and any warnings (unknown but well-formed codes); malformed codes raise."""
     from bot.palabra.errors import InvalidTaskError
     from bot.palabra.task import build_task, validate_task
@@ -296,7 +296,9 @@ class Result:
         return "\n".join(lines)
 
 
-def write_outputs(out: Path, collector: Collector, targets: list[str], input_seconds: float) -> tuple[dict, Path, Path]:
+def write_outputs(
+    out: Path, collector: Collector, targets: list[str], input_seconds: float
+) -> tuple[dict[str, Path], Path, Path]:
     from bot.audio.files import write_wav
 
     try:
@@ -407,7 +409,7 @@ def _credentials(settings: Settings) -> Credentials | None:
 
 
 async def _run_with_emulator(
-    options: Options, task: dict, session_pcm: bytes, collector: Collector, input_seconds: float
+    options: Options, task: dict[str, Any], session_pcm: bytes, collector: Collector, input_seconds: float
 ) -> str:
     from bot.palabra.credentials import Credentials
     from bot.palabra.emulator.app import serve
@@ -427,7 +429,7 @@ async def _run_with_emulator(
 
 async def _stream(
     options: Options,
-    task: dict,
+    task: dict[str, Any],
     session_pcm: bytes,
     collector: Collector,
     credentials: Credentials,

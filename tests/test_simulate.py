@@ -195,6 +195,7 @@ def run_cli(tmp_path, *args):
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run(
         [sys.executable, "-m", "bot", "simulate", *map(str, args)],
+        check=False,
         cwd=tmp_path,
         env=env,
         capture_output=True,
