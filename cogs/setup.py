@@ -234,8 +234,12 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         pool = getattr(services.interpretation, "speaker_pool", None)
         report = await diagnostics.diagnose(
             view,
-            speakers=list(getattr(pool, "speakers", [])),
-            configured_speakers=len(services.settings.speaker_tokens),
+            speakers=diagnostics.SpeakerBots(
+                list(getattr(pool, "speakers", [])),
+                configured=len(services.settings.speaker_tokens),
+                logging_in=getattr(pool, "logging_in", 0),
+                failed=getattr(pool, "failed_logins", 0),
+            ),
             palabra=services.palabra,
             palabra_url=services.settings.palabra_api_url,
             database=services.database,

@@ -199,11 +199,23 @@ def sibling_findings(view: ServerView) -> list[Finding]:
 # ---- speaker bots ----------------------------------------------------------------------------------
 
 
-def speaker_findings(view: ServerView, speakers: Sequence[discord.Client], configured: int) -> list[Finding]:
+@dataclass(frozen=True)
+class SpeakerBots:
+    """The speaker clients that logged in, and how many of the configured tokens are still logging in or
+    never did (see bot.voice.speakers.start_speakers)."""
+
+    clients: Sequence[discord.Client]
+    configured: int
+    logging_in: int = 0
+    failed: int = 0
+
+
+def speaker_findings(view: ServerView, bots: SpeakerBots) -> list[Finding]:
     from bot.setup.invite import speaker_invite_url
 
     findings: list[Finding] = []
     channels = sibling_channels(view)
+    speakers, configured = bots.clients, bots.configured
     if configured == 0:
         return [
             warning(
@@ -211,11 +223,18 @@ def speaker_findings(view: ServerView, speakers: Sequence[discord.Client], confi
                 'others are text only. Fix: add speaker bots (README, "Set up on Discord").'
             )
         ]
-    if configured > len(speakers):
+    if bots.logging_in:
+        findings.append(
+            warning(
+                f"{bots.logging_in} of the {configured} speaker bots are still logging in (the bot has just "
+                "started); run `/setup check` again in a minute."
+            )
+        )
+    if bots.failed:
         findings.append(
             problem(
-                f"{configured - len(speakers)} of the {configured} speaker bots in SPEAKER_TOKENS did not log in when "
-                "the bot started. Fix: check those tokens (the bot's log names which) and restart the bot."
+                f"{bots.failed} of the {configured} speaker bots in SPEAKER_TOKENS did not log in when the bot "
+                "started. Fix: check those tokens (the bot's log names which) and restart the bot."
             )
         )
     usable = 0
@@ -373,13 +392,12 @@ class Report:
 async def diagnose(
     view: ServerView,
     *,
-    speakers: Sequence[discord.Client],
-    configured_speakers: int,
+    speakers: SpeakerBots,
     palabra: PalabraRest | None,
     palabra_url: str,
     database: Database,
 ) -> Report:
     findings = main_bot_findings(view) + sibling_findings(view)
-    findings += speaker_findings(view, speakers, configured_speakers)
+    findings += speaker_findings(view, speakers)
     remote = await asyncio.gather(palabra_findings(palabra, palabra_url), database_findings(database, view.guild.id))
     return Report(findings + [f for found in remote for f in found])

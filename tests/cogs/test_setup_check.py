@@ -117,3 +117,17 @@ async def test_configuration_gaps_palabra_rejection_and_a_speaker_that_did_not_l
         assert "⚠️ You are not in a voice channel, so the source channel was not checked" in text
         assert "❌ Palabra rejected the credentials: " in text and "Fix: check PALABRA_CLIENT_ID" in text
         assert "wrong-secret-0123" not in text
+        pool = h.manager.speaker_pool
+        assert (pool.logging_in, pool.failed_logins, len(pool.speakers)) == (0, 1, 1)
+
+
+async def test_speaker_bots_still_logging_in_are_not_called_failed(tmp_path):
+    async with running_world(_url(tmp_path)) as h:
+        await _configure(h)
+        h.manager.speaker_pool.logging_in = 1  # as right after start-up, while start_speakers waits for READY
+        *_, lines = await _check(h)
+        assert any(
+            line.startswith("⚠️ 1 of the 2 speaker bots are still logging in") and "run `/setup check` again" in line
+            for line in lines
+        ), lines
+        assert not any("did not log in" in line for line in lines)
