@@ -29,7 +29,8 @@ from tests.fakes.discord.model import (
     new_token,
     snowflake,
 )
-from tests.fakes.discord.rest import InteractionRecord, Rest, StoredMessage
+from tests.fakes.discord.records import InteractionRecord, StoredMessage
+from tests.fakes.discord.rest import Rest
 from tests.fakes.discord.users import FakeUser, ensure_opus
 from tests.fakes.discord.voice import CLOSE_DISCONNECTED, VoiceServer
 
