@@ -145,9 +145,8 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
             await guilds.update_guild_setting(
                 s, _guild_id(interaction), "transcript_channel_id", channel.id if channel else None
             )
-        warnings = []
-        if channel is not None and not channel.permissions_for(channel.guild.me).send_messages:
-            warnings.append(f"the bot cannot send messages in {channel.mention}; give it Send Messages there")
+        found = [] if channel is None else diagnostics.transcript_channel_problems(channel.guild.me, channel)
+        warnings = [finding.text for finding in found]
         text = f"Transcripts go to {channel.mention}." if channel else f"Transcripts go to {DEFAULT_TRANSCRIPTS}."
         await interaction.response.send_message(with_warnings(text, warnings), ephemeral=True)
 

@@ -118,15 +118,22 @@ def transcript_findings(view: ServerView) -> list[Finding]:
             ]
     if channel is None:
         return []
+    problems = transcript_channel_problems(me, channel)
+    return problems or [
+        ok(f"Transcripts can be posted in {_mention(channel)}, under each speaker's name, with the summary files.")
+    ]
+
+
+def transcript_channel_problems(
+    me: discord.Member, channel: discord.abc.GuildChannel | discord.Thread
+) -> list[Finding]:
+    """What keeps the bot from posting transcripts (through a webhook) and the summary files in `channel`."""
     where = _mention(channel)
     if isinstance(channel, discord.Thread):
         found = [lacking(me.display_name, channel.permissions_for(me), MAIN_IN_TRANSCRIPT_THREAD, where)]
         if channel.parent is not None:
-            found.append(
-                lacking(
-                    me.display_name, channel.parent.permissions_for(me), (MANAGE_WEBHOOKS,), _mention(channel.parent)
-                )
-            )
+            parent = channel.parent
+            found.append(lacking(me.display_name, parent.permissions_for(me), (MANAGE_WEBHOOKS,), _mention(parent)))
     elif not hasattr(channel, "webhooks"):
         return [
             problem(
@@ -136,8 +143,7 @@ def transcript_findings(view: ServerView) -> list[Finding]:
         ]
     else:
         found = [lacking(me.display_name, channel.permissions_for(me), MAIN_IN_TRANSCRIPTS, where)]
-    problems = [f for f in found if f is not None]
-    return problems or [ok(f"Transcripts can be posted in {where}, under each speaker's name, with the summary files.")]
+    return [f for f in found if f is not None]
 
 
 # ---- sibling channels ------------------------------------------------------------------------------
