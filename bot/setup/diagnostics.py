@@ -229,10 +229,12 @@ def speaker_findings(view: ServerView, bots: SpeakerBots) -> list[Finding]:
                 'others are text only. Fix: add speaker bots (README, "Set up on Discord").'
             )
         ]
-    if bots.logging_in:
+    # Tokens neither logged in nor failed are still starting (also before start_speakers has begun).
+    pending = max(bots.logging_in, configured - len(speakers) - bots.failed)
+    if pending:
         findings.append(
             warning(
-                f"{bots.logging_in} of the {configured} speaker bots are still logging in (the bot has just "
+                f"{pending} of the {configured} speaker bots are still logging in (the bot has just "
                 "started); run `/setup check` again in a minute."
             )
         )
