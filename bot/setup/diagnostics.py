@@ -297,7 +297,7 @@ def _speaker_can_play(name: str, guild: discord.Guild, channel: discord.abc.Guil
 async def palabra_findings(rest: PalabraRest | None, api_url: str) -> list[Finding]:
     """One cheap authenticated call (the first page of the session list), Palabra's own error told as is."""
     from bot.logs import redact
-    from bot.palabra.errors import AuthenticationError, PalabraError, TransportError
+    from bot.palabra.errors import AuthenticationError, PalabraConnectionError, PalabraError
 
     if rest is None:
         return [
@@ -315,7 +315,7 @@ async def palabra_findings(rest: PalabraRest | None, api_url: str) -> list[Findi
                 "Fix: check PALABRA_CLIENT_ID and PALABRA_CLIENT_SECRET, or PALABRA_API_KEY."
             )
         ]
-    except TransportError as exc:
+    except PalabraConnectionError as exc:
         return [
             problem(
                 f"Palabra is unreachable at {api_url}: {redact(str(exc))}. Fix: check PALABRA_API_URL and the network."
