@@ -251,13 +251,13 @@ async def _started_unless_stopped(app: App, stop: asyncio.Event) -> bool:
 def login_failure(error: BaseException, api_base: str) -> ConfigurationError:
     """Whether Discord refused the token or could not be reached (the token itself is never shown)."""
     if isinstance(error, discord.LoginFailure) or (isinstance(error, discord.HTTPException) and error.status == 401):
-        return ConfigurationError("Discord refused the bot token (401 Unauthorized): check DISCORD_TOKEN")
+        return ConfigurationError("Discord rejected DISCORD_TOKEN; copy the bot's token again (Developer Portal → Bot)")
     if isinstance(error, discord.PrivilegedIntentsRequired):
         return ConfigurationError(f"Discord refused the bot's gateway intents: {error}")
     if isinstance(error, (OSError, asyncio.TimeoutError, aiohttp.ClientError, discord.GatewayNotFound)):
         return ConfigurationError(
-            f"could not reach Discord at {api_base} ({type(error).__name__}: {error}); "
-            "check the network, DNS and DISCORD_API_BASE"
+            f"the bot could not reach Discord at DISCORD_API_BASE={api_base} ({type(error).__name__}); "
+            "check the network and DNS"
         )
     if isinstance(error, discord.HTTPException):
         return ConfigurationError(f"Discord answered the login with HTTP {error.status}; try again later")

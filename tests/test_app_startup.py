@@ -89,7 +89,7 @@ async def test_a_refused_token_is_told_as_a_refused_token(tmp_path):
             await bot.kill()
     output = bot.text()
     assert code == 2, output[-2000:]
-    assert "Discord refused the bot token (401 Unauthorized): check DISCORD_TOKEN" in output
+    assert "Discord rejected DISCORD_TOKEN; copy the bot's token again" in output
     assert "could not reach" not in output
     assert_reported_before_closing(output)
 
@@ -104,8 +104,8 @@ async def test_an_unreachable_discord_is_told_as_unreachable_not_as_a_bad_token(
         await bot.kill()
     output = bot.text()
     assert code == 2, output[-2000:]
-    assert f"could not reach Discord at https://{LOOPBACK}:{closed}/api/v10" in output
-    assert "check DISCORD_TOKEN" not in output
+    assert f"could not reach Discord at DISCORD_API_BASE=https://{LOOPBACK}:{closed}/api/v10" in output
+    assert "DISCORD_TOKEN" not in output
     assert_reported_before_closing(output)
 
 
