@@ -33,9 +33,10 @@ class Plan:
     capacity_steps: tuple[int, ...]
     settle_s: float
     window_s: float
+    stop_at_failure: bool = True  # quick runs every step (a memory slope needs two)
 
 
-QUICK = Plan(2, 4.0, 4, 2.0, (1, 2), 1.0, 1.5)
+QUICK = Plan(2, 4.0, 4, 2.0, (1, 2), 1.0, 1.5, stop_at_failure=False)
 FULL = Plan(3, 12.0, 20, 6.0, (10, 20, 30, 40, 50, 60, 70, 80), 3.0, 6.0)
 
 
@@ -226,9 +227,10 @@ async def measure_capacity(plan: Plan) -> dict[str, Any]:
                     "rss_mb": round(rss_mb(), 1),
                 }
             )
-            if not ok:
+            if not ok and plan.stop_at_failure:
                 break
-            capacity = target
+            if ok and capacity == (results[-2]["sessions"] if len(results) > 1 else 0):
+                capacity = target
         for session in sessions:
             await session.stop()
         _arrivals, traffic = await harness.finish()
