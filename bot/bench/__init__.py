@@ -31,7 +31,7 @@ STABLE_KEYS = (
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=400, help="20 ms frames per micro run (default 400 = 8 s)")
-    parser.add_argument("--repeat", type=int, default=9, help="micro runs per figure; the best is kept (default 9)")
+    parser.add_argument("--repeat", type=int, default=15, help="micro runs per figure; the best is kept (default 15)")
     parser.add_argument("--quick", action="store_true", help="a bounded run of a few seconds per phase (CI)")
     parser.add_argument(
         "--only", choices=("micro", "latency", "idle", "capacity"), action="append", help="run only these phases"

@@ -4,9 +4,10 @@
   Opus decode + jitter buffer) / a raw `opus_decode` call on the same packets. Transport mode
   AES-256-GCM, the one Discord prefers and the bot negotiates; `receive_ratio_xchacha` is the same path
   in the XChaCha20 fallback mode (PyNaCl's binding costs ~20 us a packet more).
-- `playback_ratio`: the speaker's path per frame (queue + 24 kHz -> 48 kHz stereo resample + framing
-  + `Outlet`: our Opus encoder at the playback settings) / a raw `opus_encode` call at the same
-  settings on the same PCM. `playback_ratio_with_floor` adds mixing the original under it with ducking.
+- `playback_ratio`: the speaker's path per frame (translated audio fed in ~200 ms chunks as Palabra sends
+  it: queue + 24 kHz -> 48 kHz stereo resample + framing + `Outlet`: our Opus encoder at the playback
+  settings) / a raw `opus_encode` call at the same settings on the same PCM.
+  `playback_ratio_with_floor` adds mixing the original under it with ducking.
 - `stock_decoder_ratio`: discord.opus.Decoder.decode / raw decode (what receive would cost with it).
 
 Each figure is the best of N runs over the same packets, so it is mostly free of scheduling noise; the
@@ -28,6 +29,7 @@ import numpy as np
 
 ASSET = Path(__file__).resolve().parent / "assets" / "sample-en.ogg"
 BOT_ID, SPEAKER_ID, SSRC = 1001, 2002, 4242
+PALABRA_CHUNK_FRAMES = 10  # output_audio_data chunks of ~200 ms
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -206,8 +208,11 @@ def measure_playback(pcm_frames: list[bytes], repeat: int) -> dict[str, Any]:
 
     to_24k = Resampler(DISCORD.rate, DISCORD.channels, PALABRA_OUTPUT.rate, PALABRA_OUTPUT.channels)
     translation_24k = to_24k.process(b"".join(pcm_frames)) + to_24k.flush()
-    chunk = PALABRA_OUTPUT.bytes_for(FRAME_MS)
-    chunks = [translation_24k[i : i + chunk] for i in range(0, len(pcm_frames) * chunk, chunk)]
+    # Translated audio arrives as Palabra sends it, in chunks of about 200 ms (10 frames), each fed when
+    # the frames before it have been sent.
+    per_chunk = PALABRA_CHUNK_FRAMES
+    chunk = PALABRA_OUTPUT.bytes_for(FRAME_MS) * per_chunk
+    chunks = [translation_24k[i : i + chunk] for i in range(0, len(pcm_frames) // per_chunk * chunk, chunk)]
 
     class Discard:
         """The voice connection's send, left out: it is measured on the whole pipeline (bench capacity)."""
@@ -225,7 +230,8 @@ def measure_playback(pcm_frames: list[bytes], repeat: int) -> dict[str, Any]:
             source = TranslationSource(floor_base_volume=0.3 if floor else 0.0, floor_ducked_volume=0.1)
             outlet = Outlet(Discard(), source)
             for index, frame in enumerate(pcm_frames):
-                source.feed(chunks[index])
+                if index % per_chunk == 0 and index // per_chunk < len(chunks):
+                    source.feed(chunks[index // per_chunk])
                 if floor:
                     source.feed_floor(frame)
                 outlet.tick()
