@@ -86,12 +86,10 @@ class Decimator:
         return self._produce()
 
     def flush(self) -> bytes:
-        """End of stream: the last `delay` samples' outputs (zero-padded). Call once."""
-        if self._flushed:
-            return b""
+        """End of stream. Every input sample already has its output, so the total length is the input's
+        divided by the factor (as with `Resampler`); the filter's last 1.1 ms of ring-out is dropped."""
         self._flushed = True
-        self._append(np.zeros(self.delay, dtype=np.float32), self.delay)
-        return self._produce()
+        return b""
 
     def _append(self, mono: np.ndarray, trailing_zeros: int) -> None:
         self._buffer = np.concatenate((self._buffer, mono))
