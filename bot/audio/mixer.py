@@ -202,6 +202,7 @@ FrameCallback = Callable[[bytes], Awaitable[None] | None]
 # now absorbs the receive thread's delivery jitter at each tick, so no talk spurt is held back: every
 # held frame would be 20 ms added to everything the user says (see bot.audio.latency).
 PREBUFFER_FRAMES = 1
+MAX_PREBUFFER_FRAMES = 5  # where the depth stops growing on a machine that cannot keep up (100 ms)
 # At a tick where a talking user's frame is missing, wait this long for it before mixing without it:
 # a frame a few ms late then costs those few ms once, not a 20 ms hole in a word.
 ARRIVAL_GRACE_S = 0.008
@@ -213,13 +214,19 @@ IDLE_BATCH_TICKS = 8
 
 
 class PrebufferedMixer(Mixer):
-    """A Mixer that holds each user's first frames of a talk spurt until `prebuffer_frames` are queued
-    (or the oldest has waited that many ticks), and again after an underrun.
+    """A Mixer that holds each user's first frames of a talk spurt until that user's depth is queued (or
+    the oldest has waited that many ticks), and again after an underrun.
 
-    Frames come from the receive thread in small bursts while the mixer ticks on its own clock; without
-    this slack a frame arriving a millisecond after its tick leaves a 20 ms hole in the middle of a word.
-    The cost is `prebuffer_frames` x 20 ms of delay at the start of each talk spurt.
+    Frames come from the receive thread in small bursts while the mixer ticks on its own clock; a frame
+    that misses its tick (and the clock's arrival grace) leaves a 20 ms hole in a word. The depth adapts
+    per user: it starts at `prebuffer_frames` (no hold on a machine that keeps up) and grows by one frame
+    after each underrun that was only jitter (the user's next frame came within `JITTER_GAP_TICKS`; the
+    end of a talk spurt does not count), up to `max_prebuffer_frames`; it shrinks by one after
+    `DECAY_TICKS` without such an underrun. Each held frame is 20 ms of delay for that user.
     """
+
+    JITTER_GAP_TICKS = 5
+    DECAY_TICKS = 500  # 10 s
 
     def __init__(
         self,
@@ -227,21 +234,33 @@ class PrebufferedMixer(Mixer):
         max_queue_frames: int = DEFAULT_QUEUE_FRAMES,
         activity_threshold_dbfs: float = DEFAULT_ACTIVITY_DBFS,
         timeline: ActivityTimeline | None = None,
+        max_prebuffer_frames: int = MAX_PREBUFFER_FRAMES,
     ) -> None:
         super().__init__(max_queue_frames, activity_threshold_dbfs, timeline)
         self.prebuffer_frames = prebuffer_frames
+        self.max_prebuffer_frames = max(prebuffer_frames, max_prebuffer_frames)
         self._held: dict[UserId, tuple[int, list[bytes]]] = {}  # user -> (tick of the first held frame, frames)
         self._flowing: set[UserId] = set()
+        self._depth: dict[UserId, tuple[int, int]] = {}  # user -> (frames to hold, tick it last changed)
+        self._underrun_at: dict[UserId, int] = {}
         self.underruns = 0
+        self.jitter_underruns = 0
+
+    def depth(self, user_id: UserId) -> int:
+        return self._depth.get(user_id, (self.prebuffer_frames, 0))[0]
 
     def push(self, user_id: UserId, frame: bytes) -> bool:
         if user_id in self._flowing or self.is_excluded(user_id):
             return super().push(user_id, frame)
         if len(frame) != len(SILENT_FRAME):
             return super().push(user_id, frame)  # raises with the mixer's message
+        underrun = self._underrun_at.pop(user_id, None)
+        if underrun is not None and self.tick_index - underrun <= self.JITTER_GAP_TICKS:
+            self.jitter_underruns += 1
+            self._depth[user_id] = (min(self.max_prebuffer_frames, self.depth(user_id) + 1), self.tick_index)
         _since, frames = self._held.setdefault(user_id, (self.tick_index, []))
         frames.append(frame)
-        if len(frames) >= self.prebuffer_frames:
+        if len(frames) >= self.depth(user_id):
             self._release(user_id)
         return True
 
@@ -258,11 +277,16 @@ class PrebufferedMixer(Mixer):
         return any(self.queued(user_id) == 0 for user_id in self._flowing)
 
     def tick(self) -> bytes:
+        now = self.tick_index
         for user_id in [u for u in self._flowing if self.queued(u) == 0]:
             self._flowing.discard(user_id)
+            self._underrun_at[user_id] = now
             self.underruns += 1
-        for user_id in [u for u, (since, _f) in self._held.items() if self.tick_index - since >= self.prebuffer_frames]:
+        for user_id in [u for u, (since, _f) in self._held.items() if now - since >= self.depth(u)]:
             self._release(user_id)
+        for user_id, (depth, changed) in list(self._depth.items()):
+            if depth > self.prebuffer_frames and now - changed >= self.DECAY_TICKS:
+                self._depth[user_id] = (depth - 1, now)
         return super().tick()
 
     def exclude(self, user_id: UserId) -> None:
@@ -275,6 +299,8 @@ class PrebufferedMixer(Mixer):
     def remove(self, user_id: UserId) -> None:
         self._held.pop(user_id, None)
         self._flowing.discard(user_id)
+        self._depth.pop(user_id, None)
+        self._underrun_at.pop(user_id, None)
         super().remove(user_id)
 
 
