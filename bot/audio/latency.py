@@ -15,20 +15,21 @@ from bot.audio.frames import FRAME_MS
 BUDGET_MS: dict[str, float] = {
     # ingress
     "receive": 4.0,  # UDP -> transport + DAVE decrypt -> jitter buffer (in order: no wait) -> Opus decode
-    #                  -> event loop (one thread hand-off)
-    "prebuffer": 0.0,  # frames held at the start of a talk spurt (PREBUFFER_FRAMES) and the mixer queue
-    "mixer_clock": float(FRAME_MS),  # a frame waits for the next 20 ms mixer tick
-    "resampler": 2.0,  # 48 kHz stereo -> session rate: a short linear-phase FIR (bot.audio.resample)
+    #                  on the UDP thread -> event loop (one hand-off)
+    "prebuffer": float(FRAME_MS),  # the mixer's adaptive hold: 0 on a machine that keeps up, one frame
+    #                                per step it had to grow after jitter (bot.audio.mixer.PrebufferedMixer)
+    "mixer_clock": FRAME_MS / 2,  # the wait for the tick; the arrival grace lines ticks up behind arrivals
+    "resampler": 2.0,  # 48 kHz stereo -> session rate: the FIR decimator holds nothing back
     "pacing": 4.0,  # a full chunk -> on the socket (the stream's send loop, the event loop)
     # egress
     "decode_feed": 4.0,  # output_audio_data on the socket -> parsed, resampled to 48 kHz, queued
-    "playback_clock": float(FRAME_MS),  # the queued frame waits for its speaker's next 20 ms tick
-    "send": 2.0,  # Opus encode + DAVE + transport encrypt + sendto
+    "playback_clock": 4.0,  # an idle speaker starts at once; a busy one sends on its next tick
+    "send": 2.0,  # DAVE + transport encrypt + sendto
 }
-
 INGRESS_STAGES = ("receive", "prebuffer", "mixer_clock", "resampler", "pacing")
 EGRESS_STAGES = ("decode_feed", "playback_clock", "send")
 
 
 def budget_total_ms() -> float:
+    """50 ms: the target for `bot_added_ms_p95` (ingress p95 + egress p95)."""
     return sum(BUDGET_MS.values())
