@@ -205,7 +205,7 @@ PREBUFFER_FRAMES = 1
 MAX_PREBUFFER_FRAMES = 5  # where the depth stops growing on a machine that cannot keep up (100 ms)
 # At a tick where a talking user's frame is missing, wait this long for it before mixing without it:
 # a frame a few ms late then costs those few ms once, not a 20 ms hole in a word.
-ARRIVAL_GRACE_S = 0.008
+ARRIVAL_GRACE_S = 0.015
 # With nothing queued the clock wakes once per this many ticks (and at once when a frame arrives) and
 # emits the silent ticks that are due: an idle session costs ~6 wake-ups a second, not 50. Ticks come
 # out up to this late, so the Palabra stream's lead (bot.interpretation.session.STREAM_LEAD_S) must be
@@ -220,8 +220,8 @@ class PrebufferedMixer(Mixer):
     Frames come from the receive thread in small bursts while the mixer ticks on its own clock; a frame
     that misses its tick (and the clock's arrival grace) leaves a 20 ms hole in a word. The depth adapts
     per user: it starts at `prebuffer_frames` (no hold on a machine that keeps up) and grows by one frame
-    after each underrun that was only jitter (the user's next frame came within `JITTER_GAP_TICKS`; the
-    end of a talk spurt does not count), up to `max_prebuffer_frames`; it shrinks by one after
+    after each underrun that was only jitter (the user's next frame, not silence, came within
+    `JITTER_GAP_TICKS`; the end of a talk spurt does not count), up to `max_prebuffer_frames`; it shrinks by one after
     `DECAY_TICKS` without such an underrun. Each held frame is 20 ms of delay for that user.
     """
 
@@ -255,7 +255,9 @@ class PrebufferedMixer(Mixer):
         if len(frame) != len(SILENT_FRAME):
             return super().push(user_id, frame)  # raises with the mixer's message
         underrun = self._underrun_at.pop(user_id, None)
-        if underrun is not None and self.tick_index - underrun <= self.JITTER_GAP_TICKS:
+        # Silence does not count: the receiver's fill frames at the end of a talk spurt trickle in on its
+        # own poll, and a hole in silence is not heard.
+        if underrun is not None and self.tick_index - underrun <= self.JITTER_GAP_TICKS and frame != SILENT_FRAME:
             self.jitter_underruns += 1
             self._depth[user_id] = (min(self.max_prebuffer_frames, self.depth(user_id) + 1), self.tick_index)
         _since, frames = self._held.setdefault(user_id, (self.tick_index, []))
