@@ -335,7 +335,7 @@ class MixerClock:
         self.grace_s, self.idle_batch = grace_s, max(1, idle_batch)
         self.late_waits = 0
         self.grace_misses = 0
-        self.late = 0  # ticks emitted more than one interval after their deadline (idle batches excepted)
+        self.late = 0  # ticks emitted over a frame later than deadline + grace (idle batches excepted)
         self._waiter: asyncio.Future[None] | None = None  # set while the clock waits for a pushed frame
         mixer.on_push = self._wake
         self.on_frame = on_frame
@@ -386,7 +386,7 @@ class MixerClock:
                 break
             if self.grace_s > 0 and self.mixer.starving():
                 await self._grace()
-            if self.clock() - deadline > self.interval_s:
+            if self.clock() - deadline > self.grace_s + self.interval_s:  # later than the grace allows
                 self.late += 1
             await self._emit(self.mixer.tick())
             self.ticks += 1

@@ -37,7 +37,7 @@ class Plan:
 
 
 QUICK = Plan(2, 4.0, 4, 2.0, (1, 2), 1.0, 1.5, stop_at_failure=False)
-FULL = Plan(3, 12.0, 20, 6.0, (10, 20, 30, 40, 50, 60, 70, 80), 3.0, 6.0)
+FULL = Plan(3, 12.0, 20, 6.0, (10, 20, 30, 40, 50, 60, 70, 80), 3.0, 10.0)
 
 
 def p95(values: list[float]) -> float | None:
