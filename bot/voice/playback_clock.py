@@ -32,6 +32,7 @@ SILENCE_TAIL_FRAMES = 5  # sent after speech, then nothing until the next audibl
 MAX_SENDERS = 4  # more threads than cores: most of an outlet's tick is waiting for the GIL, and waits overlap
 MAX_CATCH_UP_TICKS = 5  # after a longer stall the schedule is re-anchored (those ticks are skipped)
 LATE_AFTER_S = FRAME_S  # a frame sent this long after its deadline counts as late
+GIVE_UP_TICKS = 3000  # an outlet whose connection stays down for a minute is dropped
 
 
 class FrameSource(Protocol):
@@ -85,6 +86,7 @@ class Outlet:
         self.sink, self.source = sink, source
         self.on_reconnected = on_reconnected  # e.g. re-send the speaking op (a new voice session needs it)
         self._was_connected = True
+        self._disconnected_ticks = 0
         self.encoder = encoder or make_encoder()
         self.stats = OutletStats()
         self._silent_run = SILENCE_TAIL_FRAMES  # start quiet: no silence tail before the first speech
@@ -107,8 +109,12 @@ class Outlet:
         self.stats.ticks += 1
         if not self.sink.is_connected():
             self.stats.not_connected += 1
+            self._disconnected_ticks += 1
             self._was_connected = False
+            if self._disconnected_ticks > GIVE_UP_TICKS:  # gone for good (never stopped): stop ticking it
+                self.detached = True
             return
+        self._disconnected_ticks = 0
         if not self._was_connected:
             self._was_connected = True
             self._silent_run, self._unsent = SILENCE_TAIL_FRAMES, 0

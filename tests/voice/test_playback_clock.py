@@ -133,3 +133,12 @@ def test_the_clock_threads_tick_attached_outlets_until_detached():
         assert all(len(packet) < FRAME_BYTES for _ts, packet in sink.packets)
     finally:
         clock.stop()
+
+
+def test_an_outlet_whose_connection_never_comes_back_is_dropped():
+    sink, source = RecordingSink(), TranslationSource()
+    outlet = Outlet(sink, source)
+    sink.connected = False
+    for _ in range(3001):
+        outlet.tick()
+    assert outlet.detached
