@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, Union
+from typing import NamedTuple, Protocol
 
 from bot.audio.frames import DISCORD_RATE, FRAME_BYTES, FRAME_S, FRAME_SAMPLES, SILENT_FRAME
 from bot.audio.opus import Decoder, OpusError
@@ -51,7 +51,7 @@ class SpeakingChanged:
     speaking: bool
 
 
-Output = Union[UserFrame, SpeakingChanged]
+Output = UserFrame | SpeakingChanged
 
 
 @dataclass

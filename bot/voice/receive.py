@@ -16,11 +16,12 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from bot.voice import e2ee
-from bot.voice.rtp import OPUS_PAYLOAD_TYPE, RtpError, RtpHeader, is_rtcp, parse_header, strip_plaintext
-from bot.voice.transport import TransportCipher, TransportError
+from bot.voice.errors import DaveError, RtpError, VoiceTransportError
+from bot.voice.rtp import OPUS_PAYLOAD_TYPE, RtpHeader, is_rtcp, parse_header, strip_plaintext
+from bot.voice.transport import TransportCipher
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class SsrcMapped:
     source: str  # "gateway" (op 5/12) or "trial" (found by trial decryption)
 
 
-Event = Union[VoicePacket, DecryptFailure, SsrcMapped]
+Event = VoicePacket | DecryptFailure | SsrcMapped
 
 
 @dataclass
@@ -169,7 +170,7 @@ class ReceivePipeline:
             return self._fail("transport", "no_key", header.ssrc, None)
         try:
             frame = strip_plaintext(header, self._cipher.decrypt(header, datagram))
-        except TransportError:
+        except VoiceTransportError:
             return self._fail("transport", "auth_failed", header.ssrc, None)
         except RtpError:
             self.stats.malformed += 1
@@ -187,7 +188,7 @@ class ReceivePipeline:
         session, version = self._session_source()
         try:
             opus = e2ee.open_frame(user_id, frame, session, version)
-        except e2ee.DaveError as exc:
+        except DaveError as exc:
             return self._fail("dave", exc.reason, header.ssrc, user_id)
         self._consecutive.pop(("dave", user_id), None)
         self.stats.accepted += 1
