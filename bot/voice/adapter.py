@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import logging
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
+import aiohttp
 import discord
 import discord.gateway
 import discord.http
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 # handshake and keeps the gap people hear, fallback included, under 3 s.
 RESUME_GRACE_S = 2.0
 
+SOCKET_RELEASE_DELAY_S = 1.0
+
 VoiceHook = Callable[[Any, dict[str, Any]], Awaitable[None]]
 SocketCallback = Callable[[bytes], None]
 
@@ -58,12 +62,21 @@ def point_discord_py_at(api_base: str, gateway_url: str | None) -> None:
 
 
 class _WakingSocket(socket.socket):
-    """A UDP socket that wakes threads blocked in select() on it when it is closed."""
+    """A UDP socket that wakes threads blocked in select() on it when it is closed, and gives its
+    descriptor back only a moment later.
+
+    Why late: discord.py's SocketReader evaluates `state.socket`, then select()s on its descriptor.
+    If the descriptor were released at once, the socket created next (or a websocket's) usually gets
+    the same number, and a select() entered in between waits on that one instead: measured as
+    reconnects that hear nothing for 5-30 s. A shut-down socket stays readable, so nothing waits on it.
+    """
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.shutdown(socket.SHUT_RDWR)  # makes a pending select() return (Linux, BSD)
-        super().close()
+        release = threading.Timer(SOCKET_RELEASE_DELAY_S, socket.socket.close, args=(self,))
+        release.daemon = True
+        release.start()
 
 
 class _ListenerConnectionState(VoiceConnectionState):
@@ -75,9 +88,10 @@ class _ListenerConnectionState(VoiceConnectionState):
     2. Resume (voice close 4015): 2.7.1's `_poll_voice_ws` calls `_connect(resume=True)`, whose
        `_handshake_websocket` waits for a new Session Description (op 4) for the whole connect timeout.
        A server that answers op 9 alone completes here at once (the resumed session keeps its key and
-       DAVE group); one that answers late, never, or with a close falls back after `resume_grace_s` to
-       discord.py's own fresh-connection path (`disconnect(cleanup=False)` then `_connect(resume=False)`,
-       as its poller does for unknown close codes).
+       DAVE group); one that answers late, never, or with a close gets, after at most `resume_grace_s`,
+       a new identify on the same session and UDP socket, and if that is refused too discord.py's own
+       fresh-connection path (`disconnect(cleanup=False)` then `_connect(resume=False)`, as its poller
+       does for unknown close codes).
     3. `_create_socket()` (same three steps as 2.7.1's) uses a socket whose close() shuts it down first:
        on a reconnect with a new session discord.py closes the UDP socket while its SocketReader thread
        sits in a 30 s select() on it, so IP discovery on the new socket (and all audio) would stall.
@@ -110,11 +124,16 @@ class _ListenerConnectionState(VoiceConnectionState):
         if not self._ws_resuming:
             await super()._handshake_websocket()
             return
-        while not self.ip:
-            await self.ws.poll_event()
-        self.state = ConnectionFlowState.got_ip_discovery
-        while self.ws.secret_key is None and not (self.watch.resumed and self.secret_key):
-            await self.ws.poll_event()
+        try:
+            while not self.ip:
+                await self.ws.poll_event()
+            self.state = ConnectionFlowState.got_ip_discovery
+            while self.ws.secret_key is None and not (self.watch.resumed and self.secret_key):
+                await self.ws.poll_event()
+        except ConnectionClosed as exc:
+            # Not ConnectionClosed: 2.7.1's `_inner_connect` would retry the resume four more times,
+            # leaving and rejoining the channel in between, with waits of 1-7 s.
+            raise _ResumeRefused(exc.code) from None
         if self.ws.secret_key is None:  # op 9 without op 4: the session carries on with its key
             self.ws.secret_key = self.secret_key
         self.state = ConnectionFlowState.connected
@@ -127,17 +146,48 @@ class _ListenerConnectionState(VoiceConnectionState):
         try:
             await asyncio.wait_for(super()._connect(reconnect, timeout, self_deaf, self_mute, True), self.watch.grace_s)
             return
-        except (TimeoutError, ConnectionClosed) as exc:
-            why = "no answer" if isinstance(exc, asyncio.TimeoutError) else f"closed with {exc.code}"
+        except _CONNECT_FAILURES as exc:
+            why = _failure(exc)
         self.resume_fallbacks += 1
+        seen = "op 9 seen" if self.watch.resumed else "no op 9"
         log.warning(
-            "voice resume did not complete within %.1f s (%s, op 9 %s); connecting afresh",
-            self.watch.grace_s,
-            why,
-            "seen" if self.watch.resumed else "not seen",
+            "voice resume did not complete within %.1f s (%s, %s); identifying afresh", self.watch.grace_s, why, seen
         )
+        if await self._identify_afresh():
+            return
+        log.warning("voice: a new identify was refused too; leaving and rejoining the channel")
         await self.disconnect(cleanup=False)
         await super()._connect(reconnect, timeout, self_deaf, self_mute, False)
+
+    async def _identify_afresh(self) -> bool:
+        """A new voice websocket with op 0 on the session and token we hold (the documented way on
+        after a failed resume), on the same UDP socket; False if the server refuses or stalls."""
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        try:
+            self.ws = await self._connect_websocket(False)
+            await asyncio.wait_for(self._handshake_websocket(), self.watch.grace_s)
+        except _CONNECT_FAILURES as exc:
+            log.info("voice: identify after the failed resume did not complete (%s)", _failure(exc))
+            return False
+        return True
+
+
+class _ResumeRefused(Exception):
+    def __init__(self, code: int | None) -> None:
+        self.code = code
+        super().__init__(f"resume refused with close code {code}")
+
+
+_CONNECT_FAILURES = (asyncio.TimeoutError, ConnectionClosed, _ResumeRefused, OSError, aiohttp.ClientError)
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "no answer"
+    if isinstance(exc, ConnectionClosed | _ResumeRefused):
+        return f"closed with {exc.code}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def connection_state_with_hook(

@@ -41,6 +41,7 @@ class Realism:
     def __init__(self, seed: int | None) -> None:
         self.seed = seed
         self._rng = random.Random(seed)
+        self.forced_server_update_first: bool | None = None  # a test may pin this one choice
         self.log: list[tuple[str, object]] = []  # (decision, value): printed by tests on failure
 
     @property
@@ -69,6 +70,8 @@ class Realism:
 
     def server_update_first(self) -> bool:
         """For a connected bot's repeated op 4: VOICE_SERVER_UPDATE before VOICE_STATE_UPDATE?"""
+        if self.forced_server_update_first is not None:
+            return self.forced_server_update_first
         if not self.enabled:
             return True  # what discord.py's resume path handles
         first = self._rng.random() < 0.5

@@ -4,6 +4,7 @@ other members of its channel (one part of `VoiceServer`, kept in its own module)
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import struct
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from tests.fakes.discord import rtp
 from tests.fakes.discord.calls import Room, VoiceSession
 from tests.fakes.discord.realism import SPEAKING_NEVER
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,8 +75,10 @@ class Sfu:
         if ssrc is not None:
             session = self.session_by_ssrc(ssrc)
             if session is None or session.endpoint != server:
+                log.debug("IP discovery for unknown ssrc %s on server %s dropped", ssrc, server)
                 self.stats.dropped += 1
                 return
+            log.debug("IP discovery from user %s at %s (server %s)", session.user_id, address, server)
             session.address = address
             session.last_heard = asyncio.get_running_loop().time()
             self.stats.discoveries += 1

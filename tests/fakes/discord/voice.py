@@ -86,6 +86,7 @@ class VoiceServer(Sfu):
         self._ssrcs = itertools.count(int.from_bytes(os.urandom(2), "big") + 1000)
         self._ws: dict[int, web.WebSocketResponse] = {}  # user -> live voice websocket
         self._tasks: set[asyncio.Task] = set()
+        self._open_ws: set[web.WebSocketResponse] = set()
         self.events: list[tuple[int, int]] = []  # (user id, op) of every client message, for tests
         self.resume_answers: list[tuple[int, str]] = []  # (user id, behaviour) per resume attempt
 
@@ -132,7 +133,7 @@ class VoiceServer(Sfu):
         return index
 
     async def stop(self) -> None:
-        for ws in list(self._ws.values()):
+        for ws in list(self._open_ws):  # also sockets a client abandoned (replaced by a newer one)
             await ws.close()
         for task in list(self._tasks):
             task.cancel()
@@ -318,6 +319,7 @@ class VoiceServer(Sfu):
         ws = web.WebSocketResponse(heartbeat=None, compress=True)
         await ws.prepare(request)
         participant = WsParticipant(ws, server)
+        self._open_ws.add(ws)
         session: VoiceSession | None = None
         try:
             async for message in ws:
@@ -331,6 +333,7 @@ class VoiceServer(Sfu):
                         self.events.append((session.user_id, message.data[0]))
                     await self._on_binary(session, message.data)
         finally:
+            self._open_ws.discard(ws)
             if session is not None and self._ws.get(session.user_id) is ws:
                 del self._ws[session.user_id]
         return ws
