@@ -6,8 +6,8 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
 
-from bot.voice.rtp import build_header, parse_header, strip_plaintext
 from bot.voice.errors import VoiceError, VoiceTransportError
+from bot.voice.rtp import build_header, parse_header, strip_plaintext
 from bot.voice.transport import AES_GCM, XCHACHA, TransportCipher
 
 KEY = bytes(range(32))

@@ -65,7 +65,9 @@ async def speak_through(fake, vc, collector: Collector, alice, fault, *, members
     outage = outage_after(collector, alice.id, fault_at, loop.time())
     corr = appears_in(SPEECH, collector.heard_since(alice.id, fault_at))
     figures = FaultFigures(outage, reconnected, corr)
-    kinds = Counter(f.kind for t, f in zip(collector.arrivals[alice.id], collector.frames[alice.id]) if t >= fault_at)
+    kinds = Counter(
+        f.kind for t, f in zip(collector.arrivals[alice.id], collector.frames[alice.id], strict=True) if t >= fault_at
+    )
     log.info("frames after the fault by kind: %s", dict(kinds))
     log.info("%s, stats %s", figures, vc.receiver.stats())
     return figures
