@@ -1,6 +1,6 @@
 """The DAVE (end-to-end encryption) stage of the receive path, per sender.
 
-Sans-I/O: `open_frame(user_id, frame, session, protocol_version)` returns the Opus frame or raises
+Sans-I/O: `DaveStage.open(user_id, frame, session, protocol_version)` returns the Opus frame or raises
 `DaveError` with a reason. The session is passed in on every call because it is created at
 SESSION_DESCRIPTION and re-initialised in place after transitions: callers read it fresh per packet.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import davey
 
-from bot.voice.errors import DaveError
+from bot.voice.errors import VoiceError
 
 SILENCE_FRAME = b"\xf8\xff\xfe"
 _MARKER = b"\xfa\xfa"
@@ -21,6 +21,12 @@ UNENCRYPTED = "unencrypted_frame"
 NO_DECRYPTOR = "no_decryptor_for_user"
 NO_CRYPTOR = "no_valid_cryptor"
 OTHER = "decrypt_failed"
+
+
+class DaveError(VoiceError, ValueError):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
 def looks_encrypted(frame: bytes) -> bool:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from bot.voice import e2ee
-from bot.voice.errors import DaveError, RtpError, VoiceTransportError
-from bot.voice.rtp import OPUS_PAYLOAD_TYPE, RtpHeader, is_rtcp, parse_header, strip_plaintext
-from bot.voice.transport import TransportCipher
+from bot.voice.e2ee import DaveError
+from bot.voice.rtp import OPUS_PAYLOAD_TYPE, RtpError, RtpHeader, is_rtcp, parse_header, strip_plaintext
+from bot.voice.transport import TransportCipher, TransportCipherError
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class ReceivePipeline:
             return self._fail("transport", "no_key", header.ssrc, None)
         try:
             frame = strip_plaintext(header, self._cipher.decrypt(header, datagram))
-        except VoiceTransportError:
+        except TransportCipherError:
             return self._fail("transport", "auth_failed", header.ssrc, None)
         except RtpError:
             self.stats.malformed += 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from bot.voice.errors import RtpError
+from bot.voice.errors import VoiceError
 
 OPUS_PAYLOAD_TYPE = 0x78  # 120
 RTCP_TYPES = range(200, 205)
@@ -21,6 +21,10 @@ TAG_SIZE = 16
 NONCE_SUFFIX_SIZE = 4
 
 _HEADER = struct.Struct(">BBHII")
+
+
+class RtpError(VoiceError, ValueError):
+    """A datagram that is not a usable RTP packet; the message says why."""
 
 
 class RtpHeader(NamedTuple):  # a tuple: cheap to build once per packet

@@ -89,7 +89,7 @@ class Gateway:
             {
                 "v": 10,
                 "user": {**account.user_payload(), "verified": True, "mfa_enabled": False},
-                "guilds": [{"id": str(guild.id), "unavailable": True} for guild in self.fake.guilds],
+                "guilds": [{"id": str(guild.id), "unavailable": True} for guild in self.fake.guilds_of(account)],
                 "session_id": session.session_id,
                 "resume_gateway_url": self.fake.gateway_url,
                 "application": {"id": str(account.application_id), "flags": 0},
@@ -98,7 +98,7 @@ class Gateway:
             },
         )
         await asyncio.sleep(guild_delay)  # guilds become available after READY
-        for guild in self.fake.guilds:
+        for guild in self.fake.guilds_of(account):
             await session.dispatch("GUILD_CREATE", guild.payload())
         return session
 
