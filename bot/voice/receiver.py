@@ -6,8 +6,9 @@
       -> event loop: `frames()` (UserFrame) and `events()` (speaking, decryption failures, members)
 
 `ListeningVoiceClient` is the `discord.VoiceClient` to pass to `channel.connect(cls=...)`: it sees every
-JSON voice-gateway message (ops 2, 4, 5, 11, 12, 13) and registers the UDP listener; every private
-discord.py access goes through bot.voice.adapter.
+JSON voice-gateway message (parsed by bot.voice.gateway into events: ops 2, 4, 5, 9, 11, 12, 13),
+registers the UDP listener and sends the UDP keepalive; every private discord.py access goes through
+bot.voice.adapter, which also makes voice resumes fall back to a fresh connection when they stall.
 """
 
 from __future__ import annotations
