@@ -41,6 +41,9 @@ RESUME_GRACE_S = 2.0
 
 SOCKET_RELEASE_DELAY_S = 1.0
 
+# discord.voice_state is an undocumented module; the receiver names the type only through this alias.
+ConnectionState = VoiceConnectionState
+
 VoiceHook = Callable[[Any, dict[str, Any]], Awaitable[None]]
 SocketCallback = Callable[[bytes], None]
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import discord
-from discord.voice_state import VoiceConnectionState
 
 from bot.voice import adapter
 from bot.voice import gateway as voice_gateway
@@ -297,7 +296,7 @@ class ListeningVoiceClient(adapter.AesGcmSendMixin, discord.VoiceClient):
         self._listening = False
         self._keepalive: asyncio.Task[None] | None = None
 
-    def create_connection_state(self) -> VoiceConnectionState:
+    def create_connection_state(self) -> adapter.ConnectionState:
         # Called from VoiceClient.__init__; the hook looks the receiver up per message, so it does not
         # matter that the receiver is created afterwards (no message arrives before connect()).
         return adapter.connection_state_with_hook(self, self._on_voice_ws_message, resume_grace_s=self.resume_grace_s)
