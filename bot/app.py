@@ -101,8 +101,15 @@ class App:
         services.interpretation = self.manager
         if settings.http_port:
             from bot.http import HealthServer
+            from bot.overlay.service import build_overlay
 
-            self.http = HealthServer(self.metrics, self.health, host=settings.http_host, port=settings.http_port)
+            overlay = await build_overlay(
+                settings, self.database, self.manager.sessions.values, lambda: self.http.port if self.http else None
+            )
+            services.overlay = overlay.service
+            self.http = HealthServer(
+                self.metrics, self.health, host=settings.http_host, port=settings.http_port, extensions=[overlay.web]
+            )
             await self.http.start()
         await self._start_listener(settings.discord_token.get_secret_value())
         await self._start_speakers(pool)

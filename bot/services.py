@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
+    from bot.overlay.service import OverlayService
     from bot.palabra.credentials import Credentials
     from bot.palabra.rest import PalabraRest
     from bot.settings import Settings
@@ -26,4 +27,5 @@ class Services:
     interpretation: Any = None
     # bot.broadcasts.service.BroadcastService
     broadcasts: Any = None
+    overlay: OverlayService | None = None  # None: the HTTP server is off, so no overlay links
     extras: dict[str, Any] = field(default_factory=dict)
