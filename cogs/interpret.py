@@ -1,4 +1,4 @@
-"""/interpret start|stop|status: parse, check, call the interpretation manager, reply."""
+"""/interpret start|stop|status|overlay: parse, check, call the interpretation manager (or the overlay), reply."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.overlay.service import OverlayUnavailable
 from cogs.common import (
     CommandInputError,
     NotAllowed,
@@ -17,6 +18,7 @@ from cogs.common import (
     may_configure,
     parse_source,
     parse_targets,
+    services_of,
     source_autocomplete,
     targets_autocomplete,
     with_warnings,
@@ -41,6 +43,17 @@ def start_text(report, voice_channel_id: int) -> str:
         f"Transcripts go to {channel_mention(report.transcript_channel_id)}.",
     ]
     return with_warnings("\n".join(lines), report.warnings)
+
+
+def overlay_text(link) -> str:
+    which = "the source language" if link.is_source else "translation"
+    return (
+        f"Live captions of this session, **{link.language}** ({which}): {link.url}\n"
+        "Open it in a browser, or add it to OBS as a Browser source (the background is transparent). "
+        "Options go at the end of the link, e.g. `?lines=2&size=64&position=top&names=0`.\n"
+        f"Keep the link private: anyone with it can read along. It stops working "
+        f"{int(link.grace_s // 60)} minutes after the session ends."
+    )
 
 
 def stop_text(report) -> str:
@@ -147,6 +160,25 @@ class Interpret(commands.GroupCog, group_name="interpret", group_description="Li
     async def status(self, interaction: discord.Interaction) -> None:
         manager = interpretation_manager(interaction)
         await interaction.response.send_message(status_text(manager.status(interaction.guild_id)), ephemeral=True)
+
+    @app_commands.command(
+        name="overlay", description="A private link to live captions of your session (OBS or a browser)"
+    )
+    @app_commands.describe(language="The source language or one target language; default: the source language")
+    async def overlay(self, interaction: discord.Interaction, language: str | None = None) -> None:
+        interpretation_manager(interaction)
+        overlay = services_of(interaction).overlay
+        if overlay is None:
+            raise OverlayUnavailable()
+        voice_channel = caller_voice_channel(interaction)
+        running = overlay.session_for(interaction.guild_id, voice_channel.id if voice_channel else None)
+        if not await may_configure(interaction) and await overlay.started_by(running.session_id) != interaction.user.id:
+            raise NotAllowed(
+                "Only the member who started this session, or members who may configure the bot "
+                "(Manage Server or the bot's configuration role), can get its caption link."
+            )
+        link = overlay.link(running, language)
+        await interaction.response.send_message(overlay_text(link), ephemeral=True)
 
 
 async def setup(bot: commands.Bot) -> None:

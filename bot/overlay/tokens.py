@@ -54,6 +54,8 @@ class TokenSigner:
         payload, signature = _unb64(encoded_payload), _unb64(encoded_signature)
         if payload is None or signature is None or not hmac.compare_digest(signature, self._sign(payload)):
             return None
+        if _b64(payload) != encoded_payload or _b64(signature) != encoded_signature:
+            return None  # base64 ignores a last character's unused bits: only the canonical spelling counts
         match = _PAYLOAD.fullmatch(payload.decode("ascii", errors="replace"))
         if match is None:
             return None
