@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.interpretation.captions import CaptionUpdate
+from tests.fakes.browser import wait_until_true
 
 MARKUP = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold?</b>'
 
@@ -99,7 +100,7 @@ async def test_a_dropped_stream_reconnects_and_resumes_without_skipping_then_sho
     ]
     assert web.resumed == 1
     hub.session_ended(1)
-    await page.wait_for_function("document.getElementById('status').textContent === 'Interpretation ended'")
+    await wait_until_true(page, "document.getElementById('status').textContent === 'Interpretation ended'")
     assert await page.locator("#status").is_visible()
     assert len(await shown_lines(page)) == 3  # the last lines stay on screen
 
