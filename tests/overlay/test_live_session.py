@@ -7,11 +7,8 @@ anything), so the same lines prove that the page shows text as text and runs not
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 
@@ -30,7 +27,6 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 RATE = 48000
 MARKUP = "<img src=x onerror=window.__pwned=1>"
 LATENCY_LIMIT_S = 0.5
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "overlay.png"
 LINK = re.compile(r"http://127\.0\.0\.1:\d+/overlay/[A-Za-z0-9_.\-]+")
 
 
@@ -143,8 +139,6 @@ async def test_a_live_session_in_the_browser_partial_then_final_in_time_text_onl
             screenshot = tmp_path / "overlay.png"
             await page.screenshot(path=str(screenshot), omit_background=True)
             print(f"overlay screenshot: {screenshot}")
-            if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
-                shutil.copyfile(screenshot, DOCS_SCREENSHOT)
 
             # A tampered link is a 404; the stop ends the page.
             tampered = await browser.new_page()

@@ -5,10 +5,14 @@ test_live_session.py runs a whole session through the fake Discord and the emula
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+from pathlib import Path
 
 from bot.interpretation.captions import CaptionUpdate
 from tests.fakes.browser import wait_until_true
 
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "overlay.png"
 MARKUP = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold?</b>'
 
 
@@ -112,3 +116,20 @@ async def test_a_tampered_link_is_a_404_in_the_browser(standalone, browser):
     page, response, _, _ = await open_page(browser, tampered)
     assert response.status == 404
     assert await page.evaluate("document.body.innerText") == "404: Not Found"
+
+
+async def test_screenshot_of_captions_as_obs_composites_them(standalone, browser, tmp_path):
+    """Saved for the test artifacts (path printed); UPDATE_DOCS_SCREENSHOT=1 also refreshes docs/overlay.png."""
+    standalone.hub.watch(1, "en", [])
+    publish(standalone.hub, "a", "Welcome, everyone, to tonight's community call.", speaker="Alice")
+    publish(standalone.hub, "b", "Thanks! Can everyone hear me all right?", speaker="Bob")
+    publish(standalone.hub, "c", "Loud and clear. Let's start with the", final=False, speaker="Alice")
+    page = await browser.new_page(viewport={"width": 1280, "height": 300})
+    await page.goto(standalone.link() + "?lines=3&size=40")
+    await wait_shown(page, lambda lines: len(lines) == 3, "three lines")
+    screenshot = tmp_path / "overlay.png"
+    await page.screenshot(path=str(screenshot), omit_background=True)  # transparent, as OBS gets it
+    print(f"overlay screenshot: {screenshot}")
+    assert screenshot.stat().st_size > 1000
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
+        shutil.copyfile(screenshot, DOCS_SCREENSHOT)
