@@ -16,7 +16,9 @@ STORED_NAME = "overlay_signing_key"
 async def overlay_secret(settings: Settings, database: Database) -> bytes:
     if settings.overlay_secret is not None:
         return settings.overlay_secret.get_secret_value().encode()
+    candidate = secrets.token_hex(32)
+    register_secret(candidate)  # before the insert: a database driver's debug log shows its parameters
     async with database.session() as s:
-        value = await get_or_create_secret(s, STORED_NAME, lambda: secrets.token_hex(32))
-    register_secret(value)  # never in a log line, whatever logs it
+        value = await get_or_create_secret(s, STORED_NAME, lambda: candidate)
+    register_secret(value)  # another process's key, when it stored one first
     return value.encode()
