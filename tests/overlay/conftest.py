@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,32 +25,31 @@ class Served:
     server: HealthServer
     web: OverlayWeb
     base_url: str
+    overlay: Overlay | None = None
 
 
 @contextlib.asynccontextmanager
-async def serving(web: OverlayWeb):
+async def serving(web: OverlayWeb, overlay: Overlay | None = None) -> AsyncIterator[Served]:
     server = HealthServer(Metrics(), lambda: {"ok": True}, host="127.0.0.1", port=0, extensions=[web])
     port = await server.start()
     try:
-        yield Served(server, web, f"http://127.0.0.1:{port}")
+        yield Served(server, web, f"http://127.0.0.1:{port}", overlay)
     finally:
         await server.stop()
 
 
 @contextlib.asynccontextmanager
-async def serving_the_bot_overlay(services: Any, sessions: Callable[[], Iterable[Any]], limits: StreamLimits):
-    """The overlay as `run` wires it, around a running world's services (its `/interpret overlay` works)."""
+async def serving_the_bot_overlay(
+    settings: Any, database: Any, sessions: Callable[[], Iterable[Any]], limits: StreamLimits
+) -> AsyncIterator[Served]:
+    """The overlay as `run` wires it (links, key from the database, routes on the bot's HTTP server)."""
     holder: list[HealthServer] = []
     overlay: Overlay = await build_overlay(
-        services.settings, services.database, sessions, lambda: holder[0].port if holder else None, limits
+        settings, database, sessions, lambda: holder[0].port if holder else None, limits
     )
-    async with serving(overlay.web) as served:
+    async with serving(overlay.web, overlay) as served:
         holder.append(served.server)
-        services.overlay = overlay.service
-        try:
-            yield served
-        finally:
-            services.overlay = None
+        yield served
 
 
 @dataclass
