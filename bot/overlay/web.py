@@ -2,7 +2,8 @@
 
     GET /overlay/<token>          the page (HTML; the script reads its options from the query string)
     GET /overlay/<token>/events   text/event-stream: `line` events (id = the feed's sequence number), one
-                                  `end` event; a reconnect's Last-Event-ID resumes after what it had
+                                  `end` event; a reconnect's Last-Event-ID (or `?last=`) resumes after
+                                  what it had
     GET /overlay/static/<file>    overlay.css, overlay.js
 
 A wrong, tampered or expired token is a plain 404, the same as any other unknown path. Every response
@@ -158,7 +159,8 @@ def line_event(line: FeedLine) -> str:
 
 
 def last_event_id(request: web.Request) -> int | None:
-    value = request.headers.get("Last-Event-ID", "").strip()
+    """EventSource's own reconnects send the header; the page's fresh connections pass `?last=`."""
+    value = (request.headers.get("Last-Event-ID") or request.query.get("last") or "").strip()
     return int(value) if value.isdigit() and len(value) < 19 else None
 
 

@@ -133,3 +133,28 @@ async def test_screenshot_of_captions_as_obs_composites_them(standalone, browser
     assert screenshot.stat().st_size > 1000
     if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
         shutil.copyfile(screenshot, DOCS_SCREENSHOT)
+
+
+async def test_a_refused_reconnect_is_retried_by_the_page_and_still_resumes_without_skipping(standalone, browser):
+    """Too many streams on the link when the page came back: EventSource gives up on a 429, the page
+    does not (it opens a fresh stream later, passing the last id it had)."""
+    import contextlib
+
+    import httpx
+
+    hub, web = standalone.hub, standalone.served.web
+    hub.watch(1, "en", [])
+    link = standalone.link()
+    page, _, _, _ = await open_page(browser, link + "?lines=10")
+    publish(hub, "a", "one")
+    await wait_shown(page, lambda lines: len(lines) == 1, "the first line")
+    async with httpx.AsyncClient(timeout=10) as http, contextlib.AsyncExitStack() as others:
+        web.drop_streams()
+        hogs = [await others.enter_async_context(http.stream("GET", f"{link}/events")) for _ in range(3)]
+        assert [hog.status_code for hog in hogs] == [200, 200, 200]  # the link's whole budget
+        await wait_until_true(page, "document.getElementById('status').textContent === 'Reconnecting…'")
+        publish(hub, "b", "two")
+    publish(hub, "c", "three")  # wakes the closed streams so the server frees their places
+    lines = await wait_shown(page, lambda lines: len(lines) == 3, "every line after the retry", timeout=10)
+    assert [line["text"] for line in lines] == ["one", "two", "three"]
+    assert await page.evaluate("document.getElementById('status').hidden")

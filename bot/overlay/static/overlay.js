@@ -52,19 +52,34 @@
     status.hidden = !text;
   };
 
+  // EventSource reconnects by itself after a dropped stream, sending the last event id. A refused
+  // reconnect (too many connections, or a server restarting) closes it for good, so then the page
+  // opens a new one itself, a little later each time, passing the last id in the query string.
   const path = location.pathname.replace(/\/+$/, "");
-  const stream = new EventSource(`${path}/events`);
-  stream.addEventListener("open", () => say(""));
-  stream.addEventListener("line", (event) => show(JSON.parse(event.data)));
-  stream.addEventListener("end", () => {
-    stream.close();
-    say("Interpretation ended");
-    document.body.dataset.ended = "1";
-  });
-  stream.addEventListener("error", () => {
-    // The browser reconnects by itself (sending the last event id); closed means the link expired.
-    if (stream.readyState === EventSource.CLOSED && !document.body.dataset.ended) {
-      say("Captions unavailable: the link has expired");
-    }
-  });
+  let lastId = "";
+  let delay = 2000;
+  const connect = () => {
+    const stream = new EventSource(`${path}/events${lastId ? `?last=${encodeURIComponent(lastId)}` : ""}`);
+    stream.addEventListener("open", () => {
+      say("");
+      delay = 2000;
+    });
+    stream.addEventListener("line", (event) => {
+      lastId = event.lastEventId || lastId;
+      show(JSON.parse(event.data));
+    });
+    stream.addEventListener("end", () => {
+      stream.close();
+      say("Interpretation ended");
+      document.body.dataset.ended = "1";
+    });
+    stream.addEventListener("error", () => {
+      if (stream.readyState === EventSource.CLOSED && !document.body.dataset.ended) {
+        say("Reconnecting…");
+        setTimeout(connect, delay);
+        delay = Math.min(delay * 2, 30000);
+      }
+    });
+  };
+  connect();
 })();
