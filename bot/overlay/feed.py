@@ -7,7 +7,9 @@ the newest state of each line it has not seen in that state, nothing skipped. On
 
 `FeedHub` is the sessions' `TranscriptSubscriber`. A session's feeds live while it runs and for
 `GRACE_S` after it ended (a page still learns that it ended); then they are forgotten, and with them
-every link to the session. Sans-I/O apart from waking waiters: time comes from the clock given.
+every link to the session. A session that is gone without having said so (its stop failed halfway)
+counts as ended when the hub next looks, so no link outlives it. Sans-I/O apart from waking waiters:
+time comes from the clock given, the running sessions from `running`.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class FeedHub:
 
     grace_s: float = GRACE_S
     clock: Callable[[], float] = time.monotonic
+    running: Callable[[], Iterable[int]] | None = None  # ids of the sessions still running
     max_lines: int = MAX_LINES
     _sessions: dict[int, SessionFeeds] = field(default_factory=dict)
 
@@ -116,6 +119,11 @@ class FeedHub:
         return session.feeds.get(language) if session is not None else None
 
     def prune(self) -> None:
+        if self.running is not None:
+            running = set(self.running())
+            for session_id in [sid for sid, s in self._sessions.items() if s.ended_at is None]:
+                if session_id not in running:
+                    self.session_ended(session_id)
         now = self.clock()
         expired = [
             sid for sid, s in self._sessions.items() if s.ended_at is not None and now - s.ended_at >= self.grace_s

@@ -120,6 +120,6 @@ async def build_overlay(
             return None
         return settings.public_url or f"http://127.0.0.1:{port}"
 
-    hub = FeedHub()
+    hub = FeedHub(running=lambda: [r.session_id for r in sessions()])
     signer = TokenSigner(await overlay_secret(settings, database))
     return Overlay(OverlayService(hub, signer, database, sessions, base_url), OverlayWeb(hub, signer, limits))

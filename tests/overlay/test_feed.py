@@ -71,3 +71,17 @@ def test_a_stand_in_name_with_the_user_id_is_not_shown():
     assert public_name(Speaker(123456789012345678, "User 123456789012345678")) == "Unknown speaker"
     assert public_name(Speaker(123456789012345678, "Alice")) == "Alice"
     assert public_name(Speaker(None, "Unknown speaker")) == "Unknown speaker"
+
+
+def test_a_session_gone_without_ending_counts_as_ended_when_the_hub_next_looks():
+    now, running = [0.0], {1, 2}
+    hub = FeedHub(grace_s=60.0, clock=lambda: now[0], running=lambda: running)
+    hub.watch(1, "en", [])
+    hub.watch(2, "en", [])
+    feed = hub.feed(1, "en")
+    assert feed is not None and feed.ended_seq is None
+    running.discard(1)  # its stop failed before it could say the session ended
+    assert hub.feed(1, "en") is feed and feed.ended_seq is not None  # pages are told; the grace starts
+    assert hub.feed(2, "en").ended_seq is None
+    now[0] += 60.0
+    assert hub.feed(1, "en") is None and hub.feed(2, "en") is not None
