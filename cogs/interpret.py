@@ -6,7 +6,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.overlay.service import OverlayUnavailable
+from bot.errors import UserFacingError
+from bot.overlay.service import OverlayLink, OverlayService, OverlayUnavailable
 from cogs.common import (
     CommandInputError,
     NotAllowed,
@@ -45,7 +46,7 @@ def start_text(report, voice_channel_id: int) -> str:
     return with_warnings("\n".join(lines), report.warnings)
 
 
-def overlay_text(link) -> str:
+def overlay_text(link: OverlayLink) -> str:
     which = "the source language" if link.is_source else "translation"
     return (
         f"Live captions of this session, **{link.language}** ({which}): {link.url}\n"
@@ -54,6 +55,37 @@ def overlay_text(link) -> str:
         f"Keep the link private: anyone with it can read along. It stops working "
         f"{int(link.grace_s // 60)} minutes after the session ends."
     )
+
+
+def overlay_service(interaction: discord.Interaction) -> OverlayService:
+    interpretation_manager(interaction)  # no interpretation on this bot: say that first
+    overlay: OverlayService | None = services_of(interaction).overlay
+    if overlay is None:
+        raise OverlayUnavailable()
+    return overlay
+
+
+def guild_id_of(interaction: discord.Interaction) -> int:
+    if interaction.guild_id is None:  # the group is guild-only; Discord always sends it
+        raise NotAllowed("This command works only inside a server.")
+    return interaction.guild_id
+
+
+def voice_channel_id(interaction: discord.Interaction) -> int | None:
+    channel = caller_voice_channel(interaction)
+    return channel.id if channel is not None else None
+
+
+async def overlay_language_autocomplete(
+    interaction: discord.Interaction, current: str
+) -> list[app_commands.Choice[str]]:
+    """The languages of the caller's session: its source, then its targets."""
+    try:
+        running = overlay_service(interaction).session_for(guild_id_of(interaction), voice_channel_id(interaction))
+    except (UserFacingError, NotAllowed):
+        return []
+    codes = [running.source, *running.targets]
+    return [app_commands.Choice(name=code, value=code) for code in codes if current.lower() in code.lower()][:25]
 
 
 def stop_text(report) -> str:
@@ -165,13 +197,10 @@ class Interpret(commands.GroupCog, group_name="interpret", group_description="Li
         name="overlay", description="A private link to live captions of your session (OBS or a browser)"
     )
     @app_commands.describe(language="The source language or one target language; default: the source language")
+    @app_commands.autocomplete(language=overlay_language_autocomplete)
     async def overlay(self, interaction: discord.Interaction, language: str | None = None) -> None:
-        interpretation_manager(interaction)
-        overlay = services_of(interaction).overlay
-        if overlay is None:
-            raise OverlayUnavailable()
-        voice_channel = caller_voice_channel(interaction)
-        running = overlay.session_for(interaction.guild_id, voice_channel.id if voice_channel else None)
+        overlay = overlay_service(interaction)
+        running = overlay.session_for(guild_id_of(interaction), voice_channel_id(interaction))
         if not await may_configure(interaction) and await overlay.started_by(running.session_id) != interaction.user.id:
             raise NotAllowed(
                 "Only the member who started this session, or members who may configure the bot "

@@ -79,6 +79,9 @@ async def test_a_live_session_in_the_browser_partial_then_final_in_time_text_onl
         assert ephemeral(refused) and "Only the member who started" in shown(refused)
         wrong = await world.command(alice, "interpret", "overlay", language="de")
         assert ephemeral(wrong) and "`en`" in shown(wrong) and "`es`" in shown(wrong)
+        typed = world.payload(alice, "interpret", "overlay", focused="language", language="s")
+        completed = await world.send(typed)
+        assert [c["value"] for c in completed.responses[0]["data"]["choices"]] == ["es"]  # the session's only
         link = await ask_for_link(world, alice)
         spanish = await ask_for_link(world, alice, language="es")
         assert link != spanish
