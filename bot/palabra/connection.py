@@ -4,7 +4,8 @@
 `connection_made/_failed/_lost`, `receive_text`, `send_audio`, the commands (`pause`, `resume`,
 `interrupt`, `get_task`, `speak`, `end`, `close`) and `tick(now)` — and returns outputs:
 `events_received()`, `data_to_send()` (text frames for the current socket), `next_deadline()`, plus
-`connect_at` (open a socket then) and `close_wanted` (close the current one). Time only enters
+`connect_at` (open a socket then; say `connecting()` when you do) and `close_wanted` (close the
+current one). Time only enters
 through `now` arguments, so tests drive it with a fake clock. After any input, call `tick(now)`
 before reading the outputs: time-dependent follow-ups (anchoring the audio schedule, replay
 bookkeeping) happen there.
@@ -169,6 +170,10 @@ class PalabraConnection:
         return len(self._pending) + len(self._history) - self._cursor
 
     # --- socket lifecycle inputs -----------------------------------------------------------------
+    def connecting(self) -> None:
+        """The I/O layer started the attempt `connect_at` asked for; its outcome comes as an input."""
+        self.connect_at = None
+
     def connection_made(self, now: float) -> None:
         """A WebSocket is open: send the task."""
         if self._phase is not Phase.CONNECTING:
@@ -499,7 +504,12 @@ class PalabraConnection:
                 candidates.append(self._next_chunk_at + (self.chunk_s / self.pace * STALL_GRACE_CHUNKS if late else 0))
         end = self._end
         if end is not None and not self.finished:
-            candidates += [t for t in (end.wait_until, end.drain_until, end.eos_until) if t is not None]
+            waiting = self._phase in (Phase.CONNECTING, Phase.HANDSHAKE)
+            by_phase = (
+                end.wait_until if waiting else end.drain_until if self._phase is Phase.STREAMING else end.eos_until
+            )
+            if by_phase is not None:
+                candidates.append(by_phase)
         return min(candidates) if candidates else None
 
 

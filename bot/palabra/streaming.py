@@ -213,6 +213,7 @@ class StreamingSession:
                 if protocol.finished:
                     return
                 if protocol.connect_at is not None and now >= protocol.connect_at and self._connector is None:
+                    protocol.connecting()
                     self._connector = asyncio.create_task(self._connect(), name="palabra-connect")
                 await self._sleep_until(protocol.next_deadline())
         except Exception:
