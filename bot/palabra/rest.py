@@ -29,6 +29,7 @@ from bot.palabra.errors import (
     InsufficientBalanceError,
     NotFoundError,
     PalabraAPIError,
+    ParallelSessionLimitError,
     RateLimitedError,
     ServerError,
     TransportError,
@@ -40,7 +41,10 @@ log = logging.getLogger(__name__)
 INSUFFICIENT_BALANCE_CODE = 100050
 SESSION_PAGE_SIZE = 100
 BROADCAST_PAGE_SIZE = 100
-_LIMIT_HINTS = ("insufficient balance", "parallel session", "session limit", "too many sessions")
+# "Parallel sessions limit reached" is Palabra's text for the plan's limit (seen live, issue reports);
+# the session-management page only says the limit exists. It is not a balance problem.
+_PARALLEL_LIMIT_HINTS = ("parallel session", "session limit", "too many sessions")
+_BALANCE_HINTS = ("insufficient balance", "out of balance")
 
 
 # --- response models ------------------------------------------------------------------------------
@@ -56,7 +60,7 @@ class StreamingSessionInfo:
     ws_tts_url: str | None = None
     subscriber: list[str] = field(default_factory=list, repr=False)
     intent: str | None = None
-    raw: dict = field(default_factory=dict, repr=False, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,10 @@ class SessionSummary:
     created_at: datetime | None
     updated_at: datetime | None
     expires_at: datetime | None
-    raw: dict = field(default_factory=dict, repr=False, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
-def parse_session(data: dict) -> StreamingSessionInfo:
+def parse_session(data: dict[str, Any]) -> StreamingSessionInfo:
     """The create response of `POST /session-storage/session` (current shape)."""
     publisher = data.get("publisher")
     if isinstance(publisher, list):  # legacy shape slipped through
@@ -90,7 +94,7 @@ def parse_session(data: dict) -> StreamingSessionInfo:
     )
 
 
-def parse_legacy_session(data: dict) -> StreamingSessionInfo:
+def parse_legacy_session(data: dict[str, Any]) -> StreamingSessionInfo:
     """The legacy `POST /session-storage/sessions` shape: publisher tokens as a list, control_url."""
     publishers = _str_list(data.get("publisher"))
     control_url = data.get("control_url") or data.get("ws_url")
@@ -111,7 +115,7 @@ def parse_legacy_session(data: dict) -> StreamingSessionInfo:
     )
 
 
-def parse_session_summary(data: dict) -> SessionSummary:
+def parse_session_summary(data: dict[str, Any]) -> SessionSummary:
     if not isinstance(data.get("id"), str):
         raise PalabraAPIError("Palabra session listing has an entry without an id")
     return SessionSummary(
@@ -139,21 +143,28 @@ def error_from_response(
     error_code = _int_or_none(first.get("error_code"))
     detail = str(first.get("detail") or first.get("title") or _plain_text(body) or "").strip()
     message = redact(f"Palabra {method} {path} failed: HTTP {status}" + (f": {detail}" if detail else ""))
-    kwargs = {"status": status, "error_code": error_code, "errors": errors}
-    text = detail.lower()
-    if error_code == INSUFFICIENT_BALANCE_CODE or any(hint in text for hint in _LIMIT_HINTS):
-        return InsufficientBalanceError(message, **kwargs)
+    cls = _error_class(status, error_code, detail.lower(), session_create)
+    if cls is RateLimitedError:
+        return RateLimitedError(message, retry_after=retry_after, status=status, error_code=error_code, errors=errors)
+    return cls(message, status=status, error_code=error_code, errors=errors)
+
+
+def _error_class(status: int, error_code: int | None, text: str, session_create: bool) -> type[PalabraAPIError]:
+    if error_code == INSUFFICIENT_BALANCE_CODE or any(hint in text for hint in _BALANCE_HINTS):
+        return InsufficientBalanceError
+    if any(hint in text for hint in _PARALLEL_LIMIT_HINTS):
+        return ParallelSessionLimitError
     if status in (401, 403) or (status == 404 and session_create):
-        return AuthenticationError(message, **kwargs)
+        return AuthenticationError
     if status == 404:
-        return NotFoundError(message, **kwargs)
+        return NotFoundError
     if status in (400, 409, 422):
-        return ValidationError(message, **kwargs)
+        return ValidationError
     if status == 429:
-        return RateLimitedError(message, retry_after=retry_after, **kwargs)
+        return RateLimitedError
     if status >= 500:
-        return ServerError(message, **kwargs)
-    return PalabraAPIError(message, **kwargs)
+        return ServerError
+    return PalabraAPIError
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -225,8 +236,10 @@ class PalabraRest:
         return parse_legacy_session(_expect_dict(unwrap(body), "POST /session-storage/sessions"))
 
     async def list_sessions(self, page_size: int = SESSION_PAGE_SIZE) -> AsyncIterator[SessionSummary]:
-        """Every session of these credentials, page by page (`limit`/`offset`; a null list is empty)."""
-        async for item in self._paginate("/session-storage/sessions", page_size, ("sessions", "items")):
+        """Every session of these credentials, page by page as the session-management page documents:
+        `page_size` and `page_token` in, `data` and `next_page_token` out. The JS SDK's model of the
+        reply (`{"sessions": [...] | null}` inside `data`) is read too; a null list is empty."""
+        async for item in self._paginate_by_token("/session-storage/sessions", page_size, ("sessions", "items")):
             yield parse_session_summary(item)
 
     async def get_session(self, session_id: str) -> SessionSummary:
@@ -245,25 +258,25 @@ class PalabraRest:
         return parse_session_summary(body) if isinstance(body, dict) and "id" in body else None
 
     # --- broadcasts -------------------------------------------------------------------------------
-    async def create_broadcast(self, body: dict) -> dict:
+    async def create_broadcast(self, body: dict[str, Any]) -> dict[str, Any]:
         data = _expect_dict(unwrap(await self._request("POST", "/broadcasts", json=body)), "POST /broadcasts")
         _register_broadcast_secrets(data)
         return data
 
-    async def list_broadcasts(self, page_size: int = BROADCAST_PAGE_SIZE) -> list[dict]:
+    async def list_broadcasts(self, page_size: int = BROADCAST_PAGE_SIZE) -> list[dict[str, Any]]:
         items = [item async for item in self._paginate("/broadcasts", page_size, ("broadcasts", "items"))]
         for item in items:
             if isinstance(item, dict):
                 _register_broadcast_secrets(item)
         return items
 
-    async def get_broadcast(self, broadcast_id: str) -> dict:
+    async def get_broadcast(self, broadcast_id: str) -> dict[str, Any]:
         path = f"/broadcasts/{_segment(broadcast_id)}"
         data = _expect_dict(unwrap(await self._request("GET", path)), f"GET {path}")
         _register_broadcast_secrets(data)
         return data
 
-    async def update_broadcast(self, broadcast_id: str, patch: dict) -> dict:
+    async def update_broadcast(self, broadcast_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         path = f"/broadcasts/{_segment(broadcast_id)}"
         # A PATCH sets fields to given values, so repeating it converges on the same state.
         data = _expect_dict(unwrap(await self._request("PATCH", path, json=patch)), f"PATCH {path}")
@@ -273,7 +286,7 @@ class PalabraRest:
     async def delete_broadcast(self, broadcast_id: str) -> None:
         await self._delete(f"/broadcasts/{_segment(broadcast_id)}")
 
-    async def broadcast_webrtc_token(self, broadcast_id: str) -> dict:
+    async def broadcast_webrtc_token(self, broadcast_id: str) -> dict[str, Any]:
         path = f"/broadcasts/{_segment(broadcast_id)}/webrtc-token"
         data = _expect_dict(unwrap(await self._request("GET", path)), f"GET {path}")
         if isinstance(data.get("token"), str):
@@ -291,15 +304,36 @@ class PalabraRest:
                 raise
             log.info("Palabra DELETE %s: already gone after a retried attempt", path)
 
-    async def _paginate(self, path: str, page_size: int, list_keys: tuple[str, ...]) -> AsyncIterator[dict]:
+    async def _paginate_by_token(
+        self, path: str, page_size: int, list_keys: tuple[str, ...]
+    ) -> AsyncIterator[dict[str, Any]]:
+        seen: set[str] = set()
+        tokens: set[str] = set()
+        params: dict[str, Any] = {"page_size": page_size}
+        while True:
+            body = await self._request("GET", path, params=params)
+            items, _has_more = _page_items(body, list_keys)
+            fresh = [item for item in items if isinstance(item, dict) and str(item.get("id")) not in seen]
+            for item in fresh:
+                seen.add(str(item.get("id")))
+                yield item
+            token = _next_page_token(body)
+            # Stop at the last page, and on a server that repeats a token or a page (it ignores paging).
+            if not token or token in tokens or not fresh:
+                return
+            tokens.add(token)
+            params = {"page_size": page_size, "page_token": token}
+
+    async def _paginate(self, path: str, page_size: int, list_keys: tuple[str, ...]) -> AsyncIterator[dict[str, Any]]:
+        """`limit`/`offset` paging, for the broadcast listing (whose docs page shows no paging at all)."""
         seen: set[str] = set()
         offset = 0
         while True:
             body = await self._request("GET", path, params={"limit": page_size, "offset": offset})
             items, has_more = _page_items(body, list_keys)
-            fresh = [item for item in items if isinstance(item, dict) and item.get("id") not in seen]
+            fresh = [item for item in items if isinstance(item, dict) and str(item.get("id")) not in seen]
             for item in fresh:
-                seen.add(item.get("id"))
+                seen.add(str(item.get("id")))
                 yield item
             # Stop on an explicit end, a short page, or a server that ignores paging (nothing new).
             if has_more is False or not fresh or (has_more is None and len(items) < page_size):
@@ -312,7 +346,7 @@ class PalabraRest:
         path: str,
         *,
         json: Any = None,
-        params: dict | None = None,
+        params: dict[str, Any] | None = None,
         session_create: bool = False,
         idempotent: bool | None = None,
         attempts: list[int] | None = None,
@@ -326,10 +360,10 @@ class PalabraRest:
             try:
                 response = await self._client.request(method, path, json=json, params=params)
             except httpx.HTTPError as exc:
-                error = _transport_error(method, path, exc)
+                failure = _transport_error(method, path, exc)
                 if attempt > self.max_retries or not _retryable_transport(exc, idempotent):
-                    raise error from None
-                await self._backoff(method, path, attempt, str(error), None)
+                    raise failure from None
+                await self._backoff(method, path, attempt, str(failure), None)
                 continue
             if response.is_success:
                 return _json_body(response, method, path)
@@ -396,7 +430,7 @@ def _json_or_text(response: httpx.Response) -> Any:
         return response.text[:500]
 
 
-def _error_entries(body: Any) -> list[dict]:
+def _error_entries(body: Any) -> list[dict[str, Any]]:
     if isinstance(body, dict):
         errors = body.get("errors")
         if isinstance(errors, list):
@@ -408,7 +442,7 @@ def _error_entries(body: Any) -> list[dict]:
     return []
 
 
-def _redacted(entry: dict) -> dict:
+def _redacted(entry: dict[str, Any]) -> dict[str, Any]:
     """An error entry is kept on the exception; a server echoing a credential must not leak it."""
     return {key: redact(value) if isinstance(value, str) else value for key, value in entry.items()}
 
@@ -417,7 +451,18 @@ def _plain_text(body: Any) -> str:
     return body.strip()[:200] if isinstance(body, str) else ""
 
 
-def _page_items(body: Any, list_keys: tuple[str, ...]) -> tuple[list, bool | None]:
+def _next_page_token(body: Any) -> str | None:
+    """`next_page_token` beside `data` (the docs), or inside a `data` object."""
+    if not isinstance(body, dict):
+        return None
+    token = body.get("next_page_token")
+    data = body.get("data")
+    if token is None and isinstance(data, dict):
+        token = data.get("next_page_token")
+    return token if isinstance(token, str) and token else None
+
+
+def _page_items(body: Any, list_keys: tuple[str, ...]) -> tuple[list[Any], bool | None]:
     has_more = body.get("has_more") if isinstance(body, dict) else None
     data = unwrap(body)
     if isinstance(data, dict):
@@ -433,7 +478,7 @@ def _page_items(body: Any, list_keys: tuple[str, ...]) -> tuple[list, bool | Non
     return data, has_more if isinstance(has_more, bool) else None
 
 
-def _register_broadcast_secrets(data: dict) -> None:
+def _register_broadcast_secrets(data: dict[str, Any]) -> None:
     """Stream keys (ingest and outputs) and tokens in a broadcast payload are secrets: every broadcast
     response passes here before anyone can log it."""
     sections = [data.get("input"), *list(data.get("outputs") or [])]
@@ -444,7 +489,7 @@ def _register_broadcast_secrets(data: dict) -> None:
                     register_secret(section[key])
 
 
-def _expect_dict(data: Any, what: str) -> dict:
+def _expect_dict(data: Any, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PalabraAPIError(f"Palabra {what}: expected a JSON object, got {type(data).__name__}")
     return data

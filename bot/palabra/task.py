@@ -238,7 +238,7 @@ def _validate_input(stream: Any) -> str:
         channels = source.get("channels")
         if channels not in (1, 2) or isinstance(channels, bool):
             raise InvalidTaskError(f"input channels must be 1 or 2, got {channels!r}")
-    return kind
+    return str(kind)
 
 
 def _validate_output(stream: Any, source_type: str) -> None:
@@ -338,11 +338,7 @@ def _validation_problems(desc: str) -> list[tuple[tuple[object, ...], str]]:
             items = ast.literal_eval(match.group(1))
         except (ValueError, SyntaxError, MemoryError, RecursionError):
             items = []
-        return [
-            (tuple(item.get("loc") or ()), str(item.get("msg", "")))
-            for item in items
-            if isinstance(item, dict)
-        ]
+        return [(tuple(item.get("loc") or ()), str(item.get("msg", ""))) for item in items if isinstance(item, dict)]
     problems: list[tuple[tuple[object, ...], str]] = []
     for part in desc.split("; "):
         loc, sep, msg = part.partition(": ")
