@@ -32,6 +32,7 @@ from bot.palabra import protocol as p
 from bot.palabra.backoff import backoff_delays
 from bot.palabra.errors import NOT_RETRYABLE, NotReadyError, PalabraError, SessionClosedError, TransportError
 from bot.palabra.task import COMMAND_RATE_LIMITS, rejection
+from bot.palabra.timeline import AudioTimeline, StreamStats
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ DIALECTS = ("auto", "current", "legacy")
 RATE_LIMIT_MARGIN_S = 0.05  # keep clear of the server's own measurement of the interval
 POLL_INTERVAL_S = 2.1  # get_task while waiting for the task; shares set_task's 1-per-2-s budget
 STALL_GRACE_CHUNKS = 1.0  # wait this many chunk lengths for late audio before padding with silence
-MAX_REPLAY_S = 30.0  # bound of the replay history
 STABLE_AFTER_S = 30.0  # a connection up this long resets the reconnect attempt count
 CATCH_UP_SPEED = 2.0  # replayed and backlogged audio goes out this much faster than real time
 LEGACY_EOS_TIMEOUT = 4
@@ -53,17 +53,6 @@ class Phase(enum.Enum):
     ENDING = "ending"  # end_task sent: waiting for end_of_stream / eos and the server's close
     DONE = "done"
     FAILED = "failed"
-
-
-@dataclass
-class StreamStats:
-    chunks_sent: int = 0
-    bytes_sent: int = 0
-    silence_chunks: int = 0  # chunks padded with silence because the producer stalled
-    audio_bytes_sent: int = 0  # the producer's own audio (no padding, no replays)
-    reconnects: int = 0
-    replayed_s: float = 0.0
-    outages_s: list[float] = field(default_factory=list)  # from each drop to the task running again
 
 
 @dataclass
@@ -126,10 +115,7 @@ class PalabraConnection:
         self._commands: deque[p.Command] = deque()
         self._outgoing: list[str] = []
         self._events: list[p.Event] = []
-        self._pending = bytearray()  # the producer's audio, not yet on the timeline
-        self._history = bytearray()  # timeline audio since the last finalised utterance (for replay)
-        self._history_start = 0  # timeline byte where `_history` starts
-        self._cursor = 0  # bytes of `_history` sent on the current socket (the replay cursor)
+        self.timeline = AudioTimeline(self.bytes_per_second, self.frame_bytes, self.chunk_bytes, self.stats)
         self._catch_up = 0  # replay + outage backlog still to send at CATCH_UP_SPEED
         self._next_chunk_at: float | None = None
         self._disconnected_at: float | None = None
@@ -161,13 +147,8 @@ class PalabraConnection:
         return self._end is not None
 
     @property
-    def timeline_s(self) -> float:
-        """Seconds of audio on the timeline so far (sent at least once)."""
-        return (self._history_start + len(self._history)) / self.bytes_per_second
-
-    @property
     def unsent_bytes(self) -> int:
-        return len(self._pending) + len(self._history) - self._cursor
+        return self.timeline.unsent_bytes
 
     # --- socket lifecycle inputs -----------------------------------------------------------------
     def connecting(self) -> None:
@@ -178,9 +159,10 @@ class PalabraConnection:
         """A WebSocket is open: send the task."""
         if self._phase is not Phase.CONNECTING:
             raise RuntimeError(f"connection_made in phase {self._phase.value}")
-        self._link = _Link(opened_at=now, offset=self._history_start, ready_deadline=now + self.ready_timeout)
+        offset = self.timeline.history_start
+        self._link = _Link(opened_at=now, offset=offset, ready_deadline=now + self.ready_timeout)
         self._phase, self.connect_at, self.close_wanted = Phase.HANDSHAKE, None, False
-        self._cursor = 0
+        self.timeline.rewind()
         self._command(p.SetTask(self.task), now)
 
     def connection_failed(self, now: float, error: BaseException) -> None:
@@ -241,7 +223,7 @@ class PalabraConnection:
         if isinstance(event, p.Transcription):
             event = event.shifted(link.offset / self.bytes_per_second)
             if isinstance(event, p.ValidatedTranscription) and event.end is not None:
-                self._finalised(event.end)
+                self.timeline.finalised(event.end)
         elif isinstance(event, p.EndOfStream):
             link.eos_seen = True
         self._events.append(event)
@@ -272,13 +254,13 @@ class PalabraConnection:
         if self._phase in (Phase.ENDING, Phase.DONE):
             raise SessionClosedError("the streaming session is ending; no more audio is accepted")
         if not self._paused:  # paused on purpose: the audio is not for Palabra
-            self._pending.extend(pcm)
+            self.timeline.pending.extend(pcm)
 
     # --- commands --------------------------------------------------------------------------------
     def pause(self) -> None:
         """Stop sending audio (pause_task); Palabra keeps the task and does not time out."""
         self._paused, self._unpause_on_set_task = True, False
-        self._pending.clear()
+        self.timeline.pending.clear()
         if self.ready:
             self._commands.append(p.PauseTask())
 
@@ -379,8 +361,8 @@ class PalabraConnection:
         if self._disconnected_at is None:
             return
         outage_s = now - self._disconnected_at
-        replay = len(self._history)
-        backlog = min(len(self._pending), int(outage_s * self.pace * self.bytes_per_second))
+        replay = self.timeline.replay_bytes
+        backlog = min(len(self.timeline.pending), int(outage_s * self.pace * self.bytes_per_second))
         self._catch_up = replay + backlog
         replayed_s = replay / self.bytes_per_second
         self.stats.reconnects += 1
@@ -405,48 +387,14 @@ class PalabraConnection:
                 if now < self._next_chunk_at + interval * STALL_GRACE_CHUNKS:
                     return  # give late audio a moment before padding with silence
             catching_up = self._catch_up > 0
-            self._outgoing.append(p.InputAudioData(self._take_chunk()).to_json())
+            chunk, padding = self.timeline.take_chunk()
+            if padding == self.chunk_bytes and self.stats.silence_chunks == 1:
+                log.debug("audio producer stalled; sending silence to keep the Palabra stream alive")
+            self._catch_up = max(0, self._catch_up - len(chunk))
+            self._outgoing.append(p.InputAudioData(chunk).to_json())
             self._next_chunk_at += interval / CATCH_UP_SPEED if catching_up else interval
             if now - self._next_chunk_at > interval:  # fell behind (a long tick): re-anchor, never burst
                 self._next_chunk_at = now
-
-    def _take_chunk(self) -> bytes:
-        """The next chunk: replay from the cursor first, then fresh audio, then silence."""
-        n = self.chunk_bytes
-        replay = bytes(self._history[self._cursor : self._cursor + n])
-        self._cursor += len(replay)
-        fresh = bytes(self._pending[: n - len(replay)])
-        del self._pending[: len(fresh)]
-        padding = n - len(replay) - len(fresh)
-        new = fresh + bytes(padding)
-        self._history.extend(new)
-        self._cursor += len(new)
-        self._trim_history()
-        self._catch_up = max(0, self._catch_up - n)
-        self.stats.chunks_sent += 1
-        self.stats.bytes_sent += n
-        self.stats.audio_bytes_sent += len(fresh)
-        if padding:
-            if not self.stats.silence_chunks or padding == n:
-                log.debug("audio producer stalled; sending silence to keep the Palabra stream alive")
-            self.stats.silence_chunks += 1
-        return replay + new
-
-    def _trim_history(self) -> None:
-        excess = len(self._history) - int(MAX_REPLAY_S * self.bytes_per_second)
-        if excess > 0:
-            self._drop_history(excess - excess % self.frame_bytes)
-
-    def _finalised(self, end_s: float) -> None:
-        """An utterance ending at `end_s` (timeline seconds) is final: replay needs nothing before it."""
-        end_byte = int(end_s * self.bytes_per_second)
-        self._drop_history(min(end_byte - end_byte % self.frame_bytes - self._history_start, self._cursor))
-
-    def _drop_history(self, size: int) -> None:
-        if size > 0:
-            del self._history[:size]
-            self._history_start += size
-            self._cursor -= size
 
     # --- commands and their rate limits ----------------------------------------------------------
     def _command(self, command: p.Command, now: float) -> None:

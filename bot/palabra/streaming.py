@@ -27,10 +27,11 @@ from websockets.protocol import State
 
 from bot.logs import redact
 from bot.palabra import protocol as p
-from bot.palabra.connection import Dialect, PalabraConnection, Phase, StreamStats
+from bot.palabra.connection import Dialect, PalabraConnection, Phase
 from bot.palabra.credentials import Credentials, stream_base_url
 from bot.palabra.errors import AuthenticationError, PalabraError, SessionClosedError, TransportError
 from bot.palabra.rest import PalabraRest, StreamingSessionInfo
+from bot.palabra.timeline import StreamStats
 
 log = logging.getLogger(__name__)
 
