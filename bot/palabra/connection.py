@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from bot.palabra import protocol as p
 from bot.palabra.backoff import backoff_delays
-from bot.palabra.errors import NOT_RETRYABLE, NotReadyError, PalabraError, SessionClosedError, TransportError
+from bot.palabra.errors import NOT_RETRYABLE, NotReadyError, PalabraConnectionError, PalabraError, SessionClosedError
 from bot.palabra.task import COMMAND_RATE_LIMITS, rejection
 from bot.palabra.timeline import AudioTimeline, StreamStats
 
@@ -465,7 +465,7 @@ def _as_palabra_error(error: BaseException) -> PalabraError:
     if isinstance(error, PalabraError):
         return error
     if isinstance(error, OSError):
-        return TransportError(f"cannot connect to Palabra streaming: {error}")
+        return PalabraConnectionError(f"cannot connect to Palabra streaming: {error}")
     failure = SessionClosedError(f"unexpected error while connecting to Palabra: {type(error).__name__}")
     failure.__cause__ = error
     return failure

@@ -65,7 +65,7 @@ class NotFoundError(PalabraAPIError):
     """The session or broadcast does not exist (any more)."""
 
 
-class ValidationError(PalabraAPIError):
+class InvalidRequestError(PalabraAPIError):
     """Palabra rejected what we sent (HTTP 400/422, or `VALIDATION_ERROR` over the WebSocket)."""
 
     user_message = "The translation service (Palabra) rejected the request; ask the bot's operator to check the logs."
@@ -90,7 +90,7 @@ class ServerError(PalabraAPIError):
         self.user_message = f"The translation service (Palabra) is having an outage{status}; try again in a minute."
 
 
-class TransportError(PalabraError):
+class PalabraConnectionError(PalabraError):
     """The network failed: connect error, timeout, connection closed unexpectedly."""
 
     user_message = "The translation service (Palabra) could not be reached; try again in a minute."
@@ -111,7 +111,7 @@ class TaskError(StreamingError):
         self.param = param
 
 
-class TaskValidationError(TaskError, ValidationError):
+class TaskValidationError(TaskError, InvalidRequestError):
     """`VALIDATION_ERROR` for set_task: Palabra's own message is kept in `desc`."""
 
     def __init__(self, code: str, desc: str, param: object = None, *, summary: str | None = None) -> None:

@@ -11,12 +11,12 @@ from bot.logs import redact, register_secret
 from bot.palabra.errors import (
     AuthenticationError,
     InsufficientBalanceError,
+    InvalidRequestError,
     NotFoundError,
     PalabraAPIError,
     ParallelSessionLimitError,
     RateLimitedError,
     ServerError,
-    ValidationError,
 )
 
 INSUFFICIENT_BALANCE_CODE = 100050
@@ -140,7 +140,7 @@ def _error_class(status: int, error_code: int | None, text: str, session_create:
     if status == 404:
         return NotFoundError
     if status in (400, 409, 422):
-        return ValidationError
+        return InvalidRequestError
     if status == 429:
         return RateLimitedError
     if status >= 500:

@@ -22,7 +22,7 @@ import httpx
 
 from bot.logs import redact, register_secret
 from bot.palabra.credentials import DEFAULT_API_URL, Credentials
-from bot.palabra.errors import NotFoundError, PalabraAPIError, TransportError
+from bot.palabra.errors import NotFoundError, PalabraAPIError, PalabraConnectionError
 from bot.palabra.responses import (
     BROADCAST_PAGE_SIZE,
     SESSION_PAGE_SIZE,
@@ -257,7 +257,7 @@ def _retryable_transport(exc: httpx.HTTPError, idempotent: bool) -> bool:
     return idempotent and isinstance(exc, httpx.TransportError)
 
 
-def _transport_error(method: str, path: str, exc: httpx.HTTPError) -> TransportError:
+def _transport_error(method: str, path: str, exc: httpx.HTTPError) -> PalabraConnectionError:
     if isinstance(exc, httpx.TimeoutException):
         what = f"timed out ({type(exc).__name__})"
     elif isinstance(exc, httpx.ConnectError):
@@ -265,7 +265,7 @@ def _transport_error(method: str, path: str, exc: httpx.HTTPError) -> TransportE
     else:
         what = f"network error ({type(exc).__name__})"
     detail = str(exc).strip()
-    return TransportError(redact(f"Palabra {method} {path} {what}" + (f": {detail}" if detail else "")))
+    return PalabraConnectionError(redact(f"Palabra {method} {path} {what}" + (f": {detail}" if detail else "")))
 
 
 def _json_body(response: httpx.Response, method: str, path: str) -> Any:

@@ -29,7 +29,7 @@ from bot.logs import redact
 from bot.palabra import protocol as p
 from bot.palabra.connection import Dialect, PalabraConnection, Phase
 from bot.palabra.credentials import Credentials, stream_base_url
-from bot.palabra.errors import AuthenticationError, PalabraError, SessionClosedError, TransportError
+from bot.palabra.errors import AuthenticationError, PalabraConnectionError, PalabraError, SessionClosedError
 from bot.palabra.rest import PalabraRest, StreamingSessionInfo
 from bot.palabra.timeline import StreamStats
 
@@ -297,10 +297,10 @@ class StreamingSession:
                 raise AuthenticationError(
                     f"Palabra refused the streaming token (HTTP {status})", status=status
                 ) from None
-            raise TransportError(f"Palabra rejected the WebSocket upgrade with HTTP {status}") from None
+            raise PalabraConnectionError(f"Palabra rejected the WebSocket upgrade with HTTP {status}") from None
         except (TimeoutError, OSError, ValueError, websockets.exceptions.WebSocketException) as exc:
             # Every other websockets error (InvalidURI, say) quotes the URL, and the URL holds the token.
-            raise TransportError(f"cannot connect to Palabra streaming: {redact(str(exc))}") from None
+            raise PalabraConnectionError(f"cannot connect to Palabra streaming: {redact(str(exc))}") from None
 
     async def _read(self, ws: ClientConnection, rest_id: str | None) -> None:
         try:

@@ -16,9 +16,9 @@ from bot.palabra.connection import PalabraConnection, Phase
 from bot.palabra.errors import (
     AuthenticationError,
     NotReadyError,
+    PalabraConnectionError,
     SessionClosedError,
     TaskValidationError,
-    TransportError,
     UnsupportedLanguageError,
 )
 from bot.palabra.task import build_task
@@ -322,7 +322,7 @@ def test_reconnects_are_bounded_and_counted_anew_after_a_stable_connection():
 def test_a_refused_credential_on_reconnect_is_not_retried_but_a_network_error_is():
     wire = started()
     wire.conn.connection_lost(1.0, "connection lost")
-    wire.conn.connection_failed(1.2, TransportError("cannot connect"))
+    wire.conn.connection_failed(1.2, PalabraConnectionError("cannot connect"))
     assert wire.conn.phase is Phase.CONNECTING and wire.conn.connect_at > 1.2
     wire.conn.connection_failed(1.8, AuthenticationError("refused", status=403))
     assert wire.conn.phase is Phase.FAILED and isinstance(wire.conn.failure, AuthenticationError)
@@ -373,6 +373,6 @@ def test_end_while_disconnected_gives_up_after_half_the_timeout():
     wire.conn.connection_lost(1.0, "connection lost")
     wire.conn.end(timeout=4.0)
     wire.at(1.0)
-    wire.conn.connection_failed(1.1, TransportError("down"))
+    wire.conn.connection_failed(1.1, PalabraConnectionError("down"))
     wire.advance(3.2)
     assert wire.conn.phase is Phase.DONE  # not stuck waiting for a server that is not there
