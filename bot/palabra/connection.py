@@ -36,6 +36,14 @@ from bot.palabra.timeline import AudioTimeline, StreamStats
 
 log = logging.getLogger(__name__)
 
+# Sources, where they disagree. Chunk length: Palabra's publishing page says 320 ms is optimal (docs).
+# Readiness: SDK 2.2 waits for a pushed `task_status`; the 2026-09 live probe got none and had to poll
+# `get_task` (the probe wins over the SDK), so "auto" accepts the ack and polls. Ending: the docs
+# describe `end_task {eos_timeout, force}` answered by `eos`; the live probe saw `end_task {}` answered
+# by `end_of_stream` (the probe wins), so "auto" sends `{}` and either end message is accepted;
+# "legacy" sends the docs' form. Interrupt: the docs' management page (cited in our notes; not among
+# the primary pages) names `flush_task`, SDK >= 2.1.1 `interrupt_task`; no probe covered it. "auto"
+# keeps Palabra's newest SDK's name, "legacy" the docs'. The product itself never interrupts.
 Dialect = Literal["auto", "current", "legacy"]
 DIALECTS = ("auto", "current", "legacy")
 RATE_LIMIT_MARGIN_S = 0.05  # keep clear of the server's own measurement of the interval
