@@ -112,6 +112,7 @@ class PalabraConnection:
         self.chunk_s = self.chunk_bytes / self.bytes_per_second
         self.stats = StreamStats()
         self.failure: PalabraError | None = None
+        self.unexpected: BaseException | None = None  # a failure to connect that was not Palabra's
         self.connect_at: float | None = 0.0  # connect at once
         self.close_wanted = False
         self._phase = Phase.CONNECTING
@@ -177,7 +178,9 @@ class PalabraConnection:
         """A connect attempt (REST session, WebSocket upgrade) failed before a socket opened."""
         if not self.finished:
             self._phase = Phase.CONNECTING
-            expected = isinstance(error, (PalabraError, OSError))  # anything else is a bug: do not loop on it
+            expected = isinstance(error, (PalabraError, OSError))  # anything else is not Palabra's: no retry
+            if not expected:
+                self.unexpected = error  # e.g. the database failing to record a new REST session
             self._retry_or_fail(now, _as_palabra_error(error), retryable=expected)
 
     def connection_lost(self, now: float, reason: str) -> None:

@@ -117,7 +117,7 @@ class StreamingSession:
             await session.close()
             raise
         if not session.protocol.ever_ready:
-            failure = session.protocol.failure
+            failure = session.protocol.unexpected or session.protocol.failure
             await session.close()
             raise failure or SessionClosedError("the Palabra stream did not start")
         log.info(

@@ -330,6 +330,13 @@ def test_a_refused_credential_on_reconnect_is_not_retried_but_a_network_error_is
         wire.conn.send_audio(b"\0\0")
 
 
+def test_a_failure_that_is_not_palabras_is_kept_as_itself_and_not_retried():
+    conn = PalabraConnection(build_task("en", ["es"]))
+    conn.connection_failed(0.1, LookupError("the database could not record the session"))
+    assert conn.phase is Phase.FAILED and isinstance(conn.unexpected, LookupError)
+    assert isinstance(conn.failure, SessionClosedError) and conn.failure.__cause__ is conn.unexpected
+
+
 # --- ending ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("dialect", "end_data", "end_message"),
