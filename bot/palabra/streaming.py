@@ -161,8 +161,10 @@ class StreamingSession:
     # --- controls --------------------------------------------------------------------------------
     async def send_audio(self, pcm: bytes) -> None:
         """Queue audio in the task's input format (any length); it is paced out in chunks."""
+        starved = self.protocol.unsent_bytes < self.protocol.chunk_bytes
         self.protocol.send_audio(pcm)
-        self._wake.set()
+        if starved:  # the schedule may be waiting for this audio; otherwise the next deadline stands
+            self._wake.set()
 
     async def pause(self) -> None:
         self._input(self.protocol.pause)
