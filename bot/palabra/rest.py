@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from bot.logs import redact, register_secret
+from bot.palabra.backoff import backoff_delays
 from bot.palabra.credentials import DEFAULT_API_URL, Credentials
 from bot.palabra.errors import NotFoundError, PalabraAPIError, PalabraConnectionError
 from bot.palabra.responses import (
@@ -56,6 +57,7 @@ class PalabraRest:
         backoff_cap: float = 8.0,
         max_retry_after: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.credentials = credentials
         self.base_url = base_url.rstrip("/")
@@ -63,6 +65,7 @@ class PalabraRest:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.max_retry_after = max_retry_after
+        self._rng = rng or random.Random()
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             headers={**credentials.rest_headers(), "Accept": "application/json"},
@@ -210,6 +213,7 @@ class PalabraRest:
     ) -> Any:
         idempotent = method in ("GET", "DELETE", "PATCH", "PUT") if idempotent is None else idempotent
         attempts = attempts if attempts is not None else []
+        delays = backoff_delays(self._rng, base=self.backoff_base, cap=self.backoff_cap)
         attempt = 0
         while True:
             attempt += 1
@@ -220,7 +224,7 @@ class PalabraRest:
                 failure = _transport_error(method, path, exc)
                 if attempt > self.max_retries or not _retryable_transport(exc, idempotent):
                     raise failure from None
-                await self._backoff(method, path, attempt, str(failure), None)
+                await self._backoff(next(delays), attempt, str(failure), None)
                 continue
             if response.is_success:
                 return _json_body(response, method, path)
@@ -233,11 +237,9 @@ class PalabraRest:
                 raise error
             if retry_after is not None and retry_after > self.max_retry_after:
                 raise error  # the caller decides whether to wait that long
-            await self._backoff(method, path, attempt, str(error), retry_after)
+            await self._backoff(next(delays), attempt, str(error), retry_after)
 
-    async def _backoff(self, method: str, path: str, attempt: int, reason: str, retry_after: float | None) -> None:
-        delay = self.backoff_base * 2 ** (attempt - 1)
-        delay = min(self.backoff_cap, delay) * random.uniform(0.5, 1.0)
+    async def _backoff(self, delay: float, attempt: int, reason: str, retry_after: float | None) -> None:
         if retry_after is not None:
             delay = max(delay, retry_after)
         log.warning("%s; retry %d/%d in %.2fs", reason, attempt, self.max_retries, delay)
