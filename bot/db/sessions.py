@@ -20,6 +20,7 @@ from bot.db.models import (
     SESSION_STOPPING,
     InterpretationSession,
 )
+from bot.db.rows import affected_rows
 from bot.db.types import utcnow
 
 # end_reason values the bot writes; free text is accepted too.
@@ -114,7 +115,7 @@ async def stop_session(
     """End a session and release its speaker leases. Idempotent: ending an ended session changes nothing."""
     row = await _live(session, session_id)
     if row.status != SESSION_ENDED:
-        await _end(session, [row], reason, ended_at or utcnow())
+        await end_sessions(session, [row], reason, ended_at or utcnow())
     return row
 
 
@@ -133,7 +134,7 @@ async def heartbeat(session: AsyncSession, instance_id: str, *, now: datetime | 
         .where(InterpretationSession.instance_id == instance_id, InterpretationSession.status.in_(LIVE_STATUSES))
         .values(heartbeat_at=now or utcnow())
     )
-    return result.rowcount
+    return affected_rows(result)
 
 
 async def mark_crashed_sessions(
@@ -159,11 +160,13 @@ async def mark_crashed_sessions(
     if heartbeat_before is not None:
         query = query.where(InterpretationSession.heartbeat_at < heartbeat_before)
     crashed = list(await session.scalars(query.with_for_update().order_by(InterpretationSession.id)))
-    await _end(session, crashed, END_CRASHED, now or utcnow())
+    await end_sessions(session, crashed, END_CRASHED, now or utcnow())
     return crashed
 
 
-async def _end(session: AsyncSession, rows: list[InterpretationSession], reason: str, ended_at: datetime) -> None:
+async def end_sessions(
+    session: AsyncSession, rows: list[InterpretationSession], reason: str, ended_at: datetime
+) -> None:
     """Mark the sessions ended and release their speaker leases."""
     for row in rows:
         row.status, row.ended_at, row.end_reason = SESSION_ENDED, ended_at, reason
