@@ -52,6 +52,9 @@ def require_run_settings(settings: Settings) -> None:
         missing.append("PALABRA_CLIENT_ID + PALABRA_CLIENT_SECRET, or PALABRA_API_KEY (Palabra credentials)")
     if missing:
         raise ConfigurationError("cannot run the bot: set " + " and ".join(missing))
+    from bot.shards import check_run_shards
+
+    check_run_shards(settings)
 
 
 class App:
@@ -67,32 +70,41 @@ class App:
         self.manager: Any = None
         self.http: Any = None
         self.metrics: Any = None
+        self.ownership: Any = None
         self.started_at = time.monotonic()
 
     async def start(self) -> None:
         from bot.client import InterpreterBot
         from bot.db import Database, upgrade_to_head
+        from bot.db.sessions import default_instance_id
         from bot.metrics import Metrics
+        from bot.ownership import Ownership
         from bot.palabra.credentials import Credentials
         from bot.palabra.rest import PalabraRest
         from bot.services import Services
+        from bot.shards import check_run_shards
         from bot.voice import adapter
         from bot.voice.speakers import SpeakerPool
 
         settings = self.settings
+        plan = check_run_shards(settings)
+        self.instance_id = self.instance_id or default_instance_id()
         await upgrade_to_head(settings.database_url)
         self.database = await Database.connect(settings.database_url)
+        # Before the clients connect: no session of ours exists yet, and a live rival on our shards
+        # stops the start here.
+        self.ownership = Ownership(self.database, plan, self.instance_id, interval_s=settings.heartbeat_seconds)
+        taken = await self.ownership.claim()
         credentials = Credentials.from_settings(settings)
         self.rest = PalabraRest(credentials, settings.palabra_api_url)
         adapter.point_discord_py_at(settings.discord_api_base, settings.discord_gateway_url)
-        self.metrics = Metrics()
-        extras: dict[str, Any] = {"metrics": self.metrics}
-        if self.instance_id:
-            extras["instance_id"] = self.instance_id
+        self.metrics = Metrics(instance_id=self.instance_id, shard_ids=plan.ids, shard_count=plan.count)
+        extras: dict[str, Any] = {"metrics": self.metrics, "instance_id": self.instance_id}
         services = Services(
             settings=settings, database=self.database, credentials=credentials, palabra=self.rest, extras=extras
         )
         self.bot = InterpreterBot(services)
+        self.metrics.listener = self.bot
         pool = SpeakerPool()
         from bot.interpretation.manager import InterpretationManager
 
@@ -105,8 +117,14 @@ class App:
             await self.http.start()
         await self._start_listener(settings.discord_token.get_secret_value())
         await self._start_speakers(pool)
-        await self.manager.recover()
-        log.info("the bot is running as %s with %d speaker bots", self.bot.user, len(pool.speakers))
+        self.ownership.start_heartbeat()
+        await self.manager.recover(taken)
+        log.info(
+            "the bot is running as %s with %d speaker bots, %s",
+            self.bot.user,
+            len(pool.speakers),
+            self.ownership.describe(),
+        )
 
     async def _start_listener(self, token: str) -> None:
         self.bot_task = asyncio.create_task(self.bot.start(token), name="listener-bot")
@@ -129,15 +147,20 @@ class App:
         tokens = [t.get_secret_value() for t in self.settings.speaker_tokens]
         if not tokens:
             return
-        self.speaker_tasks = await start_speakers(tokens, pool)
+        self.speaker_tasks = await start_speakers(tokens, pool, client_kwargs=self.ownership.plan.client_kwargs())
         self.metrics.speakers.set(len(pool.speakers))
 
     def health(self) -> dict[str, Any]:
         ready = bool(self.bot is not None and self.bot.is_ready() and not self.bot.is_closed())
         speakers = getattr(self.manager, "speaker_pool", None)
+        plan = self.ownership.plan if self.ownership else None
         return {
             "ok": ready,
             "discord_ready": ready,
+            "instance_id": self.instance_id,
+            "shard_ids": list(plan.ids) if plan else [],
+            "shard_count": plan.count if plan else None,
+            "shards": _shard_health(self.bot, plan.ids) if plan and self.bot is not None else {},
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "sessions": len(self.manager.sessions) if self.manager else 0,
             "speakers_ready": sum(1 for s in getattr(speakers, "speakers", []) if s.is_ready()),
@@ -172,9 +195,27 @@ class App:
             await self.http.stop()
         if self.rest is not None:
             await self.rest.aclose()
+        if self.ownership is not None:
+            await self.ownership.close()
         if self.database is not None:
             await self.database.close()
         log.info("the bot stopped cleanly")
+
+
+def _shard_health(bot: Any, shard_ids: tuple[int, ...]) -> dict[str, Any]:
+    """Per shard of the listener: connected, gateway latency, guilds (keys are shard ids as text)."""
+    from bot.metrics import shard_latency_s
+
+    report: dict[str, Any] = {}
+    for shard_id in shard_ids:
+        shard = bot.get_shard(shard_id)
+        latency = shard_latency_s(shard)
+        report[str(shard_id)] = {
+            "ready": bool(shard is not None and not shard.is_closed()),
+            "latency_ms": round(latency * 1000, 1) if latency is not None else None,
+            "guilds": sum(1 for guild in bot.guilds if guild.shard_id == shard_id),
+        }
+    return report
 
 
 @contextlib.contextmanager

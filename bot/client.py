@@ -115,10 +115,18 @@ class InterpreterTree(app_commands.CommandTree):
         return None
 
 
-class InterpreterBot(commands.Bot):
-    """The listener bot account: slash commands and the cogs; `self.services` is shared with them."""
+class InterpreterBot(commands.AutoShardedBot):
+    """The listener bot account: slash commands and the cogs; `self.services` is shared with them.
+
+    It runs exactly this process's shards (SHARD_IDS of SHARD_COUNT), like every speaker client, so each
+    guild's listener and speakers are in the same process.
+    """
 
     def __init__(self, services: Services, **kwargs: Any) -> None:
+        from bot.shards import ShardPlan
+
+        for key, value in ShardPlan.of(services.settings).client_kwargs().items():
+            kwargs.setdefault(key, value)
         kwargs.setdefault("command_prefix", commands.when_mentioned)
         kwargs.setdefault("intents", default_intents())
         kwargs.setdefault("tree_cls", InterpreterTree)

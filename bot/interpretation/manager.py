@@ -41,8 +41,12 @@ from bot.interpretation.placement import consent_notice, fallback_placements
 from bot.interpretation.reports import Placement, PlacementKind, SessionStatus, StartReport, StopReport
 from bot.interpretation.session import LiveSession, SessionConfig, SessionParts, humans_in, user_speaker
 from bot.interpretation.transcripts import ChannelSink, Transcript, TranscriptPoster, WebhookSink
+from bot.shards import shard_of
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from bot.ownership import TakenSession
     from bot.services import Services
 
 __all__ = [
@@ -169,6 +173,8 @@ class InterpretationManager:
                     latency_p90_s=p90,
                     packets=int(stats.get("packets", 0)),
                     decrypt_failures=int(stats.get("transport_failures", 0)) + int(stats.get("dave_failures", 0)),
+                    instance_id=self.instance_id,
+                    shard=(shard_of(guild_id, self.services.settings.shard_count), self.services.settings.shard_count),
                 )
             )
         return found
@@ -184,26 +190,43 @@ class InterpretationManager:
             elif not await self._still_opted_out(running.guild.id, user_id):
                 mixer.include(user_id)
 
-    async def recover(self) -> None:
-        """Close what a crashed process left behind, then resume where people are still listening."""
-        from bot.db import sessions as db_sessions
+    async def recover(self, taken: Sequence[TakenSession] | None = None) -> None:
+        """Clean up after dead processes on this process's shards, then resume where people still listen.
 
-        async with self.services.database.session() as s:
-            crashed = await db_sessions.mark_crashed_sessions(s, except_instance_id=self.instance_id)
-            crashed = [_SessionRow.of(row) for row in crashed]
-        for row in crashed:
+        `taken`: the sessions bot.ownership took over at start-up (before the clients connected). None
+        takes over here every live session of this process's shards that it is not running itself (a
+        manager used without bot.ownership). Sessions of other shards are never touched: their
+        process may be alive.
+        """
+        if taken is None:
+            taken = await self._take_over()
+        for row in taken:
             log.warning(
-                "session %s (channel %s) was left active by a crashed process; closing it",
+                "session %s (channel %s) was left live by %s; closing it",
                 row.id,
                 row.source_channel_id,
+                row.previous_instance_id,
             )
             for palabra_id in row.palabra_session_ids:
                 await self._delete_palabra_session(palabra_id)
         await self._delete_untracked_palabra_sessions()
         await self.purge_expired_transcripts()
         self._ensure_heartbeat()
-        for row in crashed:
+        for row in taken:
             await self._resume(row)
+
+    async def _take_over(self) -> list[TakenSession]:
+        from bot.db import instances as db_instances
+        from bot.db.instances import ShardClaim
+        from bot.ownership import TakenSession
+        from bot.shards import ShardPlan
+
+        plan = ShardPlan.of(self.services.settings)
+        claim = ShardClaim(self.instance_id, plan.ids, plan.count)
+        running = [self.instance_id] if self.sessions or self._starting else []
+        async with self.services.database.session() as s:
+            rows = await db_instances.take_over_sessions(s, claim, alive=running)
+            return [TakenSession.of(row) for row in rows]
 
     async def purge_expired_transcripts(self) -> int:
         """Keep the consent notice's promise: lines older than the guild's retention are deleted."""
@@ -717,7 +740,7 @@ class InterpretationManager:
         """Palabra sessions this bot created (their ids are in the database) that no live session uses."""
         from sqlalchemy import select
 
-        from bot.db.models import InterpretationSession
+        from bot.db.models import SESSION_ENDED, InterpretationSession
         from bot.db.types import utcnow
         from bot.palabra.errors import PalabraError
 
@@ -732,7 +755,8 @@ class InterpretationManager:
                     )
                 )
             ).all()
-        ours = {pid for ids, _status in rows for pid in (ids or [])}
+        # Live sessions' Palabra sessions are in use, by this process or by another on other shards.
+        ours = {pid for ids, status in rows if status == SESSION_ENDED for pid in (ids or [])}
         tracked = {pid for running in self.sessions.values() for pid in running.rest.created}
         try:
             listed = [summary.id async for summary in self.services.palabra.list_sessions()]
@@ -745,7 +769,7 @@ class InterpretationManager:
                 await self._delete_palabra_session(palabra_id)
 
     # --- recovery helpers ---------------------------------------------------------------------------
-    async def _resume(self, row: _SessionRow) -> None:
+    async def _resume(self, row: TakenSession) -> None:
         channel = self.listener.get_channel(row.source_channel_id)
         if channel is None or not isinstance(channel, (discord.VoiceChannel, discord.StageChannel)):
             log.info("not resuming session %s: its channel is gone", row.id)
@@ -828,29 +852,6 @@ class InterpretationManager:
         self.metrics.sessions.set(len(self.sessions))
         self.metrics.speakers_leased.set(sum(len(r.leases) for r in self.sessions.values()))
         self.metrics.speakers.set(len(getattr(self.speaker_pool, "speakers", []) or []))
-
-
-@dataclass
-class _SessionRow:
-    """A crashed session's fields, read inside its unit of work."""
-
-    id: int
-    source_channel_id: int
-    source_language: str
-    target_languages: list[str]
-    started_by_user_id: int | None
-    palabra_session_ids: list[str]
-
-    @classmethod
-    def of(cls, row: Any) -> _SessionRow:
-        return cls(
-            row.id,
-            row.source_channel_id,
-            row.source_language,
-            list(row.target_languages or []),
-            row.started_by_user_id,
-            list(row.palabra_session_ids or []),
-        )
 
 
 class _Cleanup:
