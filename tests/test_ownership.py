@@ -131,7 +131,7 @@ async def test_a_live_rival_with_another_shard_count_is_refused(db):
             await instances.heartbeat_instance(s, "old-layout:1", now=clock.wall)
 
     clock.on_sleep = rival_beats
-    with pytest.raises(ShardConflict, match="SHARD_COUNT=3.*SHARD_COUNT=2"):
+    with pytest.raises(ShardConflict, match=r"SHARD_COUNT=3.*SHARD_COUNT=2"):
         await ownership(db, clock).claim()
 
 
