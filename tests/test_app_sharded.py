@@ -217,3 +217,21 @@ async def test_shard_ids_outside_the_count_are_refused_at_start(tmp_path):
         assert await process.wait(60) == 2
         assert "SHARD_IDS 2 outside 0..1" in process.text()
         assert fake.gateway.identified == []
+
+
+async def test_a_second_process_on_the_same_shards_is_refused_while_the_first_lives(tmp_path):
+    async with FakeDiscord() as fake, serve(emulator_config()) as emulator:
+        port = free_port()
+        env = bot_env(fake, emulator.base_url, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", port)
+        first, second = BotProcess(env), BotProcess({**env, "HTTP_PORT": "0"})
+        try:
+            await first.start()
+            await wait_healthy(port)
+            await second.start()
+            assert await second.wait(60) == 2
+            assert f"shard 0 of 1 is already run by the live instance {instance_of(first)}" in second.text()
+            assert (await health(port))["ok"]  # the first one is unharmed
+            assert [shard for _, shard in fake.gateway.identified].count((0, 1)) == 3  # listener + 2 speakers, once
+        finally:
+            await first.kill()
+            await second.kill()
