@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 
 import httpx
 import numpy as np
@@ -33,9 +32,9 @@ def sharded_env(base: dict[str, str], shard: int, http_port: int) -> dict[str, s
     return {**base, "SHARD_COUNT": "2", "SHARD_IDS": str(shard), "HTTP_PORT": str(http_port)}
 
 
-def instance_of(process: BotProcess) -> str:
-    assert process.proc is not None
-    return f"{socket.gethostname()}:{process.proc.pid}"
+async def instance_of(port: int) -> str:
+    """The instance id a running process reports (host:pid:run token)."""
+    return (await health(port))["instance_id"]
 
 
 async def command(fake: FakeDiscord, guild, user, name: str, subcommand: str, in_channel="general", **options):
@@ -102,6 +101,8 @@ async def test_two_processes_serve_their_own_shards_and_survive_each_other(postg
         try:
             await asyncio.gather(p0.start(), p1.start())
             await asyncio.gather(wait_healthy(ports[0]), wait_healthy(ports[1]))
+            first_id, second_id = await instance_of(ports[0]), await instance_of(ports[1])
+            assert first_id.split(":")[1] == str(p0.proc.pid) and second_id.split(":")[1] == str(p1.proc.pid)
             assert [(h["shard_ids"], h["shard_count"]) for h in [await health(ports[0]), await health(ports[1])]] == [
                 ([0], 2),
                 ([1], 2),
@@ -118,9 +119,9 @@ async def test_two_processes_serve_their_own_shards_and_survive_each_other(postg
 
             # Each guild's session is run by the process of its shard.
             rows = await live_sessions(postgres_url)
-            assert {g: row.instance_id for g, row in rows.items()} == {g0.id: instance_of(p0), g1.id: instance_of(p1)}
+            assert {g: row.instance_id for g, row in rows.items()} == {g0.id: first_id, g1.id: second_id}
             status = await command(fake, g1, bob, "interpret", "status", in_channel="Voice A")
-            assert f"Run by instance `{instance_of(p1)}` on shard 1 of 2" in status.text()
+            assert f"Run by instance `{second_id}` on shard 1 of 2" in status.text()
 
             # One speaker bot, one account, leased in both guilds at once, by two processes.
             speaker = fake.bots[1]
@@ -143,7 +144,7 @@ async def test_two_processes_serve_their_own_shards_and_survive_each_other(postg
                     guild_id=g0.id,
                     channel_id=g0.channel_named("Voice A").id,
                     language="fr",
-                    instance_id=instance_of(p1),
+                    instance_id=second_id,
                 )
                 assert again is None
 
@@ -164,20 +165,21 @@ async def test_two_processes_serve_their_own_shards_and_survive_each_other(postg
             # Restarted, shard 1 takes over only its own guild's session.
             await p1_again.start()
             await wait_healthy(ports[1])
+            restarted_id = await instance_of(ports[1])
             await wait_for(
                 lambda: palabra[g1.id] not in emulator.state.sessions and len(emulator.state.sessions) == 2,
                 timeout=60,
                 what="the dead session's Palabra session deleted and a new one started",
             )
             after = await live_sessions(postgres_url)
-            assert after[g0.id].id == rows[g0.id].id and after[g0.id].instance_id == instance_of(p0)
+            assert after[g0.id].id == rows[g0.id].id and after[g0.id].instance_id == first_id
             assert after[g0.id].palabra_session_ids == [palabra[g0.id]] and palabra[g0.id] in emulator.state.sessions
-            assert after[g1.id].id != rows[g1.id].id and after[g1.id].instance_id == instance_of(p1_again)
+            assert after[g1.id].id != rows[g1.id].id and after[g1.id].instance_id == restarted_id
             async with Database(postgres_url) as database, database.session() as s:
                 old = await db_sessions.get_session(s, rows[g1.id].id)
                 assert (old.status, old.end_reason) == ("ended", "crashed")
                 registered = {row.id: row.shard_ids for row in await instances.list_instances(s)}
-            assert registered == {instance_of(p0): [0], instance_of(p1_again): [1]}
+            assert registered == {first_id: [0], restarted_id: [1]}
             await bob.wait_dave_ready(members=2, timeout=20)
             resumed = {g1.id: after[g1.id].palabra_session_ids[0]}
             heard = await speak_and_hear(emulator, {g1.id: (bob, SPEECH_B)}, resumed)
@@ -227,9 +229,10 @@ async def test_a_second_process_on_the_same_shards_is_refused_while_the_first_li
         try:
             await first.start()
             await wait_healthy(port)
+            first_id = await instance_of(port)
             await second.start()
             assert await second.wait(60) == 2
-            assert f"shard 0 of 1 is already run by the live instance {instance_of(first)}" in second.text()
+            assert f"shard 0 of 1 is already run by the live instance {first_id}" in second.text()
             assert (await health(port))["ok"]  # the first one is unharmed
             assert [shard for _, shard in fake.gateway.identified].count((0, 1)) == 3  # listener + 2 speakers, once
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from collections.abc import Iterable
 from datetime import datetime
@@ -29,8 +30,12 @@ END_CRASHED = "crashed"
 
 
 def default_instance_id() -> str:
-    """This process's owner id: host name and process id."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process's owner id: host name, process id and a per-run token.
+
+    The token keeps two runs apart even when host name and pid repeat (a container's pid is always 1):
+    a new run never mistakes a live predecessor, say a partitioned pod still running, for itself.
+    """
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 async def start_session(
