@@ -95,6 +95,7 @@ class App:
         # stops the start here.
         self.ownership = Ownership(self.database, plan, self.instance_id, interval_s=settings.heartbeat_seconds)
         taken = await self.ownership.claim()
+        self.ownership.start_heartbeat()  # from now on: logging in to Discord can take a while
         credentials = Credentials.from_settings(settings)
         self.rest = PalabraRest(credentials, settings.palabra_api_url)
         adapter.point_discord_py_at(settings.discord_api_base, settings.discord_gateway_url)
@@ -117,7 +118,6 @@ class App:
             await self.http.start()
         await self._start_listener(settings.discord_token.get_secret_value())
         await self._start_speakers(pool)
-        self.ownership.start_heartbeat()
         await self.manager.recover(taken)
         log.info(
             "the bot is running as %s with %d speaker bots, %s",
@@ -170,9 +170,11 @@ class App:
     async def wait(self, stop: asyncio.Event) -> None:
         """Until a stop signal, or the listener client ends by itself."""
         stopper = asyncio.create_task(stop.wait())
-        waiting = {stopper} | ({self.bot_task} if self.bot_task else set())
+        lost = asyncio.create_task(self.ownership.lost.wait())
+        waiting = {stopper, lost} | ({self.bot_task} if self.bot_task else set())
         done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
+        lost.cancel()
         if self.bot_task in done and self.bot_task.exception() is not None:
             log.error("the Discord client stopped: %s", type(self.bot_task.exception()).__name__)
 
@@ -238,3 +240,5 @@ async def run(settings: Settings, instance_id: str | None = None) -> None:
         log.info("stopping")
     finally:
         await app.close()
+    if app.ownership is not None and app.ownership.lost.is_set():
+        raise app.ownership.lost_error()

@@ -11,7 +11,9 @@ Start-up (`claim`), before the Discord clients connect, so no session of this pr
    caller to delete its Palabra sessions and resume it where people remain.
 
 Then `start_heartbeat()` beats every HEARTBEAT_SECONDS (the instance and its sessions); `close()`
-stops it and deletes the instance row (a clean stop leaves nothing to take over).
+stops it and deletes the instance row (a clean stop leaves nothing to take over). If a beat finds the
+row gone, another process has taken the shards over (this one was cut off from the database for too
+long): `lost` is set and the process must stop serving, not register again.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from bot.db.engine import Database
 from bot.db.instances import ShardClaim
 from bot.db.models import Instance, InterpretationSession
 from bot.db.types import utcnow
-from bot.errors import ConfigurationError
+from bot.errors import BotError, ConfigurationError
 from bot.shards import ShardPlan
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,10 @@ class ShardConflict(ConfigurationError):
     """Another live process runs one of our shards, or uses another SHARD_COUNT."""
 
 
+class OwnershipLost(BotError):
+    """Our instance row was removed while we ran: another process owns our shards now."""
+
+
 class Ownership:
     def __init__(
         self,
@@ -87,6 +93,7 @@ class Ownership:
         self._clock, self._sleep, self._now = clock, sleep, now
         self._heartbeat: asyncio.Task[None] | None = None
         self.registered = False
+        self.lost = asyncio.Event()
 
     @property
     def stale_after(self) -> timedelta:
@@ -173,19 +180,32 @@ class Ownership:
         if self._heartbeat is None or self._heartbeat.done():
             self._heartbeat = asyncio.create_task(self._beat_forever(), name="instance-heartbeat")
 
-    async def beat(self) -> None:
-        """One heartbeat (instance and sessions); re-registers if the row was deleted meanwhile."""
+    async def beat(self) -> bool:
+        """One heartbeat (instance and sessions); False, with `lost` set, if our row is gone."""
         async with self.database.session() as s:
             alive = await db_instances.heartbeat_instance(s, self.instance_id, now=self._now())
         if not alive:
-            log.warning("%s was missing from the database; registering again", self.describe())
-            await self._register()
+            self.registered = False
+            log.error(
+                "%s is no longer registered: another process took its shards over while this one could not "
+                "reach the database; stopping so that the shards are not served twice",
+                self.describe(),
+            )
+            self.lost.set()
+        return alive
+
+    def lost_error(self) -> OwnershipLost:
+        return OwnershipLost(
+            f"{self.describe()} stopped: another process took over its shards (its heartbeat had not reached "
+            "the database for too long); start it again to rejoin"
+        )
 
     async def _beat_forever(self) -> None:
         while True:
             await self._sleep(self.interval_s)
             try:
-                await self.beat()
+                if not await self.beat():
+                    return
             except Exception:
                 log.exception("instance heartbeat failed")
 

@@ -238,3 +238,21 @@ async def test_a_second_process_on_the_same_shards_is_refused_while_the_first_li
         finally:
             await first.kill()
             await second.kill()
+
+
+async def test_a_process_whose_shards_were_taken_over_stops_serving(tmp_path):
+    async with FakeDiscord() as fake, serve(emulator_config()) as emulator:
+        port = free_port()
+        url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+        process = BotProcess(bot_env(fake, emulator.base_url, url, port))
+        try:
+            await process.start()
+            await wait_healthy(port)
+            instance_id = await instance_of(port)
+            async with Database(url) as database, database.session() as s:  # what a successor does
+                assert await instances.remove_instance(s, instance_id)
+            assert await process.wait(30) == 2
+            assert "another process took over its shards" in process.text()
+            assert "the bot stopped cleanly" in process.text()
+        finally:
+            await process.kill()

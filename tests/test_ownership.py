@@ -78,9 +78,7 @@ async def test_no_rival_takes_over_our_shards_sessions_at_once(db):
     mine = await live_session(db, GUILD_ON_0, 10, "old:1")
     theirs = await live_session(db, GUILD_ON_1, 20, "other:1")
     taken = await ownership(db, clock).claim()
-    assert [(t.id, t.palabra_session_ids, t.previous_instance_id) for t in taken] == [
-        (mine, ("palabra-10",), "old:1")
-    ]
+    assert [(t.id, t.palabra_session_ids, t.previous_instance_id) for t in taken] == [(mine, ("palabra-10",), "old:1")]
     assert clock.sleeps == []
     async with db.session() as s:
         assert (await sessions.get_session(s, theirs)).is_live
@@ -142,16 +140,23 @@ async def test_a_live_instance_on_other_shards_is_no_rival(db):
     assert clock.sleeps == []
 
 
-async def test_heartbeat_re_registers_a_deleted_row_and_close_removes_it(db):
+async def test_a_beat_that_finds_the_row_gone_reports_the_shards_lost(db):
     clock = Clock()
     owner = ownership(db, clock)
     await owner.claim()
-    async with db.session() as s:
+    assert await owner.beat() and not owner.lost.is_set()
+    async with db.session() as s:  # a successor took over and dropped our row
         await instances.remove_instance(s, "new:1")
-    await owner.beat()
+    assert not await owner.beat()
+    assert owner.lost.is_set() and "took over its shards" in str(owner.lost_error())
     async with db.session() as s:
-        row = await instances.get_instance(s, "new:1")
-        assert row is not None and row.shard_ids == [0]
+        assert await instances.get_instance(s, "new:1") is None  # not registered again behind its back
+
+
+async def test_close_removes_the_instance(db):
+    clock = Clock()
+    owner = ownership(db, clock)
+    await owner.claim()
     await owner.close()
     async with db.session() as s:
         assert await instances.list_instances(s) == []
