@@ -59,7 +59,12 @@ async def live_sessions(url: str) -> dict[int, object]:
 
 async def speak_and_hear(emulator, speakers: dict, palabra_ids: dict[int, str]) -> dict[int, float]:
     """Each user speaks their fixture at the same time; the correlation each guild's stream heard."""
-    streams = {guild_id: _stream_of(emulator, pid) for guild_id, pid in palabra_ids.items()}
+
+    def streaming() -> bool:  # the Palabra session is recorded before its stream connects
+        return all(_streams_of(emulator, pid) for pid in palabra_ids.values())
+
+    await wait_for(streaming, timeout=30, what="each session's Palabra stream")
+    streams = {guild_id: _streams_of(emulator, pid)[-1] for guild_id, pid in palabra_ids.items()}
     before = {guild_id: len(stream.input_pcm) for guild_id, stream in streams.items()}
     pcm = {path: decode(path, rate=48000, channels=2)[: SPEECH_S * 48000 * 4] for path in (SPEECH_A, SPEECH_B)}
     await asyncio.gather(*(user.speak(pcm[path] + bytes(48000 * 4)) for user, path in speakers.values()))
@@ -72,8 +77,8 @@ async def speak_and_hear(emulator, speakers: dict, palabra_ids: dict[int, str]) 
     return heard
 
 
-def _stream_of(emulator, palabra_id: str):
-    return [stream for stream in emulator.state.streams if stream.session_id == palabra_id][-1]
+def _streams_of(emulator, palabra_id: str) -> list:
+    return [stream for stream in emulator.state.streams if stream.session_id == palabra_id]
 
 
 async def health(port: int) -> dict:
