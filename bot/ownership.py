@@ -23,48 +23,21 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.db import instances as db_instances
 from bot.db.engine import Database
 from bot.db.instances import ShardClaim
-from bot.db.models import Instance, InterpretationSession
+from bot.db.models import Instance
 from bot.db.types import utcnow
 from bot.errors import BotError, ConfigurationError
+from bot.interpretation.recovery import CrashedSession
 from bot.shards import ShardPlan
 
 log = logging.getLogger(__name__)
 
 # A process silent for this many heartbeat intervals is dead (room for a slow database or a busy loop).
 STALE_HEARTBEATS = 3
-
-
-@dataclass(frozen=True)
-class TakenSession:
-    """A session a dead process left on our shards, read inside its unit of work."""
-
-    id: int
-    guild_id: int
-    source_channel_id: int
-    source_language: str
-    target_languages: tuple[str, ...]
-    started_by_user_id: int | None
-    palabra_session_ids: tuple[str, ...]
-    previous_instance_id: str
-
-    @classmethod
-    def of(cls, row: InterpretationSession) -> TakenSession:
-        return cls(
-            row.id,
-            row.guild_id,
-            row.source_channel_id,
-            row.source_language,
-            tuple(row.target_languages),
-            row.started_by_user_id,
-            tuple(row.palabra_session_ids),
-            row.instance_id,
-        )
 
 
 class ShardConflict(ConfigurationError):
@@ -102,12 +75,12 @@ class Ownership:
     def describe(self) -> str:
         return f"instance {self.instance_id} (shards {self.plan.label()})"
 
-    async def claim(self) -> list[TakenSession]:
+    async def claim(self) -> list[CrashedSession]:
         """Register, wait until no live rival runs our shards (or refuse), take over what dead ones left."""
         await self._register()
         await self._wait_for_rivals()
         async with self.database.session() as s:
-            taken = [TakenSession.of(row) for row in await db_instances.take_over_sessions(s, self.claim_)]
+            taken = [CrashedSession.of(row) for row in await db_instances.take_over_sessions(s, self.claim_)]
         for row in taken:
             log.warning(
                 "taking over session %s (guild %s, channel %s) from %s, which stopped without ending it",

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     # shards' sessions once it has been silent for STALE_HEARTBEATS intervals.
     heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
 
+    @field_validator("discord_token", "palabra_client_id", "palabra_client_secret", "palabra_api_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`NAME=` with nothing after it (as in a freshly copied .env.example) means not set."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("speaker_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:

@@ -132,6 +132,17 @@ async def add_palabra_session_id(session: AsyncSession, session_id: int, palabra
         await session.flush()
 
 
+async def palabra_session_ids_since(session: AsyncSession, since: datetime, *, ended_only: bool = False) -> set[str]:
+    """Every Palabra session id recorded by sessions started since `since` (what this bot created
+    recently), or only by those that have ended (`ended_only`: what nobody may still be using, even in
+    another process; crash recovery deletes those Palabra still lists)."""
+    query = select(InterpretationSession.palabra_session_ids).where(InterpretationSession.started_at >= since)
+    if ended_only:
+        query = query.where(InterpretationSession.status == SESSION_ENDED)
+    rows = await session.scalars(query)
+    return {palabra_id for ids in rows for palabra_id in (ids or [])}
+
+
 async def heartbeat(session: AsyncSession, instance_id: str, *, now: datetime | None = None) -> int:
     """Mark the instance's live sessions as still owned; returns how many were touched."""
     result = await session.execute(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import discord
 
-from bot.errors import BotError
+from bot.voice.errors import VoiceError
 from bot.voice.playback import OPUS_SETTINGS, ensure_discord_opus
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ READY_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 30.0
 
 
-class SpeakerError(BotError):
+class SpeakerError(VoiceError):
     """A speaker cannot do what was asked; the message says why (never contains a token)."""
 
 
@@ -85,6 +85,9 @@ class SpeakerPool:
         self.speakers: list[discord.Client] = list(speakers)
         self._leases: dict[tuple[int, int], Lease] = {}  # (speaker user id, guild id) -> lease
         self._lock = asyncio.Lock()
+        # Set by start_speakers, for `/setup check`: tokens still logging in, and those that never did.
+        self.logging_in = 0
+        self.failed_logins = 0
 
     def add(self, speaker: discord.Client) -> None:
         self.speakers.append(speaker)
@@ -150,6 +153,7 @@ async def start_speakers(
     # Sharded like the listener (the caller passes shard_ids and shard_count): a guild's speakers
     # then live in the process that holds its listener.
     clients = [discord.AutoShardedClient(intents=speaker_intents(), **(client_kwargs or {})) for _ in tokens]
+    pool.logging_in += len(clients)
     tasks = [
         asyncio.create_task(client.start(token), name=f"speaker-{index}")
         for index, (client, token) in enumerate(zip(clients, tokens, strict=False))
@@ -157,10 +161,12 @@ async def start_speakers(
     for index, (client, task) in enumerate(zip(clients, tasks, strict=False)):
         ready = asyncio.create_task(client.wait_until_ready())
         done, _ = await asyncio.wait({ready, task}, timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED)
+        pool.logging_in -= 1
         if ready in done:
             pool.add(client)
             continue
         ready.cancel()
+        pool.failed_logins += 1
         reason = _failure_reason(task) if task in done else "timed out"
         log.error("speaker bot #%d did not become ready (%s); continuing without it", index + 1, reason)
     return tasks

@@ -161,7 +161,7 @@ class Gateway:
         return None
 
     def _member_guilds(self, account: Account) -> list:
-        return [guild for guild in self.fake.guilds if account.id in guild.members]
+        return self.fake.guilds_of(account)
 
     async def _resume(self, ws: web.WebSocketResponse, data: dict) -> GatewaySession | None:
         account = self.fake.account_by_token(data.get("token", ""))
