@@ -163,3 +163,18 @@ async def test_create_whose_ownership_cannot_be_saved_is_undone_at_palabra(servi
     with pytest.raises(DBAPIError):  # the database's own error; the command layer reports it with a reference
         await services.broadcasts.create(guild_id=GUILD_A, user_id=ADMIN, request=request())
     assert emulator.state.broadcasts == {}, "no broadcast may be left at Palabra without an owner"
+
+
+async def test_poll_statuses_covers_only_this_processs_shards(services, emulator):
+    on_0, on_1 = (5_000_000 << 22) | 1, (5_000_001 << 22) | 1  # guilds on shards 0 and 1 of 2
+    service = services.broadcasts
+    theirs = (await service.create(guild_id=on_0, user_id=ADMIN, request=request(), announce_channel_id=5)).broadcast
+    mine = (
+        await service.create(guild_id=on_1, user_id=ADMIN, request=request(title="B"), announce_channel_id=6)
+    ).broadcast
+    services.settings = services.settings.model_copy(update={"shard_count": 2, "shard_ids": [1]})
+    await set_status(emulator, theirs.id, "streaming")
+    await set_status(emulator, mine.id, "streaming")
+    assert [c.broadcast_id for c in await service.poll_statuses()] == [mine.id]  # shard 0's process announces theirs
+    services.settings = services.settings.model_copy(update={"shard_ids": [0]})
+    assert [c.broadcast_id for c in await service.poll_statuses()] == [theirs.id]
