@@ -7,6 +7,7 @@ leaving no Palabra session behind."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 
 import httpx
@@ -24,6 +25,7 @@ from tests.interpretation.conftest import emulator_config, wait_for
 from tests.test_app import BotProcess, bot_env, free_port, wait_healthy
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+log = logging.getLogger(__name__)
 
 SPEECH_S = 2
 
@@ -168,6 +170,7 @@ async def test_two_processes_serve_their_own_shards_and_survive_each_other(postg
             assert set(emulator.state.sessions) == set(palabra.values())  # the dead one's is still there
 
             # Restarted, shard 1 takes over only its own guild's session.
+            restarted_at = asyncio.get_running_loop().time()
             await p1_again.start()
             await wait_healthy(ports[1])
             restarted_id = await instance_of(ports[1])
@@ -175,6 +178,10 @@ async def test_two_processes_serve_their_own_shards_and_survive_each_other(postg
                 lambda: palabra[g1.id] not in emulator.state.sessions and len(emulator.state.sessions) == 2,
                 timeout=60,
                 what="the dead session's Palabra session deleted and a new one started",
+            )
+            log.warning(
+                "take-over: restart to resumed session %.1f s (HEARTBEAT_SECONDS=1)",
+                asyncio.get_running_loop().time() - restarted_at,
             )
             after = await live_sessions(postgres_url)
             assert after[g0.id].id == rows[g0.id].id and after[g0.id].instance_id == first_id
