@@ -62,7 +62,7 @@ class Ownership:
     ) -> None:
         self.database, self.plan, self.instance_id = database, plan, instance_id
         self.interval_s = interval_s
-        self.claim_ = ShardClaim(instance_id, plan.ids, plan.count)
+        self.shard_claim = ShardClaim(instance_id, plan.ids, plan.count)
         self._clock, self._sleep, self._now = clock, sleep, now
         self._heartbeat: asyncio.Task[None] | None = None
         self.registered = False
@@ -80,7 +80,7 @@ class Ownership:
         await self._register()
         await self._wait_for_rivals()
         async with self.database.session() as s:
-            taken = [CrashedSession.of(row) for row in await db_instances.take_over_sessions(s, self.claim_)]
+            taken = [CrashedSession.of(row) for row in await db_instances.take_over_sessions(s, self.shard_claim)]
         for row in taken:
             log.warning(
                 "taking over session %s (guild %s, channel %s) from %s, which stopped without ending it",
@@ -93,7 +93,7 @@ class Ownership:
 
     async def _register(self) -> None:
         async with self.database.session() as s:
-            await db_instances.register_instance(s, self.claim_, now=self._now())
+            await db_instances.register_instance(s, self.shard_claim, now=self._now())
         self.registered = True
         log.info("registered as %s", self.describe())
 
@@ -103,7 +103,7 @@ class Ownership:
         while True:
             async with self.database.session() as s:
                 await db_instances.heartbeat_instance(s, self.instance_id, now=self._now())
-                rivals = await db_instances.rival_instances(s, self.claim_)
+                rivals = await db_instances.rival_instances(s, self.shard_claim)
             silent = self._silent_rivals(rivals, first_seen)
             if not silent:
                 return
@@ -137,7 +137,7 @@ class Ownership:
                 f"this process has SHARD_COUNT={self.plan.count}; every process of a deployment, and every "
                 "bot account, must use the same SHARD_COUNT (stop the others first to change it)"
             )
-        shared = ",".join(str(i) for i in self.claim_.overlaps(rival))
+        shared = ",".join(str(i) for i in self.shard_claim.overlaps(rival))
         return (
             f"cannot start: shard {shared} of {self.plan.count} is already run by the live instance {rival.id} "
             f"({age}); two processes on one shard would both answer its commands: give each process its own "
