@@ -20,6 +20,7 @@ from bot.db import sessions as db_sessions
 from bot.palabra.emulator.app import serve
 from tests.fakes import secrets
 from tests.fakes.audio import SPEECH_A, SPEECH_B, decode, mono, xcorr
+from tests.fakes.discord.gateway import shard_of
 from tests.fakes.discord.server import FakeDiscord
 from tests.interpretation.conftest import emulator_config, wait_for
 from tests.test_app import BotProcess, bot_env, free_port, wait_healthy
@@ -109,6 +110,13 @@ async def test_two_processes_serve_their_own_shards_and_survive_each_other(postg
             await asyncio.gather(p0.start(), p1.start())
             await asyncio.gather(wait_healthy(ports[0]), wait_healthy(ports[1]))
             first_id, second_id = await instance_of(ports[0]), await instance_of(ports[1])
+            async with httpx.AsyncClient() as http:
+                metrics = (await http.get(f"http://127.0.0.1:{ports[1]}/metrics")).text
+            info = f'interpreter_instance_info{{instance_id="{second_id}",shard_count="2",shard_ids="1"}} 1.0'
+            assert info in metrics
+            assert 'interpreter_shard_ready{shard="1"} 1.0' in metrics and 'shard="0"' not in metrics
+            on_1 = sum(1 for guild in fake.guilds if shard_of(guild.id, 2) == 1)  # g1, maybe the fake's first
+            assert f'interpreter_shard_guilds{{shard="1"}} {on_1:.1f}' in metrics
             assert first_id.split(":")[1] == str(p0.proc.pid) and second_id.split(":")[1] == str(p1.proc.pid)
             assert [(h["shard_ids"], h["shard_count"]) for h in [await health(ports[0]), await health(ports[1])]] == [
                 ([0], 2),
