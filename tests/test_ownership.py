@@ -160,3 +160,11 @@ async def test_close_removes_the_instance(db):
     await owner.close()
     async with db.session() as s:
         assert await instances.list_instances(s) == []
+
+
+async def test_a_restart_under_the_same_instance_id_takes_over_at_once(db):
+    clock = Clock()
+    await register(db, ShardClaim("bot-1", (0,), 2), clock.wall)  # its heartbeat is fresh: it was just killed
+    session_id = await live_session(db, GUILD_ON_0, 10, "bot-1")
+    taken = await ownership(db, clock, instance_id="bot-1").claim()
+    assert [t.id for t in taken] == [session_id] and clock.sleeps == []
