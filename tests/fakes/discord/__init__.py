@@ -93,7 +93,8 @@ Gateway, events and interactions:
   count == id` (`fake.dispatch` and broadcasts pick the session of the payload's guild). 4010 closes
   a shard outside 0..count-1, 4011 a bot in more than `fake.gateway.max_guilds_per_shard` (2500)
   guilds per shard. `fake.gateway.identified` [(bot id, (id, count))], `.refused` [(bot id, code)],
-  `.session_of(bot_id, guild_id)`, `.shards_of(bot_id)`. `await fake.add_guild(name,
+  `.session_of(bot_id, guild_id)`, `.shards_of(bot_id)`, `.shard_sessions[(bot_id, shard_id)]`
+  (`.sessions[bot_id]` is a bot's latest session, whatever its shard). `await fake.add_guild(name,
   voice_channels=("Talk",), shard=(1, 2))` makes a guild on shard 1 of 2 (`snowflake_on_shard`);
   `await fake.add_user(name, guild=g)` a member of it, who joins `g`'s voice channels by name.
 - `fake.interaction_payload(bot=, user=, channel=, name=, options={...}, subcommand=None, group=None,

@@ -63,7 +63,8 @@ class GatewaySession:
 class Gateway:
     def __init__(self, fake: FakeDiscord) -> None:
         self.fake = fake
-        self.sessions: dict[tuple[int, int], GatewaySession] = {}  # (user id, shard id) -> session
+        self.shard_sessions: dict[tuple[int, int], GatewaySession] = {}  # (user id, shard id) -> session
+        self.sessions: dict[int, GatewaySession] = {}  # user id -> its latest session, whatever its shard
         self.resumes = 0  # successful op 6 resumes, for tests
         self.identified: list[tuple[int, tuple[int, int]]] = []  # (user id, shard) of every accepted IDENTIFY
         self.refused: list[tuple[int, int]] = []  # (user id, close code) of every refused IDENTIFY
@@ -71,14 +72,14 @@ class Gateway:
 
     def session_of(self, user_id: int, guild_id: int | None = None) -> GatewaySession | None:
         """The bot's session that serves `guild_id` (any of its sessions if None), preferring open ones."""
-        mine = [s for (uid, _), s in self.sessions.items() if uid == user_id]
+        mine = [s for (uid, _), s in self.shard_sessions.items() if uid == user_id]
         if guild_id is not None:
             mine = [s for s in mine if s.serves(guild_id)]
         return next((s for s in mine if s.is_open), mine[0] if mine else None)
 
     def shards_of(self, user_id: int) -> list[tuple[int, int]]:
         """The shards a bot has identified on, in order."""
-        return sorted(s.shard for (uid, _), s in self.sessions.items() if uid == user_id)
+        return sorted(s.shard for (uid, _), s in self.shard_sessions.items() if uid == user_id)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/gateway", self.handle)
@@ -124,7 +125,8 @@ class Gateway:
         assert shard is not None
         session = GatewaySession(account, shard)
         session.ws = ws
-        self.sessions[(account.id, shard[0])] = session
+        self.shard_sessions[(account.id, shard[0])] = session
+        self.sessions[account.id] = session
         self.identified.append((account.id, shard))
         guilds = [guild for guild in self._member_guilds(account) if session.serves(guild.id)]
         await session.dispatch(
@@ -167,7 +169,8 @@ class Gateway:
         account = self.fake.account_by_token(data.get("token", ""))
         wanted = data.get("session_id")
         session = next(
-            (s for s in self.sessions.values() if account and s.account is account and s.session_id == wanted), None
+            (s for s in self.shard_sessions.values() if account and s.account is account and s.session_id == wanted),
+            None,
         )
         if session is None:
             await ws.send_str(json.dumps({"op": INVALID_SESSION, "d": False}))
@@ -195,12 +198,12 @@ class Gateway:
         """Dispatch a guild's event to every connected bot session whose shard serves that guild
         (`guild_id`, else the payload's `guild_id`, else, for GUILD_CREATE, its `id`)."""
         guild_id = guild_id or _guild_of_payload(event, data)
-        for session in list(self.sessions.values()):
+        for session in list(self.shard_sessions.values()):
             if session.is_open and (guild_id is None or session.serves(guild_id)):
                 await session.dispatch(event, data)
 
     async def close_all(self) -> None:
-        for session in self.sessions.values():
+        for session in self.shard_sessions.values():
             if session.ws is not None:
                 await session.ws.close()
 
