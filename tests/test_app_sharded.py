@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 SPEECH_S = 2
 
 
+def env_for(fake: FakeDiscord, emulator_url: str, database_url: str, http_port: int) -> dict[str, str]:
+    # A SIGKILLed process is known dead after 3 silent heartbeats: 3 s here, not the default 45 s.
+    return {**bot_env(fake, emulator_url, database_url, http_port), "HEARTBEAT_SECONDS": "1"}
+
+
 def sharded_env(base: dict[str, str], shard: int, http_port: int) -> dict[str, str]:
     return {**base, "SHARD_COUNT": "2", "SHARD_IDS": str(shard), "HTTP_PORT": str(http_port)}
 
@@ -103,7 +108,7 @@ async def test_two_processes_serve_their_own_shards_and_survive_each_other(postg
         alice = await fake.add_user("Alice", admin=True, guild=g0)
         bob = await fake.add_user("Bob", admin=True, guild=g1)
         ports = {0: free_port(), 1: free_port()}
-        base = bot_env(fake, emulator.base_url, postgres_url, 0)
+        base = env_for(fake, emulator.base_url, postgres_url, 0)
         p0, p1 = BotProcess(sharded_env(base, 0, ports[0])), BotProcess(sharded_env(base, 1, ports[1]))
         p1_again = BotProcess(sharded_env(base, 1, ports[1]))
         try:
@@ -222,7 +227,7 @@ async def test_two_processes_serve_their_own_shards_and_survive_each_other(postg
 
 async def test_sqlite_refuses_part_of_the_shards(tmp_path):
     async with FakeDiscord() as fake:
-        env = bot_env(fake, "http://127.0.0.1:9", f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", 0)
+        env = env_for(fake, "http://127.0.0.1:9", f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", 0)
         process = BotProcess({**env, "SHARD_COUNT": "2", "SHARD_IDS": "1"})
         await process.start()
         assert await process.wait(60) == 2
@@ -233,7 +238,7 @@ async def test_sqlite_refuses_part_of_the_shards(tmp_path):
 
 async def test_shard_ids_outside_the_count_are_refused_at_start(tmp_path):
     async with FakeDiscord() as fake:
-        env = bot_env(fake, "http://127.0.0.1:9", f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", 0)
+        env = env_for(fake, "http://127.0.0.1:9", f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", 0)
         process = BotProcess({**env, "SHARD_COUNT": "2", "SHARD_IDS": "0,2"})
         await process.start()
         assert await process.wait(60) == 2
@@ -244,7 +249,7 @@ async def test_shard_ids_outside_the_count_are_refused_at_start(tmp_path):
 async def test_a_second_process_on_the_same_shards_is_refused_while_the_first_lives(tmp_path):
     async with FakeDiscord() as fake, serve(emulator_config()) as emulator:
         port = free_port()
-        env = bot_env(fake, emulator.base_url, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", port)
+        env = env_for(fake, emulator.base_url, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", port)
         first, second = BotProcess(env), BotProcess({**env, "HTTP_PORT": "0"})
         try:
             await first.start()
@@ -264,7 +269,7 @@ async def test_a_process_whose_shards_were_taken_over_stops_serving(tmp_path):
     async with FakeDiscord() as fake, serve(emulator_config()) as emulator:
         port = free_port()
         url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
-        process = BotProcess(bot_env(fake, emulator.base_url, url, port))
+        process = BotProcess(env_for(fake, emulator.base_url, url, port))
         try:
             await process.start()
             await wait_healthy(port)
