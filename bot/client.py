@@ -10,14 +10,16 @@ from __future__ import annotations
 import importlib.util
 import logging
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import BotError
+from bot.errors import UserFacingError
 from bot.messages import clip
+from bot.shards import ShardPlan
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -48,13 +50,8 @@ def default_intents() -> discord.Intents:
 
 
 def user_message_of(error: BaseException) -> str | None:
-    """The text a user may see for an error we raised on purpose, or None for anything else."""
-    message = getattr(error, "user_message", None)
-    if isinstance(message, str) and message:
-        return message
-    if isinstance(error, BotError) and str(error):
-        return str(error)
-    return None
+    """The text a user may see: a `UserFacingError`'s message; None for anything else."""
+    return error.user_message if isinstance(error, UserFacingError) else None
 
 
 def new_reference() -> str:
@@ -122,17 +119,28 @@ class InterpreterBot(commands.AutoShardedBot):
     guild's listener and speakers are in the same process.
     """
 
-    def __init__(self, services: Services, **kwargs: Any) -> None:
-        from bot.shards import ShardPlan
-
-        for key, value in ShardPlan.of(services.settings).client_kwargs().items():
+    def __init__(
+        self,
+        services: Services | Callable[[InterpreterBot], Services],
+        *,
+        shards: ShardPlan | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """`services`, or the function that builds them around this client (the interpretation manager
+        needs the listener client it belongs to); `shards` (default: from the services' settings) must
+        be given with a function, whose settings are not known yet."""
+        if shards is None:
+            if callable(services):
+                raise TypeError("InterpreterBot(services_for, ...) needs shards=ShardPlan.of(settings)")
+            shards = ShardPlan.of(services.settings)
+        for key, value in shards.client_kwargs().items():
             kwargs.setdefault(key, value)
         kwargs.setdefault("command_prefix", commands.when_mentioned)
         kwargs.setdefault("intents", default_intents())
         kwargs.setdefault("tree_cls", InterpreterTree)
         kwargs.setdefault("help_command", None)
         super().__init__(**kwargs)
-        self.services = services
+        self.services: Services = services(self) if callable(services) else services
         self.extensions_to_load: tuple[str, ...] = EXTENSIONS
 
     async def setup_hook(self) -> None:
