@@ -1,7 +1,7 @@
 """Shard instances: the bot processes sharing one database, the shards each runs, their heartbeat.
 
 Revision ID: shard_instances_c11
-Revises: 0001
+Revises: ovl1_stored_secrets
 Create Date: 2026-12-01
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "shard_instances_c11"
-down_revision: str | None = "0001"
+down_revision: str | None = "ovl1_stored_secrets"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
