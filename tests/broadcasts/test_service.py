@@ -107,7 +107,7 @@ async def test_palabra_refusal_is_a_clear_message_and_nothing_is_recorded(servic
     # Unknown target: a warning locally, and the emulator (like Palabra) refuses it.
     bad = request(targets="es,xx-yy", outputs=f"xx-yy=rtmp://h.example/app|{STREAM_KEY}")
     assert bad.warnings
-    with pytest.raises(BroadcastRejected, match="Palabra refused to create the broadcast: .*'xx-yy'"):
+    with pytest.raises(BroadcastRejected, match=r"Palabra refused to create the broadcast: .*'xx-yy'"):
         await services.broadcasts.create(guild_id=GUILD_A, user_id=ADMIN, request=bad)
     assert await services.broadcasts.list(GUILD_A) == []
 
