@@ -86,7 +86,8 @@ class App:
         """Build the whole graph (database, Palabra client, services, clients), then connect it."""
         from bot.broadcasts.service import BroadcastService
         from bot.client import InterpreterBot
-        from bot.db import Database, upgrade_to_head
+        from bot.db.engine import Database
+        from bot.db.migrate import upgrade_to_head
         from bot.http import HealthServer
         from bot.interpretation.manager import InterpretationManager
         from bot.metrics import Metrics
@@ -100,6 +101,7 @@ class App:
         await upgrade_to_head(settings.database_url)
         self.database = await Database.connect(settings.database_url)
         credentials = Credentials.from_settings(settings)
+        assert credentials is not None, "require_run_settings checked them"
         self.rest = PalabraRest(credentials, settings.palabra_api_url)
         adapter.point_discord_py_at(settings.discord_api_base, settings.discord_gateway_url)
         self.metrics = Metrics()
