@@ -157,7 +157,7 @@ def test_auto_stop_rules_on_a_fake_clock():
     assert live._stop_reason_now(t0 + 41) is None
     del world.channel.voice_states[ALICE]
     assert live._stop_reason_now(t0 + 50) is None
-    assert live._stop_reason_now(t0 + 80) == "channel_empty"
+    assert live._stop_reason_now(t0 + 80.5) == "channel_empty"
     world.channel.voice_states[ALICE] = object()
 
     world.guild.me.voice, world.voice.connected = None, False  # a voice reconnect, then a real disconnect
@@ -166,10 +166,10 @@ def test_auto_stop_rules_on_a_fake_clock():
     assert live._stop_reason_now(t0 + 102) is None  # back within the grace period
     world.guild.me.voice, world.voice.connected = None, False
     assert live._stop_reason_now(t0 + 110) is None
-    assert live._stop_reason_now(t0 + 113) == "bot_disconnected"
+    assert live._stop_reason_now(t0 + 113.5) == "bot_disconnected"
 
     world.guild.me.voice, world.voice.connected = type(world.guild.me)(channel=FakeChannel(11, world.guild)), True
     assert live._stop_reason_now(t0 + 120) == "bot_moved"
     world.guild.me.voice.channel = world.channel
     assert live._stop_reason_now(t0 + 599) is None
-    assert live._stop_reason_now(t0 + 600) == "max_duration"
+    assert live._stop_reason_now(t0 + 600.5) == "max_duration"
