@@ -112,7 +112,7 @@ class App:
 
         def services_for(listener: InterpreterBot) -> Services:
             self.manager = InterpretationManager(core, listener, pool)
-            return Services(core, interpretation=self.manager, broadcasts=BroadcastService(core))
+            return Services(core, interpretation=self.manager, broadcasts=BroadcastService(core), speakers=pool)
 
         self.bot = InterpreterBot(services_for)
         if settings.http_port:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from bot.palabra.credentials import Credentials
     from bot.palabra.rest import PalabraRest
     from bot.settings import Settings
+    from bot.voice.speakers import SpeakerPool
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Services:
     core: Core
     interpretation: Interpretation | None = None
     broadcasts: BroadcastService | None = None
+    speakers: SpeakerPool | None = None  # the speaker bots (their login counters for /setup check)
 
     @property
     def settings(self) -> Settings:

@@ -267,7 +267,7 @@ async def running_world(
 
                 def services_for(client: InterpreterBot) -> Services:
                     manager = InterpretationManager(core, client, pool)
-                    return Services(core, interpretation=manager, broadcasts=BroadcastService(core))
+                    return Services(core, interpretation=manager, broadcasts=BroadcastService(core), speakers=pool)
 
                 factory = lambda: InterpreterBot(services_for, guild_ready_timeout=0.1)  # noqa: E731
                 async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (listener,):

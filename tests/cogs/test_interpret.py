@@ -233,7 +233,7 @@ async def test_real_manager_behind_the_commands(tmp_path):
 
                 def services_for(listener: InterpreterBot) -> Services:
                     manager = InterpretationManager(core, listener, pool)
-                    return Services(core, interpretation=manager, broadcasts=BroadcastService(core))
+                    return Services(core, interpretation=manager, broadcasts=BroadcastService(core), speakers=pool)
 
                 listener_factory = lambda: InterpreterBot(services_for, guild_ready_timeout=0.1)  # noqa: E731
                 async with (
