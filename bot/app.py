@@ -17,9 +17,6 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import aiohttp
-import discord
-
 from bot.errors import BotError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -252,6 +249,9 @@ async def _started_unless_stopped(app: App, stop: asyncio.Event) -> bool:
 
 def login_failure(error: BaseException, api_base: str) -> ConfigurationError:
     """Whether Discord refused the token or could not be reached (the token itself is never shown)."""
+    import aiohttp  # here, not at the top: the CLI imports this module just to build its parser
+    import discord
+
     if isinstance(error, discord.LoginFailure) or (isinstance(error, discord.HTTPException) and error.status == 401):
         return ConfigurationError("Discord rejected DISCORD_TOKEN; copy the bot's token again (Developer Portal → Bot)")
     if isinstance(error, discord.PrivilegedIntentsRequired):
