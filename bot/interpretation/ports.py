@@ -59,3 +59,6 @@ class Playback(Protocol):
 
     @property
     def queued_seconds(self) -> float: ...
+
+    @property
+    def frames_played(self) -> int: ...

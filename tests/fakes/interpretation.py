@@ -115,6 +115,7 @@ class FakePlayback:
         self.fed = bytearray()
         self.floor = bytearray()
         self.utterances_ended = 0
+        self.frames_played = 0
 
     def feed(self, pcm_24k_mono: bytes) -> None:
         self.fed.extend(pcm_24k_mono)
