@@ -29,6 +29,7 @@ from bot.palabra.errors import (
     InsufficientBalanceError,
     InvalidRequestError,
     NotFoundError,
+    PalabraAPIError,
     PalabraError,
     RateLimitedError,
 )
@@ -348,7 +349,7 @@ async def _palabra(action: str) -> AsyncIterator[None]:
 
 
 def _detail(exc: PalabraError) -> str:
-    errors = getattr(exc, "errors", None) or []
+    errors = exc.errors if isinstance(exc, PalabraAPIError) else []
     details = [e.get("detail") or e.get("title") for e in errors if isinstance(e, dict)]
     text = "; ".join(d for d in details if isinstance(d, str)) or str(exc)
     return redact(text)[:500]

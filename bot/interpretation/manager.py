@@ -30,6 +30,7 @@ from bot.interpretation.housekeeping import Housekeeping
 from bot.interpretation.languages import check_languages
 from bot.interpretation.leasing import SpeakerLeases
 from bot.interpretation.palabra_sessions import PalabraSessions
+from bot.interpretation.ports import ListenerVoice
 from bot.interpretation.recovery import CrashedSession, Recovery
 from bot.interpretation.reports import Placement, PlacementKind, SessionStatus, StartReport, StopReport
 from bot.interpretation.running import RunningSession
@@ -290,7 +291,6 @@ class InterpretationManager:
 
 def _status_of(running: RunningSession, instance_id: str, shard: tuple[int, int]) -> SessionStatus:
     live = running.live
-    stats = live.receiver_stats()
     p50, p90 = live.latency_percentiles()
     return SessionStatus(
         session_id=running.session_id,
@@ -303,14 +303,14 @@ def _status_of(running: RunningSession, instance_id: str, shard: tuple[int, int]
         uptime_s=live.uptime_s,
         latency_p50_s=p50,
         latency_p90_s=p90,
-        packets=int(stats.get("packets", 0)),
-        decrypt_failures=int(stats.get("transport_failures", 0)) + int(stats.get("dave_failures", 0)),
+        packets=live.receiver_count("packets"),
+        decrypt_failures=live.receiver_count("transport_failures") + live.receiver_count("dave_failures"),
         instance_id=instance_id,
         shard=shard,
     )
 
 
-async def _leave_voice(vc: discord.VoiceClient) -> None:
+async def _leave_voice(vc: ListenerVoice) -> None:
     try:
         if vc.is_playing():
             vc.stop()
