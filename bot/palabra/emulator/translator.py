@@ -199,7 +199,7 @@ class FakeTranslator:
         index, self.confirmed = self.confirmed, self.confirmed + 1
         self.next_partial_at = 0.0
         speech = self.timeline.take(int(utterance.start * self.rate), int(utterance.end * self.rate))
-        tid = self._transcription_id(index)
+        tid = self.transcription_id(index)
         text = self._source_text(tid, utterance.end - utterance.start)
         targets = target_languages(self.task)
         plan = self._plan(index, targets=len(targets), words=len(text.split()), languages=targets)
@@ -283,7 +283,7 @@ class FakeTranslator:
         if spoken < self.next_partial_at + self.settings.partial_interval_s:
             return
         self.next_partial_at = spoken
-        tid = self._transcription_id(self.confirmed)
+        tid = self.transcription_id(self.confirmed)
         text = self._source_text(tid, spoken)
         segment = self._segment(text, start, self.vad.last_voiced_end)
         source = self.task["pipeline"]["transcription"]["source_language"]
@@ -328,7 +328,7 @@ class FakeTranslator:
         allowed = pipeline.get("allowed_message_types", self.task.get("allowed_message_types"))
         return list(allowed or DEFAULT_MESSAGE_TYPES)
 
-    def _transcription_id(self, index: int) -> str:
+    def transcription_id(self, index: int) -> str:
         return hashlib.sha1(f"{self.stream_id}:{index}".encode()).hexdigest()[:16]
 
     @staticmethod
