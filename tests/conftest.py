@@ -99,3 +99,12 @@ async def db(isolated_url):
         yield database
     finally:
         await database.close()
+
+
+REALISM_SEEDS = (11, 23, 42)
+
+
+@pytest.fixture(params=REALISM_SEEDS, ids=lambda seed: f"seed{seed}")
+def realism_seed(request) -> int:
+    """A seed for the adversarial peers' realism mode (`EmulatorConfig(realism=...)`, the fake Discord's)."""
+    return request.param

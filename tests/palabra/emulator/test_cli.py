@@ -188,7 +188,7 @@ def test_defaults_match_the_documented_dialect():
 )
 def test_bad_flags_are_reported_clearly(argv, message):
     result = subprocess.run(
-        [sys.executable, "-m", "bot", "emulator", *argv], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "bot", "emulator", *argv], capture_output=True, text=True, timeout=30, check=False
     )
     assert result.returncode == 2
     assert message in result.stderr
