@@ -49,10 +49,10 @@ class PacingMonitor:
         """The warning due at `now`, if any (call on every chunk and now and then between them)."""
         if self.first_audio is None or self.paused_at is not None:
             return None
-        if self.stalls and not self.stall_reported and self.last_audio is not None:
-            if (now - self.last_audio) * self.time_scale >= STALL_S:
-                self.stall_reported = True
-                return p.WarningMessage(STALLED, STALLED_MESSAGE)
+        gap = None if self.last_audio is None else (now - self.last_audio) * self.time_scale
+        if self.stalls and not self.stall_reported and gap is not None and gap >= STALL_S:
+            self.stall_reported = True
+            return p.WarningMessage(STALLED, STALLED_MESSAGE)
         if not self.drift or now - self.last_warning <= REPEAT_S:
             return None
         ahead = self.audio_s - (now - self.first_audio) * self.time_scale

@@ -90,7 +90,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
 
 async def _close_open_sockets(app: web.Application) -> None:
     """On shutdown, close streams with 1001 (going away) instead of waiting for them to time out."""
-    for ws in list(app[_OPEN]):
+    sockets: set[web.WebSocketResponse] = app[_OPEN]
+    for ws in list(sockets):
         with contextlib.suppress(ConnectionError, RuntimeError):
             await ws.close(code=1001, message=b"server shutting down")
 
