@@ -208,10 +208,12 @@ class FakeTranslator:
         validated = p.ValidatedTranscription(tid, source, text, (self._segment(text, utterance.start, utterance.end),))
         translations_due = [start + (plan.text_gap(i) if plan.order == "after" else 0.0) for i in range(len(targets))]
         validated_due = start + max(plan.text_gap(i) for i in range(len(targets))) if plan.order == "before" else start
-        self._schedule_transcript(validated_due, validated, plan)
+        last_text = self._schedule_transcript(validated_due, validated, plan)
         out = self._to_output_rate(speech)
         for language, due in zip(targets, translations_due, strict=True):
-            self._schedule_translation(due, language, validated, out, plan)
+            last_text = max(last_text, self._schedule_translation(due, language, validated, out, plan))
+        # Stages run in any order within an utterance, but utterances come out in order.
+        self.pipeline_free_at = max(self.pipeline_free_at, last_text)
         if "pipeline_timings" in self._allowed():
             timings = {name: plan.delay_s for name in _TIMING_STAGES}
             last = max((item.due for item in self._queue if item.transcription_id == tid), default=start)
@@ -232,21 +234,22 @@ class FakeTranslator:
 
     def _schedule_translation(
         self, due: float, language: str, validated: p.ValidatedTranscription, out: np.ndarray, plan: UtterancePlan
-    ) -> None:
+    ) -> float:
+        """The translation's parts and their audio; returns when its last text is due."""
         words = f"[{language}] {validated.text}".split()
         start, end = validated.start or 0.0, validated.end or 0.0
         bounds = [round(k * len(words) / plan.parts) for k in range(plan.parts + 1)]
-        pcm_parts, text_parts = [], []
+        pcm_parts, last = [], due
         for part, (lo, hi) in enumerate(itertools.pairwise(bounds)):
             text = " ".join(words[lo:hi])
             t0, t1 = start + (end - start) * lo / len(words), start + (end - start) * hi / len(words)
             event = p.TranslatedTranscription(
                 validated.transcription_id, language, text, (self._segment(text, t0, t1),), translation_part_id=part
             )
-            self._schedule_transcript(due + part * plan.part_gap_s, event, plan)
-            text_parts.append(due + part * plan.part_gap_s)
+            last = self._schedule_transcript(due + part * plan.part_gap_s, event, plan)
             pcm_parts.append(out[len(out) * lo // len(words) : len(out) * hi // len(words)])
-        self._schedule_audio(validated.transcription_id, language, pcm_parts, text_parts[0] + plan.tts_lead_s, plan)
+        self._schedule_audio(validated.transcription_id, language, pcm_parts, due + plan.tts_lead_s, plan)
+        return last
 
     def _schedule_audio(
         self, tid: str, language: str, parts: list[np.ndarray], start: float, plan: UtterancePlan

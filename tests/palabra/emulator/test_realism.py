@@ -17,6 +17,7 @@ from tests.fakes.audio import bursts, from_pcm, windowed_xcorr
 from tests.fakes.translator import RATE, Run, drive, expected_output, translator
 
 TARGETS = ["es", "fr"]
+FINALS = ("validated_transcription", "translated_transcription")
 KNOWN = {
     "partial_transcription",
     "validated_transcription",
@@ -64,6 +65,7 @@ def test_any_seed_stays_within_the_protocol(seed):
     assert run.sent[-1].kind == "end_of_stream" and [s.kind for s in run.sent].count("end_of_stream") == 1
     firsts: dict[tuple[str, str], float] = {}  # (tid, kind-or-language) -> index of the first final
     audio_tids: dict[str, list[str]] = defaultdict(list)
+    final_tids: dict[tuple[str, str], list[str]] = defaultdict(list)
     text_parts_seen: set[tuple[str, str, int]] = set()
     for index, sent in enumerate(run.sent):
         event = sent.event
@@ -72,6 +74,10 @@ def test_any_seed_stays_within_the_protocol(seed):
             continue
         assert event is not None and not isinstance(event, (p.Malformed, p.Unknown)), sent.frame
         if isinstance(event, (p.ValidatedTranscription, p.TranslatedTranscription)):
+            stream = (event.message_type, event.language)
+            if not final_tids[stream] or final_tids[stream][-1] != event.transcription_id:
+                assert event.transcription_id not in final_tids[stream], "utterances' finals out of order"
+                final_tids[stream].append(event.transcription_id)
             firsts.setdefault((event.transcription_id, "final"), index)
             if isinstance(event, p.TranslatedTranscription):
                 firsts.setdefault((event.transcription_id, event.language), index)
@@ -147,17 +153,12 @@ def test_audio_in_bursts_faster_than_real_time_in_odd_chunk_sizes():
 
 def test_pipeline_delays_span_the_range_and_the_range_is_configurable():
     def first_result_delays(run: Run) -> list[float]:
+        """Per utterance: from confirmation (or the previous utterance's last text) to its first result."""
         out, previous = [], 0.0
         for tid, confirmed in sorted(run.confirmed_at.items(), key=lambda item: item[1]):
-            first = min(
-                s.at
-                for s in run.sent
-                if s.kind != "partial_transcription"
-                and getattr(s.event, "transcription_id", None) == tid
-                and s.kind != "partial_translated_transcription"
-            )
-            out.append(first - max(confirmed, previous))
-            previous = first
+            texts = [s.at for s in run.sent if s.kind in FINALS and s.event.transcription_id == tid]
+            out.append(min(texts) - max(confirmed, previous))
+            previous = max(texts)
         return out
 
     wide = [d for seed in range(4) for d in first_result_delays(realistic(seed)[0])]
