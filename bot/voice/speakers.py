@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import discord
 
-from bot.errors import BotError
+from bot.voice.errors import VoiceError
 from bot.voice.playback import OPUS_SETTINGS, ensure_discord_opus
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ READY_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 30.0
 
 
-class SpeakerError(BotError):
+class SpeakerError(VoiceError):
     """A speaker cannot do what was asked; the message says why (never contains a token)."""
 
 
