@@ -42,8 +42,9 @@ class EmulatorConfig:
     processing_delay_s: float = 0.0  # added before emitting each utterance's results
     task_start_delay_s: float = 0.0  # get_task answers NOT_FOUND this long after set_task
     # Seeded realism (realism.py): None = the deterministic behaviour above; a seed = per-utterance
-    # delays within realism_delay_s, any result order, parts, bursts, duplicates, unknown messages.
-    # Read when a connection's task starts, so a change reaches the next connection.
+    # delays within realism_delay_s (real seconds, divided by time_scale like every realism timing),
+    # any result order, parts, bursts, duplicates, unknown messages. Read when a connection's task
+    # starts, so a change reaches the next connection.
     realism: int | None = None
     realism_delay_s: tuple[float, float] = (0.0, 7.0)
 
