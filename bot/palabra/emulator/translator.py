@@ -174,10 +174,6 @@ class FakeTranslator:
                 self._queue.clear()
         return frames
 
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
-
     # --- scheduling ------------------------------------------------------------------------------
     def _push(self, due: float, frame: Frame, transcription_id: str | None = None) -> None:
         heapq.heappush(self._queue, Outgoing(due, next(self._seq), frame, transcription_id))
