@@ -68,6 +68,7 @@ class App:
         self.http: Any = None
         self.metrics: Any = None
         self.started_at = time.monotonic()
+        self.running = False  # start() completed: only then is a stop "clean"
 
     async def start(self) -> None:
         from bot.client import InterpreterBot
@@ -106,6 +107,7 @@ class App:
         await self._start_listener(settings.discord_token.get_secret_value())
         await self._start_speakers(pool)
         await self.manager.recover()
+        self.running = True
         log.info("the bot is running as %s with %d speaker bots", self.bot.user, len(pool.speakers))
 
     async def _start_listener(self, token: str) -> None:
@@ -117,10 +119,7 @@ class App:
         if ready not in done:
             ready.cancel()
             if self.bot_task in done and self.bot_task.exception() is not None:
-                raise ConfigurationError(
-                    f"the bot could not log in to Discord ({type(self.bot_task.exception()).__name__}); "
-                    "check DISCORD_TOKEN"
-                ) from None
+                raise login_error(self.bot_task.exception(), self.settings.discord_api_base) from None
             raise ConfigurationError(f"the bot did not become ready within {READY_TIMEOUT_S:.0f} s")
 
     async def _start_speakers(self, pool: Any) -> None:
@@ -174,7 +173,23 @@ class App:
             await self.rest.aclose()
         if self.database is not None:
             await self.database.close()
-        log.info("the bot stopped cleanly")
+        if self.running:
+            log.info("the bot stopped cleanly")
+        else:
+            log.debug("start-up failed; what had started is closed")
+
+
+def login_error(error: BaseException | None, api_base: str) -> ConfigurationError:
+    """Why the listener did not log in, naming the setting to look at: a rejected token is not a network problem."""
+    import aiohttp
+    import discord
+
+    name = type(error).__name__
+    if isinstance(error, discord.LoginFailure):
+        return ConfigurationError("Discord rejected DISCORD_TOKEN; copy the bot's token again (Developer Portal → Bot)")
+    if isinstance(error, (aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError)):
+        return ConfigurationError(f"the bot could not reach Discord at DISCORD_API_BASE={api_base} ({name})")
+    return ConfigurationError(f"the bot could not log in to Discord ({name}); check DISCORD_TOKEN")
 
 
 @contextlib.contextmanager

@@ -21,6 +21,8 @@ PRODUCT_COMMANDS = {
         "transcripts": {"channel"},
         "voice": {"language", "voice"},
         "show": set(),
+        "check": set(),
+        "create-channels": set(),
     },
     "languages": {},
     "privacy": {"optout": None, "optin": None, "delete": None},  # options are ours to choose

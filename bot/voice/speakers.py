@@ -85,6 +85,9 @@ class SpeakerPool:
         self.speakers: list[discord.Client] = list(speakers)
         self._leases: dict[tuple[int, int], Lease] = {}  # (speaker user id, guild id) -> lease
         self._lock = asyncio.Lock()
+        # Set by start_speakers, for `/setup check`: tokens still logging in, and those that never did.
+        self.logging_in = 0
+        self.failed_logins = 0
 
     def add(self, speaker: discord.Client) -> None:
         self.speakers.append(speaker)
@@ -148,6 +151,7 @@ async def start_speakers(
     in is reported and left out; the others still serve.
     """
     clients = [discord.Client(intents=speaker_intents(), **(client_kwargs or {})) for _ in tokens]
+    pool.logging_in += len(clients)
     tasks = [
         asyncio.create_task(client.start(token), name=f"speaker-{index}")
         for index, (client, token) in enumerate(zip(clients, tokens, strict=False))
@@ -155,10 +159,12 @@ async def start_speakers(
     for index, (client, task) in enumerate(zip(clients, tasks, strict=False)):
         ready = asyncio.create_task(client.wait_until_ready())
         done, _ = await asyncio.wait({ready, task}, timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED)
+        pool.logging_in -= 1
         if ready in done:
             pool.add(client)
             continue
         ready.cancel()
+        pool.failed_logins += 1
         reason = _failure_reason(task) if task in done else "timed out"
         log.error("speaker bot #%d did not become ready (%s); continuing without it", index + 1, reason)
     return tasks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,3 +210,69 @@ async def harness(isolated_url, manager):
 async def sqlite_harness(tmp_path, manager):
     async with running_harness(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", manager) as h:
         yield h
+
+
+@contextlib.asynccontextmanager
+async def running_world(
+    database_url: str,
+    *,
+    speaker_tokens: Sequence[str] = tuple(secrets.SPEAKER_TOKENS),
+    not_in_server: Sequence[str] = (),
+    palabra_secret: str = secrets.PALABRA_CLIENT_SECRET,
+    prepare: Callable[[FakeDiscord], Awaitable[None]] | None = None,
+):
+    """The bot as `run` builds it, against the fake Discord and the Palabra emulator: the listener with the
+    cogs and the real interpretation manager, speaker bots logged in the product's way (start_speakers),
+    SPEAKER_TOKENS and Palabra credentials in its settings. `not_in_server` tokens' bots are not members of
+    the guild; `prepare(fake)` shapes the world before any client connects."""
+    from bot.interpretation.manager import InterpretationManager
+    from bot.palabra.credentials import Credentials
+    from bot.palabra.emulator.app import serve
+    from bot.palabra.rest import PalabraRest
+    from bot.settings import load_settings
+    from bot.voice.speakers import SpeakerPool, start_speakers, stop_speakers
+    from tests.interpretation.conftest import emulator_config
+
+    await upgrade_to_head(database_url)
+    database = Database(database_url)
+    try:
+        async with FakeDiscord() as fake, serve(emulator_config()) as emulator:
+            for token in not_in_server:
+                fake.remove_member(fake.bot(token))
+            if prepare is not None:
+                await prepare(fake)
+            settings = load_settings(
+                discord_token=secrets.DISCORD_TOKEN,
+                speaker_tokens=",".join(speaker_tokens),
+                palabra_client_id=secrets.PALABRA_CLIENT_ID,
+                palabra_client_secret=palabra_secret,
+                palabra_api_url=emulator.base_url,
+                discord_api_base=fake.api_base,
+                database_url=database_url,
+                http_port=0,
+            )
+            credentials = Credentials.app(secrets.PALABRA_CLIENT_ID, palabra_secret)
+            async with PalabraRest(credentials, emulator.base_url, max_retries=0) as rest:
+                services = Services(
+                    settings=settings,
+                    database=database,
+                    credentials=credentials,
+                    palabra=rest,
+                    extras={"session_options": {"tail_silence_s": 0.5, "drain_timeout_s": 5.0}},
+                )
+                factory = lambda: InterpreterBot(services, guild_ready_timeout=0.1)  # noqa: E731
+                async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (listener,):
+                    pool = SpeakerPool()
+                    tasks = await start_speakers(
+                        list(speaker_tokens), pool, ready_timeout=10, client_kwargs={"guild_ready_timeout": 0.1}
+                    )
+                    manager = InterpretationManager(services, listener, pool)
+                    services.interpretation = manager
+                    try:
+                        await wait_until(lambda: fake.commands(fake.bot()), timeout=10)
+                        yield Harness(fake, listener, services, manager)
+                    finally:
+                        await manager.close()
+                        await stop_speakers(pool, tasks)
+    finally:
+        await database.close()
