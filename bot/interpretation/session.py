@@ -44,6 +44,15 @@ CLOCK_CATCH_UP_TICKS = 25
 PLAYOUT_LIMIT_S = 10.0  # at stop, queued translation is played out for at most this long
 
 
+@dataclass(frozen=True)
+class SessionOptions:
+    """The session's waits (tests shorten them)."""
+
+    tail_silence_s: float = TAIL_SILENCE_S
+    stream_lead_s: float = STREAM_LEAD_S
+    drain_timeout_s: float = DRAIN_TIMEOUT_S
+
+
 @dataclass
 class SessionConfig:
     session_id: int

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.errors import BotError
+from bot.errors import UserFacingError
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
@@ -100,12 +100,8 @@ def channel_name(code: str) -> str:
     return code
 
 
-class CannotCreateChannels(BotError):
+class CannotCreateChannels(UserFacingError):
     """Refused before creating anything; `user_message` says why and what to do."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
 
 
 @dataclass

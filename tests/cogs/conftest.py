@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
+from bot.broadcasts.service import BroadcastService
 from bot.client import InterpreterBot
 from bot.db import Database, upgrade_to_head
 from bot.interpretation.errors import NoActiveSession
-from bot.interpretation.manager import Placement, SessionStatus, StartReport, StopReport
-from bot.services import Services
+from bot.interpretation.manager import InterpretationManager, Placement, SessionStatus, StartReport, StopReport
+from bot.services import Core, Options, Services
 from bot.settings import Settings
 from tests.fakes import secrets
 from tests.fakes.discord.clients import running_clients
@@ -180,17 +181,24 @@ def ephemeral(record: InteractionRecord) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def running_harness(database_url: str, manager: Any = None):
+async def running_harness(database_url: str, manager: Any = None, *, real_manager: bool = False):
+    """The listener bot with its cogs; `manager` stands in for the interpretation manager, or with
+    `real_manager` the project's own is built around the client (without Palabra)."""
     await upgrade_to_head(database_url)
     database = Database(database_url)
     settings = Settings(_env_file=None, discord_token=secrets.DISCORD_TOKEN, database_url=database_url)
-    services = Services(settings=settings, database=database, interpretation=manager)
+    core = Core(settings, database)
+
+    def services_for(client: InterpreterBot) -> Services:
+        interpretation = InterpretationManager(core, client) if real_manager else manager
+        return Services(core, interpretation=interpretation, broadcasts=BroadcastService(core))
+
     try:
         async with FakeDiscord() as fake:
-            factory = lambda: InterpreterBot(services, guild_ready_timeout=0.1)  # noqa: E731
+            factory = lambda: InterpreterBot(services_for, guild_ready_timeout=0.1)  # noqa: E731
             async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (client,):
                 await wait_until(lambda: fake.commands(fake.bot()), timeout=10)
-                yield Harness(fake, client, services, manager)
+                yield Harness(fake, client, client.services, client.services.interpretation)
     finally:
         await database.close()
 
@@ -225,7 +233,7 @@ async def running_world(
     cogs and the real interpretation manager, speaker bots logged in the product's way (start_speakers),
     SPEAKER_TOKENS and Palabra credentials in its settings. `not_in_server` tokens' bots are not members of
     the guild; `prepare(fake)` shapes the world before any client connects."""
-    from bot.interpretation.manager import InterpretationManager
+    from bot.interpretation.session import SessionOptions
     from bot.palabra.credentials import Credentials
     from bot.palabra.emulator.app import serve
     from bot.palabra.rest import PalabraRest
@@ -253,24 +261,24 @@ async def running_world(
             )
             credentials = Credentials.app(secrets.PALABRA_CLIENT_ID, palabra_secret)
             async with PalabraRest(credentials, emulator.base_url, max_retries=0) as rest:
-                services = Services(
-                    settings=settings,
-                    database=database,
-                    credentials=credentials,
-                    palabra=rest,
-                    extras={"session_options": {"tail_silence_s": 0.5, "drain_timeout_s": 5.0}},
-                )
-                factory = lambda: InterpreterBot(services, guild_ready_timeout=0.1)  # noqa: E731
+                options = Options(session=SessionOptions(tail_silence_s=0.5, drain_timeout_s=5.0))
+                core = Core(settings, database, credentials, rest, options=options)
+                pool = SpeakerPool()
+
+                def services_for(client: InterpreterBot) -> Services:
+                    manager = InterpretationManager(core, client, pool)
+                    return Services(core, interpretation=manager, broadcasts=BroadcastService(core))
+
+                factory = lambda: InterpreterBot(services_for, guild_ready_timeout=0.1)  # noqa: E731
                 async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (listener,):
-                    pool = SpeakerPool()
                     tasks = await start_speakers(
                         list(speaker_tokens), pool, ready_timeout=10, client_kwargs={"guild_ready_timeout": 0.1}
                     )
-                    manager = InterpretationManager(services, listener, pool)
-                    services.interpretation = manager
+                    manager = listener.services.interpretation
+                    assert isinstance(manager, InterpretationManager)
                     try:
                         await wait_until(lambda: fake.commands(fake.bot()), timeout=10)
-                        yield Harness(fake, listener, services, manager)
+                        yield Harness(fake, listener, listener.services, manager)
                     finally:
                         await manager.close()
                         await stop_speakers(pool, tasks)
