@@ -248,7 +248,7 @@ class BroadcastService:
         ]
 
     # -- polling
-    async def poll_statuses(self) -> builtins.list[StatusChange]:
+    async def poll_statuses(self) -> list[StatusChange]:
         """One account-wide listing, compared with every guild's last known statuses; changes are saved."""
         async with self.core.database.session() as s:
             rows = list(await s.scalars(select(Broadcast).order_by(Broadcast.id)))
