@@ -32,19 +32,12 @@ from tests.fakes.discord.dave import (
 )
 from tests.fakes.discord.receive import RawSocketRecorder
 from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.waiting import wait_until
 
 RATE = 48_000
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-
-
-async def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def dave_members(vc: discord.VoiceClient) -> int:

@@ -17,6 +17,7 @@ from tests.fakes import secrets
 from tests.fakes.audio import SPEECH_A, SPEECH_B, decode, mono, xcorr
 from tests.fakes.discord.clients import running_clients
 from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,14 +63,6 @@ class Collector:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 def dave_ready(vc, members):
     session, version = adapter.dave_state(vc)
     return version > 0 and session is not None and session.ready and len(session.get_user_ids()) == members
@@ -98,7 +91,7 @@ async def test_speech_with_dave_padding_extensions_and_late_mapping_is_heard_per
     async with FakeDiscord(late_speaking_packets=15) as fake, listener_in(fake, "Voice A") as (vc, collector):
         alice = await fake.add_user("Alice")
         await alice.join("Voice A")
-        await wait_for(lambda: dave_ready(vc, 2), what="the bot's DAVE group")
+        await wait_until(lambda: dave_ready(vc, 2), what="the bot's DAVE group")
         await alice.wait_dave_ready(members=2)
         sent = speech(SPEECH_A)
         report = await alice.speak(sent, speaking="never", padding_fraction=0.2, extension_fraction=0.3, seed=3)
@@ -122,7 +115,7 @@ async def test_two_users_at_once_come_out_separately_and_the_mixer_has_both():
         alice, bob = await fake.add_user("Alice"), await fake.add_user("Bob")
         for user in (alice, bob):
             await user.join("Voice A")
-        await wait_for(lambda: dave_ready(vc, 3), what="the bot's DAVE group")
+        await wait_until(lambda: dave_ready(vc, 3), what="the bot's DAVE group")
         await alice.wait_dave_ready(members=3)
         await bob.wait_dave_ready(members=3)
         a, b = speech(SPEECH_A, 2.5), speech(SPEECH_B, 2.5)
@@ -149,7 +142,7 @@ async def test_voice_gateway_close_during_speech_and_receive_carries_on(close_co
     async with FakeDiscord() as fake, listener_in(fake, "Voice A") as (vc, collector):
         alice = await fake.add_user("Alice")
         await alice.join("Voice A")
-        await wait_for(lambda: dave_ready(vc, 2), what="the bot's DAVE group")
+        await wait_until(lambda: dave_ready(vc, 2), what="the bot's DAVE group")
         await alice.wait_dave_ready(members=2)
         first, second = speech(SPEECH_A, 1.5), speech(SPEECH_B, 2.0)
         await alice.speak(first)
@@ -158,10 +151,10 @@ async def test_voice_gateway_close_during_speech_and_receive_carries_on(close_co
         await fake.close_voice(vc.user.id, close_code)
         # Usually ~1 s. After 4006 discord.py 2.7.1 can stall up to 30 s in IP discovery (its socket
         # reader blocked on the old socket); the adapter wakes it, the generous timeout covers a miss.
-        await wait_for(
+        await wait_until(
             lambda: vc.receiver.stats()[counter] > seen, timeout=45, what=f"the {counter[:-1]} after {close_code}"
         )
-        await wait_for(lambda: vc.is_connected() and dave_ready(vc, 2), timeout=20, what="DAVE after the reconnect")
+        await wait_until(lambda: vc.is_connected() and dave_ready(vc, 2), timeout=20, what="DAVE after the reconnect")
         await alice.wait_dave_ready(members=2)
         before = len(collector.frames[alice.id])
         await alice.speak(second)
@@ -180,7 +173,7 @@ async def test_listener_negotiates_aes_gcm_and_can_also_play_into_its_channel():
         assert vc.mode == "aead_aes256_gcm_rtpsize"
         alice = await fake.add_user("Alice")
         await alice.join("Voice A")
-        await wait_for(lambda: dave_ready(vc, 2), what="the bot's DAVE group")
+        await wait_until(lambda: dave_ready(vc, 2), what="the bot's DAVE group")
         await alice.wait_dave_ready(members=2)
         ensure_discord_opus()
         source = TranslationSource()
@@ -189,7 +182,7 @@ async def test_listener_negotiates_aes_gcm_and_can_also_play_into_its_channel():
         source.feed(translation)
         source.end_utterance()
         spoken = asyncio.create_task(alice.speak(speech(SPEECH_A, 2.0)))  # and we still hear her meanwhile
-        await wait_for(lambda: source.queued_seconds == 0, timeout=10, what="playback")
+        await wait_until(lambda: source.queued_seconds == 0, timeout=10, what="playback")
         await spoken
         await asyncio.sleep(0.3)
         reference = mono(decode(SPEECH_B, rate=48000, channels=2)[: 48000 * 4 * 2], 2)
