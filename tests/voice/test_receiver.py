@@ -45,6 +45,15 @@ class Collector:
         async for event in receiver.events():
             self.events.append(event)
 
+    def spurts_ended(self, user_id) -> int:
+        """Talk spurts of this user the receiver has closed: every frame of one is out before it ends."""
+        return self.events.count(SpeakingChanged(user_id, False))
+
+    async def wait_heard(self, *users, ended_before: int = 0):
+        """Until each user's current talk spurt has ended at the receiver (no sleep guessing how long)."""
+        for user in users:
+            await wait_until(lambda u=user: self.spurts_ended(u.id) > ended_before, what=f"{user.name}'s talk to end")
+
     def pcm(self, user_id) -> bytes:
         return b"".join(f.pcm for f in self.frames[user_id])
 
@@ -95,7 +104,7 @@ async def test_speech_with_dave_padding_extensions_and_late_mapping_is_heard_per
         await alice.wait_dave_ready(members=2)
         sent = speech(SPEECH_A)
         report = await alice.speak(sent, speaking="never", padding_fraction=0.2, extension_fraction=0.3, seed=3)
-        await asyncio.sleep(0.5)
+        await collector.wait_heard(alice)
 
         assert report.dave_encrypted == report.frames - 5  # all speech frames E2EE (the 5 silences are not)
         assert report.padded > report.frames * 0.1 and report.extended > 0
@@ -120,7 +129,7 @@ async def test_two_users_at_once_come_out_separately_and_the_mixer_has_both():
         await bob.wait_dave_ready(members=3)
         a, b = speech(SPEECH_A, 2.5), speech(SPEECH_B, 2.5)
         await asyncio.gather(alice.speak(a, padding_fraction=0.2), bob.speak(b, extension_fraction=0.5))
-        await asyncio.sleep(0.5)
+        await collector.wait_heard(alice, bob)
 
         heard_a, heard_b = collector.audio(alice.id), collector.audio(bob.id)
         assert_heard(a, heard_a, 0.95)
@@ -156,9 +165,9 @@ async def test_voice_gateway_close_during_speech_and_receive_carries_on(close_co
         )
         await wait_until(lambda: vc.is_connected() and dave_ready(vc, 2), timeout=20, what="DAVE after the reconnect")
         await alice.wait_dave_ready(members=2)
-        before = len(collector.frames[alice.id])
+        before, ended = len(collector.frames[alice.id]), collector.spurts_ended(alice.id)
         await alice.speak(second)
-        await asyncio.sleep(0.5)
+        await collector.wait_heard(alice, ended_before=ended)
         after = collector.audio(alice.id, start=before)
         assert_heard(second, after, 0.95, vc.receiver)
         stats = vc.receiver.stats()
