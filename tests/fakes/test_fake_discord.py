@@ -290,7 +290,7 @@ async def test_recording_places_each_talk_spurt_when_it_was_heard():
         first = await play(vc, audio.sine(440, 0.5, RATE, amplitude=0.3))
         await asyncio.sleep(0.8)  # discord.py's RTP clock does not advance during this pause
         second = await play(vc, audio.sine(880, 0.5, RATE, amplitude=0.3))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: alice.heard_end_of_speech(bot.user.id), what="the playback to reach Alice")
         heard = audio.mono(alice.heard(bot.user.id), 2)
         regions = audio.speech_regions(heard, RATE, min_silence_s=0.3)
         assert len(regions) == 2, regions
@@ -372,7 +372,7 @@ async def test_sfu_ignores_non_rtp_and_can_hold_back_a_bots_speaking_mapping():
         transport.sendto(b"\x81\xc9\x00\x01" + bytes(4))  # an RTCP receiver report
         transport.close()
         await play(vc, audio.sine(500, 0.5, RATE, amplitude=0.3))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: alice.heard_end_of_speech(bot.user.id), what="the playback to reach Alice")
         assert fake.voice.stats.ignored == 2
         starts = [event for event in alice.speaking_events if event[0] == bot.user.id and event[2]]
         assert starts and starts[0][1] == vc.ssrc
@@ -445,7 +445,7 @@ async def _close_voice_and_check_recovery(code: int, expected_op: int, connect_t
         )
         assert vc.voice_privacy_code == alice.dave.voice_privacy_code
         await play(vc, audio.sine(440, 0.6, RATE, amplitude=0.3))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: alice.heard_end_of_speech(bot.user.id), what="the playback to reach Alice")
         assert alice.stats.dave_failures == 0
         assert audio.peak_frequency(audio.mono(alice.heard(bot.user.id), 2), RATE) == pytest.approx(440, abs=10)
 
@@ -473,7 +473,7 @@ async def test_moving_and_kicking_a_bot():
         await wait_until(lambda: vc.channel is not None and vc.channel.id == voice_b and vc.is_connected(), what="move")
         await wait_until(lambda: dave_members(vc) == 2, what="DAVE group in Voice B")
         await play(vc, audio.sine(660, 0.5, RATE, amplitude=0.3))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: bob.heard_end_of_speech(bot.user.id), what="the playback to reach Bob")
         assert audio.peak_frequency(audio.mono(bob.heard(bot.user.id), 2), RATE) == pytest.approx(660, abs=10)
         await fake.disconnect_member(bot.user.id)
         await wait_until(lambda: not bot.voice_clients, what="the bot to leave voice")
