@@ -3,19 +3,14 @@ Discord (TLS voice gateway v8, DAVE with the server as MLS external sender, UDP 
 who speak real Opus. Audio is compared as signals (normalised cross-correlation after alignment)."""
 
 import asyncio
-import contextlib
-from collections import defaultdict
 
 import pytest
 
 from bot.audio.mixer import Mixer
-from bot.voice import adapter
 from bot.voice.jitter import SpeakingChanged
 from bot.voice.receive import SsrcMapped
-from bot.voice.receiver import ListeningVoiceClient
-from tests.fakes import secrets
 from tests.fakes.audio import SPEECH_A, SPEECH_B, decode, mono, xcorr
-from tests.fakes.discord.clients import running_clients
+from tests.fakes.discord.listening import dave_ready, listener_in
 from tests.fakes.discord.server import FakeDiscord
 from tests.fakes.waiting import wait_until
 
@@ -27,66 +22,6 @@ SECONDS = 3.0
 def speech(path, seconds=SECONDS) -> bytes:
     pcm = decode(path, rate=48000, channels=2)
     return pcm[: int(seconds * 48000) * 4]
-
-
-class Collector:
-    """Gathers the receiver's frames per user (in arrival order, which is tick order per user)."""
-
-    def __init__(self, receiver):
-        self.frames = defaultdict(list)
-        self.events = []
-        self._tasks = [asyncio.create_task(self._frames(receiver)), asyncio.create_task(self._events(receiver))]
-
-    async def _frames(self, receiver):
-        async for frame in receiver.frames():
-            self.frames[frame.user_id].append(frame)
-
-    async def _events(self, receiver):
-        async for event in receiver.events():
-            self.events.append(event)
-
-    def spurts_ended(self, user_id) -> int:
-        """Talk spurts of this user the receiver has closed: every frame of one is out before it ends."""
-        return self.events.count(SpeakingChanged(user_id, False))
-
-    async def wait_heard(self, *users, ended_before: int = 0):
-        """Until each user's current talk spurt has ended at the receiver (no sleep guessing how long)."""
-        for user in users:
-            await wait_until(lambda u=user: self.spurts_ended(u.id) > ended_before, what=f"{user.name}'s talk to end")
-
-    def pcm(self, user_id) -> bytes:
-        return b"".join(f.pcm for f in self.frames[user_id])
-
-    def audio(self, user_id, start=0) -> bytes:
-        """The decoded (and FEC/PLC-recovered) frames, without silence filled in on the wall clock:
-        a scheduling hiccup of the shared test loop inserts such silence, which says nothing about
-        whether the packets were received and decoded right."""
-        frames = self.frames[user_id][start:]
-        fills = sum(f.kind == "silence" for f in frames)
-        assert fills <= 40, f"{fills} silence frames filled in {len(frames)}"
-        return b"".join(f.pcm for f in frames if f.kind != "silence")
-
-    async def close(self):
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def dave_ready(vc, members):
-    session, version = adapter.dave_state(vc)
-    return version > 0 and session is not None and session.ready and len(session.get_user_ids()) == members
-
-
-@contextlib.asynccontextmanager
-async def listener_in(fake, channel_name):
-    async with running_clients(fake, [secrets.DISCORD_TOKEN]) as [client]:
-        channel = client.get_channel(fake.channel(channel_name).id)
-        vc = await channel.connect(cls=ListeningVoiceClient)
-        collector = Collector(vc.receiver)
-        try:
-            yield vc, collector
-        finally:
-            await collector.close()
 
 
 def assert_heard(sent: bytes, heard: bytes, minimum: float, receiver=None):
