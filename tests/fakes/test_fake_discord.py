@@ -268,7 +268,11 @@ async def test_dave_group_spans_bots_and_users_and_bot_speech_is_heard():
         reference = speech_24k_as_48k()
         recorder = RawSocketRecorder(listener_vc)
         started = await play(speaker_vc, reference)
-        await asyncio.sleep(0.2)
+        played = len(reference) // 960 + 5  # whole 20 ms frames, then discord.py's five silence frames
+        await wait_until(
+            lambda: recorder.rtp_count() >= played and alice.heard_end_of_speech(speaker.user.id),
+            what="the speaker bot's playback to reach the listener and Alice",
+        )
         recorder.close()
         # The listener bot receives the speaker bot too, with the header extension the SFU adds.
         pcm, counts = recorder.decode_from(speaker.user.id, ssrc=speaker_vc.ssrc)
@@ -313,7 +317,7 @@ async def test_user_speech_reaches_the_bot_socket_and_decrypts():
         report = await alice.speak(
             audio.to_pcm(spoken, channels=2), padding_fraction=0.2, extension_fraction=0.5, seed=3
         )
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: recorder.rtp_count() >= report.frames, what="Alice's packets at the bot")
         recorder.close()
         pcm, counts = recorder.decode_from(alice.id, ssrc=alice.ssrc)
         assert counts.rtp == report.frames and report.dave_encrypted == report.frames - 5
@@ -395,7 +399,7 @@ async def test_dave_downgrade_and_upgrade_transitions():
         )
         recorder = RawSocketRecorder(vc)
         report = await alice.speak(tone)
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: recorder.rtp_count() >= report.frames, what="Alice's packets at the bot")
         pcm, counts = recorder.decode_from(alice.id, ssrc=alice.ssrc)
         assert report.dave_encrypted == 0 and counts.dave_ok == report.frames - 5  # plain Opus, passed through
         assert audio.peak_frequency(audio.mono(pcm, 2), RATE) == pytest.approx(350, abs=10)
@@ -413,7 +417,7 @@ async def test_dave_downgrade_and_upgrade_transitions():
         )
         recorder.datagrams.clear()
         report = await alice.speak(tone)
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: recorder.rtp_count() >= report.frames, what="Alice's packets at the bot")
         recorder.close()
         pcm, counts = recorder.decode_from(alice.id, ssrc=alice.ssrc)
         assert (
