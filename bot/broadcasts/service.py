@@ -249,7 +249,7 @@ class BroadcastService:
         ]
 
     # -- polling
-    async def poll_statuses(self) -> list[StatusChange]:
+    async def poll_statuses(self) -> builtins.list[StatusChange]:
         """One account-wide listing, compared with the last known statuses of this process's guilds (those
         of its shards: another process announces the others' changes, once); changes are saved."""
         shards = ShardPlan.of(self.core.settings)
