@@ -196,7 +196,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     mine = sorted((s for s in state.sessions.values() if s.owner == owner), key=lambda s: (s.created_at, s.id))
     rest = [s for s in mine if after is None or (s.created_at, s.id) > after]
     page = rest[:size]
-    more = {"next_page_token": _page_token(page[-1])} if len(rest) > size else {}
+    more: dict[str, Any] = {"next_page_token": _page_token(page[-1])} if len(rest) > size else {}
     return _ok([_session_summary(s) for s in page], **more)
 
 
