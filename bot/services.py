@@ -22,9 +22,11 @@ if TYPE_CHECKING:
     from bot.broadcasts.service import BroadcastService
     from bot.db.engine import Database
     from bot.interpretation.reports import SessionStatus, StartReport, StopReport
+    from bot.overlay.service import OverlayService
     from bot.palabra.credentials import Credentials
     from bot.palabra.rest import PalabraRest
     from bot.settings import Settings
+    from bot.voice.speakers import SpeakerPool
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class Services:
     core: Core
     interpretation: Interpretation | None = None
     broadcasts: BroadcastService | None = None
+    speakers: SpeakerPool | None = None  # the speaker bots (their login counters for /setup check)
+    overlay: OverlayService | None = None  # None: the HTTP server is off, so there are no overlay links
 
     @property
     def settings(self) -> Settings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigurationError
@@ -29,8 +29,26 @@ class Settings(BaseSettings):
     # All interfaces by default: health probes come from outside a container. Tests narrow it to loopback.
     http_host: str = "0.0.0.0"
     log_level: str = "INFO"
+    # Discord gateway sharding, the same for the main bot and every speaker bot (see docs/scaling.md).
+    shard_count: int = Field(default=1, ge=1)
+    shard_ids: Annotated[list[int] | None, NoDecode] = None  # None = every shard of shard_count
+    # How often this process proves it is alive in the database; another process takes over its
+    # shards' sessions once it has been silent for STALE_HEARTBEATS intervals.
+    heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    # Where people reach the HTTP server (caption overlay links); unset: http://127.0.0.1:<bound port>.
+    public_url: str | None = None
+    # Signs caption overlay links; unset: a random key generated once and kept in the database.
+    overlay_secret: SecretStr | None = None
 
-    @field_validator("discord_token", "palabra_client_id", "palabra_client_secret", "palabra_api_key", mode="before")
+    @field_validator(
+        "discord_token",
+        "palabra_client_id",
+        "palabra_client_secret",
+        "palabra_api_key",
+        "public_url",
+        "overlay_secret",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """`NAME=` with nothing after it (as in a freshly copied .env.example) means not set."""
@@ -42,6 +60,33 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _split_shard_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            if not parts:
+                return None
+            if not all(part.isdigit() for part in parts):
+                raise ValueError(f"must be comma-separated shard numbers such as 0,1 (got {value.strip()!r})")
+            return [int(part) for part in parts]
+        return value
+
+    @model_validator(mode="after")
+    def _shards_in_range(self) -> Settings:
+        if self.shard_ids is None:
+            return self
+        outside = sorted({i for i in self.shard_ids if not 0 <= i < self.shard_count})
+        if outside:
+            raise ValueError(
+                f"SHARD_IDS {_listed(outside)} outside 0..{self.shard_count - 1}: with SHARD_COUNT={self.shard_count} "
+                f"the shard ids are 0 to {self.shard_count - 1}"
+            )
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError(f"SHARD_IDS lists a shard twice ({_listed(self.shard_ids)})")
+        self.shard_ids = sorted(self.shard_ids)
+        return self
 
     @field_validator("log_level")
     @classmethod
@@ -58,12 +103,35 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (the address people open overlay links at)")
+        if "?" in value or "#" in value:
+            raise ValueError("must be a base URL without a query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("overlay_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("must be at least 16 characters (better: 32 random bytes, e.g. `openssl rand -hex 32`)")
+        return value
+
     @field_validator("discord_gateway_url")
     @classmethod
     def _ws_url(cls, value: str | None) -> str | None:
         if value and not value.startswith(("ws://", "wss://")):
             raise ValueError("must start with ws:// or wss://")
         return value or None
+
+    @property
+    def own_shard_ids(self) -> list[int]:
+        """The shards this process runs: SHARD_IDS, or all of them."""
+        return list(self.shard_ids) if self.shard_ids is not None else list(range(self.shard_count))
 
     @property
     def has_palabra_credentials(self) -> bool:
@@ -73,8 +141,25 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value, so the log redactor can hide them."""
-        values = [self.discord_token, self.palabra_client_secret, self.palabra_api_key, *self.speaker_tokens]
+        values = [
+            self.discord_token,
+            self.palabra_client_secret,
+            self.palabra_api_key,
+            self.overlay_secret,
+            *self.speaker_tokens,
+        ]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def _problem(location: tuple[int | str, ...], message: str) -> str:
+    """`NAME: what is wrong`; checks across several settings name them in their own message."""
+    message = message.removeprefix("Value error, ")
+    name = ".".join(str(part) for part in location).upper()
+    return f"{name}: {message}" if name else message
+
+
+def _listed(ids: list[int]) -> str:
+    return ",".join(str(i) for i in ids)
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -82,9 +167,7 @@ def load_settings(**overrides: object) -> Settings:
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         raise ConfigurationError(f"invalid settings: {problems}") from None
     for secret in settings.secrets():
         register_secret(secret)

@@ -17,18 +17,24 @@ import contextlib
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
+from discord.channel import VocalGuildChannel
 
 from bot.audio.mixer import Mixer, MixerClock
 from bot.audio.resample import discord_to_session
+from bot.interpretation import captions
 from bot.interpretation.attribution import attribute
+from bot.interpretation.ports import ListenerVoice, Playback, TranslationStream
 from bot.interpretation.store import FinalLine, StoreEntry, TranscriptStore, Translation
-from bot.interpretation.transcripts import Speaker, Transcript, TranscriptPoster
+from bot.interpretation.transcripts import Line, Speaker, Transcript, TranscriptPoster
 from bot.palabra import protocol as p
+
+if TYPE_CHECKING:
+    from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +82,12 @@ class SessionConfig:
 class SessionParts:
     """What the manager assembled for the session (it owns their release)."""
 
-    voice_client: Any  # ListeningVoiceClient
-    streaming: Any  # StreamingSession
+    voice_client: ListenerVoice
+    streaming: TranslationStream
     poster: TranscriptPoster | None  # attached after placement (audio already flows by then)
     transcript: Transcript
-    playbacks: dict[str, Any] = field(default_factory=dict)  # language -> TranslationSource
-    floor_playbacks: list[Any] = field(default_factory=list)  # sources that get the original under them
+    playbacks: dict[str, Playback] = field(default_factory=dict)  # language -> its playback
+    floor_playbacks: list[Playback] = field(default_factory=list)  # those that get the original under them
 
 
 class LiveSession:
@@ -96,7 +102,7 @@ class LiveSession:
         on_stop: Callable[[LiveSession, str], None],
         on_latency: Callable[[float], None] | None = None,
         store: TranscriptStore | None = None,
-        metrics: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config, self.parts, self.mixer = config, parts, mixer
         self.bot_user_ids = bot_user_ids
@@ -116,12 +122,13 @@ class LiveSession:
         self._utterance_end: dict[str, float] = {}  # transcription id -> segment end (timeline s)
         self._first_audio: dict[str, float] = {}  # transcription id -> monotonic time of first output audio
         self._latency_done: set[str] = set()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._last_stats = {"packets": 0, "transport_failures": 0, "dave_failures": 0}
         self._empty_since: float | None = None
         self._gone_since: float | None = None
         self._bot_check: dict[int, bool] = {}
         self._output_started = False
+        self.subscribers: list[captions.TranscriptSubscriber] = []
 
     # --- running -----------------------------------------------------------------------------------
     async def start_audio(self) -> None:
@@ -167,9 +174,13 @@ class LiveSession:
         cuts = statistics.quantiles(self.latencies, n=10, method="inclusive")
         return statistics.median(self.latencies), cuts[8]
 
-    def receiver_stats(self) -> dict[str, Any]:
-        receiver = getattr(self.parts.voice_client, "receiver", None)
-        return receiver.stats() if receiver is not None else {}
+    def receiver_stats(self) -> Mapping[str, object]:
+        return self.parts.voice_client.receiver.stats()
+
+    def receiver_count(self, key: str) -> int:
+        """One of the receiver's counters (0 when it has none of that name)."""
+        value = self.receiver_stats().get(key, 0)
+        return int(value) if isinstance(value, (int, float)) else 0
 
     async def _consume_frames(self) -> None:
         async for frame in self.parts.voice_client.receiver.frames():
@@ -181,8 +192,8 @@ class LiveSession:
         """Cached per user once the member is known (this runs for every received frame)."""
         known = self._bot_check.get(user_id)
         if known is None:
-            guild = getattr(self.parts.voice_client, "guild", None)
-            if user_id not in self.bot_user_ids and (guild is None or guild.get_member(user_id) is None):
+            guild = self.parts.voice_client.guild
+            if user_id not in self.bot_user_ids and guild.get_member(user_id) is None:
                 return False  # not cached yet: treat as a person, ask again next frame
             known = self._bot_check[user_id] = is_bot(guild, user_id, self.bot_user_ids)
         return known
@@ -234,6 +245,7 @@ class LiveSession:
             line.text, line.language = event.text, event.language
             self._attribute(line, event.segments)
             poster.partial_changed(event.transcription_id)
+            self._publish(captions.source_update(self.config.session_id, line))
         elif isinstance(event, p.ValidatedTranscription):
             line = transcript.line(event.transcription_id)
             line.text, line.language, line.final = event.text, event.language, True
@@ -244,6 +256,7 @@ class LiveSession:
             if line.speaker.user_id is not None:
                 self.speakers_heard.add(line.speaker.user_id)
             poster.final_changed(event.transcription_id)
+            self._publish(captions.source_update(self.config.session_id, line))
             self._store(
                 FinalLine(
                     event.transcription_id,
@@ -260,6 +273,7 @@ class LiveSession:
             line.translations[event.language] = event.text
             if line.final:
                 poster.final_changed(event.transcription_id)
+            self._publish(captions.translation_update(self.config.session_id, line, event.language))
             self._store(Translation(event.transcription_id, event.language, event.text))
         elif isinstance(event, p.ErrorMessage):
             log.warning("session %s: Palabra error %s: %s", self.config.session_id, event.code, event.desc)
@@ -267,16 +281,32 @@ class LiveSession:
         elif isinstance(event, p.Reconnected):
             log.warning("session %s: Palabra stream reconnected (attempt %d)", self.config.session_id, event.attempt)
 
+    def subscribe(self, subscriber: captions.TranscriptSubscriber) -> None:
+        """Live transcript updates from now on, after every line so far (once per subscriber)."""
+        if subscriber in self.subscribers:
+            return
+        self.subscribers.append(subscriber)
+        lines = list(self.parts.transcript.lines.values())
+        for update in captions.current_updates(self.config.session_id, lines):
+            subscriber.caption_updated(update)
+
+    def _publish(self, update: captions.CaptionUpdate) -> None:
+        for subscriber in self.subscribers:
+            try:
+                subscriber.caption_updated(update)
+            except Exception:  # a subscriber's bug must not stop the interpretation
+                log.exception("session %s: a transcript subscriber failed", self.config.session_id)
+
     def _store(self, entry: StoreEntry) -> None:
         if self.store is not None and self._output_started:
             self.store.add(entry)
 
-    def _attribute(self, line: Any, segments: tuple[p.Segment, ...]) -> None:
+    def _attribute(self, line: Line, segments: tuple[p.Segment, ...]) -> None:
         if not segments:
             return
         user_id = attribute(self.mixer.timeline, [_shift(seg, -self.config.stream_lead_s) for seg in segments])
-        if user_id is not None:
-            line.speaker = self.resolve_speaker(int(user_id))
+        if isinstance(user_id, int):
+            line.speaker = self.resolve_speaker(user_id)
 
     def _on_audio(self, event: p.OutputAudio) -> None:
         source = self.parts.playbacks.get(event.language)
@@ -347,8 +377,7 @@ class LiveSession:
 
     def _listener_channel_id(self) -> int | None:
         vc = self.parts.voice_client
-        guild = getattr(vc, "guild", None)
-        me = guild.me if guild is not None else None
+        me = vc.guild.me
         state = me.voice if me is not None else None
         if state is None or state.channel is None:
             return None if not vc.is_connected() else vc.channel.id
@@ -357,17 +386,14 @@ class LiveSession:
     def _export_stats(self) -> None:
         if self.metrics is None:
             return
-        stats = self.receiver_stats()
-        for key, counter in (("packets", self.metrics.packets),):
-            delta = int(stats.get(key, 0)) - self._last_stats[key]
-            if delta > 0:
-                counter.inc(delta)
+        now = {key: self.receiver_count(key) for key in self._last_stats}
+        delta = {key: now[key] - self._last_stats[key] for key in now}
+        if delta["packets"] > 0:
+            self.metrics.packets.inc(delta["packets"])
         for key, stage in (("transport_failures", "transport"), ("dave_failures", "dave")):
-            delta = int(stats.get(key, 0)) - self._last_stats[key]
-            if delta > 0:
-                self.metrics.decrypt_failures.labels(stage).inc(delta)
-        for key in self._last_stats:
-            self._last_stats[key] = int(stats.get(key, 0))
+            if delta[key] > 0:
+                self.metrics.decrypt_failures.labels(stage).inc(delta[key])
+        self._last_stats = now
 
     def _count_error(self, kind: str) -> None:
         if self.metrics is not None:
@@ -405,11 +431,14 @@ class LiveSession:
             if not task.done() and task is not current:
                 task.cancel()
         await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
+        for subscriber in self.subscribers:
+            with contextlib.suppress(Exception):
+                subscriber.session_ended(self.config.session_id)
 
     async def _play_out(self) -> None:
         deadline = time.monotonic() + PLAYOUT_LIMIT_S
         while time.monotonic() < deadline:
-            if all(getattr(s, "queued_seconds", 0.0) <= 0.0 for s in self.parts.playbacks.values()):
+            if all(s.queued_seconds <= 0.0 for s in self.parts.playbacks.values()):
                 return
             await asyncio.sleep(0.1)
 
@@ -426,9 +455,8 @@ def is_bot(guild: discord.Guild | None, user_id: int, our_bots: set[int]) -> boo
     return member is not None and member.bot
 
 
-def humans_in(channel: Any, our_bots: set[int]) -> int:
-    states = getattr(channel, "voice_states", {}) or {}
-    return sum(not is_bot(channel.guild, user_id, our_bots) for user_id in states)
+def humans_in(channel: VocalGuildChannel, our_bots: set[int]) -> int:
+    return sum(not is_bot(channel.guild, user_id, our_bots) for user_id in channel.voice_states)
 
 
 def user_speaker(guild: discord.Guild | None, user_id: int) -> Speaker:

@@ -7,6 +7,8 @@
   the shared 20 ms `playback_clock.PlaybackClock` (nothing encoded or sent for silence).
 - `dave_server`: the voice server's DAVE external sender and an in-process group builder (bench, fakes).
 - `speakers.SpeakerPool` / `start_speakers()`: extra bot accounts leased per guild + language.
-- Sans-I/O parts: `rtp`, `transport`, `e2ee`, `receive.ReceivePipeline`, `jitter.UserStream`.
-- `adapter`: every private discord.py/davey access.
+- Sans-I/O parts: `rtp`, `transport`, `e2ee`, `receive.ReceivePipeline`, `jitter.UserStream`,
+  `gateway` (voice-gateway JSON as typed events; `ResumeWatch`, the deadline of a voice resume).
+- `adapter`: every private discord.py/davey access (incl. the resume fallback and the waking socket).
+- `errors.VoiceError`: root of the voice errors (a `bot.errors.BotError`).
 """

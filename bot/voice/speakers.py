@@ -1,4 +1,4 @@
-"""Speaker bots: extra `discord.Client`s (SPEAKER_TOKENS) in the main client's event loop, leased per
+"""Speaker bots: extra `discord.AutoShardedClient`s (SPEAKER_TOKENS) in the main client's event loop, leased per
 guild + language to play one translated stream into one voice channel.
 
 One account can sit in one voice channel per guild, so a speaker serves at most one language per guild
@@ -155,7 +155,9 @@ async def start_speakers(
     Returns the clients' `start()` tasks (cancel/close them on shutdown). A speaker that fails to log
     in is reported and left out; the others still serve.
     """
-    clients = [discord.Client(intents=speaker_intents(), **(client_kwargs or {})) for _ in tokens]
+    # Sharded like the listener (the caller passes shard_ids and shard_count): a guild's speakers
+    # then live in the process that holds its listener.
+    clients = [discord.AutoShardedClient(intents=speaker_intents(), **(client_kwargs or {})) for _ in tokens]
     pool.logging_in += len(clients)
     tasks = [
         asyncio.create_task(client.start(token), name=f"speaker-{index}")

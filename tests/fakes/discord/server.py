@@ -4,7 +4,6 @@ See the package docstring for the API."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 
@@ -28,11 +27,14 @@ from tests.fakes.discord.model import (
     Role,
     new_token,
     snowflake,
+    snowflake_on_shard,
 )
+from tests.fakes.discord.realism import Realism
 from tests.fakes.discord.records import InteractionRecord, StoredMessage
 from tests.fakes.discord.rest import Rest
 from tests.fakes.discord.users import FakeUser, ensure_opus
 from tests.fakes.discord.voice import CLOSE_DISCONNECTED, VoiceServer
+from tests.fakes.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,10 @@ class FakeDiscord:
         text_channels: Iterable[str] = ("general",),
         late_speaking_packets: int = 0,
         relay_extension: bool = True,
+        realism: int | None = None,
+        udp_idle_timeout_s: float | None = None,
     ) -> None:
+        self.realism = Realism(realism)
         guild_id = snowflake()
         self.accounts: dict[int, Account] = {}
         self.bots: list[Account] = []
@@ -79,7 +84,11 @@ class FakeDiscord:
         self.rest = Rest(self)
         self.gateway = Gateway(self)
         self.voice = VoiceServer(
-            tls.server_context(), late_speaking_packets=late_speaking_packets, relay_extension=relay_extension
+            tls.server_context(),
+            late_speaking_packets=late_speaking_packets,
+            relay_extension=relay_extension,
+            realism=self.realism,
+            udp_idle_timeout_s=udp_idle_timeout_s,
         )
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -173,15 +182,25 @@ class FakeDiscord:
     def guild_of_channel(self, channel_id: int) -> Guild | None:
         return next((g for g in self.guilds if channel_id in g.channels), None)
 
-    async def add_guild(self, name: str, *, text_channels: Iterable[str] = ("general",)) -> Guild:
-        """Another guild with the same bots, owner and roles (text channels only; voice stays in the
-        first guild). Connected bots get GUILD_CREATE for it."""
-        guild = Guild(snowflake(), name, owner_id=self.owner.id)
+    async def add_guild(
+        self,
+        name: str,
+        *,
+        text_channels: Iterable[str] = ("general",),
+        voice_channels: Iterable[str] = (),
+        shard: tuple[int, int] | None = None,
+    ) -> Guild:
+        """Another guild with the same bots, owner and roles (no voice channels unless asked for). With
+        `shard=(id, count)` its id is one Discord puts on that shard. Connected bots on its shard get
+        GUILD_CREATE for it."""
+        guild = Guild(snowflake_on_shard(*shard) if shard else snowflake(), name, owner_id=self.owner.id)
         guild.roles[guild.id] = Role(guild.id, "@everyone", EVERYONE_PERMISSIONS, 0)
         for role in (self.bot_role, self.admin_role):
             guild.roles[role.id] = role
         for channel_name in text_channels:
             guild.add_channel(channel_name, TEXT)
+        for channel_name in voice_channels:
+            guild.add_channel(channel_name, VOICE)
         for account in [*self.bots, self.owner]:
             guild.members[account.id] = account
         self.guilds.append(guild)
@@ -193,17 +212,21 @@ class FakeDiscord:
         account = user.account if isinstance(user, FakeUser) else user
         guild.members[account.id] = account
 
-    async def add_user(self, name: str, *, admin: bool = False, bot: bool = False) -> FakeUser:
-        """A simulated member (GUILD_MEMBER_ADD to the bots); `admin` gives Manage Server; `bot` makes it
-        another application's bot (a music bot, say) that speaks like any client."""
+    async def add_user(
+        self, name: str, *, admin: bool = False, bot: bool = False, guild: Guild | None = None
+    ) -> FakeUser:
+        """A simulated member of `guild` (default: the first; GUILD_MEMBER_ADD to the bots); `admin` gives
+        Manage Server; `bot` makes it another application's bot (a music bot, say) that speaks like any
+        client. The user joins voice channels of that guild by name."""
+        guild = guild or self.guild
         account = self._new_account(name, bot=bot)
         if admin:
             account.role_ids.append(self.admin_role.id)
-        self._add_member(account)
-        user = FakeUser(self, account)
+        guild.members[account.id] = account
+        user = FakeUser(self, account, guild=guild)
         self.users[account.id] = user
-        member = self.guild.member_payload(account)
-        await self.gateway.broadcast("GUILD_MEMBER_ADD", {**member, "guild_id": str(self.guild.id)})
+        member = guild.member_payload(account)
+        await self.gateway.broadcast("GUILD_MEMBER_ADD", {**member, "guild_id": str(guild.id)})
         return user
 
     async def add_channel(self, name: str, type: int, *, parent: Channel | None = None) -> Channel:
@@ -234,15 +257,22 @@ class FakeDiscord:
         self.guild.members.pop(account.id, None)
 
     def voice_members(self, channel_id: int) -> set[int]:
-        return {s.user_id for s in self.guild.voice_states.values() if s.channel_id == channel_id}
+        guild = self.guild_of_channel(channel_id) or self.guild
+        return {s.user_id for s in guild.voice_states.values() if s.channel_id == channel_id}
+
+    def guild_by_id(self, guild_id: int) -> Guild | None:
+        return next((g for g in self.guilds if g.id == guild_id), None)
 
     # -- voice state -----------------------------------------------------------------------------------
 
     async def voice_state_update(self, account: Account, data: dict) -> None:
-        """op 4 from a bot (or a simulated user joining/leaving)."""
-        guild = self.guild
+        """op 4 from a bot (or a simulated user joining/leaving), in the guild it names."""
+        guild = self.guild_by_id(int(data.get("guild_id") or self.guild.id))
+        if guild is None:
+            log.warning("op 4 for %s names no guild (%s); ignored", account.name, data.get("guild_id"))
+            return
         channel_id = int(data["channel_id"]) if data.get("channel_id") else None
-        gateway_session = self.gateway.sessions.get(account.id)
+        gateway_session = self.gateway.session_of(account.id, guild.id)
         session_id = gateway_session.session_id if gateway_session else f"user-{account.id}"
         state = voice_state_for(session_id, account.id, channel_id, data)
         if channel_id is None:
@@ -261,9 +291,14 @@ class FakeDiscord:
         if gateway_session is None:
             await self.gateway.broadcast("VOICE_STATE_UPDATE", state_update)
         elif same_channel:
-            # discord.py (connected, re-sending op 4 to resume) must see the server update first.
-            await gateway_session.dispatch("VOICE_SERVER_UPDATE", server_update)
-            await self.gateway.broadcast("VOICE_STATE_UPDATE", state_update)
+            # A connected bot re-sending op 4 (discord.py does so to resume): Discord gives no order;
+            # discord.py 2.7.1's resume completes only if the server update comes first.
+            if self.realism.server_update_first():
+                await gateway_session.dispatch("VOICE_SERVER_UPDATE", server_update)
+                await self.gateway.broadcast("VOICE_STATE_UPDATE", state_update)
+            else:
+                await self.gateway.broadcast("VOICE_STATE_UPDATE", state_update)
+                await gateway_session.dispatch("VOICE_SERVER_UPDATE", server_update)
         else:
             # A join or a move: the state update first, so discord.py knows the new channel.
             await self.gateway.broadcast("VOICE_STATE_UPDATE", state_update)
@@ -275,43 +310,67 @@ class FakeDiscord:
         if user_id in self.users:
             await self.users[user_id].join(channel_id)
             return
-        current = self.guild.voice_states.get(user_id)
-        data = {"guild_id": str(self.guild.id), "channel_id": str(channel_id)}
+        guild = self.guild_of_channel(channel_id) or self.guild
+        current = guild.voice_states.get(user_id)
+        data = {"guild_id": str(guild.id), "channel_id": str(channel_id)}
         if current:
             data.update(self_mute=current.self_mute, self_deaf=current.self_deaf)
         await self.voice_state_update(self.accounts[user_id], data)
 
-    async def disconnect_member(self, user_id: int) -> None:
-        """Kick a member from voice: VOICE_STATE_UPDATE with no channel, voice socket closed 4014."""
+    async def disconnect_member(self, user_id: int, guild: Guild | None = None) -> None:
+        """Kick a member from voice in `guild` (default: the first): VOICE_STATE_UPDATE with no channel,
+        voice socket closed 4014."""
         if user_id in self.users:
             await self.users[user_id].leave()
             return
-        state = self.guild.voice_states.pop(user_id, None)
+        guild = guild or self.guild
+        state = guild.voice_states.pop(user_id, None)
         if state is None:
             raise KeyError(f"user {user_id} is not in voice")
         state.channel_id = None
-        await self.gateway.broadcast("VOICE_STATE_UPDATE", self.guild.voice_state_payload(state))
-        await self.voice.end_session(self.guild.id, user_id, close_code=CLOSE_DISCONNECTED)
+        await self.gateway.broadcast("VOICE_STATE_UPDATE", guild.voice_state_payload(state))
+        await self.voice.end_session(guild.id, user_id, close_code=CLOSE_DISCONNECTED)
 
     async def drop_gateway(self, bot: Account, code: int = 4000) -> None:
         """Close a bot's main gateway socket (4000 = unknown error: discord.py resumes with op 6)."""
-        session = self.gateway.sessions.get(bot.id)
+        session = self.gateway.session_of(bot.id)
         if session is None or session.ws is None:
             raise KeyError(f"{bot.name} has no gateway connection")
         await session.ws.close(code=code)
 
-    async def close_voice(self, user_id: int, code: int) -> None:
-        """Close a bot's voice WebSocket with `code` (4015: it resumes; 4006: it reconnects)."""
-        await self.voice.close_socket(user_id, code)
+    async def close_voice(self, user_id: int, code: int, *, resume: str | None = None) -> None:
+        """Close a bot's voice WebSocket with `code` (4015: it resumes, answered as `resume` says, see
+        `realism.RESUME_*`; 4006: it reconnects)."""
+        await self.voice.close_socket(user_id, code, resume=resume)
+
+    async def change_voice_server(self, user_id: int) -> str:
+        """Move a connected bot's call to another voice server, as Discord does when it reallocates
+        one: VOICE_SERVER_UPDATE with a new endpoint and token while connected (discord.py closes its
+        voice websocket and identifies on the new endpoint; UDP goes to the new server's socket).
+        Returns the new endpoint."""
+        session = self.voice.session_of(user_id)
+        gateway_session = self.gateway.sessions.get(user_id)
+        if session is None or gateway_session is None:
+            raise KeyError(f"bot {user_id} is not in voice")
+        index = await self.voice.add_server()
+        token = new_token()
+        self.voice.move_to_server(session.guild_id, user_id, index, token)
+        endpoint = self.voice.endpoint_of(index)
+        await gateway_session.dispatch(
+            "VOICE_SERVER_UPDATE", {"token": token, "guild_id": str(session.guild_id), "endpoint": endpoint}
+        )
+        return endpoint
 
     # -- events and interactions ----------------------------------------------------------------------
 
     async def dispatch(self, bot: Account | int, event: str, data: object) -> None:
-        """Send any gateway event to one bot."""
+        """Send any gateway event to one bot: to its session on the shard of the payload's guild."""
         user_id = bot.id if isinstance(bot, Account) else bot
-        session = self.gateway.sessions.get(user_id)
+        guild_id = int(data["guild_id"]) if isinstance(data, dict) and data.get("guild_id") else None
+        session = self.gateway.session_of(user_id, guild_id)
         if session is None:
-            raise KeyError(f"bot {user_id} has no gateway session")
+            where = f" on the shard of guild {guild_id}" if guild_id else ""
+            raise KeyError(f"bot {user_id} has no gateway session{where}")
         await session.dispatch(event, data)
 
     def interaction_payload(
@@ -425,11 +484,8 @@ class FakeDiscord:
 
     async def wait_for_response(self, record: InteractionRecord, timeout: float = 5.0) -> InteractionRecord:
         """Until the bot has called the interaction callback (raises TimeoutError otherwise)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not record.responses:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"no response to interaction /{record.payload['data']['name']} within {timeout}s")
-            await asyncio.sleep(0.01)
+        name = record.payload["data"]["name"]
+        await wait_until(lambda: record.responses, timeout, what=f"a response to interaction /{name}")
         return record
 
     # -- stored REST state ------------------------------------------------------------------------------

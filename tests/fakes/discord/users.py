@@ -31,7 +31,7 @@ from tests.fakes.discord.dave import (
 from tests.fakes.discord.voice import CLIENT_DISCONNECT, CLIENTS_CONNECT, SPEAKING, VoiceSession
 
 if TYPE_CHECKING:
-    from tests.fakes.discord.model import Account
+    from tests.fakes.discord.model import Account, Guild
     from tests.fakes.discord.server import FakeDiscord
 
 log = logging.getLogger(__name__)
@@ -101,9 +101,12 @@ class FakeUser:
     """A simulated human member. Create with `await fake.add_user(name)`; then `await join(channel)`,
     `await speak(pcm)`, `recording()`, `await leave()`."""
 
-    def __init__(self, fake: FakeDiscord, account: Account, *, mode: str = rtp.AES_GCM) -> None:
+    def __init__(
+        self, fake: FakeDiscord, account: Account, *, mode: str = rtp.AES_GCM, guild: Guild | None = None
+    ) -> None:
         self.fake = fake
         self.account = account
+        self.guild = guild or fake.guild  # where channel names are looked up; joins follow the channel
         self.mode = mode
         self.dave: davey.DaveSession | None = None
         self.session: VoiceSession | None = None
@@ -157,12 +160,13 @@ class FakeUser:
         IP discovery, then the DAVE group."""
         if self.session is not None:
             await self.leave()
-        channel_id = channel if isinstance(channel, int) else self.fake.channel(channel).id
+        channel_id = channel if isinstance(channel, int) else self.fake.channel(channel, self.guild).id
+        self.guild = self.fake.guild_of_channel(channel_id) or self.guild
         await self.fake.voice_state_update(
-            self.account, {"guild_id": str(self.fake.guild.id), "channel_id": str(channel_id)}
+            self.account, {"guild_id": str(self.guild.id), "channel_id": str(channel_id)}
         )
         voice = self.fake.voice
-        session = voice.sessions[(self.fake.guild.id, self.id)]
+        session = voice.sessions[(self.guild.id, self.id)]
         session.participant = self
         session.mode = self.mode
         self.session = session
@@ -188,7 +192,7 @@ class FakeUser:
     async def leave(self) -> None:
         if self.session is None:
             return
-        await self.fake.voice_state_update(self.account, {"guild_id": str(self.fake.guild.id), "channel_id": None})
+        await self.fake.voice_state_update(self.account, {"guild_id": str(self.guild.id), "channel_id": None})
         self._close()
 
     def _close(self) -> None:
@@ -418,6 +422,12 @@ class FakeUser:
     def heard(self, sender_id: int) -> bytes:
         track = self._tracks.get(sender_id)
         return bytes(track.pcm) if track else b""
+
+    def heard_end_of_speech(self, sender_id: int) -> bool:
+        """The sender's last frame here was a silence frame: a talk spurt (or a discord.py playback, which
+        ends with five) has arrived in full, so a test can wait for this instead of sleeping."""
+        track = self._tracks.get(sender_id)
+        return track is not None and track.ended
 
 
 class _UserProtocol(asyncio.DatagramProtocol):
