@@ -1,9 +1,7 @@
 """The voice server's side of DAVE: it is the MLS *external sender* that makes every client of one
 voice channel (real discord.py clients and simulated users alike) share one MLS group.
 
-Product code, not only a test fake: `python -m bot bench` builds its DAVE groups with `dave_group` (the
-bench must run without the test tree), and the fake Discord's voice server (tests/fakes/discord) drives
-`DaveCoordinator` over its voice gateway.
+Used by `python -m bot bench` (`dave_group`) and by the fake Discord's voice server (`DaveCoordinator`).
 
 Sans-I/O: `DaveCoordinator` consumes what clients send (key packages, commit+welcome, transition
 ready, leaves) and returns `Outgoing` messages addressed to user ids; the voice gateway (or the
@@ -391,7 +389,7 @@ class DaveCoordinator:
         return [Outgoing(user, OP_EXECUTE_TRANSITION, payload) for user in sorted(transition.recipients)]
 
 
-# --- an in-process group for unit tests ----------------------------------------------------------------
+# --- an in-process group (unit tests, the bench) --------------------------------------------------
 
 
 class DaveSessionDriver:
@@ -465,12 +463,11 @@ class LocalDaveGroup:
         self._deliver(self.coordinator.leave(user_id))
 
     def hold(self, user_id: int, ops: set[int] | None = None) -> None:
-        """Keep this member's messages (or those with one of `ops`) back, as a slow link would, until
-        `release(user_id)`."""
+        """Keep this member's messages (or those with one of `ops`) back, as a slow link would."""
         self._held.setdefault(user_id, [])
         self._held_ops[user_id] = ops
 
-    def release(self, user_id: int) -> None:
+    def release(self, user_id: int) -> None:  # deliver what `hold` kept back
         self._held_ops.pop(user_id, None)
         self._deliver(self._held.pop(user_id, []))
 
