@@ -393,8 +393,7 @@ class DaveCoordinator:
 
 
 class DaveSessionDriver:
-    """Runs one davey.DaveSession against a coordinator the way discord.py would: op 25 -> set the
-    external sender, op 27 -> process proposals (and answer op 28), op 29/30 -> process, answer op 23."""
+    """One davey.DaveSession driven as discord.py would: ops 25, 27 (answering 28), 29/30 (answering 23)."""
 
     def __init__(self, session: Any) -> None:  # a davey.DaveSession (davey ships no type hints)
         self.session = session
