@@ -214,7 +214,9 @@ class TranscriptPoster:
         self.partial_interval_s, self.retry_delays_s = partial_interval_s, retry_delays_s
         self.on_error, self.on_posted, self.clock = on_error, on_posted, clock
         self.posted: dict[str, _Posted] = {}
-        self._finals: dict[str, None] = {}  # ordered set of utterances whose final is not yet posted
+        # Utterances whose final is not yet posted, in order, each with a change count: a final that
+        # changes while its post is in flight (translations right after the transcript) stays queued.
+        self._finals: dict[str, int] = {}
         self._partials: dict[str, None] = {}  # ordered set of utterances with a newer partial
         self._next_partial_at = 0.0
         self._wake = asyncio.Event()
@@ -238,7 +240,7 @@ class TranscriptPoster:
 
     def final_changed(self, transcription_id: str) -> None:
         self._partials.pop(transcription_id, None)
-        self._finals[transcription_id] = None
+        self._finals[transcription_id] = self._finals.get(transcription_id, 0) + 1
         self._kick()
 
     @property
@@ -283,9 +285,10 @@ class TranscriptPoster:
     async def _step(self) -> float | None:
         """Post one thing; returns how long to wait before the next step (None: nothing to do)."""
         if self._finals:
-            tid = next(iter(self._finals))
+            tid, changes = next(iter(self._finals.items()))
             if await self._post(tid):
-                self._finals.pop(tid, None)
+                if self._finals.get(tid) == changes:  # else it changed meanwhile: post it again
+                    del self._finals[tid]
                 self._failures = 0
                 return 0.0
             return self._backoff()
