@@ -103,8 +103,8 @@ class App:
 
             self.http = HealthServer(self.metrics, self.health, host=settings.http_host, port=settings.http_port)
             await self.http.start()
+        await self._start_speakers(pool)  # all clients log in together; sessions follow their readiness
         await self._start_listener(settings.discord_token.get_secret_value())
-        await self._start_speakers(pool)
         await self.manager.recover()
         log.info("the bot is running as %s with %d speaker bots", self.bot.user, len(pool.speakers))
 
@@ -130,7 +130,7 @@ class App:
         if not tokens:
             return
         self.speaker_tasks = await start_speakers(tokens, pool)
-        self.metrics.speakers.set(len(pool.speakers))
+        pool.on_available(lambda: self.metrics.speakers.set(len(pool.ready_speakers())))
 
     def health(self) -> dict[str, Any]:
         ready = bool(self.bot is not None and self.bot.is_ready() and not self.bot.is_closed())
@@ -192,8 +192,27 @@ async def run(settings: Settings, instance_id: str | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     app = App(settings, instance_id)
     try:
-        await app.start()
-        await app.wait(stop)
+        if await _started_unless_stopped(app, stop):
+            await app.wait(stop)
         log.info("stopping")
     finally:
         await app.close()
+
+
+async def _started_unless_stopped(app: App, stop: asyncio.Event) -> bool:
+    """Start the app; a stop signal during start-up (a Discord login can take a minute) cancels the
+    start, and `close()` then undoes what was started. False if stopped before the app was up."""
+    starting = asyncio.create_task(app.start(), name="app-start")
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if starting.done():
+        starting.result()  # a start-up failure propagates
+        return True
+    log.info("stop signal during start-up; stopping")
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    return False

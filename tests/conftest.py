@@ -1,8 +1,10 @@
 """Suite-wide fixtures: the secret-in-logs guard and the database URLs (SQLite always, PostgreSQL
 when reachable; REQUIRE_POSTGRES=1, as in CI, turns an unreachable server into a failure).
 
-`database_url` picks the backend; `isolated_url` gives each test a database of its own (on PostgreSQL a
-uniquely named one, dropped afterwards, so parallel runs never collide); `db` is a migrated `Database`."""
+`realism_seed` runs a test under three seeds of the peers' realistic mode (the emulator's and the fake
+Discord's `realism`). `database_url` picks the backend; `isolated_url` gives each test a database of its
+own (on PostgreSQL a uniquely named one, dropped afterwards, so parallel runs never collide); `db` is a
+migrated `Database`."""
 
 from __future__ import annotations
 
@@ -45,6 +47,15 @@ def no_secret_in_logs():
     output = stream.getvalue()
     leaked = [s[:6] + "…" for s in secrets.ALL if s in output]
     assert not leaked, f"secrets leaked into logs: {leaked}"
+
+
+REALISM_SEEDS = (11, 23, 37)
+
+
+@pytest.fixture(params=REALISM_SEEDS, ids=lambda seed: f"realism{seed}")
+def realism_seed(request) -> int:
+    """A seed for the adversarial peers: each test using it runs once per seed."""
+    return request.param
 
 
 def _postgres_reachable() -> bool:

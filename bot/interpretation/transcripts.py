@@ -118,6 +118,9 @@ class MessageSink(Protocol):
     async def delete(self, message_id: int) -> None: ...
 
 
+WebhookHost = (discord.TextChannel, discord.VoiceChannel, discord.StageChannel, discord.ForumChannel)
+
+
 class WebhookSink:
     """A channel webhook named "Interpreter" (created if missing): messages carry the speaker's name and
     avatar. Threads post through their parent channel's webhook."""
@@ -129,8 +132,8 @@ class WebhookSink:
     @classmethod
     async def for_channel(cls, channel: discord.abc.GuildChannel | discord.Thread, bot_user_id: int) -> WebhookSink:
         thread = channel if isinstance(channel, discord.Thread) else None
-        host = channel.parent if thread is not None else channel
-        if host is None or not hasattr(host, "webhooks"):
+        host = thread.parent if thread is not None else channel
+        if not isinstance(host, WebhookHost):
             raise TypeError(f"channel {channel.id} cannot host a webhook")
         for webhook in await host.webhooks():
             if (
@@ -141,8 +144,10 @@ class WebhookSink:
                 return cls(webhook, thread)
         return cls(await host.create_webhook(name=WEBHOOK_NAME, reason="interpretation transcripts"), thread)
 
-    def _thread_kwargs(self) -> dict:
-        return {"thread": self.thread} if self.thread is not None else {}
+    @property
+    def _thread(self) -> discord.Thread:
+        """The thread to post in, or discord.py's "not given" (the channel itself)."""
+        return self.thread if self.thread is not None else discord.utils.MISSING
 
     async def send(self, speaker: Speaker, content: str) -> int:
         message = await self.webhook.send(
@@ -151,17 +156,17 @@ class WebhookSink:
             avatar_url=speaker.avatar_url,
             wait=True,
             allowed_mentions=discord.AllowedMentions.none(),
-            **self._thread_kwargs(),
+            thread=self._thread,
         )
         return message.id
 
     async def edit(self, message_id: int, content: str) -> None:
         await self.webhook.edit_message(
-            message_id, content=content, allowed_mentions=discord.AllowedMentions.none(), **self._thread_kwargs()
+            message_id, content=content, allowed_mentions=discord.AllowedMentions.none(), thread=self._thread
         )
 
     async def delete(self, message_id: int) -> None:
-        await self.webhook.delete_message(message_id, **self._thread_kwargs())
+        await self.webhook.delete_message(message_id, thread=self._thread)
 
 
 class ChannelSink:
@@ -223,7 +228,7 @@ class TranscriptPoster:
         self._idle = asyncio.Event()
         self._idle.set()
         self._failures = 0
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.sent = self.edits = self.retries = self.partials_coalesced = 0
 
     def start(self) -> None:
