@@ -41,6 +41,7 @@ DRAIN_TIMEOUT_S = 15.0
 STREAM_LEAD_S = 0.1
 CLOCK_CATCH_UP_TICKS = 25
 PLAYOUT_LIMIT_S = 10.0  # at stop, queued translation is played out for at most this long
+PLAYOUT_STALL_S = 0.3  # a source not read for this long is not played by anyone (a dead connection)
 
 
 @dataclass
@@ -394,11 +395,26 @@ class LiveSession:
         await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
 
     async def _play_out(self) -> None:
+        """Play out queued translation (bounded). A source nobody reads any more (its voice connection
+        is dead: a kicked speaker) is not waited for: its queue would never drain."""
         deadline = time.monotonic() + PLAYOUT_LIMIT_S
-        while time.monotonic() < deadline:
-            if all(getattr(s, "queued_seconds", 0.0) <= 0.0 for s in self.parts.playbacks.values()):
-                return
-            await asyncio.sleep(0.1)
+        waiting = {id(s): (s, getattr(s, "frames_played", 0), time.monotonic()) for s in self.parts.playbacks.values()}
+        while waiting and time.monotonic() < deadline:
+            now = time.monotonic()
+            for key, (source, played, read_at) in list(waiting.items()):
+                frames = getattr(source, "frames_played", 0)
+                if getattr(source, "queued_seconds", 0.0) <= 0.0:
+                    del waiting[key]
+                elif frames != played:
+                    waiting[key] = (source, frames, now)
+                elif now - read_at >= PLAYOUT_STALL_S:
+                    log.info(
+                        "session %s: a translation source is not being played; not waiting for it",
+                        self.config.session_id,
+                    )
+                    del waiting[key]
+            if waiting:
+                await asyncio.sleep(0.05)
 
 
 def _shift(segment: p.Segment, offset_s: float) -> p.Segment:
