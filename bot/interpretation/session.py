@@ -238,10 +238,10 @@ class LiveSession:
             self._store("line", event.transcription_id, line)
         elif isinstance(event, p.TranslatedTranscription):
             line = transcript.line(event.transcription_id)
-            line.translations[event.language] = event.text
+            whole = line.add_translation(event.language, event.text, event.translation_part_id)
             if line.final:
                 poster.final_changed(event.transcription_id)
-            self._store("translation", event.transcription_id, (event.language, event.text))
+            self._store("translation", event.transcription_id, (event.language, whole))
         elif isinstance(event, p.ErrorMessage):
             log.warning("session %s: Palabra error %s: %s", self.config.session_id, event.code, event.desc)
             self._count_error("palabra_message")

@@ -51,6 +51,15 @@ class Line:
     translations: dict[str, str] = field(default_factory=dict)
     final: bool = False
     order: int = 0
+    _parts: dict[str, dict[int, str]] = field(default_factory=dict, repr=False)
+
+    def add_translation(self, language: str, text: str, part: int | None = None) -> str:
+        """Record one translation message; Palabra may send a long translation in parts
+        (`translation_part_id` 0, 1, ...), in any order and repeated. Returns the language's whole text."""
+        parts = self._parts.setdefault(language, {})
+        parts[part if part is not None else 0] = text
+        self.translations[language] = " ".join(parts[index] for index in sorted(parts) if parts[index])
+        return self.translations[language]
 
 
 class Transcript:
