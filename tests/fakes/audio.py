@@ -208,3 +208,20 @@ def decode(path: Path, rate: int = 48000, channels: int = 2) -> bytes:
 def fixture_signal(path: Path, rate: int = 48000) -> np.ndarray:
     """A fixture as a mono float signal at `rate`."""
     return from_pcm(decode(path, rate=rate, channels=1))
+
+
+def utterance_correlations(
+    sent: bytes, heard: bytes, spoken_at: float, heard_origin: float
+) -> list[tuple[float, float]]:
+    """Per spoken utterance (the translation is played per utterance, so gaps between them differ):
+    (normalised correlation with what the listener heard, lag in seconds from speaking to hearing),
+    both clocks being the event loop's."""
+    rate = 48000
+    a, b = mono(sent, 2), mono(heard, 2)
+    found = []
+    for start, end in speech_regions(a, rate):
+        piece = a[int(start * rate) : int(end * rate)]
+        lag = xcorr(piece, b).lag  # where it was heard; then correlate against just that stretch
+        window = b[max(0, lag) : max(0, lag) + len(piece)]
+        found.append((xcorr(piece, window, max_lag=rate // 100).peak, heard_origin + lag / rate - (spoken_at + start)))
+    return found

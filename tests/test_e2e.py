@@ -1,0 +1,112 @@
+"""End to end, as a new user meets it, under the peers' realism seeds: `python -m bot run` against a
+fake Discord and a Palabra emulator that both run their seeded adversarial modes (clients ready at
+different times, op 5 late or never; translations before/with/after the transcript, in parts, audio in
+bursts, pipeline delays of 0-7 s, duplicates and unknown messages).
+
+The user does not wait for anything to settle: as soon as the listener is online they configure the
+server, join, start interpreting and speak. The speaker bots may still be logging in: the start waits
+for them (bounded) or the languages move to their channels once they are ready. Every utterance must
+end as one transcript message carrying every translation, and each language channel must hear it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import pytest
+
+from bot.palabra.emulator.app import serve
+from bot.palabra.emulator.config import EmulatorConfig
+from tests.fakes import secrets
+from tests.fakes.audio import SPEECH_A, decode, mono, speech_regions, utterance_correlations
+from tests.fakes.botprocess import BotProcess, assert_no_secrets, bot_env, command, free_port, wait_listener_online
+from tests.fakes.discord.server import FakeDiscord
+from tests.interpretation.conftest import wait_for
+
+pytestmark = pytest.mark.timeout(240)
+
+RATE = 48000
+TARGETS = ("es", "fr")
+
+
+def transcript_lines(fake: FakeDiscord) -> list:
+    app_id = str(fake.bot().application_id)  # interaction replies are webhook messages too
+    return [m for m in fake.messages("Voice A") if m.data.get("webhook_id") not in (None, app_id)]
+
+
+def fully_translated(message) -> bool:
+    rows = message.content.splitlines()
+    return all(any(row.startswith(f"> **{lang}**: [{lang}] ") for row in rows[1:]) for lang in TARGETS)
+
+
+def speaker_bot_audio(fake: FakeDiscord, user) -> bytes:
+    """What `user` heard from our speaker bots (whichever one serves their channel)."""
+    speaker_ids = {bot.id for bot in fake.bots if bot.token != secrets.DISCORD_TOKEN}
+    heard = [pcm for sender, pcm in user.recording().items() if sender in speaker_ids]
+    return max(heard, key=len, default=b"")
+
+
+async def test_a_new_user_who_does_not_wait_gets_every_translation_heard_and_posted(realism_seed, isolated_url):
+    config = EmulatorConfig(
+        client_credentials={secrets.PALABRA_CLIENT_ID: secrets.PALABRA_CLIENT_SECRET}, realism=realism_seed
+    )
+    async with FakeDiscord(realism=realism_seed) as fake, serve(config) as emulator:
+        bot = BotProcess(bot_env(fake, emulator.base_url, isolated_url, free_port()))
+        alice = await fake.add_user("Alice", admin=True)
+        eva, francois = await fake.add_user("Eva"), await fake.add_user("François")
+        sent = decode(SPEECH_A, rate=RATE, channels=2)[: 6 * RATE * 4]
+        utterances = len(speech_regions(mono(sent, 2), RATE))
+        try:
+            await bot.start()
+            await wait_listener_online(fake)  # the first moment a slash command can be typed
+            loop = asyncio.get_running_loop()
+            online_at = loop.time()
+            await command(fake, alice, "setup", "languages", source="en", targets=",".join(TARGETS))
+            await command(fake, alice, "setup", "channel", language="es", channel=fake.channel("Voice B"))
+            await command(fake, alice, "setup", "channel", language="fr", channel=fake.channel("Voice C"))
+            for user, channel in ((alice, "Voice A"), (eva, "Voice B"), (francois, "Voice C")):
+                await user.join(channel)
+            started = await command(fake, alice, "interpret", "start", in_channel="Voice A")
+            print(f"seed {realism_seed}: /interpret start answered {loop.time() - online_at:.1f} s after login")
+            print(started.text())
+            await wait_for(lambda: emulator.state.streams, timeout=30, what="the Palabra stream")
+            spoken = await alice.speak(sent + bytes(int(1.5 * RATE) * 4))  # at once: no waiting for anything
+
+            await wait_for(
+                lambda: (
+                    len(transcript_lines(fake)) >= utterances and all(map(fully_translated, transcript_lines(fake)))
+                ),
+                timeout=60,
+                what="every utterance posted with every translation",
+            )
+            lines = transcript_lines(fake)
+            assert len(lines) == utterances, [m.content for m in lines]
+            for listener in (eva, francois):  # the speaker bots played the translation in both channels
+                await wait_for(
+                    lambda u=listener: len(speaker_bot_audio(fake, u)) > len(sent) * 0.8,
+                    timeout=30,
+                    what="translated speech in a language channel",
+                )
+            await asyncio.sleep(1.0)
+            for name, listener in (("es", eva), ("fr", francois)):
+                found = utterance_correlations(
+                    sent, speaker_bot_audio(fake, listener), spoken.started_at, listener.joined_at
+                )
+                print(
+                    f"seed {realism_seed}: {name} heard: " + ", ".join(f"{c:.2f} (lag {lag:.1f} s)" for c, lag in found)
+                )
+                assert len(found) == utterances and all(peak >= 0.8 for peak, _lag in found), found
+
+            stop_at = loop.time()
+            stopped = await command(fake, alice, "interpret", "stop", in_channel="Voice A")
+            took = loop.time() - stop_at
+            print(f"seed {realism_seed}: /interpret stop answered in {took:.2f} s: {stopped.text()}")
+            assert "Stopped interpreting" in stopped.text()
+            assert emulator.state.sessions == {}
+            assert bot.proc is not None
+            bot.proc.send_signal(signal.SIGTERM)
+            assert await bot.wait(15) == 0
+        finally:
+            await bot.kill()
+        assert_no_secrets(bot.text())
+        assert len(transcript_lines(fake)) == utterances  # nothing posted twice by the end
