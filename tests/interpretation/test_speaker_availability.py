@@ -62,11 +62,17 @@ async def start_session(world, targets=("es", "fr")):
 
 
 async def test_a_start_while_the_speaker_bots_log_in_waits_for_them(sqlite_db):
-    async with world_on(sqlite_db, speakers="starting") as world:
-        assert world.pool.connecting == 2  # the start comes before any speaker bot is ready
+    async with world_on(sqlite_db, speakers="later") as world:
+        await world.configure(targets=("es", "fr"), siblings=SIBLINGS)
+        alice = await world.fake.add_user("Alice")
+        await alice.join("Voice A")
         loop = asyncio.get_running_loop()
         started_at = loop.time()
-        _alice, report = await start_session(world)
+        await world.start_speakers()
+        assert world.pool.connecting == 2  # the start comes before any speaker bot is ready
+        report = await world.manager.start(
+            guild=world.guild, voice_channel=world.channel("Voice A"), requested_by=world.guild.get_member(alice.id)
+        )
         took = loop.time() - started_at
         print(f"start while the speaker bots log in: {took:.2f} s, placements {kinds(world)}")
         assert {lang: p.kind for lang, p in report.placements.items()} == {"es": "sibling", "fr": "sibling"}
