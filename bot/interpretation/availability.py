@@ -164,16 +164,17 @@ class SpeakerKeeper:
             )
             if now - self._fell_back_at.get(language, -UPGRADE_COOLDOWN_S) >= UPGRADE_COOLDOWN_S
         ]
+        slot_freed = False
         for language, channel_id in candidates:
             if not self.pool.available(self.host.guild_id):
-                return
+                break
             was = self.host.placements[language]
             if not await self.host.place_in_sibling(language, channel_id):
                 continue
             self.upgrades += 1
+            slot_freed = slot_freed or was.kind == "same_channel"
             await self.host.notify(moved_line(language, self.host.placements[language]))
-            if was.kind == "same_channel":
-                refill = refill_same_channel(self.host.placements, self.host.source_channel_id)
-                if refill is not None:
-                    await self.host.place_fallback(refill)
-                    await self.host.notify(moved_line(refill.language, refill))
+        refill = refill_same_channel(self.host.placements, self.host.source_channel_id) if slot_freed else None
+        if refill is not None:  # after the moves, so a language that got a speaker is not placed twice
+            await self.host.place_fallback(refill)
+            await self.host.notify(moved_line(refill.language, refill))
