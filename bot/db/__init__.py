@@ -46,6 +46,7 @@ sessions:    start_session(s, *, guild_id, source_channel_id, source_language, t
              list_active_sessions(s, *, guild_id=None, instance_id=None) -> list[InterpretationSession]
              mark_stopping(s, id); stop_session(s, id, *, reason="stopped") (also releases its leases)
              add_palabra_session_id(s, id, palabra_session_id)
+             palabra_session_ids_since(s, since) -> set[str]   # what recovery may delete if untracked
              heartbeat(s, instance_id) -> int
              mark_crashed_sessions(s, *, instance_id=None, except_instance_id=None, heartbeat_before=None)
                  -> list[InterpretationSession]   # ended with reason "crashed", leases released;

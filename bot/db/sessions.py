@@ -126,6 +126,15 @@ async def add_palabra_session_id(session: AsyncSession, session_id: int, palabra
         await session.flush()
 
 
+async def palabra_session_ids_since(session: AsyncSession, since: datetime) -> set[str]:
+    """Every Palabra session id recorded by sessions started since `since`, whatever their status (what
+    this bot created recently; crash recovery deletes those no live session uses)."""
+    rows = await session.scalars(
+        select(InterpretationSession.palabra_session_ids).where(InterpretationSession.started_at >= since)
+    )
+    return {palabra_id for ids in rows for palabra_id in (ids or [])}
+
+
 async def heartbeat(session: AsyncSession, instance_id: str, *, now: datetime | None = None) -> int:
     """Mark the instance's live sessions as still owned; returns how many were touched."""
     result = await session.execute(

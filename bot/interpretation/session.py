@@ -17,7 +17,7 @@ import contextlib
 import logging
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ import discord
 from bot.audio.mixer import Mixer, MixerClock
 from bot.audio.resample import discord_to_session
 from bot.interpretation.attribution import attribute
+from bot.interpretation.store import FinalLine, StoreEntry, TranscriptStore, Translation
 from bot.interpretation.transcripts import Speaker, Transcript, TranscriptPoster
 from bot.palabra import protocol as p
 
@@ -83,17 +84,13 @@ class LiveSession:
         resolve_speaker: Callable[[int], Speaker],
         on_stop: Callable[[LiveSession, str], None],
         on_latency: Callable[[float], None] | None = None,
-        on_line: Callable[[str, str, Any], Awaitable[None]] | None = None,
+        store: TranscriptStore | None = None,
         metrics: Any = None,
     ) -> None:
         self.config, self.parts, self.mixer = config, parts, mixer
         self.bot_user_ids = bot_user_ids
-        self.resolve_speaker, self.on_stop, self.on_latency, self.on_line = (
-            resolve_speaker,
-            on_stop,
-            on_latency,
-            on_line,
-        )
+        self.resolve_speaker, self.on_stop, self.on_latency = resolve_speaker, on_stop, on_latency
+        self.store = store
         self.metrics = metrics
         self.started_at = time.monotonic()
         self.stopping = False
@@ -113,10 +110,7 @@ class LiveSession:
         self._empty_since: float | None = None
         self._gone_since: float | None = None
         self._bot_check: dict[int, bool] = {}
-        # Transcript lines go to the database from their own task: a slow commit must not hold up the
-        # translated audio that follows them in Palabra's event stream.
-        self._lines: asyncio.Queue[tuple[str, str, Any] | None] = asyncio.Queue()
-        self._writer: asyncio.Task | None = None
+        self._output_started = False
 
     # --- running -----------------------------------------------------------------------------------
     async def start_audio(self) -> None:
@@ -134,9 +128,11 @@ class LiveSession:
         self.parts.poster.start()
         self._tasks.append(asyncio.create_task(self._consume_events(), name=f"session-{self.config.session_id}-events"))
         self._tasks.append(asyncio.create_task(self._watch(), name=f"session-{self.config.session_id}-watch"))
-        if self.on_line is not None:
-            self._writer = asyncio.create_task(self._write_lines(), name=f"session-{self.config.session_id}-lines")
-            self._tasks.append(self._writer)
+        if self.store is not None:
+            # Lines go to the database from the store's own task: a slow commit must not hold up the
+            # translated audio that follows them in Palabra's event stream.
+            self.store.start()
+        self._output_started = True
 
     async def abort(self) -> None:
         """Stop at once (a start that failed halfway); the stream itself is closed by its owner."""
@@ -145,6 +141,8 @@ class LiveSession:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.store is not None:
+            await self.store.abort()
 
     @property
     def uptime_s(self) -> float:
@@ -235,27 +233,32 @@ class LiveSession:
             if line.speaker.user_id is not None:
                 self.speakers_heard.add(line.speaker.user_id)
             poster.final_changed(event.transcription_id)
-            self._store("line", event.transcription_id, line)
+            self._store(
+                FinalLine(
+                    event.transcription_id,
+                    line.text,
+                    line.speaker.user_id,
+                    line.language,
+                    dict(line.translations),
+                    line.start,
+                    line.end,
+                )
+            )
         elif isinstance(event, p.TranslatedTranscription):
             line = transcript.line(event.transcription_id)
             whole = line.add_translation(event.language, event.text, event.translation_part_id)
             if line.final:
                 poster.final_changed(event.transcription_id)
-            self._store("translation", event.transcription_id, (event.language, whole))
+            self._store(Translation(event.transcription_id, event.language, whole))
         elif isinstance(event, p.ErrorMessage):
             log.warning("session %s: Palabra error %s: %s", self.config.session_id, event.code, event.desc)
             self._count_error("palabra_message")
         elif isinstance(event, p.Reconnected):
             log.warning("session %s: Palabra stream reconnected (attempt %d)", self.config.session_id, event.attempt)
 
-    def _store(self, kind: str, transcription_id: str, data: Any) -> None:
-        if self._writer is not None:
-            self._lines.put_nowait((kind, transcription_id, data))
-
-    async def _write_lines(self) -> None:
-        assert self.on_line is not None
-        while (item := await self._lines.get()) is not None:
-            await self.on_line(*item)  # reports its own failures
+    def _store(self, entry: StoreEntry) -> None:
+        if self.store is not None and self._output_started:
+            self.store.add(entry)
 
     def _attribute(self, line: Any, segments: tuple[p.Segment, ...]) -> None:
         if not segments:
@@ -381,10 +384,8 @@ class LiveSession:
         if events is not None:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(events, timeout=5.0)
-        if self._writer is not None:
-            self._lines.put_nowait(None)
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(self._writer), timeout=self.config.drain_timeout_s)
+        if self.store is not None:
+            await self.store.close(timeout=self.config.drain_timeout_s)
         if self.parts.poster is not None:
             await self.parts.poster.drain(timeout=self.config.drain_timeout_s)
             await self.parts.poster.close()

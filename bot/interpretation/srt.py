@@ -21,9 +21,9 @@ def format_srt(cues: Iterable[tuple[float | None, float | None, list[str]]]) -> 
     """`cues` are (start, end, text rows) in order; empty rows are left out."""
     blocks = []
     previous_end = 0.0
-    for index, (start, end, rows) in enumerate(cues, start=1):
-        start = start if start is not None else previous_end
-        end = end if end is not None and end > start else start + DEFAULT_CUE_S
+    for index, (given_start, given_end, rows) in enumerate(cues, start=1):
+        start = given_start if given_start is not None else previous_end
+        end = given_end if given_end is not None and given_end > start else start + DEFAULT_CUE_S
         previous_end = end
         text = "\n".join(row for row in rows if row)
         blocks.append(f"{index}\n{srt_time(start)} --> {srt_time(end)}\n{text}")
