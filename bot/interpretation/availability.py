@@ -18,7 +18,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+import discord
 
 from bot.interpretation.placement import (
     SpeakerWatch,
@@ -31,7 +33,13 @@ from bot.interpretation.placement import (
     upgradable,
 )
 from bot.interpretation.reports import Placement
+from bot.voice.playback import OPUS_SETTINGS, TranslationSource, ensure_discord_opus
 from bot.voice.speakers import Lease, SpeakerPool
+
+if TYPE_CHECKING:
+    from bot.db.models import GuildSettings
+    from bot.interpretation.leasing import SpeakerLeases, SpeakerSlot
+    from bot.interpretation.running import RunningSession
 
 log = logging.getLogger(__name__)
 
@@ -178,3 +186,94 @@ class SpeakerKeeper:
         if refill is not None:  # after the moves, so a language that got a speaker is not placed twice
             await self.host.place_fallback(refill)
             await self.host.notify(moved_line(refill.language, refill))
+
+
+class SessionPlacements:
+    """The `PlacementHost` of a running session: its leases, playback sources and listener voice."""
+
+    def __init__(self, running: RunningSession, leases: SpeakerLeases, prefs: GuildSettings) -> None:
+        self.running, self.leases = running, leases
+        self._siblings = dict(prefs.sibling_channels)
+        self._floor = (
+            (min(1.0, prefs.floor_volume_base), min(1.0, prefs.floor_volume_ducked))
+            if prefs.floor_audio_enabled
+            else None
+        )
+
+    @property
+    def guild_id(self) -> int:
+        return self.running.guild.id
+
+    @property
+    def source_channel_id(self) -> int:
+        return self.running.channel.id
+
+    @property
+    def placements(self) -> dict[str, Placement]:
+        return self.running.placements
+
+    def sibling_channels(self) -> Mapping[str, int]:
+        return self._siblings
+
+    def _slot(self, language: str) -> SpeakerSlot | None:
+        return next((slot for slot in self.running.slots if slot.language == language), None)
+
+    def speaker_lease(self, language: str) -> Lease | None:
+        slot = self._slot(language)
+        return slot.lease if slot is not None else None
+
+    async def place_in_sibling(self, language: str, channel_id: int) -> bool:
+        floor_base, floor_ducked = self._floor or (0.0, 0.0)
+        source = TranslationSource(floor_base_volume=floor_base, floor_ducked_volume=floor_ducked)
+        slot = await self.leases.acquire(
+            guild_id=self.guild_id,
+            channel_id=channel_id,
+            language=language,
+            session_id=self.running.session_id,
+            source=source,
+        )
+        if isinstance(slot, str):
+            log.info("session %s: %s stays where it is: %s", self.running.session_id, language, slot)
+            return False
+        self._stop_playback(language)
+        self.running.slots.append(slot)
+        self.running.live.parts.playbacks[language] = source
+        if self._floor is not None:
+            self.running.live.parts.floor_playbacks.append(source)
+        self.running.placements[language] = Placement(language, "sibling", channel_id, None)
+        return True
+
+    async def release_speaker(self, language: str) -> None:
+        slot = self._slot(language)
+        self._stop_playback(language)
+        if slot is not None:
+            self.running.slots.remove(slot)
+            await self.leases.release(slot)
+
+    async def place_fallback(self, placement: Placement) -> None:
+        language = placement.language
+        self._stop_playback(language)
+        if placement.kind == "same_channel":
+            ensure_discord_opus()
+            source = TranslationSource()
+            vc = self.running.live.parts.voice_client
+            if vc.is_playing():
+                vc.stop()
+            vc.play(source, **OPUS_SETTINGS)
+            self.running.live.parts.playbacks[language] = source
+        self.running.placements[language] = placement
+
+    def _stop_playback(self, language: str) -> None:
+        """`language`'s translated audio goes nowhere until it is placed again."""
+        parts = self.running.live.parts
+        source = parts.playbacks.pop(language, None)
+        if source in parts.floor_playbacks:
+            parts.floor_playbacks.remove(source)
+        if self.running.placements.get(language, Placement(language, "text_only", None)).kind == "same_channel":
+            parts.voice_client.stop()  # the listener's one playback slot is free again
+
+    async def notify(self, text: str) -> None:
+        try:
+            await self.running.transcript_channel.send(text, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as exc:
+            log.warning("session %s: could not post %r: %s", self.running.session_id, text, exc)

@@ -25,6 +25,7 @@ import discord
 from bot.db import privacy
 from bot.db import sessions as db_sessions
 from bot.db.sessions import default_instance_id
+from bot.interpretation.availability import SessionPlacements, SpeakerKeeper
 from bot.interpretation.errors import InterpretationError, NoActiveSession, NotInVoiceChannel, SessionAlreadyRunning
 from bot.interpretation.housekeeping import Housekeeping
 from bot.interpretation.languages import check_languages
@@ -37,7 +38,7 @@ from bot.interpretation.session import LiveSession, humans_in
 from bot.interpretation.starting import Requested, SessionStarter, end_row
 from bot.interpretation.summary import post_summary
 from bot.metrics import Metrics
-from bot.voice.speakers import SpeakerPool
+from bot.voice.speakers import SpeakerPool, leave
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_WAIT_S = 15.0
 
 
 class InterpretationManager:
@@ -85,6 +88,7 @@ class InterpretationManager:
         self.sessions: dict[int, RunningSession] = {}  # source channel id -> running session
         self._starting: dict[int, int] = {}  # channel id -> guild id, while a start is under way
         self._stopping: dict[int, asyncio.Task[StopReport]] = {}
+        self._keepers: dict[int, SpeakerKeeper] = {}  # source channel id -> its session's speaker keeper
 
     # --- public API ------------------------------------------------------------------------------
     async def start(
@@ -147,6 +151,7 @@ class InterpretationManager:
         if not isinstance(voice_channel, (discord.VoiceChannel, discord.StageChannel)):
             raise NotInVoiceChannel()
         channel_id = voice_channel.id
+        await self._await_shutdowns(guild.id)
         if channel_id in self.sessions or channel_id in self._starting or channel_id in self._stopping:
             raise SessionAlreadyRunning()
         if (
@@ -167,6 +172,9 @@ class InterpretationManager:
         running = built.running
         self.sessions[channel_id] = running
         running.live.start_output()
+        keeper = SpeakerKeeper(SessionPlacements(running, self.leases, plan.prefs), self.speaker_pool)
+        self._keepers[channel_id] = keeper
+        keeper.start()
         self.housekeeping.ensure_running()
         self._update_gauges()
         self.metrics.sessions_started.inc()
@@ -185,6 +193,17 @@ class InterpretationManager:
             running.transcript_channel.id,
             built.warnings,
         )
+
+    async def _await_shutdowns(self, guild_id: int) -> None:
+        """A start while a session of this server is shutting down waits for the shutdown (bounded: it
+        is itself bounded) instead of answering "already running"."""
+        pending = [
+            task
+            for channel_id, task in self._stopping.items()
+            if channel_id in self.sessions and self.sessions[channel_id].guild.id == guild_id
+        ]
+        if pending:
+            await asyncio.wait(pending, timeout=SHUTDOWN_WAIT_S)
 
     # --- stopping ---------------------------------------------------------------------------------
     def _find(self, guild_id: int, channel_id: int | None) -> RunningSession:
@@ -221,7 +240,10 @@ class InterpretationManager:
     async def _shutdown(self, running: RunningSession, reason: str) -> StopReport:
         live = running.live
         log.info("session %s stopping (%s)", running.session_id, reason)
+        keeper = self._keepers.pop(running.channel.id, None)
         try:
+            if keeper is not None:  # no rejoining or moving while the session ends
+                await keeper.stop()
             try:
                 async with self.services.database.session() as s:
                     await db_sessions.mark_stopping(s, running.session_id)
@@ -231,7 +253,7 @@ class InterpretationManager:
             await self.palabra.delete_created(running.rest)
             await self.leases.release_session(running.session_id)
             running.slots.clear()
-            await _leave_voice(live.parts.voice_client)
+            await leave(live.parts.voice_client)  # bounded, also when the connection is dead
             await end_row(self.services, running.session_id, reason)
             lines = len(live.parts.transcript.finals())
             summary_id = await post_summary(running, reason, self.metrics)
@@ -296,15 +318,6 @@ def _status_of(running: RunningSession) -> SessionStatus:
         packets=int(stats.get("packets", 0)),
         decrypt_failures=int(stats.get("transport_failures", 0)) + int(stats.get("dave_failures", 0)),
     )
-
-
-async def _leave_voice(vc: discord.VoiceClient) -> None:
-    try:
-        if vc.is_playing():
-            vc.stop()
-        await asyncio.wait_for(vc.disconnect(force=True), timeout=10)
-    except Exception as exc:
-        log.warning("leaving the voice channel failed: %s", exc)
 
 
 def _log_failure(task: asyncio.Task[StopReport]) -> None:
