@@ -27,10 +27,10 @@ from bot.logs import redact, register_secret
 from bot.palabra.errors import (
     AuthenticationError,
     InsufficientBalanceError,
+    InvalidRequestError,
     NotFoundError,
     PalabraError,
     RateLimitedError,
-    ValidationError,
 )
 
 if TYPE_CHECKING:
@@ -325,7 +325,7 @@ async def _palabra(action: str) -> AsyncIterator[None]:
     """Palabra's exceptions -> messages for the admin (Palabra's own detail kept, redacted)."""
     try:
         yield
-    except ValidationError as exc:
+    except InvalidRequestError as exc:
         raise BroadcastRejected(f"Palabra refused to {action}: {_detail(exc)}") from None
     except NotFoundError:
         raise BroadcastNotFound("Palabra has no such broadcast (it may have been deleted outside Discord)") from None

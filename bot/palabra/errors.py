@@ -39,7 +39,7 @@ class NotFoundError(PalabraAPIError):
     """The session or broadcast does not exist (any more)."""
 
 
-class ValidationError(PalabraAPIError):
+class InvalidRequestError(PalabraAPIError):
     """Palabra rejected what we sent (HTTP 400/422, or `VALIDATION_ERROR` over the WebSocket)."""
 
 
@@ -55,7 +55,7 @@ class ServerError(PalabraAPIError):
     """5xx after our retries."""
 
 
-class TransportError(PalabraError):
+class PalabraConnectionError(PalabraError):
     """The network failed: connect error, timeout, connection closed unexpectedly."""
 
 
@@ -74,7 +74,7 @@ class TaskError(StreamingError):
         self.param = param
 
 
-class TaskValidationError(TaskError, ValidationError):
+class TaskValidationError(TaskError, InvalidRequestError):
     """`VALIDATION_ERROR` for set_task: Palabra's own message is kept in `desc`."""
 
     def __init__(self, code: str, desc: str, param: object = None) -> None:

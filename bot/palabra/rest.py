@@ -27,12 +27,12 @@ from bot.palabra.credentials import DEFAULT_API_URL, Credentials
 from bot.palabra.errors import (
     AuthenticationError,
     InsufficientBalanceError,
+    InvalidRequestError,
     NotFoundError,
     PalabraAPIError,
+    PalabraConnectionError,
     RateLimitedError,
     ServerError,
-    TransportError,
-    ValidationError,
 )
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def error_from_response(
     if status == 404:
         return NotFoundError(message, **kwargs)
     if status in (400, 409, 422):
-        return ValidationError(message, **kwargs)
+        return InvalidRequestError(message, **kwargs)
     if status == 429:
         return RateLimitedError(message, retry_after=retry_after, **kwargs)
     if status >= 500:
@@ -366,7 +366,7 @@ def _retryable_transport(exc: httpx.HTTPError, idempotent: bool) -> bool:
     return idempotent and isinstance(exc, httpx.TransportError)
 
 
-def _transport_error(method: str, path: str, exc: httpx.HTTPError) -> TransportError:
+def _transport_error(method: str, path: str, exc: httpx.HTTPError) -> PalabraConnectionError:
     if isinstance(exc, httpx.TimeoutException):
         what = f"timed out ({type(exc).__name__})"
     elif isinstance(exc, httpx.ConnectError):
@@ -374,7 +374,7 @@ def _transport_error(method: str, path: str, exc: httpx.HTTPError) -> TransportE
     else:
         what = f"network error ({type(exc).__name__})"
     detail = str(exc).strip()
-    return TransportError(redact(f"Palabra {method} {path} {what}" + (f": {detail}" if detail else "")))
+    return PalabraConnectionError(redact(f"Palabra {method} {path} {what}" + (f": {detail}" if detail else "")))
 
 
 def _json_body(response: httpx.Response, method: str, path: str) -> Any:

@@ -32,11 +32,11 @@ from bot.palabra.errors import (
     AuthenticationError,
     InsufficientBalanceError,
     NotReadyError,
+    PalabraConnectionError,
     PalabraError,
     SessionClosedError,
     TaskError,
     TaskValidationError,
-    TransportError,
 )
 
 log = logging.getLogger(__name__)
@@ -310,10 +310,10 @@ class StreamingSession:
                 raise AuthenticationError(
                     f"Palabra refused the streaming token (HTTP {status})", status=status
                 ) from None
-            raise TransportError(f"Palabra rejected the WebSocket upgrade with HTTP {status}") from None
+            raise PalabraConnectionError(f"Palabra rejected the WebSocket upgrade with HTTP {status}") from None
         except (TimeoutError, OSError, ValueError, websockets.exceptions.WebSocketException) as exc:
             # Every other websockets error (InvalidURI, say) quotes the URL, and the URL holds the token.
-            raise TransportError(f"cannot connect to Palabra streaming: {redact(str(exc))}") from None
+            raise PalabraConnectionError(f"cannot connect to Palabra streaming: {redact(str(exc))}") from None
         conn = _Connection(ws, offset_s, rest_id)
         conn.reader = asyncio.create_task(self._read_loop(conn), name="palabra-reader")
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import davey
 
+from bot.voice.errors import VoiceError
+
 SILENCE_FRAME = b"\xf8\xff\xfe"
 _MARKER = b"\xfa\xfa"
 AUDIO = davey.MediaType.audio
@@ -21,7 +23,7 @@ NO_CRYPTOR = "no_valid_cryptor"
 OTHER = "decrypt_failed"
 
 
-class DaveError(ValueError):
+class DaveError(VoiceError, ValueError):
     def __init__(self, reason: str, detail: str = "") -> None:
         self.reason = reason
         super().__init__(f"{reason}: {detail}" if detail else reason)

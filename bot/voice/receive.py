@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Union
 
 from bot.voice import e2ee
 from bot.voice.rtp import OPUS_PAYLOAD_TYPE, RtpError, RtpHeader, is_rtcp, parse_header, strip_plaintext
-from bot.voice.transport import TransportCipher, TransportError
+from bot.voice.transport import TransportCipher, TransportCipherError
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class ReceivePipeline:
             return self._fail("transport", "no_key", header.ssrc, None)
         try:
             frame = strip_plaintext(header, self._cipher.decrypt(header, datagram))
-        except TransportError:
+        except TransportCipherError:
             return self._fail("transport", "auth_failed", header.ssrc, None)
         except RtpError:
             self.stats.malformed += 1

@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from bot.voice.errors import VoiceError
+
 OPUS_PAYLOAD_TYPE = 0x78  # 120
 RTCP_TYPES = range(200, 205)
 HEADER_SIZE = 12
@@ -21,7 +23,7 @@ NONCE_SUFFIX_SIZE = 4
 _HEADER = struct.Struct(">BBHII")
 
 
-class RtpError(ValueError):
+class RtpError(VoiceError, ValueError):
     """A datagram that is not a usable RTP packet; the message says why."""
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import discord
 
-from bot.errors import BotError
+from bot.voice.errors import VoiceError
 from bot.voice.playback import OPUS_SETTINGS, ensure_discord_opus
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ DEAD_LEAVE_TIMEOUT = 0.3
 SETTLE_TIMEOUT = 2.0  # a voice connection in the middle of a reconnect
 
 
-class SpeakerError(BotError):
+class SpeakerError(VoiceError):
     """A speaker cannot do what was asked; the message says why (never contains a token)."""
 
 

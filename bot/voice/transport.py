@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_decrypt, crypto_aead_xchacha20poly1305_ietf_encrypt
 from nacl.exceptions import CryptoError
 
+from bot.voice.errors import VoiceError
 from bot.voice.rtp import NONCE_SUFFIX_SIZE, TAG_SIZE, RtpHeader
 
 XCHACHA = "aead_xchacha20_poly1305_rtpsize"
@@ -18,7 +19,7 @@ AES_GCM = "aead_aes256_gcm_rtpsize"
 MODES = (XCHACHA, AES_GCM)
 
 
-class TransportError(ValueError):
+class TransportCipherError(VoiceError, ValueError):
     """A packet that does not decrypt (wrong key, tampered, truncated) or an unsupported mode."""
 
 
@@ -27,9 +28,9 @@ class TransportCipher:
 
     def __init__(self, mode: str, secret_key: bytes) -> None:
         if mode not in MODES:
-            raise TransportError(f"unsupported encryption mode {mode!r}; supported: {', '.join(MODES)}")
+            raise TransportCipherError(f"unsupported encryption mode {mode!r}; supported: {', '.join(MODES)}")
         if len(secret_key) != 32:
-            raise TransportError(f"secret key must be 32 bytes, got {len(secret_key)}")
+            raise TransportCipherError(f"secret key must be 32 bytes, got {len(secret_key)}")
         self.mode = mode
         self._key = bytes(secret_key)
         self._aes = AESGCM(self._key) if mode == AES_GCM else None
@@ -38,7 +39,7 @@ class TransportCipher:
         """Plaintext after the AAD (still holding extension data and padding)."""
         body_end = len(packet) - NONCE_SUFFIX_SIZE
         if body_end - header.aad_size < TAG_SIZE:
-            raise TransportError("packet too short for its header, tag and nonce")
+            raise TransportCipherError("packet too short for its header, tag and nonce")
         suffix = packet[body_end:]
         aad = packet[: header.aad_size]
         ciphertext = packet[header.aad_size : body_end]
@@ -47,7 +48,7 @@ class TransportCipher:
                 return self._aes.decrypt(suffix + bytes(8), ciphertext, aad)
             return crypto_aead_xchacha20poly1305_ietf_decrypt(ciphertext, aad, suffix + bytes(20), self._key)
         except (InvalidTag, CryptoError):
-            raise TransportError("authentication failed (wrong key or damaged packet)") from None
+            raise TransportCipherError("authentication failed (wrong key or damaged packet)") from None
 
     def encrypt(self, aad: bytes, plaintext: bytes, counter: int) -> bytes:
         """A whole packet: AAD + ciphertext + tag + 4-byte counter."""

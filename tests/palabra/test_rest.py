@@ -16,12 +16,12 @@ from bot.palabra.emulator.config import EmulatorConfig
 from bot.palabra.errors import (
     AuthenticationError,
     InsufficientBalanceError,
+    InvalidRequestError,
     NotFoundError,
     PalabraAPIError,
+    PalabraConnectionError,
     RateLimitedError,
     ServerError,
-    TransportError,
-    ValidationError,
 )
 from bot.palabra.rest import (
     PalabraRest,
@@ -252,7 +252,7 @@ async def test_list_broadcasts_follows_pages(emulator):
 async def test_invalid_broadcast_is_a_validation_error_with_palabras_detail(emulator):
     body = {**BROADCAST, "outputs": [{"protocol": "hls_pull"}]}
     async with _client(emulator) as rest:
-        with pytest.raises(ValidationError) as info:
+        with pytest.raises(InvalidRequestError) as info:
             await rest.create_broadcast(body)
     assert info.value.status == 422
     assert "POST /broadcasts" in str(info.value) and "hls_pull) needs lang_codes" in str(info.value)
@@ -302,7 +302,7 @@ async def test_parallel_session_limit():
 async def test_extend_with_out_of_range_ttl_is_a_validation_error(emulator):
     async with _client(emulator) as rest:
         info = await rest.create_session()
-        with pytest.raises(ValidationError, match="ttl_seconds must be from 1"):
+        with pytest.raises(InvalidRequestError, match="ttl_seconds must be from 1"):
             await rest.extend_session(info.id, 10**9)
 
 
@@ -364,7 +364,7 @@ async def test_retry_after_beyond_the_cap_is_raised_at_once(emulator):
 async def test_closed_port_is_a_transport_error():
     port = free_port()
     async with PalabraRest(APP, f"http://{LOOPBACK}:{port}", max_retries=1, backoff_base=0.01) as rest:
-        with pytest.raises(TransportError, match="could not connect") as info:
+        with pytest.raises(PalabraConnectionError, match="could not connect") as info:
             await rest.create_session()
     assert "POST /session-storage/session" in str(info.value)
     _assert_no_secret(info.value)
@@ -404,7 +404,7 @@ class _SilentServer:
 async def test_timeout_against_a_server_that_never_answers(call, expected_attempts):
     silent = _SilentServer()
     async with silent as url, PalabraRest(APP, url, timeout=0.3, max_retries=1, backoff_base=0.01) as rest:
-        with pytest.raises(TransportError, match="timed out") as info:
+        with pytest.raises(PalabraConnectionError, match="timed out") as info:
             if call == "get":
                 await rest.get_session("some-session")
             else:
@@ -477,8 +477,8 @@ def _envelope(status, detail, error_code=None):
         (403, _envelope(403, "Insufficient balance", 100050), False, InsufficientBalanceError),
         (402, _envelope(402, "Your balance is low", 100050), False, InsufficientBalanceError),
         (403, _envelope(403, "Parallel session limit reached"), True, InsufficientBalanceError),
-        (400, _envelope(400, "bad"), False, ValidationError),
-        (422, {"detail": "bare problem"}, False, ValidationError),
+        (400, _envelope(400, "bad"), False, InvalidRequestError),
+        (422, {"detail": "bare problem"}, False, InvalidRequestError),
         (429, "slow down", False, RateLimitedError),
         (500, "<html>oops</html>", False, ServerError),
         (504, None, False, ServerError),

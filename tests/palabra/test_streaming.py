@@ -15,7 +15,7 @@ from bot.palabra.credentials import Credentials
 from bot.palabra.emulator.app import serve
 from bot.palabra.emulator.config import EmulatorConfig
 from bot.palabra.emulator.streaming import STREAM_LOGS
-from bot.palabra.errors import AuthenticationError, SessionClosedError, TaskValidationError, TransportError
+from bot.palabra.errors import AuthenticationError, PalabraConnectionError, SessionClosedError, TaskValidationError
 from bot.palabra.streaming import StreamingSession
 from bot.palabra.task import build_task
 from tests.fakes.audio import bursts, from_pcm, windowed_xcorr
@@ -222,7 +222,7 @@ async def test_a_failed_start_leaves_no_rest_session_behind():
 
 async def test_a_malformed_stream_url_is_a_transport_error_without_the_key():
     # websockets' InvalidURI quotes the whole URL, token included.
-    with pytest.raises(TransportError) as info:
+    with pytest.raises(PalabraConnectionError) as info:
         await StreamingSession.start(
             credentials=api_key(), task=build_task("en", ["es"]), api_url="http://user@127.0.0.1:1", ready_timeout=2.0
         )

@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
 
 from bot.voice.rtp import build_header, parse_header, strip_plaintext
-from bot.voice.transport import AES_GCM, XCHACHA, TransportCipher, TransportError
+from bot.voice.transport import AES_GCM, XCHACHA, TransportCipher, TransportCipherError
 
 KEY = bytes(range(32))
 
@@ -38,10 +38,10 @@ def test_decrypts_independently_sealed_packets(mode, with_extension):
 def test_tampered_header_or_wrong_key_fails(mode):
     packet = bytearray(seal_independently(mode, build_header(1, 960, 5), b"frame", 1))
     header = parse_header(bytes(packet))
-    with pytest.raises(TransportError):
+    with pytest.raises(TransportCipherError):
         TransportCipher(mode, bytes(32)).decrypt(header, bytes(packet))
     packet[3] ^= 1  # sequence is authenticated
-    with pytest.raises(TransportError):
+    with pytest.raises(TransportCipherError):
         TransportCipher(mode, KEY).decrypt(parse_header(bytes(packet)), bytes(packet))
 
 
@@ -52,10 +52,10 @@ def test_our_encrypt_matches_the_independent_one():
 
 
 def test_bad_configuration_is_explained():
-    with pytest.raises(TransportError, match="unsupported encryption mode 'xsalsa20_poly1305'"):
+    with pytest.raises(TransportCipherError, match="unsupported encryption mode 'xsalsa20_poly1305'"):
         TransportCipher("xsalsa20_poly1305", KEY)
-    with pytest.raises(TransportError, match="32 bytes"):
+    with pytest.raises(TransportCipherError, match="32 bytes"):
         TransportCipher(XCHACHA, b"short")
     cipher = TransportCipher(XCHACHA, KEY)
-    with pytest.raises(TransportError, match="too short"):
+    with pytest.raises(TransportCipherError, match="too short"):
         cipher.decrypt(parse_header(build_header(1, 1, 1)), build_header(1, 1, 1) + bytes(10))
