@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 CHECK_INTERVAL_S = 0.25
 REJOIN_TIMEOUT_S = 5.0
 UPGRADE_COOLDOWN_S = 60.0  # a language that fell back is not moved again at once (it would loop)
+UPGRADE_RETRY_S = 5.0  # a move that failed (the speaker is leased by another process) is retried this often
 
 
 class PlacementHost(Protocol):
@@ -87,6 +88,7 @@ class SpeakerKeeper:
         self.host, self.pool, self.watch, self.clock = host, pool, watch or SpeakerWatch(), clock
         self.interval_s = interval_s
         self._fell_back_at: dict[str, float] = {}
+        self._retry_at: dict[str, float] = {}  # language -> when a failed move may be tried again
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -94,8 +96,12 @@ class SpeakerKeeper:
 
     def start(self) -> None:
         if self._task is None:
-            self._unsubscribe = self.pool.on_available(self._wake.set)
+            self._unsubscribe = self.pool.on_available(self._on_available)
             self._task = asyncio.create_task(self._run(), name="speaker-keeper")
+
+    def _on_available(self) -> None:
+        self._retry_at.clear()  # a speaker became ready or was freed: try the moves again now
+        self._wake.set()
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -171,6 +177,7 @@ class SpeakerKeeper:
                 self.host.placements, self.host.sibling_channels(), self.host.source_channel_id
             )
             if now - self._fell_back_at.get(language, -UPGRADE_COOLDOWN_S) >= UPGRADE_COOLDOWN_S
+            and now >= self._retry_at.get(language, now)
         ]
         slot_freed = False
         for language, channel_id in candidates:
@@ -178,6 +185,7 @@ class SpeakerKeeper:
                 break
             was = self.host.placements[language]
             if not await self.host.place_in_sibling(language, channel_id):
+                self._retry_at[language] = now + UPGRADE_RETRY_S
                 continue
             self.upgrades += 1
             slot_freed = slot_freed or was.kind == "same_channel"
