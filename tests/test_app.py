@@ -5,6 +5,7 @@ people, serves health and metrics, and stops cleanly on SIGTERM. No secret appea
 
 from __future__ import annotations
 
+import asyncio
 import signal
 
 import httpx
@@ -65,12 +66,15 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
             assert await first.wait() == -signal.SIGKILL
             assert list(emulator.state.sessions) == [dead_palabra_id]  # left behind by the dead process
 
+            loop = asyncio.get_running_loop()
+            restarted_at = loop.time()
             await second.start()
             await wait_for(
                 lambda: dead_palabra_id not in emulator.state.sessions and len(emulator.state.sessions) == 1,
                 timeout=60,
                 what="the dead session deleted and a new one started",
             )
+            resumed_after = loop.time() - restarted_at
             rows = await live_rows(isolated_url)
             assert len(rows) == 1 and rows[0].id != row.id and rows[0].source_channel_id == fake.channel("Voice A").id
             database = Database(isolated_url)
@@ -91,6 +95,10 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
             received = np.frombuffer(bytes(stream.input_pcm), dtype="<i2").astype(np.float64) / 32768
             spoken = mono(decode(SPEECH_A, rate=16000, channels=1), 1)[: 3 * 16000]
             assert xcorr(spoken, received).peak >= 0.8
+            print(
+                f"SIGKILL + restart: {len(emulator.state.sessions) - 1} leaked Palabra sessions, interpretation "
+                f"resumed {resumed_after:.1f} s after the restart"
+            )
 
             async with httpx.AsyncClient() as http:
                 health = await http.get(f"http://127.0.0.1:{http_port}/healthz")
