@@ -225,3 +225,21 @@ def utterance_correlations(
         window = b[max(0, lag) : max(0, lag) + len(piece)]
         found.append((xcorr(piece, window, max_lag=rate // 100).peak, heard_origin + lag / rate - (spoken_at + start)))
     return found
+
+
+def speech_seconds(signal: np.ndarray, rate: int) -> float:
+    """How much speech a signal holds (pauses of 0.1 s and more not counted)."""
+    return sum(end - start for start, end in speech_regions(signal, rate, min_silence_s=0.1, min_speech_s=0.05))
+
+
+def openings_heard_in_order(sent: np.ndarray, heard: np.ndarray, rate: int, opening_s: float = 0.4) -> list[float]:
+    """For each utterance of `sent`, in order: how well its first `opening_s` was heard (the normalised
+    correlation with the best-matching stretch of `heard` after the previous utterance's)."""
+    found, position, size = [], 0, int(opening_s * rate)
+    for start, _end in speech_regions(sent, rate):
+        piece = sent[int(start * rate) : int(start * rate) + size]
+        lag = xcorr(piece, heard[position:]).lag if position < len(heard) else 0
+        where = position + max(0, lag)
+        found.append(xcorr(piece, heard[where : where + len(piece)], max_lag=rate // 100).peak)
+        position = where + len(piece)
+    return found

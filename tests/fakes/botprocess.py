@@ -90,9 +90,15 @@ async def command(fake: FakeDiscord, user, name: str, subcommand: str, in_channe
 
 
 async def wait_listener_online(fake: FakeDiscord, timeout: float = 60) -> None:
-    """Until the listener's gateway session exists: the first moment a user can type a slash command.
-    Nothing else (speaker bots, recovery) is waited for."""
-    await wait_for(lambda: fake.bot().id in fake.gateway.sessions, timeout=timeout, what="the listener online")
+    """Until the listener is online in its servers (READY and each GUILD_CREATE sent on its gateway):
+    the first moment a member sees the bot and can use its commands. Nothing else (speaker bots,
+    recovery, voice) is waited for."""
+
+    def online() -> bool:
+        session = fake.gateway.sessions.get(fake.bot().id)
+        return session is not None and session.seq >= 1 + len(fake.guilds)
+
+    await wait_for(online, timeout=timeout, what="the listener online")
 
 
 async def wait_healthy(port: int, timeout: float = 60) -> dict:
