@@ -14,12 +14,23 @@ import contextlib
 import logging
 import signal
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from bot.errors import ConfigurationError
+import aiohttp
+import discord
+
+from bot.errors import BotError, ConfigurationError
 
 if TYPE_CHECKING:
+    from bot.client import InterpreterBot
+    from bot.db.engine import Database
+    from bot.http import HealthServer
+    from bot.interpretation.manager import InterpretationManager
+    from bot.metrics import Metrics
+    from bot.palabra.rest import PalabraRest
     from bot.settings import Settings
+    from bot.voice.speakers import SpeakerPool
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
     settings = load_settings()
     require_run_settings(settings)
     setup_logging(settings.log_level)
-    asyncio.run(run(settings, instance_id=getattr(args, "instance_id", None)))
+    asyncio.run(run(settings, instance_id=args.instance_id))
     return 0
 
 
@@ -59,23 +70,29 @@ class App:
 
     def __init__(self, settings: Settings, instance_id: str | None = None) -> None:
         self.settings, self.instance_id = settings, instance_id
-        self.database: Any = None
-        self.rest: Any = None
-        self.bot: Any = None
-        self.bot_task: asyncio.Task | None = None
-        self.speaker_tasks: list[asyncio.Task] = []
-        self.manager: Any = None
-        self.http: Any = None
-        self.metrics: Any = None
+        self.database: Database | None = None
+        self.rest: PalabraRest | None = None
+        self.bot: InterpreterBot | None = None
+        self.bot_task: asyncio.Task[None] | None = None
+        self.pool: SpeakerPool | None = None
+        self.speaker_tasks: list[asyncio.Task[None]] = []
+        self.manager: InterpretationManager | None = None
+        self.http: HealthServer | None = None
+        self.metrics: Metrics | None = None
         self.started_at = time.monotonic()
+        self.started = False  # start() completed
 
     async def start(self) -> None:
+        """Build the whole graph (database, Palabra client, services, clients), then connect it."""
+        from bot.broadcasts.service import BroadcastService
         from bot.client import InterpreterBot
         from bot.db import Database, upgrade_to_head
+        from bot.http import HealthServer
+        from bot.interpretation.manager import InterpretationManager
         from bot.metrics import Metrics
         from bot.palabra.credentials import Credentials
         from bot.palabra.rest import PalabraRest
-        from bot.services import Services
+        from bot.services import Core, Options, Services
         from bot.voice import adapter
         from bot.voice.speakers import SpeakerPool
 
@@ -86,62 +103,67 @@ class App:
         self.rest = PalabraRest(credentials, settings.palabra_api_url)
         adapter.point_discord_py_at(settings.discord_api_base, settings.discord_gateway_url)
         self.metrics = Metrics()
-        extras: dict[str, Any] = {"metrics": self.metrics}
-        if self.instance_id:
-            extras["instance_id"] = self.instance_id
-        services = Services(
-            settings=settings, database=self.database, credentials=credentials, palabra=self.rest, extras=extras
+        core = Core(
+            settings, self.database, credentials, self.rest, self.metrics, Options(instance_id=self.instance_id)
         )
-        self.bot = InterpreterBot(services)
-        pool = SpeakerPool()
-        from bot.interpretation.manager import InterpretationManager
+        pool = self.pool = SpeakerPool()
 
-        self.manager = InterpretationManager(services, self.bot, pool)
-        services.interpretation = self.manager
+        def services_for(listener: InterpreterBot) -> Services:
+            self.manager = InterpretationManager(core, listener, pool)
+            return Services(core, interpretation=self.manager, broadcasts=BroadcastService(core))
+
+        self.bot = InterpreterBot(services_for)
         if settings.http_port:
-            from bot.http import HealthServer
-
             self.http = HealthServer(self.metrics, self.health, host=settings.http_host, port=settings.http_port)
             await self.http.start()
+        assert settings.discord_token is not None, "require_run_settings checked it"
         await self._start_speakers(pool)  # all clients log in together; sessions follow their readiness
-        await self._start_listener(settings.discord_token.get_secret_value())
+        await self._start_listener(self.bot, settings.discord_token.get_secret_value())
+        assert self.manager is not None
         await self.manager.recover()
+        self.started = True
         log.info("the bot is running as %s with %d speaker bots", self.bot.user, len(pool.speakers))
 
-    async def _start_listener(self, token: str) -> None:
-        self.bot_task = asyncio.create_task(self.bot.start(token), name="listener-bot")
-        ready = asyncio.create_task(self.bot.wait_until_ready())
-        done, _ = await asyncio.wait(
-            {ready, self.bot_task}, timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
-        )
-        if ready not in done:
+    async def _start_listener(self, bot: InterpreterBot, token: str) -> None:
+        self.bot_task = asyncio.create_task(bot.start(token), name="listener-bot")
+        ready = asyncio.create_task(bot.wait_until_ready())
+        try:
+            done, _ = await asyncio.wait(
+                {ready, self.bot_task}, timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
             ready.cancel()
-            if self.bot_task in done and self.bot_task.exception() is not None:
-                raise ConfigurationError(
-                    f"the bot could not log in to Discord ({type(self.bot_task.exception()).__name__}); "
-                    "check DISCORD_TOKEN"
-                ) from None
-            raise ConfigurationError(f"the bot did not become ready within {READY_TIMEOUT_S:.0f} s")
+        if ready in done:
+            return
+        failure = self.bot_task.exception() if self.bot_task in done and not self.bot_task.cancelled() else None
+        if failure is not None:
+            raise login_failure(failure, self.settings.discord_api_base) from None
+        raise ConfigurationError(
+            f"the bot did not become ready within {READY_TIMEOUT_S:.0f} s: Discord at "
+            f"{self.settings.discord_api_base} accepted the connection but did not answer in time"
+        )
 
-    async def _start_speakers(self, pool: Any) -> None:
+    async def _start_speakers(self, pool: SpeakerPool) -> None:
         from bot.voice.speakers import start_speakers
 
         tokens = [t.get_secret_value() for t in self.settings.speaker_tokens]
         if not tokens:
             return
         self.speaker_tasks = await start_speakers(tokens, pool)
-        pool.on_available(lambda: self.metrics.speakers.set(len(pool.ready_speakers())))
+        metrics = self.metrics
+        if metrics is not None:
+            pool.on_available(lambda: metrics.speakers.set(len(pool.ready_speakers())))
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, object]:
         ready = bool(self.bot is not None and self.bot.is_ready() and not self.bot.is_closed())
-        speakers = getattr(self.manager, "speaker_pool", None)
+        speakers = self.pool.speakers if self.pool is not None else []
         return {
             "ok": ready,
             "discord_ready": ready,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "sessions": len(self.manager.sessions) if self.manager else 0,
-            "speakers_ready": sum(1 for s in getattr(speakers, "speakers", []) if s.is_ready()),
-            "speakers_leased": len(speakers.leases()) if speakers is not None else 0,
+            "speakers_ready": sum(1 for s in speakers if s.is_ready()),
+            "speakers_leased": len(self.pool.leases()) if self.pool is not None else 0,
         }
 
     async def wait(self, stop: asyncio.Event) -> None:
@@ -150,8 +172,10 @@ class App:
         waiting = {stopper} | ({self.bot_task} if self.bot_task else set())
         done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
-        if self.bot_task in done and self.bot_task.exception() is not None:
-            log.error("the Discord client stopped: %s", type(self.bot_task.exception()).__name__)
+        if self.bot_task is not None and self.bot_task in done and not self.bot_task.cancelled():
+            failure = self.bot_task.exception()
+            if failure is not None:
+                log.error("the Discord client stopped: %s", type(failure).__name__)
 
     async def close(self) -> None:
         from bot.voice.speakers import SpeakerPool, stop_speakers
@@ -159,9 +183,9 @@ class App:
         if self.manager is not None:
             with _logged("stopping sessions"):
                 await self.manager.close()
-        if self.speaker_tasks or self.manager is not None:
+        if self.speaker_tasks or self.pool is not None:
             with _logged("stopping speaker bots"):
-                await stop_speakers(getattr(self.manager, "speaker_pool", None) or SpeakerPool(), self.speaker_tasks)
+                await stop_speakers(self.pool or SpeakerPool(), self.speaker_tasks)
         if self.bot is not None:
             with _logged("closing the Discord client"):
                 await self.bot.close()
@@ -174,11 +198,11 @@ class App:
             await self.rest.aclose()
         if self.database is not None:
             await self.database.close()
-        log.info("the bot stopped cleanly")
+        log.info("the bot stopped cleanly" if self.started else "the bot stopped (it had not finished starting)")
 
 
 @contextlib.contextmanager
-def _logged(what: str):
+def _logged(what: str) -> Iterator[None]:
     try:
         yield
     except Exception:
@@ -186,6 +210,9 @@ def _logged(what: str):
 
 
 async def run(settings: Settings, instance_id: str | None = None) -> None:
+    """Start, serve until SIGTERM/SIGINT, stop cleanly. A stop signal during start-up cancels the start
+    (a Discord login that hangs, a database that does not answer) and still closes what was opened; a
+    start-up error is reported before anything is closed."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -195,24 +222,44 @@ async def run(settings: Settings, instance_id: str | None = None) -> None:
         if await _started_unless_stopped(app, stop):
             await app.wait(stop)
         log.info("stopping")
+    except BaseException as exc:
+        if not app.started:
+            log.error("start-up failed: %s", exc if isinstance(exc, BotError) else type(exc).__name__)
+        raise
     finally:
         await app.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 async def _started_unless_stopped(app: App, stop: asyncio.Event) -> bool:
-    """Start the app; a stop signal during start-up (a Discord login can take a minute) cancels the
-    start, and `close()` then undoes what was started. False if stopped before the app was up."""
-    starting = asyncio.create_task(app.start(), name="app-start")
+    """True once `app.start()` completed; False if a stop signal came first (the start is cancelled)."""
+    starting = asyncio.create_task(app.start(), name="start-up")
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
         await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopper.cancel()
     if starting.done():
-        starting.result()  # a start-up failure propagates
+        starting.result()  # a start-up error is raised here
         return True
-    log.info("stop signal during start-up; stopping")
+    log.info("stop signal during start-up: cancelling the start")
     starting.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await starting
+    await asyncio.gather(starting, return_exceptions=True)
     return False
+
+
+def login_failure(error: BaseException, api_base: str) -> ConfigurationError:
+    """Whether Discord refused the token or could not be reached (the token itself is never shown)."""
+    if isinstance(error, discord.LoginFailure) or (isinstance(error, discord.HTTPException) and error.status == 401):
+        return ConfigurationError("Discord rejected DISCORD_TOKEN; copy the bot's token again (Developer Portal → Bot)")
+    if isinstance(error, discord.PrivilegedIntentsRequired):
+        return ConfigurationError(f"Discord refused the bot's gateway intents: {error}")
+    if isinstance(error, (OSError, asyncio.TimeoutError, aiohttp.ClientError, discord.GatewayNotFound)):
+        return ConfigurationError(
+            f"the bot could not reach Discord at DISCORD_API_BASE={api_base} ({type(error).__name__}); "
+            "check the network and DNS"
+        )
+    if isinstance(error, discord.HTTPException):
+        return ConfigurationError(f"Discord answered the login with HTTP {error.status}; try again later")
+    return ConfigurationError(f"the bot could not log in to Discord ({type(error).__name__})")

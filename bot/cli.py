@@ -17,6 +17,7 @@ COMMANDS = {
     "simulate": ("bot.simulate", "run the audio path on a sound file without Discord"),
     "emulator": ("bot.palabra.emulator.cli", "serve the local Palabra-compatible emulator"),
     "bench": ("bot.bench", "measure performance and print the figures as JSON"),
+    "invite": ("bot.setup.invite", "print each configured bot's invite link with the permissions it needs"),
 }
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import BotError
+from bot.errors import UserFacingError
 from bot.messages import clip
 
 if TYPE_CHECKING:
@@ -48,13 +49,8 @@ def default_intents() -> discord.Intents:
 
 
 def user_message_of(error: BaseException) -> str | None:
-    """The text a user may see for an error we raised on purpose, or None for anything else."""
-    message = getattr(error, "user_message", None)
-    if isinstance(message, str) and message:
-        return message
-    if isinstance(error, BotError) and str(error):
-        return str(error)
-    return None
+    """The text a user may see: a `UserFacingError`'s message; None for anything else."""
+    return error.user_message if isinstance(error, UserFacingError) else None
 
 
 def new_reference() -> str:
@@ -118,13 +114,15 @@ class InterpreterTree(app_commands.CommandTree):
 class InterpreterBot(commands.Bot):
     """The listener bot account: slash commands and the cogs; `self.services` is shared with them."""
 
-    def __init__(self, services: Services, **kwargs: Any) -> None:
+    def __init__(self, services: Services | Callable[[InterpreterBot], Services], **kwargs: Any) -> None:
+        """`services`, or the function that builds them around this client (the interpretation manager
+        needs the listener client it belongs to)."""
         kwargs.setdefault("command_prefix", commands.when_mentioned)
         kwargs.setdefault("intents", default_intents())
         kwargs.setdefault("tree_cls", InterpreterTree)
         kwargs.setdefault("help_command", None)
         super().__init__(**kwargs)
-        self.services = services
+        self.services: Services = services(self) if callable(services) else services
         self.extensions_to_load: tuple[str, ...] = EXTENSIONS
 
     async def setup_hook(self) -> None:

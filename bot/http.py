@@ -35,7 +35,7 @@ class HealthServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])  # (host, port[, ...]) of the bound socket
         log.info("health and metrics on http://%s:%d/healthz and /metrics", self.host, self.port)
         return self.port
 

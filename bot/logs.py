@@ -76,3 +76,7 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # discord.py logs full gateway payloads at DEBUG, which include tokens in IDENTIFY.
     logging.getLogger("discord.gateway").setLevel(max(logging.INFO, root.level))
+    # Alembic announces its plugins and dialect at INFO on every start; bot.db.migrate logs the outcome.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    # httpx logs every request at INFO; failures reach our own log lines with their cause.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

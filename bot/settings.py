@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     log_level: str = "INFO"
 
+    @field_validator("discord_token", "palabra_client_id", "palabra_client_secret", "palabra_api_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`NAME=` with nothing after it (as in a freshly copied .env.example) means not set."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("speaker_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:

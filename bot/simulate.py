@@ -104,7 +104,7 @@ def parse_targets(targets: str | Iterable[str]) -> list[str]:
     return codes
 
 
-def build_session_task(source: str, targets: list[str]) -> tuple[dict, list[str]]:
+def build_session_task(source: str, targets: list[str]) -> tuple[dict[str, Any], list[str]]:
     """The set_task body and any warnings (unknown but well-formed codes); malformed codes raise."""
     from bot.palabra.errors import InvalidTaskError
     from bot.palabra.task import build_task, validate_task
@@ -290,13 +290,15 @@ class Result:
     problems: list[str]
 
     def summary(self) -> str:
-        lines = [f"{self.utterances} utterances from {self.input_seconds:.1f} s of audio ({self.backend})"]
+        lines = [f"{counted(self.utterances, 'utterance')} from {self.input_seconds:.1f} s of audio ({self.backend})"]
         lines += [f"  {lang}: {path}" for lang, path in self.wavs.items()]
         lines += [f"  transcript: {self.transcript}", f"  subtitles:  {self.srt}"]
         return "\n".join(lines)
 
 
-def write_outputs(out: Path, collector: Collector, targets: list[str], input_seconds: float) -> tuple[dict, Path, Path]:
+def write_outputs(
+    out: Path, collector: Collector, targets: list[str], input_seconds: float
+) -> tuple[dict[str, Path], Path, Path]:
     from bot.audio.files import write_wav
 
     try:
@@ -320,8 +322,15 @@ def write_outputs(out: Path, collector: Collector, targets: list[str], input_sec
 # --- progress -------------------------------------------------------------------------------------
 
 
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 class Progress:
-    """One status line on stderr: rewritten in place on a terminal, a line every few seconds otherwise."""
+    """One status line on stderr: rewritten in place on a terminal, a line every few seconds otherwise.
+
+    `total_s` is the file's length: the trailing silence streamed after it (so Palabra ends the last
+    utterance) shows as "finishing", not as more seconds of the file."""
 
     def __init__(self, stream: TextIO | None, total_s: float) -> None:
         self.stream, self.total_s = stream, total_s
@@ -331,7 +340,11 @@ class Progress:
     def update(self, streamed_s: float, utterances: int, final: bool = False) -> None:
         if self.stream is None:
             return
-        line = f"streamed {min(streamed_s, self.total_s):5.1f} / {self.total_s:.1f} s, {utterances} utterances"
+        line = (
+            f"streamed {min(streamed_s, self.total_s):5.1f} / {self.total_s:.1f} s, {counted(utterances, 'utterance')}"
+        )
+        if streamed_s > self.total_s and not final:
+            line += ", finishing the last utterance"
         now = time.monotonic()
         if self.tty:
             self.stream.write("\r" + line + ("\n" if final else ""))
@@ -377,11 +390,11 @@ async def simulate(options: Options, settings: Settings | None = None) -> Result
 
     collector = Collector()
     if credentials is None:
-        backend = await _run_with_emulator(options, task, session_pcm, collector)
+        backend = await _run_with_emulator(options, task, session_pcm, collector, input_seconds)
     else:
         backend = f"Palabra at {settings.palabra_api_url}, {credentials.owner_hint}"
         _say(options, f"using {backend}")
-        await _stream(options, task, session_pcm, collector, credentials, settings.palabra_api_url)
+        await _stream(options, task, session_pcm, collector, credentials, settings.palabra_api_url, input_seconds)
 
     wavs, transcript, srt = write_outputs(options.out, collector, targets, input_seconds)
     return Result(
@@ -395,7 +408,9 @@ def _credentials(settings: Settings) -> Credentials | None:
     return Credentials.from_settings(settings)
 
 
-async def _run_with_emulator(options: Options, task: dict, session_pcm: bytes, collector: Collector) -> str:
+async def _run_with_emulator(
+    options: Options, task: dict[str, Any], session_pcm: bytes, collector: Collector, input_seconds: float
+) -> str:
     from bot.palabra.credentials import Credentials
     from bot.palabra.emulator.app import serve
     from bot.palabra.emulator.config import EmulatorConfig
@@ -408,20 +423,26 @@ async def _run_with_emulator(options: Options, task: dict, session_pcm: bytes, c
         reason = "--emulator" if options.force_emulator else "no Palabra credentials configured"
         speed = f", {options.speed:g}x real time" if options.speed != 1 else ""
         _say(options, f"using the {backend} ({reason}{speed})")
-        await _stream(options, task, session_pcm, collector, credentials, emulator.base_url)
+        await _stream(options, task, session_pcm, collector, credentials, emulator.base_url, input_seconds)
     return backend
 
 
 async def _stream(
-    options: Options, task: dict, session_pcm: bytes, collector: Collector, credentials: Credentials, api_url: str
+    options: Options,
+    task: dict[str, Any],
+    session_pcm: bytes,
+    collector: Collector,
+    credentials: Credentials,
+    api_url: str,
+    input_seconds: float,
 ) -> None:
     from bot.palabra.streaming import StreamingSession
 
     session = await StreamingSession.start(
         credentials=credentials, task=task, api_url=api_url, chunk_ms=320, pace=options.speed
     )
-    total_s = len(session_pcm) / session.bytes_per_second
-    progress = Progress(options.progress, total_s)
+    total_s = len(session_pcm) / session.bytes_per_second  # the file and the trailing silence
+    progress = Progress(options.progress, input_seconds)
     reader = asyncio.create_task(_read_events(session, collector), name="simulate-events")
     try:
         await session.send_audio(session_pcm)
@@ -440,7 +461,7 @@ async def _stream(
                 await reader
         await session.close()
         await _forget_rest_session(session, credentials, api_url)
-    progress.update(total_s, collector.confirmed, final=True)
+    progress.update(input_seconds, collector.confirmed, final=True)
 
 
 async def _read_events(session: StreamingSession, collector: Collector) -> None:

@@ -12,6 +12,7 @@ announcements never carry a stream key.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -20,6 +21,7 @@ from discord.ext import commands
 from bot.broadcasts.poller import DEFAULT_INTERVAL_S, BroadcastPoller
 from bot.broadcasts.service import BroadcastRejected, BroadcastService, BroadcastView, Ingest
 from bot.broadcasts.validation import MAX_OUTPUTS, parse_create
+from bot.errors import ConfigurationError
 from cogs.common import (
     clip,
     may_configure,
@@ -30,9 +32,11 @@ from cogs.common import (
     with_warnings,
 )
 
+if TYPE_CHECKING:
+    from bot.client import InterpreterBot
+
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL_KEY = "broadcast_poll_interval_s"  # Services.extras; <= 0 turns the background poller off
 INPUTS = [
     app_commands.Choice(name="RTMP push", value="rtmp_push"),
     app_commands.Choice(name="SRT push", value="srt_push"),
@@ -51,7 +55,9 @@ async def reply(interaction: discord.Interaction, text: str, *, ephemeral: bool 
 
 
 def service_of(interaction: discord.Interaction) -> BroadcastService:
-    return services_of(interaction).broadcasts
+    service = services_of(interaction).broadcasts
+    assert service is not None, "the cog is only loaded with a broadcast service"
+    return service
 
 
 async def broadcast_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -99,13 +105,13 @@ def detail_text(view: BroadcastView) -> str:
 # --- the cog ---------------------------------------------------------------------------------------------
 @app_commands.guild_only()
 class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Palabra broadcasts of this server"):
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: InterpreterBot) -> None:
         self.bot = bot
-        services = bot.services  # type: ignore[attr-defined]
+        services = bot.services
         if services.broadcasts is None:
-            services.broadcasts = BroadcastService(services)
+            raise ConfigurationError("the broadcast commands need Services.broadcasts (bot.app builds it)")
         self.service: BroadcastService = services.broadcasts
-        interval = float(services.extras.get(POLL_INTERVAL_KEY, DEFAULT_INTERVAL_S))
+        interval = services.options.broadcast_poll_interval_s
         self._poll_enabled = interval > 0
         self.poller = BroadcastPoller(
             self.service, self.announce, interval_s=interval if interval > 0 else DEFAULT_INTERVAL_S
@@ -286,5 +292,5 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
         )
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: InterpreterBot) -> None:
     await bot.add_cog(Broadcast(bot))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
-from bot.errors import BotError
+from bot.errors import UserFacingError
 from bot.messages import clip
 from bot.palabra import languages
 from bot.palabra.errors import InvalidTaskError
@@ -22,12 +22,8 @@ MAX_TARGETS = 10
 MAX_CHOICES = 25  # Discord's limit for autocomplete choices
 
 
-class CommandInputError(BotError):
+class CommandInputError(UserFacingError):
     """Bad input to a command; `user_message` says what was wrong and what is accepted."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
 
 
 class NotAllowed(app_commands.CheckFailure):
@@ -176,10 +172,10 @@ def services_of(interaction: discord.Interaction):
     return interaction.client.services  # type: ignore[attr-defined]
 
 
-class InterpretationUnavailable(BotError):
+class InterpretationUnavailable(UserFacingError):
     """The bot runs without an interpretation manager (a deployment without voice)."""
 
-    user_message = "Interpretation is not available on this bot right now; ask its operator."
+    default_message = "Interpretation is not available on this bot right now; ask its operator."
 
 
 def interpretation_manager(interaction: discord.Interaction):

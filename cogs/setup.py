@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
+
 import discord
 from discord import app_commands
 from discord.ext import commands
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import guilds
+from bot.db.engine import Database
+from bot.db.models import GuildSettings
+from bot.messages import clip
+from bot.setup import channels as sibling_setup
+from bot.setup import diagnostics
 from cogs.common import (
     CommandInputError,
     NotAllowed,
+    caller_voice_channel,
     channel_mention,
-    clip,
     duration,
     has_manage_guild,
     parse_source,
@@ -29,20 +37,27 @@ from cogs.common import (
 DEFAULT_TRANSCRIPTS = "the source voice channel's own text chat"
 
 
-def _not_a_target(language: str, settings) -> list[str]:
+def _guild_id(interaction: discord.Interaction) -> int:
+    """Every /setup command is guild-only, so Discord always sends the server's id."""
+    if interaction.guild_id is None:
+        raise NotAllowed("This command works only inside a server.")
+    return interaction.guild_id
+
+
+def _not_a_target(language: str, settings: GuildSettings) -> list[str]:
     if language in settings.target_languages:
         return []
     current = ", ".join(settings.target_languages) or "none yet"
     return [f"{language!r} is not one of the server's target languages ({current}); add it with `/setup languages`"]
 
 
-async def _loaded_settings(session, guild_id: int):
+async def _loaded_settings(session: AsyncSession, guild_id: int) -> GuildSettings:
     """The settings row, held for the whole unit of work: the per-language setters reach the row's
     parent through its relationship, which needs the parent still in memory (no lazy IO under asyncio)."""
     return await guilds.get_or_create_guild_settings(session, guild_id)
 
 
-def show_text(settings, guild_id: int) -> str:
+def show_text(settings: GuildSettings, guild_id: int) -> str:
     targets = settings.target_languages
     channels = settings.sibling_channels
     voices = settings.voices
@@ -76,8 +91,9 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         await require_configure(interaction)
         return True
 
-    def _session(self, interaction: discord.Interaction):
-        return services_of(interaction).database.session()
+    def _session(self, interaction: discord.Interaction) -> AbstractAsyncContextManager[AsyncSession]:
+        database: Database = services_of(interaction).database
+        return database.session()
 
     @app_commands.command(name="languages", description="Default source and target languages for /interpret start")
     @app_commands.describe(
@@ -87,7 +103,8 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
     async def languages(self, interaction: discord.Interaction, source: str, targets: str) -> None:
         source_choice, target_choice = parse_source(source), parse_targets(targets)
         async with self._session(interaction) as s:
-            settings = await guilds.set_languages(s, interaction.guild_id, source_choice.codes[0], target_choice.codes)
+            guild_id = _guild_id(interaction)
+            settings = await guilds.set_languages(s, guild_id, source_choice.codes[0], target_choice.codes)
         text = f"Defaults set: **{settings.source_language}** → " + ", ".join(
             f"**{t}**" for t in settings.target_languages
         )
@@ -104,13 +121,13 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         choice = parse_target(language)
         code = choice.codes[0]
         async with self._session(interaction) as s:
-            settings = await _loaded_settings(s, interaction.guild_id)
-            await guilds.set_language_channel(s, interaction.guild_id, code, channel.id if channel else None)
+            settings = await _loaded_settings(s, _guild_id(interaction))
+            await guilds.set_language_channel(s, _guild_id(interaction), code, channel.id if channel else None)
         warnings = [*choice.warnings, *(_not_a_target(code, settings) if channel else [])]
         sharing = [
             lang for lang, cid in settings.sibling_channels.items() if channel and cid == channel.id and lang != code
         ]
-        if sharing:
+        if sharing and channel is not None:
             warnings.append(
                 f"{channel.mention} is also the channel of {', '.join(sharing)}; each language needs its own"
             )
@@ -126,11 +143,10 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
     ) -> None:
         async with self._session(interaction) as s:
             await guilds.update_guild_setting(
-                s, interaction.guild_id, "transcript_channel_id", channel.id if channel else None
+                s, _guild_id(interaction), "transcript_channel_id", channel.id if channel else None
             )
-        warnings = []
-        if channel is not None and not channel.permissions_for(channel.guild.me).send_messages:
-            warnings.append(f"the bot cannot send messages in {channel.mention}; give it Send Messages there")
+        found = [] if channel is None else diagnostics.transcript_channel_problems(channel.guild.me, channel)
+        warnings = [finding.text for finding in found]
         text = f"Transcripts go to {channel.mention}." if channel else f"Transcripts go to {DEFAULT_TRANSCRIPTS}."
         await interaction.response.send_message(with_warnings(text, warnings), ephemeral=True)
 
@@ -141,8 +157,8 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         choice = parse_target(language)
         code = choice.codes[0]
         async with self._session(interaction) as s:
-            settings = await _loaded_settings(s, interaction.guild_id)
-            await guilds.set_language_voice(s, interaction.guild_id, code, voice)
+            settings = await _loaded_settings(s, _guild_id(interaction))
+            await guilds.set_language_voice(s, _guild_id(interaction), code, voice)
         text = (
             f"**{code}** speaks with voice `{settings.voices[code]}`."
             if voice
@@ -159,7 +175,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
             raise NotAllowed("Only members with the Manage Server permission can choose who may configure.")
         async with self._session(interaction) as s:
             settings = await guilds.update_guild_setting(
-                s, interaction.guild_id, "config_role_id", role.id if role else None
+                s, _guild_id(interaction), "config_role_id", role.id if role else None
             )
         await interaction.response.send_message(
             f"Settings can now be changed by {who_may_configure(settings.config_role_id)}.", ephemeral=True
@@ -185,13 +201,13 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         async with self._session(interaction) as s:
             if empty_minutes is not None:
                 await guilds.update_guild_setting(
-                    s, interaction.guild_id, "auto_stop_empty_seconds", empty_minutes * 60
+                    s, _guild_id(interaction), "auto_stop_empty_seconds", empty_minutes * 60
                 )
             if max_hours is not None:
                 await guilds.update_guild_setting(
-                    s, interaction.guild_id, "auto_stop_max_seconds", max_hours * 3600 or None
+                    s, _guild_id(interaction), "auto_stop_max_seconds", max_hours * 3600 or None
                 )
-            settings = await guilds.get_or_create_guild_settings(s, interaction.guild_id)
+            settings = await guilds.get_or_create_guild_settings(s, _guild_id(interaction))
         maximum = duration(settings.auto_stop_max_seconds) if settings.auto_stop_max_seconds else "no limit"
         await interaction.response.send_message(
             f"Sessions stop {duration(settings.auto_stop_empty_seconds)} after the channel empties; at most {maximum}.",
@@ -201,8 +217,61 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
     @app_commands.command(name="show", description="The server's interpretation settings")
     async def show(self, interaction: discord.Interaction) -> None:
         async with self._session(interaction) as s:
-            settings = await guilds.get_or_create_guild_settings(s, interaction.guild_id)
-        await interaction.response.send_message(show_text(settings, interaction.guild_id), ephemeral=True)
+            settings = await guilds.get_or_create_guild_settings(s, _guild_id(interaction))
+        await interaction.response.send_message(show_text(settings, _guild_id(interaction)), ephemeral=True)
+
+    @app_commands.command(
+        name="check", description="Diagnose this server: permissions, speaker bots, channels, Palabra"
+    )
+    async def check(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        services = services_of(interaction)
+        async with self._session(interaction) as s:
+            settings = await guilds.get_or_create_guild_settings(s, _guild_id(interaction))
+        source = caller_voice_channel(interaction)
+        view = diagnostics.ServerView(interaction.guild, settings, source)  # type: ignore[arg-type]
+        pool = getattr(services.interpretation, "speaker_pool", None)
+        report = await diagnostics.diagnose(
+            view,
+            speakers=diagnostics.SpeakerBots(
+                pool.ready_speakers() if pool is not None else [],
+                configured=len(services.settings.speaker_tokens),
+                logging_in=getattr(pool, "logging_in", 0),
+                failed=getattr(pool, "failed_logins", 0),
+            ),
+            palabra=services.palabra,
+            palabra_url=services.settings.palabra_api_url,
+            database=services.database,
+        )
+        embed = discord.Embed(
+            title=report.title, description=clip("\n".join(report.lines()), 4096), colour=report.colour
+        )
+        await interaction.followup.send(embed=embed, ephemeral=True)
+
+    @app_commands.command(
+        name="create-channels", description="Create a voice channel for each target language that has none"
+    )
+    async def create_channels(self, interaction: discord.Interaction) -> None:
+        anchor = caller_voice_channel(interaction)
+        if anchor is None or not isinstance(interaction.user, discord.Member):
+            raise CommandInputError(
+                "Join the voice channel to be interpreted first: the new channels are created next to it."
+            )
+        async with self._session(interaction) as s:
+            settings = await guilds.get_or_create_guild_settings(s, _guild_id(interaction))
+        targets = list(settings.target_languages)
+        if not targets:
+            raise CommandInputError("Set the target languages first with `/setup languages`.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        result = await sibling_setup.create_sibling_channels(
+            services_of(interaction).database,
+            interaction.guild,  # type: ignore[arg-type]
+            anchor,
+            interaction.user,
+            targets,
+            dict(settings.sibling_channels),
+        )
+        await interaction.followup.send(clip(sibling_setup.describe(result, anchor)), ephemeral=True)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -21,6 +21,8 @@ PRODUCT_COMMANDS = {
         "transcripts": {"channel"},
         "voice": {"language", "voice"},
         "show": set(),
+        "check": set(),
+        "create-channels": set(),
     },
     "languages": {},
     "privacy": {"optout": None, "optin": None, "delete": None},  # options are ours to choose
@@ -131,8 +133,8 @@ async def test_unexpected_error_after_deferral_replaces_the_public_placeholder(h
 
 async def test_real_manager_errors_reach_the_user(tmp_path):
     """The interpretation manager of the project (not the recording stand-in) behind /interpret stop."""
-    async with running_harness(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}") as h:
-        h.services.interpretation = InterpretationManager(h.services, h.client, None)
+    async with running_harness(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", real_manager=True) as h:
+        assert isinstance(h.services.interpretation, InterpretationManager)
         admin = await h.fake.add_user("Admin", admin=True)
         record = await h.command(admin, "interpret", "stop")
         assert ephemeral(record)

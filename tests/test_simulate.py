@@ -83,6 +83,9 @@ async def test_simulate_sample_against_emulator(tmp_path, settings_without_palab
     progress = opts.progress.getvalue()
     assert "bundled Palabra emulator at http://127.0.0.1:" in progress and "4x real time" in progress
     assert f"{len(records)} utterances" in progress.splitlines()[-1]
+    # The total is the file's length, not the file plus the trailing silence streamed after it.
+    seconds = len(reference) / 48000
+    assert progress.splitlines()[-1].startswith(f"streamed {seconds:5.1f} / {seconds:.1f} s,")
 
 
 async def test_silence_gives_silent_outputs_and_empty_transcript(tmp_path, settings_without_palabra):
@@ -120,6 +123,7 @@ async def test_simulate_uses_configured_palabra_credentials(tmp_path, monkeypatc
     assert f"using Palabra at {palabra.base_url}, client {secrets.PALABRA_CLIENT_ID}" in progress
     assert secrets.PALABRA_CLIENT_SECRET not in progress
     assert result.utterances == 1
+    assert progress.splitlines()[-1].endswith(", 1 utterance") and result.summary().startswith("1 utterance from")
     pcm, _ = read_wav(result.wavs["es"])
     assert audio.xcorr(burst, audio.mono(pcm, 2), max_lag=4800).peak >= 0.9
 
@@ -191,6 +195,7 @@ def run_cli(tmp_path, *args):
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run(
         [sys.executable, "-m", "bot", "simulate", *map(str, args)],
+        check=False,
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -232,3 +237,18 @@ def test_cli_unknown_target_is_a_warning_then_the_servers_answer(tmp_path):
     assert "warning: target language 'qq' is not in Palabra's known list" in done.stderr
     assert done.returncode == 2 and "qq" in done.stderr.splitlines()[-1]  # the emulator refuses it
     assert "Traceback" not in done.stderr
+
+
+def test_progress_counts_the_file_and_calls_the_trailing_silence_finishing():
+    import io
+
+    from bot.simulate import Progress
+
+    stream = io.StringIO()
+    progress = Progress(stream, total_s=2.0)
+    progress.update(2.4, 1)
+    progress.update(2.5, 2, final=True)
+    assert stream.getvalue().splitlines() == [
+        "streamed   2.0 / 2.0 s, 1 utterance, finishing the last utterance",
+        "streamed   2.0 / 2.0 s, 2 utterances",
+    ]

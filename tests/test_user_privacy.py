@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot import user_privacy
 from bot.db import privacy, sessions, transcripts
-from bot.services import Services
+from bot.services import Core, Services
 from bot.settings import Settings
 from tests.cogs.conftest import RecordingManager
 
@@ -12,7 +12,7 @@ USER, GUILD, OTHER_GUILD = 501, 9001, 9002
 
 
 def _services(db, manager=None) -> Services:
-    return Services(settings=Settings(_env_file=None), database=db, interpretation=manager)
+    return Services(Core(Settings(_env_file=None), db), interpretation=manager)
 
 
 async def _scopes(db) -> list[int | None]:

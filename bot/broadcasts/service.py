@@ -22,7 +22,7 @@ from bot.broadcasts.validation import BroadcastRequest, parse_update, read_pipel
 from bot.db import broadcasts as repo
 from bot.db.errors import NotFound
 from bot.db.models import Broadcast
-from bot.errors import BotError
+from bot.errors import UserFacingError
 from bot.logs import redact, register_secret
 from bot.palabra.errors import (
     AuthenticationError,
@@ -35,7 +35,7 @@ from bot.palabra.errors import (
 
 if TYPE_CHECKING:
     from bot.palabra.rest import PalabraRest
-    from bot.services import Services
+    from bot.services import Core
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,8 @@ MIN_REF = 4  # shortest id prefix accepted for a broadcast reference
 
 
 # --- errors -----------------------------------------------------------------------------------------
-class BroadcastError(BotError):
+class BroadcastError(UserFacingError):
     """A `/broadcast` action failed; `user_message` is what the admin is told."""
-
-    @property
-    def user_message(self) -> str:
-        return str(self)
 
 
 class BroadcastNotFound(BroadcastError):
@@ -134,8 +130,8 @@ class StatusChange:
 
 # --- service ----------------------------------------------------------------------------------------
 class BroadcastService:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, core: Core) -> None:
+        self.core = core
 
     # -- commands
     async def create(
@@ -150,7 +146,7 @@ class BroadcastService:
         if not broadcast_id:
             raise BroadcastUnavailable("Palabra created the broadcast but sent no id; check the Palabra dashboard")
         try:
-            async with self.services.database.session() as s:
+            async with self.core.database.session() as s:
                 row = await repo.add_broadcast(
                     s,
                     guild_id=guild_id,
@@ -168,7 +164,7 @@ class BroadcastService:
 
     async def list(self, guild_id: int) -> list[BroadcastView]:
         """This guild's broadcasts, newest first; last known statuses if Palabra cannot be asked."""
-        async with self.services.database.session() as s:
+        async with self.core.database.session() as s:
             rows = await repo.list_broadcasts(s, guild_id)
         if not rows:
             return []
@@ -204,7 +200,7 @@ class BroadcastService:
             register_secret(key)
         async with _palabra("update the broadcast"):
             data = await self._rest().update_broadcast(row.palabra_broadcast_id, patch.body)
-        async with self.services.database.session() as s:
+        async with self.core.database.session() as s:
             row = await repo.update_broadcast(
                 s, guild_id, row.palabra_broadcast_id, title=patch.body.get("title", row.title)
             )
@@ -219,7 +215,7 @@ class BroadcastService:
                 await self._rest().delete_broadcast(row.palabra_broadcast_id)
         except BroadcastNotFound:
             existed = False
-        async with self.services.database.session() as s:
+        async with self.core.database.session() as s:
             await repo.delete_broadcast(s, guild_id, row.palabra_broadcast_id)
         log.info("guild %s deleted broadcast %s", guild_id, row.palabra_broadcast_id)
         return row.title, existed
@@ -235,13 +231,13 @@ class BroadcastService:
 
     async def set_announce_channel(self, guild_id: int, ref: str, channel_id: int | None) -> BroadcastView:
         row = await self._owned(guild_id, ref)
-        async with self.services.database.session() as s:
+        async with self.core.database.session() as s:
             row = await repo.update_broadcast(s, guild_id, row.palabra_broadcast_id, announce_channel_id=channel_id)
         return view_of_row(row)
 
     async def choices(self, guild_id: int, typed: str = "") -> list[tuple[str, str]]:
         """(label, id) pairs of this guild's broadcasts matching `typed`, for autocomplete."""
-        async with self.services.database.session() as s:
+        async with self.core.database.session() as s:
             rows = await repo.list_broadcasts(s, guild_id)
         typed = typed.strip().lower()
         return [
@@ -253,7 +249,7 @@ class BroadcastService:
     # -- polling
     async def poll_statuses(self) -> list[StatusChange]:
         """One account-wide listing, compared with every guild's last known statuses; changes are saved."""
-        async with self.services.database.session() as s:
+        async with self.core.database.session() as s:
             rows = list(await s.scalars(select(Broadcast).order_by(Broadcast.id)))
         if not rows:
             return []
@@ -267,7 +263,7 @@ class BroadcastService:
                 continue
             text = status_meaning(new, data.get("status_description") if data is not None else None)
             try:
-                async with self.services.database.session() as s:
+                async with self.core.database.session() as s:
                     await repo.update_broadcast_status(s, row.guild_id, row.palabra_broadcast_id, new)
             except NotFound:
                 continue  # deleted with /broadcast delete while this round ran
@@ -280,17 +276,17 @@ class BroadcastService:
 
     # -- plumbing
     def _rest(self) -> PalabraRest:
-        if self.services.palabra is None:
+        if self.core.palabra is None:
             raise BroadcastUnavailable(
                 "broadcasts need Palabra credentials; ask the bot's operator to set "
                 "PALABRA_CLIENT_ID/PALABRA_CLIENT_SECRET or PALABRA_API_KEY"
             )
-        return self.services.palabra
+        return self.core.palabra
 
     async def _owned(self, guild_id: int, ref: str) -> Broadcast:
         """The guild's broadcast by full id or a unique id prefix; NotFound otherwise."""
         ref = (ref or "").strip()
-        async with self.services.database.session() as s:
+        async with self.core.database.session() as s:
             row = await repo.find_broadcast(s, guild_id, ref) if ref else None
             if row is None and len(ref) >= MIN_REF:
                 matches = [r for r in await repo.list_broadcasts(s, guild_id) if r.palabra_broadcast_id.startswith(ref)]

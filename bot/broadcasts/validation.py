@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.errors import BotError
+from bot.errors import UserFacingError
 from bot.palabra.errors import InvalidTaskError
 from bot.palabra.languages import check_source, check_target, check_targets, normalise
 
@@ -52,7 +52,7 @@ _KEY_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 _SCHEMES = {"rtmp": "rtmp_push", "rtmps": "rtmp_push", "srt": "srt_push"}
 
 
-class InvalidBroadcastInput(BotError, ValueError):
+class InvalidBroadcastInput(UserFacingError, ValueError):
     """The options cannot make a broadcast; the message says what was wrong and what is accepted."""
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.errors import BotError, ConfigurationError
+from bot.errors import BotError, ConfigurationError, UserFacingError
 
 
 class DatabaseError(BotError):
@@ -13,7 +13,7 @@ class DatabaseUnavailable(ConfigurationError, DatabaseError):
     """DATABASE_URL is malformed or the database cannot be reached (the URL in the message is redacted)."""
 
 
-class InvalidSetting(DatabaseError, ValueError):
+class InvalidSetting(DatabaseError, UserFacingError, ValueError):
     """A guild setting name or value was rejected; the message says what is accepted."""
 
 

@@ -38,8 +38,17 @@ class MigrationResult:
     def describe(self) -> str:
         before = self.before or "empty"
         if not self.changed:
-            return f"database {self.url} is up to date (revision {self.after})"
-        return f"database {self.url} migrated: {before} -> {self.after}"
+            return f"database {self._where()} is up to date (revision {self.after})"
+        return f"database {self._where()} migrated: {before} -> {self.after}"
+
+    def _where(self) -> str:
+        """The URL, and for a SQLite file given relative to the working directory, the file it is."""
+        from sqlalchemy.engine import make_url
+
+        from bot.db.urls import sqlite_file
+
+        path = sqlite_file(make_url(self.url))
+        return f"{self.url} (the file {path.resolve()})" if path is not None and not path.is_absolute() else self.url
 
 
 def migrations_directory() -> Path:

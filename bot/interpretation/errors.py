@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from bot.errors import BotError
+from bot.errors import UserFacingError
 
 
-class InterpretationError(BotError):
+class InterpretationError(UserFacingError):
     """Base: `user_message` says what went wrong and what to do, without internals or secrets."""
 
     default_message = "Interpretation failed."
-
-    def __init__(self, user_message: str | None = None) -> None:
-        self.user_message = user_message or self.default_message
-        super().__init__(self.user_message)
 
 
 class NotInVoiceChannel(InterpretationError):
@@ -37,3 +33,14 @@ class BotMissingPermissions(InterpretationError):
 
 class InvalidLanguages(InterpretationError):
     default_message = "Those languages are not supported; see /languages."
+
+
+class VoiceUnavailable(InterpretationError):
+    default_message = "The bot could not join the voice channel; check its permissions and try again."
+
+
+class DatabaseProblem(InterpretationError):
+    default_message = (
+        "The bot's database is not answering, so interpretation was not started; try again in a minute, "
+        "and tell the bot's operator if it keeps happening."
+    )

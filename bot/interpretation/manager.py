@@ -35,13 +35,13 @@ from bot.interpretation.recovery import CrashedSession, Recovery
 from bot.interpretation.reports import Placement, PlacementKind, SessionStatus, StartReport, StopReport
 from bot.interpretation.running import RunningSession
 from bot.interpretation.session import LiveSession, humans_in
-from bot.interpretation.starting import Requested, SessionStarter, end_row
+from bot.interpretation.starting import Requested, SessionStarter, end_row, start_failure
 from bot.interpretation.summary import post_summary
 from bot.metrics import Metrics
 from bot.voice.speakers import SpeakerPool, leave
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.services import Core
 
 __all__ = [
     "InterpretationManager",
@@ -59,31 +59,24 @@ SHUTDOWN_WAIT_S = 15.0
 
 
 class InterpretationManager:
-    def __init__(self, services: Services, listener: discord.Client, speaker_pool: SpeakerPool | None) -> None:
-        self.services = services
+    def __init__(self, core: Core, listener: discord.Client, speaker_pool: SpeakerPool | None = None) -> None:
+        self.core = core
         self.listener = listener
-        self.instance_id: str = services.extras.get("instance_id") or default_instance_id()
-        self.metrics: Metrics = services.extras.get("metrics") or Metrics()
+        self.instance_id: str = core.options.instance_id or default_instance_id()
+        self.metrics: Metrics = core.metrics
         self.speaker_pool = speaker_pool if speaker_pool is not None else SpeakerPool()
-        self.leases = SpeakerLeases(self.speaker_pool, services.database, self.instance_id)
-        self.palabra = PalabraSessions(services.palabra, services.database, self.metrics)
-        self.housekeeping = Housekeeping(services.database, self.instance_id)
-        credentials = services.credentials
+        self.leases = SpeakerLeases(self.speaker_pool, core.database, self.instance_id)
+        self.palabra = PalabraSessions(core.palabra, core.database, self.metrics)
+        self.housekeeping = Housekeeping(core.database, self.instance_id)
         self.starter = SessionStarter(
-            services,
-            listener,
-            instance_id=self.instance_id,
-            metrics=self.metrics,
-            leases=self.leases,
-            palabra=self.palabra,
-            partial_interval_s=services.extras.get("partial_interval_s", 1.0),
-            session_options=services.extras.get("session_options", {}),
+            core, listener, instance_id=self.instance_id, leases=self.leases, palabra=self.palabra
         )
+        credentials = core.credentials
         self.recovery = Recovery(
-            services.database,
+            core.database,
             self.palabra,
             self.instance_id,
-            lists_sessions=services.palabra is not None and (credentials is None or credentials.kind != "api_key"),
+            lists_sessions=core.palabra is not None and (credentials is None or credentials.kind != "api_key"),
         )
         self.sessions: dict[int, RunningSession] = {}  # source channel id -> running session
         self._starting: dict[int, int] = {}  # channel id -> guild id, while a start is under way
@@ -167,6 +160,11 @@ class InterpretationManager:
         try:
             plan = await self.starter.plan(guild, voice_channel, requested)
             built = await self.starter.build(plan, self._request_stop, self._bot_user_ids())
+        except Exception as exc:
+            told = start_failure(exc)
+            if told is exc:
+                raise
+            raise told from exc
         finally:
             del self._starting[channel_id]
         running = built.running
@@ -245,7 +243,7 @@ class InterpretationManager:
             if keeper is not None:  # no rejoining or moving while the session ends
                 await keeper.stop()
             try:
-                async with self.services.database.session() as s:
+                async with self.core.database.session() as s:
                     await db_sessions.mark_stopping(s, running.session_id)
             except Exception as exc:
                 log.warning("session %s: could not mark it stopping: %s", running.session_id, exc)
@@ -254,7 +252,7 @@ class InterpretationManager:
             await self.leases.release_session(running.session_id)
             running.slots.clear()
             await leave(live.parts.voice_client)  # bounded, also when the connection is dead
-            await end_row(self.services, running.session_id, reason)
+            await end_row(self.core, running.session_id, reason)
             lines = len(live.parts.transcript.finals())
             summary_id = await post_summary(running, reason, self.metrics)
         finally:
@@ -291,7 +289,7 @@ class InterpretationManager:
         return ids
 
     async def _still_opted_out(self, guild_id: int, user_id: int) -> bool:
-        async with self.services.database.session() as s:
+        async with self.core.database.session() as s:
             return await privacy.is_opted_out(s, user_id, guild_id)
 
     def _update_gauges(self) -> None:

@@ -45,6 +45,15 @@ PLAYOUT_LIMIT_S = 10.0  # at stop, queued translation is played out for at most 
 PLAYOUT_STALL_S = 0.3  # a source not read for this long is not played by anyone (a dead connection)
 
 
+@dataclass(frozen=True)
+class SessionOptions:
+    """The session's waits (tests shorten them)."""
+
+    tail_silence_s: float = TAIL_SILENCE_S
+    stream_lead_s: float = STREAM_LEAD_S
+    drain_timeout_s: float = DRAIN_TIMEOUT_S
+
+
 @dataclass
 class SessionConfig:
     session_id: int

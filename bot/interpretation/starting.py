@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import discord
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.audio.mixer import PrebufferedMixer
+from bot.audio.opus import OpusUnavailable
 from bot.db import guilds, privacy
 from bot.db import sessions as db_sessions
-from bot.db.errors import SessionAlreadyActive
-from bot.errors import BotError
+from bot.db.errors import DatabaseError, SessionAlreadyActive
+from bot.errors import UserFacingError
 from bot.interpretation import channels
-from bot.interpretation.errors import InterpretationError, PalabraUnavailable, SessionAlreadyRunning
+from bot.interpretation.errors import DatabaseProblem, PalabraUnavailable, SessionAlreadyRunning, VoiceUnavailable
 from bot.interpretation.languages import check_languages
 from bot.interpretation.notices import DecryptFailureNotices
 from bot.interpretation.palabra_sessions import PalabraSessions, RecordingRest, palabra_problem
@@ -31,12 +33,12 @@ from bot.interpretation.transcripts import Transcript, TranscriptPoster
 from bot.palabra.errors import PalabraError
 from bot.palabra.streaming import StreamingSession
 from bot.palabra.task import SESSION_SAMPLE_RATE, build_task
+from bot.voice.errors import VoiceError
 from bot.voice.receiver import ListeningVoiceClient
 
 if TYPE_CHECKING:
     from bot.interpretation.leasing import SpeakerLeases
-    from bot.metrics import Metrics
-    from bot.services import Services
+    from bot.services import Core
 
 log = logging.getLogger(__name__)
 
@@ -61,27 +63,17 @@ class Built:
 
 class SessionStarter:
     def __init__(
-        self,
-        services: Services,
-        listener: discord.Client,
-        *,
-        instance_id: str,
-        metrics: Metrics,
-        leases: SpeakerLeases,
-        palabra: PalabraSessions,
-        partial_interval_s: float,
-        session_options: dict[str, Any],
+        self, core: Core, listener: discord.Client, *, instance_id: str, leases: SpeakerLeases, palabra: PalabraSessions
     ) -> None:
-        self.services, self.listener, self.instance_id, self.metrics = services, listener, instance_id, metrics
+        self.core, self.listener, self.instance_id, self.metrics = core, listener, instance_id, core.metrics
         self.leases, self.palabra = leases, palabra
-        self.partial_interval_s, self.session_options = partial_interval_s, session_options
 
     async def plan(self, guild: discord.Guild, voice_channel: SourceChannel, requested: Requested) -> StartPlan:
         """Check everything that can be checked before anything is built; the session row is written last."""
-        services = self.services
-        if services.palabra is None or services.credentials is None:
+        core = self.core
+        if core.palabra is None or core.credentials is None:
             raise PalabraUnavailable("Palabra credentials are not configured on this bot; ask its operator.")
-        async with services.database.session() as s:
+        async with core.database.session() as s:
             prefs = await guilds.get_or_create_guild_settings(s, guild.id)
             opted_out = await privacy.opted_out_user_ids(s, guild.id)
         source, codes, warnings = check_languages(
@@ -91,7 +83,7 @@ class SessionStarter:
         channels.check_permissions(guild, voice_channel)
         transcript_channel = channels.transcript_channel(guild, prefs.transcript_channel_id, voice_channel, warnings)
         try:
-            async with services.database.session() as s:
+            async with core.database.session() as s:
                 row = await db_sessions.start_session(
                     s,
                     guild_id=guild.id,
@@ -128,16 +120,11 @@ class SessionStarter:
                 built = await self._assemble(plan, undo, on_stop, bot_user_ids)
             except BaseException as exc:
                 await undo.aclose()
-                await end_row(self.services, plan.session_id, "failed_to_start")
-                if isinstance(exc, InterpretationError):
+                await end_row(self.core, plan.session_id, "failed_to_start")
+                told = start_failure(exc)
+                if told is exc:
                     raise
-                if isinstance(exc, BotError):
-                    raise PalabraUnavailable() from exc
-                if isinstance(exc, (discord.HTTPException, discord.ClientException, asyncio.TimeoutError)):
-                    raise InterpretationError(
-                        "The bot could not join the voice channel; check its permissions and try again."
-                    ) from exc
-                raise
+                raise told from exc
             undo.pop_all()  # started: the session owns what was built
             return built
 
@@ -181,7 +168,7 @@ class SessionStarter:
             await channels.transcript_sink(transcript_channel, self.listener.user.id, warnings),
             live.parts.transcript,
             list(plan.targets),
-            partial_interval_s=self.partial_interval_s,
+            partial_interval_s=self.core.options.partial_interval_s,
             on_error=lambda _text: self.metrics.errors.labels("transcript_post").inc(),
             on_posted=self.metrics.transcript_messages.inc,
         )
@@ -203,9 +190,9 @@ class SessionStarter:
         rest = self.palabra.recording(plan.session_id)
         try:
             streaming = await StreamingSession.start(
-                credentials=self.services.credentials,
+                credentials=self.core.credentials,
                 task=task,
-                api_url=self.services.settings.palabra_api_url,
+                api_url=self.core.settings.palabra_api_url,
                 rest=rest,
             )
         except PalabraError as exc:
@@ -239,7 +226,9 @@ class SessionStarter:
             session_rate=SESSION_SAMPLE_RATE,
             auto_stop_empty_s=float(prefs.auto_stop_empty_seconds),
             auto_stop_max_s=float(prefs.auto_stop_max_seconds) if prefs.auto_stop_max_seconds else None,
-            **self.session_options,
+            tail_silence_s=self.core.options.session.tail_silence_s,
+            stream_lead_s=self.core.options.session.stream_lead_s,
+            drain_timeout_s=self.core.options.session.drain_timeout_s,
         )
         return LiveSession(
             config,
@@ -250,16 +239,38 @@ class SessionStarter:
             on_stop=on_stop,
             on_latency=self.metrics.latency.observe,
             store=TranscriptStore(
-                self.services.database, plan.session_id, on_error=self.metrics.errors.labels("database").inc
+                self.core.database, plan.session_id, on_error=self.metrics.errors.labels("database").inc
             ),
             metrics=self.metrics,
         )
 
 
-async def end_row(services: Services, session_id: int, reason: str) -> None:
+def start_failure(exc: BaseException) -> BaseException:
+    """What a failed start tells the user: each failure as itself. Only Palabra's errors are "the
+    translation service"; the database, the voice connection and libopus each say what they are."""
+    if isinstance(exc, UserFacingError):
+        return exc
+    if isinstance(exc, PalabraError):
+        return PalabraUnavailable(palabra_problem(exc))
+    if is_database_failure(exc):
+        return DatabaseProblem()
+    if isinstance(exc, OpusUnavailable):
+        return VoiceUnavailable(
+            "The bot cannot play or encode voice on its host (libopus is missing); ask the bot's operator."
+        )
+    if isinstance(exc, (discord.HTTPException, discord.ClientException, asyncio.TimeoutError, VoiceError)):
+        return VoiceUnavailable()
+    return exc
+
+
+def is_database_failure(exc: BaseException) -> bool:
+    return isinstance(exc, (SQLAlchemyError, DatabaseError))
+
+
+async def end_row(core: Core, session_id: int, reason: str) -> None:
     """Record the end of a session (releasing its lease rows); a failure is logged, not raised."""
     try:
-        async with services.database.session() as s:
+        async with core.database.session() as s:
             await db_sessions.stop_session(s, session_id, reason=reason[:64])
     except Exception:
         log.exception("could not record the end of session %s", session_id)

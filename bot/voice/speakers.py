@@ -149,6 +149,9 @@ class SpeakerPool:
         self._leases: dict[tuple[int, int], Lease] = {}  # (speaker user id, guild id) -> lease
         self._lock = asyncio.Lock()
         self._subscribers: list[Callable[[], None]] = []
+        # For `/setup check`: tokens still logging in, and those that never did.
+        self.logging_in = 0
+        self.failed_logins = 0
 
     def add(self, speaker: discord.Client) -> None:
         """A speaker that is ready (or will be: see `starting`)."""
@@ -161,15 +164,19 @@ class SpeakerPool:
         if speaker not in self.speakers:
             self.speakers.append(speaker)
         self._starting.add(speaker)
+        self.logging_in = len(self._starting)
         self._settled.clear()
 
     def ready(self, speaker: discord.Client) -> None:
         self._starting.discard(speaker)
+        self.logging_in = len(self._starting)
         self._update_settled()
         self._notify()
 
     def failed(self, speaker: discord.Client) -> None:
         self._starting.discard(speaker)
+        self.logging_in = len(self._starting)
+        self.failed_logins += 1
         if speaker in self.speakers:
             self.speakers.remove(speaker)
             self.failed_speakers.append(speaker)

@@ -3,9 +3,11 @@ isolation on a shared Palabra account, error mapping, secrets registered for red
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from bot.broadcasts.service import BroadcastNotFound, BroadcastRejected, BroadcastUnavailable
+from bot.broadcasts.service import BroadcastNotFound, BroadcastRejected, BroadcastService, BroadcastUnavailable
 from bot.broadcasts.status import ERROR, GONE, STREAMING, WAITING
 from bot.broadcasts.validation import parse_create
 from bot.db import broadcasts as repo
@@ -149,9 +151,9 @@ async def test_palabra_unreachable_and_unconfigured(services, emulator, no_secre
     assert [(v.id, v.live, v.status) for v in listed] == [(view.id, False, WAITING)]
     assert f"broadcast list for guild {GUILD_A} without Palabra" in no_secret_in_logs.getvalue()
     emulator.state.config.rest_fail_first = 0
-    services.palabra = None
+    without_palabra = BroadcastService(dataclasses.replace(services.core, palabra=None))
     with pytest.raises(BroadcastUnavailable, match="need Palabra credentials"):
-        await service.listen(GUILD_A, view.id)
+        await without_palabra.listen(GUILD_A, view.id)
 
 
 async def test_create_whose_ownership_cannot_be_saved_is_undone_at_palabra(services, emulator):

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from bot.broadcasts.service import BroadcastService
 from bot.client import InterpreterBot
 from bot.db import Database, upgrade_to_head
 from bot.interpretation.errors import NoActiveSession
-from bot.interpretation.manager import Placement, SessionStatus, StartReport, StopReport
-from bot.services import Services
+from bot.interpretation.manager import InterpretationManager, Placement, SessionStatus, StartReport, StopReport
+from bot.services import Core, Options, Services
 from bot.settings import Settings
 from tests.fakes import secrets
 from tests.fakes.discord.clients import running_clients
@@ -179,17 +181,24 @@ def ephemeral(record: InteractionRecord) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def running_harness(database_url: str, manager: Any = None):
+async def running_harness(database_url: str, manager: Any = None, *, real_manager: bool = False):
+    """The listener bot with its cogs; `manager` stands in for the interpretation manager, or with
+    `real_manager` the project's own is built around the client (without Palabra)."""
     await upgrade_to_head(database_url)
     database = Database(database_url)
     settings = Settings(_env_file=None, discord_token=secrets.DISCORD_TOKEN, database_url=database_url)
-    services = Services(settings=settings, database=database, interpretation=manager)
+    core = Core(settings, database)
+
+    def services_for(client: InterpreterBot) -> Services:
+        interpretation = InterpretationManager(core, client) if real_manager else manager
+        return Services(core, interpretation=interpretation, broadcasts=BroadcastService(core))
+
     try:
         async with FakeDiscord() as fake:
-            factory = lambda: InterpreterBot(services, guild_ready_timeout=0.1)  # noqa: E731
+            factory = lambda: InterpreterBot(services_for, guild_ready_timeout=0.1)  # noqa: E731
             async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (client,):
                 await wait_until(lambda: fake.commands(fake.bot()), timeout=10)
-                yield Harness(fake, client, services, manager)
+                yield Harness(fake, client, client.services, client.services.interpretation)
     finally:
         await database.close()
 
@@ -209,3 +218,69 @@ async def harness(isolated_url, manager):
 async def sqlite_harness(tmp_path, manager):
     async with running_harness(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", manager) as h:
         yield h
+
+
+@contextlib.asynccontextmanager
+async def running_world(
+    database_url: str,
+    *,
+    speaker_tokens: Sequence[str] = tuple(secrets.SPEAKER_TOKENS),
+    not_in_server: Sequence[str] = (),
+    palabra_secret: str = secrets.PALABRA_CLIENT_SECRET,
+    prepare: Callable[[FakeDiscord], Awaitable[None]] | None = None,
+):
+    """The bot as `run` builds it, against the fake Discord and the Palabra emulator: the listener with the
+    cogs and the real interpretation manager, speaker bots logged in the product's way (start_speakers),
+    SPEAKER_TOKENS and Palabra credentials in its settings. `not_in_server` tokens' bots are not members of
+    the guild; `prepare(fake)` shapes the world before any client connects."""
+    from bot.interpretation.session import SessionOptions
+    from bot.palabra.credentials import Credentials
+    from bot.palabra.emulator.app import serve
+    from bot.palabra.rest import PalabraRest
+    from bot.settings import load_settings
+    from bot.voice.speakers import SpeakerPool, start_speakers, stop_speakers
+    from tests.interpretation.conftest import emulator_config
+
+    await upgrade_to_head(database_url)
+    database = Database(database_url)
+    try:
+        async with FakeDiscord() as fake, serve(emulator_config()) as emulator:
+            for token in not_in_server:
+                fake.remove_member(fake.bot(token))
+            if prepare is not None:
+                await prepare(fake)
+            settings = load_settings(
+                discord_token=secrets.DISCORD_TOKEN,
+                speaker_tokens=",".join(speaker_tokens),
+                palabra_client_id=secrets.PALABRA_CLIENT_ID,
+                palabra_client_secret=palabra_secret,
+                palabra_api_url=emulator.base_url,
+                discord_api_base=fake.api_base,
+                database_url=database_url,
+                http_port=0,
+            )
+            credentials = Credentials.app(secrets.PALABRA_CLIENT_ID, palabra_secret)
+            async with PalabraRest(credentials, emulator.base_url, max_retries=0) as rest:
+                options = Options(session=SessionOptions(tail_silence_s=0.5, drain_timeout_s=5.0))
+                core = Core(settings, database, credentials, rest, options=options)
+                pool = SpeakerPool()
+
+                def services_for(client: InterpreterBot) -> Services:
+                    manager = InterpretationManager(core, client, pool)
+                    return Services(core, interpretation=manager, broadcasts=BroadcastService(core))
+
+                factory = lambda: InterpreterBot(services_for, guild_ready_timeout=0.1)  # noqa: E731
+                async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (listener,):
+                    tasks = await start_speakers(
+                        list(speaker_tokens), pool, ready_timeout=10, client_kwargs={"guild_ready_timeout": 0.1}
+                    )
+                    manager = listener.services.interpretation
+                    assert isinstance(manager, InterpretationManager)
+                    try:
+                        await wait_until(lambda: fake.commands(fake.bot()), timeout=10)
+                        yield Harness(fake, listener, listener.services, manager)
+                    finally:
+                        await manager.close()
+                        await stop_speakers(pool, tasks)
+    finally:
+        await database.close()

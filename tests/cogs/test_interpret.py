@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+from bot.broadcasts.service import BroadcastService
 from bot.client import InterpreterBot
 from bot.db import Database, upgrade_to_head
 from bot.interpretation.errors import SessionAlreadyRunning
 from bot.interpretation.manager import InterpretationManager, Placement, SessionStatus
+from bot.interpretation.session import SessionOptions
 from bot.palabra.credentials import Credentials
 from bot.palabra.emulator.app import serve
 from bot.palabra.rest import PalabraRest
-from bot.services import Services
+from bot.services import Core, Options, Services
 from bot.settings import load_settings
 from bot.voice.speakers import SpeakerPool
 from tests.cogs.conftest import Harness, ephemeral, shown
@@ -225,22 +227,25 @@ async def test_real_manager_behind_the_commands(tmp_path):
             )
             credentials = Credentials.app(secrets.PALABRA_CLIENT_ID, secrets.PALABRA_CLIENT_SECRET)
             async with PalabraRest(credentials, emulator.base_url) as rest:
-                services = Services(
-                    settings=settings,
-                    database=database,
-                    credentials=credentials,
-                    palabra=rest,
-                    extras={"session_options": {"tail_silence_s": 0.5, "drain_timeout_s": 5.0}},
-                )
-                listener_factory = lambda: InterpreterBot(services, guild_ready_timeout=0.1)  # noqa: E731
+                options = Options(session=SessionOptions(tail_silence_s=0.5, drain_timeout_s=5.0))
+                core = Core(settings, database, credentials, rest, options=options)
+                pool = SpeakerPool()
+
+                def services_for(listener: InterpreterBot) -> Services:
+                    manager = InterpretationManager(core, listener, pool)
+                    return Services(core, interpretation=manager, broadcasts=BroadcastService(core))
+
+                listener_factory = lambda: InterpreterBot(services_for, guild_ready_timeout=0.1)  # noqa: E731
                 async with (
                     running_clients(fake, [secrets.DISCORD_TOKEN], factory=listener_factory) as (listener,),
                     running_clients(fake, secrets.SPEAKER_TOKENS[:1]) as speakers,
                 ):
-                    manager = InterpretationManager(services, listener, SpeakerPool(speakers))
-                    services.interpretation = manager
+                    for speaker in speakers:
+                        pool.add(speaker)
+                    manager = listener.services.interpretation
+                    assert isinstance(manager, InterpretationManager)
                     try:
-                        h = Harness(fake, listener, services, manager)
+                        h = Harness(fake, listener, listener.services, manager)
                         await _real_session_round_trip(h)
                     finally:
                         await manager.close()

@@ -185,3 +185,18 @@ async def test_language_autocomplete_offers_targets(harness):
     record = await h.send(h.payload(admin, "setup", "channel", focused="language", language="pt"))
     assert record.response_type == 8
     assert [c["value"] for c in record.responses[0]["data"]["choices"]] == ["pt", "pt-br"]
+
+
+async def test_transcripts_warns_with_the_fix_when_the_bot_cannot_post_there(sqlite_harness):
+    from tests.fakes.discord.model import ATTACH_FILES, MANAGE_WEBHOOKS
+
+    h = sqlite_harness
+    admin = await _admin(h)
+    general = h.fake.channel("general")
+    record = await h.command(admin, "setup", "transcripts", channel=general)
+    assert shown(record) == f"Transcripts go to <#{general.id}>."
+    await h.fake.set_overwrite(general, h.fake.bot(), deny=MANAGE_WEBHOOKS | ATTACH_FILES)
+    record = await h.command(admin, "setup", "transcripts", channel=general)
+    text = shown(record)
+    assert ephemeral(record) and text.startswith(f"Transcripts go to <#{general.id}>.\n⚠️ **Interpreter** lacks")
+    assert "Attach Files, Manage Webhooks" in text and "Fix: <#" in text

@@ -13,7 +13,7 @@ from bot.palabra.credentials import Credentials
 from bot.palabra.emulator.app import serve
 from bot.palabra.emulator.config import EmulatorConfig
 from bot.palabra.rest import PalabraRest
-from bot.services import Services
+from bot.services import Core, Options, Services
 from bot.settings import Settings
 from tests.fakes import secrets
 
@@ -26,7 +26,7 @@ def app_credentials_emulator():
 
 
 @contextlib.asynccontextmanager
-async def broadcast_services(database_url: str, api_url: str, **extras):
+async def broadcast_services(database_url: str, api_url: str, *, broadcast_poll_interval_s: float = 0.0):
     """Services as `run` builds them: database migrated, Palabra REST client, BroadcastService set."""
     await upgrade_to_head(database_url)
     database = Database(database_url)
@@ -34,8 +34,10 @@ async def broadcast_services(database_url: str, api_url: str, **extras):
         _env_file=None, discord_token=secrets.DISCORD_TOKEN, database_url=database_url, palabra_api_url=api_url
     )
     rest = PalabraRest(CREDENTIALS, api_url, backoff_base=0.01, max_retries=1)
-    services = Services(settings=settings, database=database, credentials=CREDENTIALS, palabra=rest, extras=extras)
-    services.broadcasts = BroadcastService(services)
+    core = Core(
+        settings, database, CREDENTIALS, rest, options=Options(broadcast_poll_interval_s=broadcast_poll_interval_s)
+    )
+    services = Services(core, broadcasts=BroadcastService(core))
     try:
         yield services
     finally:

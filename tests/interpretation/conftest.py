@@ -13,12 +13,13 @@ import pytest
 
 from bot.db import Database, guilds
 from bot.interpretation.manager import InterpretationManager
+from bot.interpretation.session import SessionOptions
 from bot.metrics import Metrics
 from bot.palabra.credentials import Credentials
 from bot.palabra.emulator.app import RunningEmulator, serve
 from bot.palabra.emulator.config import EmulatorConfig
 from bot.palabra.rest import PalabraRest
-from bot.services import Services
+from bot.services import Core, Options, Services
 from bot.settings import load_settings
 from bot.voice import adapter
 from bot.voice.speakers import SpeakerPool, start_speakers, stop_speakers
@@ -99,20 +100,14 @@ async def world_on(
         tokens = [secrets.DISCORD_TOKEN, *secrets.SPEAKER_TOKENS[:ready_now]]
         async with PalabraRest(credentials, emulator.base_url) as rest, running_clients(fake, tokens) as clients:
             metrics = Metrics()
-            services = Services(
-                settings=settings,
-                database=database,
-                credentials=credentials,
-                palabra=rest,
-                extras={
-                    "metrics": metrics,
-                    "partial_interval_s": partial_interval_s,
-                    "session_options": {"tail_silence_s": 1.0, "drain_timeout_s": 10.0},
-                },
+            options = Options(
+                partial_interval_s=partial_interval_s,
+                session=SessionOptions(tail_silence_s=1.0, drain_timeout_s=10.0),
             )
+            core = Core(settings, database, credentials, rest, metrics, options)
             pool = SpeakerPool(clients[1:])
-            manager = InterpretationManager(services, clients[0], pool)
-            services.interpretation = manager
+            manager = InterpretationManager(core, clients[0], pool)
+            services = Services(core, interpretation=manager)
             world = World(fake, emulator, database, services, clients[0], clients[1:], pool, manager, metrics)
             world.late_tokens = list(secrets.SPEAKER_TOKENS[ready_now:speaker_count])
             if speakers == "starting":

@@ -80,9 +80,9 @@ Simulated users (`tests.fakes.discord.users.FakeUser`, from `await fake.add_user
   header extensions (0xBEDE, audio level id 1) on the given fractions of packets, then 5 x F8 FF FE.
 - `user.recording() -> {sender_id: bytes}` / `user.heard(sender_id) -> bytes`: what the user heard
   (transport- and DAVE-decrypted, Opus-decoded), 48 kHz stereo s16le on the user's timeline: sample 0
-  is `user.joined_at` (loop time). `user.stats` counts packets, transport failures, DAVE failures (DAVE frames that did not
-  decrypt), `unencrypted` (plain frames dropped while DAVE was required — normal right after a join),
-  Opus errors.
+  is `user.joined_at` (loop time). `user.stats` counts packets, transport failures, DAVE failures (DAVE
+  frames that did not decrypt), `unencrypted` (plain frames dropped while DAVE was required — normal
+  right after a join), Opus errors.
   `user.speaking_events` lists every op 5 it received with the packet count at that moment.
 
 Gateway, events and interactions:
@@ -98,6 +98,23 @@ Gateway, events and interactions:
   `await fake.wait_for_response(record, timeout=5)`; then `record.response_type` (4, 5, ...),
   `record.ephemeral`, `record.responses` (callback bodies), `record.original` (a `StoredMessage`,
   with `.edits`), `record.followups`, `record.text()` (all visible text incl. embeds).
+
+Channels and permissions (`model.py`, `channels.py`):
+- Categories (type 4; `guild.add_channel(name, CATEGORY)` before clients connect, or
+  `await fake.add_channel(name, type, parent=category)` after: CHANNEL_CREATE), `channel.parent_id`.
+- `await fake.set_overwrite(channel, role_or_account_or_user, allow=bits, deny=bits)`: a channel
+  permission overwrite as an admin sets it (CHANNEL_UPDATE); allow = deny = 0 removes it. Channel
+  payloads carry their overwrites, so discord.py's `permissions_for` sees them.
+- `guild.channel_permissions_of(account, channel)`: Discord's computation (base roles, @everyone
+  overwrite, role overwrites, member overwrite; no View Channel = nothing). The fake enforces it like
+  Discord (403, code 50013 Missing Permissions): sending messages (View Channel + Send Messages, Attach
+  Files with files), creating and listing channel webhooks (Manage Webhooks), creating channels.
+  Interaction payloads' `app_permissions` are the bot's in the interaction's channel.
+- `POST /guilds/{id}/channels` (Manage Channels in the parent category, or the server): a channel in a
+  category without overwrites of its own takes the category's; `fake.rest.channels.created` lists them.
+  `GET /guilds/{id}/channels`.
+- `fake.remove_member(account)` before a bot connects: it is not in the guild (READY and GUILD_CREATE
+  carry only the guilds an account is a member of, `fake.guilds_of(account)`).
 
 REST (`http://127.0.0.1:<port>/api/v10`, every response exactly `Content-Type: application/json`,
 X-RateLimit-* headers):
@@ -122,7 +139,7 @@ DAVE without networking (`tests.fakes.discord.dave`, for unit tests):
 
 from tests.fakes.discord.clients import client_kwargs, running_clients, wait_ready
 from tests.fakes.discord.dave import DaveCoordinator, LocalDaveGroup, dave_group
-from tests.fakes.discord.rest import InteractionRecord, StoredMessage
+from tests.fakes.discord.records import InteractionRecord, StoredMessage
 from tests.fakes.discord.server import FakeDiscord
 from tests.fakes.discord.users import FakeUser, SpeechReport, ensure_opus
 

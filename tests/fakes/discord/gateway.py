@@ -86,7 +86,7 @@ class Gateway:
             {
                 "v": 10,
                 "user": {**account.user_payload(), "verified": True, "mfa_enabled": False},
-                "guilds": [{"id": str(guild.id), "unavailable": True} for guild in self.fake.guilds],
+                "guilds": [{"id": str(guild.id), "unavailable": True} for guild in self.fake.guilds_of(account)],
                 "session_id": session.session_id,
                 "resume_gateway_url": self.fake.gateway_url,
                 "application": {"id": str(account.application_id), "flags": 0},
@@ -94,7 +94,7 @@ class Gateway:
                 "relationships": [],
             },
         )
-        for guild in self.fake.guilds:
+        for guild in self.fake.guilds_of(account):
             await session.dispatch("GUILD_CREATE", guild.payload())
         return session
 

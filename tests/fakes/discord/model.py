@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 
 TEXT = 0
 VOICE = 2
+CATEGORY = 4
 
 # Permission bits (https://discord.com/developers/docs/topics/permissions).
 ADMINISTRATOR = 1 << 3
+MANAGE_CHANNELS = 1 << 4
 MANAGE_GUILD = 1 << 5
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
@@ -23,8 +25,10 @@ CONNECT = 1 << 20
 SPEAK = 1 << 21
 MOVE_MEMBERS = 1 << 24
 USE_VAD = 1 << 25
+MANAGE_ROLES = 1 << 28
 MANAGE_WEBHOOKS = 1 << 29
 USE_APPLICATION_COMMANDS = 1 << 31
+SEND_MESSAGES_IN_THREADS = 1 << 38
 EVERYONE_PERMISSIONS = (
     VIEW_CHANNEL
     | SEND_MESSAGES
@@ -36,7 +40,7 @@ EVERYONE_PERMISSIONS = (
     | USE_VAD
     | USE_APPLICATION_COMMANDS
 )
-BOT_PERMISSIONS = EVERYONE_PERMISSIONS | MANAGE_WEBHOOKS | MOVE_MEMBERS
+BOT_PERMISSIONS = EVERYONE_PERMISSIONS | MANAGE_WEBHOOKS | MOVE_MEMBERS | MANAGE_CHANNELS | SEND_MESSAGES_IN_THREADS
 ALL_PERMISSIONS = (1 << 47) - 1
 
 _ids = itertools.count(1_200_000_000_000_000_000)
@@ -74,12 +78,30 @@ class Account:
         }
 
 
+ROLE_OVERWRITE, MEMBER_OVERWRITE = 0, 1
+
+
+@dataclass
+class Overwrite:
+    """A channel permission overwrite for a role (type 0) or a member (type 1)."""
+
+    id: int
+    type: int
+    allow: int = 0
+    deny: int = 0
+
+    def payload(self) -> dict:
+        return {"id": str(self.id), "type": self.type, "allow": str(self.allow), "deny": str(self.deny)}
+
+
 @dataclass
 class Channel:
     id: int
     name: str
     type: int
     position: int
+    parent_id: int | None = None
+    overwrites: dict[int, Overwrite] = field(default_factory=dict)
 
     def payload(self, guild_id: int) -> dict:
         data = {
@@ -88,14 +110,14 @@ class Channel:
             "name": self.name,
             "type": self.type,
             "position": self.position,
-            "permission_overwrites": [],
-            "parent_id": None,
+            "permission_overwrites": [o.payload() for o in self.overwrites.values()],
+            "parent_id": str(self.parent_id) if self.parent_id else None,
             "nsfw": False,
             "flags": 0,
         }
         if self.type == VOICE:
             data.update(bitrate=64000, user_limit=0, rtc_region=None, last_message_id=None)
-        else:
+        elif self.type == TEXT:
             data.update(topic=None, last_message_id=None, rate_limit_per_user=0)
         return data
 
@@ -142,8 +164,8 @@ class Guild:
     voice_states: dict[int, VoiceState] = field(default_factory=dict)
     joined_at: str = field(default_factory=now_iso)
 
-    def add_channel(self, name: str, type: int) -> Channel:
-        channel = Channel(snowflake(), name, type, len(self.channels))
+    def add_channel(self, name: str, type: int, parent_id: int | None = None) -> Channel:
+        channel = Channel(snowflake(), name, type, len(self.channels), parent_id)
         self.channels[channel.id] = channel
         return channel
 
@@ -160,6 +182,25 @@ class Guild:
         for role_id in account.role_ids:
             value |= self.roles[role_id].permissions
         return ALL_PERMISSIONS if value & ADMINISTRATOR else value
+
+    def channel_permissions_of(self, account: Account, channel: Channel) -> int:
+        """Discord's order: the base, then @everyone's overwrite, the member's roles' overwrites
+        (all denies, then all allows), then the member's own; no View Channel means nothing."""
+        value = self.permissions_of(account)
+        if value & ADMINISTRATOR or account.id == self.owner_id:
+            return ALL_PERMISSIONS
+        everyone = channel.overwrites.get(self.id)
+        if everyone is not None:
+            value = (value & ~everyone.deny) | everyone.allow
+        roles = [channel.overwrites[r] for r in account.role_ids if r in channel.overwrites]
+        deny = allow = 0
+        for overwrite in roles:
+            deny, allow = deny | overwrite.deny, allow | overwrite.allow
+        value = (value & ~deny) | allow
+        member = channel.overwrites.get(account.id)
+        if member is not None and member.type == MEMBER_OVERWRITE:
+            value = (value & ~member.deny) | member.allow
+        return value if value & VIEW_CHANNEL else 0
 
     def member_payload(self, account: Account, *, with_permissions: bool = False) -> dict:
         data = {

@@ -12,12 +12,22 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from tests.fakes.discord.model import Account, now_iso, snowflake
+from tests.fakes.discord.channels import GuildChannels, require_permissions
+from tests.fakes.discord.model import (
+    ATTACH_FILES,
+    MANAGE_WEBHOOKS,
+    SEND_MESSAGES,
+    VIEW_CHANNEL,
+    Account,
+    now_iso,
+    snowflake,
+)
+from tests.fakes.discord.records import Attachment, InteractionRecord, StoredMessage, Webhook
 
 if TYPE_CHECKING:
     from tests.fakes.discord.server import FakeDiscord
@@ -45,102 +55,6 @@ def json_response(data: object, status: int = 200, headers: dict | None = None) 
     if status != 204:
         response.headers["Content-Type"] = "application/json"
     return response
-
-
-@dataclass
-class Attachment:
-    filename: str
-    content_type: str | None
-    data: bytes
-
-
-@dataclass
-class StoredMessage:
-    """A message as the fake keeps it: the JSON it returned plus the uploaded files' bytes."""
-
-    data: dict
-    files: list[Attachment] = field(default_factory=list)
-    deleted: bool = False
-    edits: list[dict] = field(default_factory=list)
-
-    @property
-    def id(self) -> int:
-        return int(self.data["id"])
-
-    @property
-    def content(self) -> str:
-        return self.data.get("content") or ""
-
-    @property
-    def embeds(self) -> list[dict]:
-        return self.data.get("embeds") or []
-
-    @property
-    def flags(self) -> int:
-        return int(self.data.get("flags") or 0)
-
-
-@dataclass
-class Webhook:
-    id: int
-    token: str
-    channel_id: int
-    name: str
-    application_id: int | None
-
-    def payload(self, guild_id: int) -> dict:
-        return {
-            "id": str(self.id),
-            "type": 1,
-            "guild_id": str(guild_id),
-            "channel_id": str(self.channel_id),
-            "name": self.name,
-            "avatar": None,
-            "token": self.token,
-            "application_id": str(self.application_id) if self.application_id else None,
-        }
-
-
-@dataclass
-class InteractionRecord:
-    """An interaction the fake dispatched, and everything the bot answered to it."""
-
-    id: int
-    token: str
-    application_id: int
-    channel_id: int
-    payload: dict
-    responses: list[dict] = field(default_factory=list)  # callback bodies {"type": n, "data": {...}}
-    original: StoredMessage | None = None
-    followups: list[StoredMessage] = field(default_factory=list)
-
-    @property
-    def response_type(self) -> int | None:
-        return self.responses[0]["type"] if self.responses else None
-
-    @property
-    def ephemeral(self) -> bool:
-        data = (self.responses[0].get("data") or {}) if self.responses else {}
-        return bool(int(data.get("flags") or 0) & 64)
-
-    def text(self) -> str:
-        """All text the user saw: the response, its edits and followups (content and embeds)."""
-        parts: list[str] = []
-        for response in self.responses:
-            parts.extend(_texts(response.get("data") or {}))
-        for message in ([self.original] if self.original else []) + self.followups:
-            parts.extend(_texts(message.data))
-            for edit in message.edits:
-                parts.extend(_texts(edit))
-        return "\n".join(p for p in parts if p)
-
-
-def _texts(data: dict) -> list[str]:
-    out = [data.get("content") or ""]
-    for embed in data.get("embeds") or []:
-        out += [embed.get("title") or "", embed.get("description") or ""]
-        out += [f"{f.get('name')}: {f.get('value')}" for f in embed.get("fields") or []]
-    return out
 
 
 @dataclass
@@ -253,9 +167,11 @@ class Rest:
         self.requests: list[tuple[str, str]] = []
         self.rate_limits = RateLimits()
         self.delays = Delays()
+        self.channels = GuildChannels(fake, self._caller)
 
     def routes(self, app: web.Application) -> None:
         app.middlewares.append(self._middleware)
+        self.channels.routes(app, API)
         r = app.router
         r.add_get(API + "/users/@me", self.me)
         r.add_get(API + "/oauth2/applications/@me", self.application)
@@ -422,6 +338,8 @@ class Rest:
         if self.fake.guild_of_channel(channel_id) is None:
             return json_response({"message": "Unknown Channel", "code": 10003}, 404)
         payload, files = await self._body(request)
+        needed = VIEW_CHANNEL | SEND_MESSAGES | (ATTACH_FILES if files else 0)
+        require_permissions(self.fake, account, channel_id, needed)
         return json_response(self._message(channel_id, account.user_payload(), payload, files).data)
 
     async def get_message(self, request: web.Request) -> web.Response:
@@ -442,6 +360,7 @@ class Rest:
 
     async def create_webhook(self, request: web.Request) -> web.Response:
         account = self._caller(request)
+        require_permissions(self.fake, account, int(request.match_info["channel"]), MANAGE_WEBHOOKS)
         payload, _ = await self._body(request)
         webhook = Webhook(
             id=snowflake(),
@@ -454,7 +373,9 @@ class Rest:
         return json_response({**webhook.payload(self.fake.guild.id), "user": account.user_payload()})
 
     async def list_webhooks(self, request: web.Request) -> web.Response:
-        self._caller(request)
+        account = self._caller(request)
+        if "channel" in request.match_info:
+            require_permissions(self.fake, account, int(request.match_info["channel"]), MANAGE_WEBHOOKS)
         channel = request.match_info.get("channel")
         hooks = [w for w in self.webhooks.values() if channel is None or w.channel_id == int(channel)]
         return json_response([w.payload(self.fake.guild.id) for w in hooks])

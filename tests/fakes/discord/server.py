@@ -17,16 +17,20 @@ from tests.fakes.discord.model import (
     BOT_PERMISSIONS,
     EVERYONE_PERMISSIONS,
     MANAGE_GUILD,
+    MEMBER_OVERWRITE,
+    ROLE_OVERWRITE,
     TEXT,
     VOICE,
     Account,
     Channel,
     Guild,
+    Overwrite,
     Role,
     new_token,
     snowflake,
 )
-from tests.fakes.discord.rest import InteractionRecord, Rest, StoredMessage
+from tests.fakes.discord.records import InteractionRecord, StoredMessage
+from tests.fakes.discord.rest import Rest
 from tests.fakes.discord.users import FakeUser, ensure_opus
 from tests.fakes.discord.voice import CLOSE_DISCONNECTED, VoiceServer
 
@@ -162,6 +166,10 @@ class FakeDiscord:
     def channel(self, name: str, guild: Guild | None = None) -> Channel:
         return (guild or self.guild).channel_named(name)
 
+    def guilds_of(self, account: Account) -> list[Guild]:
+        """The guilds an account is a member of (a bot gets READY + GUILD_CREATE for these only)."""
+        return [g for g in self.guilds if account.id in g.members]
+
     def guild_of_channel(self, channel_id: int) -> Guild | None:
         return next((g for g in self.guilds if channel_id in g.channels), None)
 
@@ -197,6 +205,33 @@ class FakeDiscord:
         member = self.guild.member_payload(account)
         await self.gateway.broadcast("GUILD_MEMBER_ADD", {**member, "guild_id": str(self.guild.id)})
         return user
+
+    async def add_channel(self, name: str, type: int, *, parent: Channel | None = None) -> Channel:
+        """A new channel of the first guild (CHANNEL_CREATE to the bots), e.g. a category (type 4)."""
+        channel = self.guild.add_channel(name, type, parent.id if parent else None)
+        await self.gateway.broadcast("CHANNEL_CREATE", channel.payload(self.guild.id))
+        return channel
+
+    async def set_overwrite(
+        self, channel: Channel | str, target: Account | FakeUser | Role, *, allow: int = 0, deny: int = 0
+    ) -> None:
+        """Set a channel's permission overwrite for a role or a member, as an admin would in the channel's
+        settings (CHANNEL_UPDATE to the bots). allow = deny = 0 removes it."""
+        if isinstance(channel, str):
+            channel = self.channel(channel)
+        if isinstance(target, Role):
+            target_id, kind = target.id, ROLE_OVERWRITE
+        else:
+            target_id, kind = (target.account if isinstance(target, FakeUser) else target).id, MEMBER_OVERWRITE
+        if allow or deny:
+            channel.overwrites[target_id] = Overwrite(target_id, kind, allow, deny)
+        else:
+            channel.overwrites.pop(target_id, None)
+        await self.gateway.broadcast("CHANNEL_UPDATE", channel.payload(self.guild.id))
+
+    def remove_member(self, account: Account) -> None:
+        """Take an account out of the first guild before its client connects (a bot never invited there)."""
+        self.guild.members.pop(account.id, None)
 
     def voice_members(self, channel_id: int) -> set[int]:
         return {s.user_id for s in self.guild.voice_states.values() if s.channel_id == channel_id}
@@ -320,7 +355,7 @@ class FakeDiscord:
         }
         if resolved:
             data["resolved"] = resolved
-        bot_permissions = guild.permissions_of(bot)
+        bot_permissions = guild.channel_permissions_of(bot, channel) if bot.id in guild.members else 0
         return {
             "id": str(snowflake()),
             "application_id": str(bot.application_id),

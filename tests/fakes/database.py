@@ -1,0 +1,31 @@
+"""A real database whose connection can be cut: `FlakyDatabase` wraps a migrated `Database` and, while
+it is down (or for chosen units of work), fails `session()` the way an unreachable server does
+(SQLAlchemy's OperationalError around a refused connection). Everything else is the real database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db.engine import Database
+
+
+class FlakyDatabase(Database):
+    def __init__(self, real: Database) -> None:  # shares the real engine; closing it closes the real one
+        self.engine, self.sessions = real.engine, real.sessions
+        self.down = False
+        self.failing_units: set[int] = set()  # 1-based numbers of units of work to fail
+        self.units = 0
+        self.refused = 0
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        self.units += 1
+        if self.down or self.units in self.failing_units:
+            self.refused += 1
+            raise OperationalError("connect", {}, ConnectionRefusedError(111, "Connection refused"))
+        async with super().session() as session:
+            yield session
