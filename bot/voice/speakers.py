@@ -131,9 +131,13 @@ async def leave(vc: discord.VoiceClient | discord.VoiceProtocol, timeout: float 
             vc.stop()
         await asyncio.wait_for(vc.disconnect(force=True), timeout)
     except TimeoutError:
-        log.info("leaving the voice channel was not confirmed within %.0f s; dropped it anyway", timeout)
+        log.info("leaving the voice channel was not confirmed within %.1f s; dropped it anyway", timeout)
     except Exception:
         log.exception("leaving the voice channel failed")
+    finally:
+        guild = getattr(vc.channel, "guild", None)
+        if guild is not None and guild.voice_client is vc:
+            vc.cleanup()  # cut short mid-disconnect: still in the client's cache, which blocks a new connect
 
 
 class SpeakerPool:

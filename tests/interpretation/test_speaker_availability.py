@@ -142,8 +142,12 @@ async def test_a_speaker_bot_that_keeps_being_kicked_falls_back_with_a_message(s
         _alice, _report = await start_session(world, targets=("es",))
         [lease] = world.pool.leases()
         voice_b = world.fake.channel("Voice B").id
-        for _kick in range(4):
-            await wait_for(lambda: lease.speaker_id in world.fake.voice_members(voice_b), what="the speaker in Voice B")
+        for kick in range(4):
+            # Back and settled (its rejoin told): a kick in the middle of a rejoin is a failed rejoin.
+            await wait_for(
+                lambda k=kick: lease.healthy and sum(line.startswith("🔁") for line in notices(world)) == k,
+                what="the speaker back in Voice B",
+            )
             await world.fake.disconnect_member(lease.speaker_id)
             await wait_for(lambda: not lease.healthy, what="the kick noticed")
         await wait_for(lambda: kinds(world) == {"es": "same_channel"}, timeout=15, what="the fallback")
