@@ -90,6 +90,7 @@ class App:
         from bot.http import HealthServer
         from bot.interpretation.manager import InterpretationManager
         from bot.metrics import Metrics
+        from bot.overlay.service import build_overlay
         from bot.palabra.credentials import Credentials
         from bot.palabra.rest import PalabraRest
         from bot.services import Core, Options, Services
@@ -108,13 +109,33 @@ class App:
         )
         pool = self.pool = SpeakerPool()
 
+        # The caption overlay is served by the HTTP server, so it exists only when that server does.
+        overlay = (
+            await build_overlay(
+                settings,
+                self.database,
+                lambda: self.manager.sessions.values() if self.manager is not None else (),
+                lambda: self.http.port if self.http is not None else None,
+            )
+            if settings.http_port
+            else None
+        )
+
         def services_for(listener: InterpreterBot) -> Services:
             self.manager = InterpretationManager(core, listener, pool)
-            return Services(core, interpretation=self.manager, broadcasts=BroadcastService(core))
+            return Services(
+                core,
+                interpretation=self.manager,
+                broadcasts=BroadcastService(core),
+                overlay=overlay.service if overlay is not None else None,
+            )
 
         self.bot = InterpreterBot(services_for)
         if settings.http_port:
-            self.http = HealthServer(self.metrics, self.health, host=settings.http_host, port=settings.http_port)
+            extensions = [overlay.web] if overlay is not None else []
+            self.http = HealthServer(
+                self.metrics, self.health, host=settings.http_host, port=settings.http_port, extensions=extensions
+            )
             await self.http.start()
         assert settings.discord_token is not None, "require_run_settings checked it"
         await self._start_speakers(pool)  # all clients log in together; sessions follow their readiness

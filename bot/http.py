@@ -1,10 +1,13 @@
-"""Health and Prometheus metrics over HTTP (aiohttp): `GET /healthz` (JSON) and `GET /metrics`."""
+"""Health and Prometheus metrics over HTTP (aiohttp): `GET /healthz` (JSON) and `GET /metrics`.
+
+Other features add their routes to the same server as an `HttpExtension` (the caption overlay does).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -14,19 +17,34 @@ from bot.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
+class HttpExtension(Protocol):
+    """Routes of a feature served by this server; `install` may also hook the app's shutdown."""
+
+    def install(self, app: web.Application) -> None: ...
+
+
 class HealthServer:
     """`health()` returns a dict with at least "ok" (bool); /healthz answers 200 when ok, else 503."""
 
     def __init__(
-        self, metrics: Metrics, health: Callable[[], dict[str, Any]], *, host: str = "0.0.0.0", port: int = 8080
+        self,
+        metrics: Metrics,
+        health: Callable[[], dict[str, Any]],
+        *,
+        host: str = "0.0.0.0",
+        port: int = 8080,
+        extensions: Sequence[HttpExtension] = (),
     ) -> None:
         self.metrics, self.health, self.host, self.port = metrics, health, host, port
+        self.extensions = list(extensions)
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
+        for extension in self.extensions:
+            extension.install(app)
         return app
 
     async def start(self) -> int:

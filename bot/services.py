@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from bot.broadcasts.service import BroadcastService
     from bot.db.engine import Database
     from bot.interpretation.reports import SessionStatus, StartReport, StopReport
+    from bot.overlay.service import OverlayService
     from bot.palabra.credentials import Credentials
     from bot.palabra.rest import PalabraRest
     from bot.settings import Settings
@@ -72,6 +73,7 @@ class Services:
     core: Core
     interpretation: Interpretation | None = None
     broadcasts: BroadcastService | None = None
+    overlay: OverlayService | None = None  # None: the HTTP server is off, so there are no overlay links
 
     @property
     def settings(self) -> Settings:

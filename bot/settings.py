@@ -29,8 +29,20 @@ class Settings(BaseSettings):
     # All interfaces by default: health probes come from outside a container. Tests narrow it to loopback.
     http_host: str = "0.0.0.0"
     log_level: str = "INFO"
+    # Where people reach the HTTP server (caption overlay links); unset: http://127.0.0.1:<bound port>.
+    public_url: str | None = None
+    # Signs caption overlay links; unset: a random key generated once and kept in the database.
+    overlay_secret: SecretStr | None = None
 
-    @field_validator("discord_token", "palabra_client_id", "palabra_client_secret", "palabra_api_key", mode="before")
+    @field_validator(
+        "discord_token",
+        "palabra_client_id",
+        "palabra_client_secret",
+        "palabra_api_key",
+        "public_url",
+        "overlay_secret",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """`NAME=` with nothing after it (as in a freshly copied .env.example) means not set."""
@@ -58,6 +70,24 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (the address people open overlay links at)")
+        if "?" in value or "#" in value:
+            raise ValueError("must be a base URL without a query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("overlay_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("must be at least 16 characters (better: 32 random bytes, e.g. `openssl rand -hex 32`)")
+        return value
+
     @field_validator("discord_gateway_url")
     @classmethod
     def _ws_url(cls, value: str | None) -> str | None:
@@ -73,7 +103,13 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value, so the log redactor can hide them."""
-        values = [self.discord_token, self.palabra_client_secret, self.palabra_api_key, *self.speaker_tokens]
+        values = [
+            self.discord_token,
+            self.palabra_client_secret,
+            self.palabra_api_key,
+            self.overlay_secret,
+            *self.speaker_tokens,
+        ]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
 

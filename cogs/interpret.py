@@ -1,4 +1,4 @@
-"""/interpret start|stop|status: parse, check, call the interpretation manager, reply."""
+"""/interpret start|stop|status|overlay: parse, check, call the interpretation manager (or the overlay), reply."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.errors import UserFacingError
+from bot.overlay.service import OverlayLink, OverlayService, OverlayUnavailable
 from cogs.common import (
     CommandInputError,
     NotAllowed,
@@ -17,6 +19,7 @@ from cogs.common import (
     may_configure,
     parse_source,
     parse_targets,
+    services_of,
     source_autocomplete,
     targets_autocomplete,
     with_warnings,
@@ -41,6 +44,48 @@ def start_text(report, voice_channel_id: int) -> str:
         f"Transcripts go to {channel_mention(report.transcript_channel_id)}.",
     ]
     return with_warnings("\n".join(lines), report.warnings)
+
+
+def overlay_text(link: OverlayLink) -> str:
+    which = "the source language" if link.is_source else "translation"
+    return (
+        f"Live captions of this session, **{link.language}** ({which}): {link.url}\n"
+        "Open it in a browser, or add it to OBS as a Browser source (the background is transparent). "
+        "Options go at the end of the link, e.g. `?lines=2&size=64&position=top&names=0`.\n"
+        f"Keep the link private: anyone with it can read along. It stops working "
+        f"{int(link.grace_s // 60)} minutes after the session ends."
+    )
+
+
+def overlay_service(interaction: discord.Interaction) -> OverlayService:
+    interpretation_manager(interaction)  # no interpretation on this bot: say that first
+    overlay: OverlayService | None = services_of(interaction).overlay
+    if overlay is None:
+        raise OverlayUnavailable()
+    return overlay
+
+
+def guild_id_of(interaction: discord.Interaction) -> int:
+    if interaction.guild_id is None:  # the group is guild-only; Discord always sends it
+        raise NotAllowed("This command works only inside a server.")
+    return interaction.guild_id
+
+
+def voice_channel_id(interaction: discord.Interaction) -> int | None:
+    channel = caller_voice_channel(interaction)
+    return channel.id if channel is not None else None
+
+
+async def overlay_language_autocomplete(
+    interaction: discord.Interaction, current: str
+) -> list[app_commands.Choice[str]]:
+    """The languages of the caller's session: its source, then its targets."""
+    try:
+        running = overlay_service(interaction).session_for(guild_id_of(interaction), voice_channel_id(interaction))
+    except (UserFacingError, NotAllowed):
+        return []
+    codes = [running.source, *running.targets]
+    return [app_commands.Choice(name=code, value=code) for code in codes if current.lower() in code.lower()][:25]
 
 
 def stop_text(report) -> str:
@@ -147,6 +192,22 @@ class Interpret(commands.GroupCog, group_name="interpret", group_description="Li
     async def status(self, interaction: discord.Interaction) -> None:
         manager = interpretation_manager(interaction)
         await interaction.response.send_message(status_text(manager.status(interaction.guild_id)), ephemeral=True)
+
+    @app_commands.command(
+        name="overlay", description="A private link to live captions of your session (OBS or a browser)"
+    )
+    @app_commands.describe(language="The source language or one target language; default: the source language")
+    @app_commands.autocomplete(language=overlay_language_autocomplete)
+    async def overlay(self, interaction: discord.Interaction, language: str | None = None) -> None:
+        overlay = overlay_service(interaction)
+        running = overlay.session_for(guild_id_of(interaction), voice_channel_id(interaction))
+        if not await may_configure(interaction) and await overlay.started_by(running.session_id) != interaction.user.id:
+            raise NotAllowed(
+                "Only the member who started this session, or members who may configure the bot "
+                "(Manage Server or the bot's configuration role), can get its caption link."
+            )
+        link = overlay.link(running, language)
+        await interaction.response.send_message(overlay_text(link), ephemeral=True)
 
 
 async def setup(bot: commands.Bot) -> None:

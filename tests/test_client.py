@@ -14,7 +14,7 @@ from tests.cogs.conftest import RecordingManager, ephemeral, running_harness, sh
 
 # The product's slash commands: name -> subcommands -> options (a stable interface).
 PRODUCT_COMMANDS = {
-    "interpret": {"start": {"source", "targets"}, "stop": set(), "status": set()},
+    "interpret": {"start": {"source", "targets"}, "stop": set(), "status": set(), "overlay": {"language"}},
     "setup": {
         "languages": {"source", "targets"},
         "channel": {"language", "channel"},

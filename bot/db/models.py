@@ -240,3 +240,16 @@ class Broadcast(Base):
     status: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class StoredSecret(Base):
+    """A secret the bot generated for itself and must keep across restarts (e.g. the overlay's signing key).
+
+    Only for secrets that have no setting of their own: a configured one always wins and is never stored.
+    """
+
+    __tablename__ = "stored_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

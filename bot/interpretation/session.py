@@ -25,6 +25,7 @@ import discord
 
 from bot.audio.mixer import Mixer, MixerClock
 from bot.audio.resample import discord_to_session
+from bot.interpretation import captions
 from bot.interpretation.attribution import attribute
 from bot.interpretation.store import FinalLine, StoreEntry, TranscriptStore, Translation
 from bot.interpretation.transcripts import Speaker, Transcript, TranscriptPoster
@@ -120,6 +121,7 @@ class LiveSession:
         self._gone_since: float | None = None
         self._bot_check: dict[int, bool] = {}
         self._output_started = False
+        self.subscribers: list[captions.TranscriptSubscriber] = []
 
     # --- running -----------------------------------------------------------------------------------
     async def start_audio(self) -> None:
@@ -232,6 +234,7 @@ class LiveSession:
             line.text, line.language = event.text, event.language
             self._attribute(line, event.segments)
             poster.partial_changed(event.transcription_id)
+            self._publish(captions.source_update(self.config.session_id, line))
         elif isinstance(event, p.ValidatedTranscription):
             line = transcript.line(event.transcription_id)
             line.text, line.language, line.final = event.text, event.language, True
@@ -242,6 +245,7 @@ class LiveSession:
             if line.speaker.user_id is not None:
                 self.speakers_heard.add(line.speaker.user_id)
             poster.final_changed(event.transcription_id)
+            self._publish(captions.source_update(self.config.session_id, line))
             self._store(
                 FinalLine(
                     event.transcription_id,
@@ -258,12 +262,29 @@ class LiveSession:
             whole = line.add_translation(event.language, event.text, event.translation_part_id)
             if line.final:
                 poster.final_changed(event.transcription_id)
+            self._publish(captions.translation_update(self.config.session_id, line, event.language))
             self._store(Translation(event.transcription_id, event.language, whole))
         elif isinstance(event, p.ErrorMessage):
             log.warning("session %s: Palabra error %s: %s", self.config.session_id, event.code, event.desc)
             self._count_error("palabra_message")
         elif isinstance(event, p.Reconnected):
             log.warning("session %s: Palabra stream reconnected (attempt %d)", self.config.session_id, event.attempt)
+
+    def subscribe(self, subscriber: captions.TranscriptSubscriber) -> None:
+        """Live transcript updates from now on, after every line so far (once per subscriber)."""
+        if subscriber in self.subscribers:
+            return
+        self.subscribers.append(subscriber)
+        lines = list(self.parts.transcript.lines.values())
+        for update in captions.current_updates(self.config.session_id, lines):
+            subscriber.caption_updated(update)
+
+    def _publish(self, update: captions.CaptionUpdate) -> None:
+        for subscriber in self.subscribers:
+            try:
+                subscriber.caption_updated(update)
+            except Exception:  # a subscriber's bug must not stop the interpretation
+                log.exception("session %s: a transcript subscriber failed", self.config.session_id)
 
     def _store(self, entry: StoreEntry) -> None:
         if self.store is not None and self._output_started:
@@ -403,6 +424,9 @@ class LiveSession:
             if not task.done() and task is not current:
                 task.cancel()
         await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
+        for subscriber in self.subscribers:
+            with contextlib.suppress(Exception):
+                subscriber.session_ended(self.config.session_id)
 
     async def _play_out(self) -> None:
         """Play out queued translation (bounded). A source nobody reads any more (its voice connection

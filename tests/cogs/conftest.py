@@ -74,6 +74,7 @@ class Harness:
     client: InterpreterBot
     services: Services
     manager: Any
+    overlay: Any = None  # tests.overlay.conftest.Served, when running_world was asked for the overlay
 
     @property
     def bot_account(self):
@@ -228,11 +229,13 @@ async def running_world(
     not_in_server: Sequence[str] = (),
     palabra_secret: str = secrets.PALABRA_CLIENT_SECRET,
     prepare: Callable[[FakeDiscord], Awaitable[None]] | None = None,
+    overlay_limits: Any = None,
 ):
     """The bot as `run` builds it, against the fake Discord and the Palabra emulator: the listener with the
     cogs and the real interpretation manager, speaker bots logged in the product's way (start_speakers),
     SPEAKER_TOKENS and Palabra credentials in its settings. `not_in_server` tokens' bots are not members of
-    the guild; `prepare(fake)` shapes the world before any client connects."""
+    the guild; `prepare(fake)` shapes the world before any client connects. With `overlay_limits` (a
+    bot.overlay.web.StreamLimits) the caption overlay is served on loopback as `run` serves it."""
     from bot.interpretation.session import SessionOptions
     from bot.palabra.credentials import Credentials
     from bot.palabra.emulator.app import serve
@@ -260,14 +263,27 @@ async def running_world(
                 http_port=0,
             )
             credentials = Credentials.app(secrets.PALABRA_CLIENT_ID, palabra_secret)
-            async with PalabraRest(credentials, emulator.base_url, max_retries=0) as rest:
+            async with (
+                PalabraRest(credentials, emulator.base_url, max_retries=0) as rest,
+                contextlib.AsyncExitStack() as stack,
+            ):
                 options = Options(session=SessionOptions(tail_silence_s=0.5, drain_timeout_s=5.0))
                 core = Core(settings, database, credentials, rest, options=options)
                 pool = SpeakerPool()
+                built: list[InterpretationManager] = []
+                served = None
+                if overlay_limits is not None:
+                    from tests.overlay.conftest import serving_the_bot_overlay
+
+                    sessions = lambda: built[0].sessions.values() if built else ()  # noqa: E731
+                    served = await stack.enter_async_context(
+                        serving_the_bot_overlay(settings, database, sessions, overlay_limits)
+                    )
 
                 def services_for(client: InterpreterBot) -> Services:
-                    manager = InterpretationManager(core, client, pool)
-                    return Services(core, interpretation=manager, broadcasts=BroadcastService(core))
+                    built.append(InterpretationManager(core, client, pool))
+                    overlay = served.overlay.service if served is not None else None
+                    return Services(core, interpretation=built[-1], broadcasts=BroadcastService(core), overlay=overlay)
 
                 factory = lambda: InterpreterBot(services_for, guild_ready_timeout=0.1)  # noqa: E731
                 async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (listener,):
@@ -279,7 +295,7 @@ async def running_world(
                     assert isinstance(manager, InterpretationManager)
                     try:
                         await wait_until(lambda: fake.commands(fake.bot()), timeout=10)
-                        yield Harness(fake, listener, listener.services, manager)
+                        yield Harness(fake, listener, listener.services, manager, served)
                     finally:
                         await manager.close()
                         await stop_speakers(pool, tasks)

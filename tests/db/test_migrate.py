@@ -29,6 +29,7 @@ TABLES = {
     "transcript_lines",
     "privacy_optouts",
     "broadcasts",
+    "stored_secrets",
 }
 
 
