@@ -62,13 +62,14 @@ def speaker_bot_audio(fake: FakeDiscord, user) -> bytes:
     return max(heard, key=len, default=b"")
 
 
-async def test_a_new_user_who_does_not_wait_gets_every_translation_heard_and_posted(realism_seed, isolated_url):
+async def test_a_new_user_who_does_not_wait_gets_every_translation_heard_and_posted(realism_seed, tmp_path):
     require_realistic_peers()
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"  # the seeds vary the peers; one database is enough
     config = EmulatorConfig(
         client_credentials={secrets.PALABRA_CLIENT_ID: secrets.PALABRA_CLIENT_SECRET}, realism=realism_seed
     )
     async with FakeDiscord(realism=realism_seed) as fake, serve(config) as emulator:
-        bot = BotProcess(bot_env(fake, emulator.base_url, isolated_url, free_port()))
+        bot = BotProcess(bot_env(fake, emulator.base_url, database_url, free_port()))
         alice = await fake.add_user("Alice", admin=True)
         eva, francois = await fake.add_user("Eva"), await fake.add_user("François")
         sent = decode(SPEECH_A, rate=RATE, channels=2)[: 6 * RATE * 4]
