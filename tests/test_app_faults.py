@@ -68,7 +68,8 @@ async def black_hole():
 
 
 @pytest.mark.parametrize("moment", ["importing", "discord-hangs", "logging-in", "up"])
-async def test_sigterm_during_start_up_exits_0_promptly_leaving_nothing(isolated_url, moment):
+async def test_sigterm_during_start_up_exits_0_promptly_leaving_nothing(tmp_path, moment):
+    isolated_url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"  # the moments vary; one database is enough
     async with FakeDiscord() as fake, serve(emulator_config()) as emulator, black_hole() as (hole, held):
         http_port = free_port()
         env = bot_env(fake, emulator.base_url, isolated_url, http_port)
