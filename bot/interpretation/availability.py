@@ -133,8 +133,9 @@ class SpeakerKeeper:
     async def _watch(self, language: str, channel_id: int) -> None:
         lease = self.host.speaker_lease(language)
         where = lease.where() if lease is not None else None
+        reconnecting = lease is not None and where is None and lease.placed_in() == channel_id
         now = self.clock()
-        verdict = self.watch.observe(language, channel_id, where, now)
+        verdict = self.watch.observe(language, channel_id, where, now, reconnecting=reconnecting)
         if verdict in (Verdict.OK, Verdict.WAIT):
             return
         why = lost_why(where)

@@ -19,7 +19,8 @@ from enum import Enum
 
 from bot.interpretation.reports import Placement
 
-LOST_GRACE_S = 1.0  # discord.py resumes a dropped voice connection (4015) faster than this
+LOST_GRACE_S = 1.0  # kicked or moved: out of its channel for this long, it rejoins
+RECONNECT_GRACE_S = 6.0  # still in its channel but disconnected: discord.py's own resume/reconnect first
 MAX_REJOINS = 3  # within REJOIN_WINDOW_S; one more loss and the language falls back
 REJOIN_WINDOW_S = 60.0
 
@@ -84,19 +85,34 @@ class SpeakerWatch:
     """Decides, from where each language's speaker bot is and when, whether it needs to rejoin."""
 
     def __init__(
-        self, grace_s: float = LOST_GRACE_S, max_rejoins: int = MAX_REJOINS, window_s: float = REJOIN_WINDOW_S
+        self,
+        grace_s: float = LOST_GRACE_S,
+        max_rejoins: int = MAX_REJOINS,
+        window_s: float = REJOIN_WINDOW_S,
+        reconnect_grace_s: float = RECONNECT_GRACE_S,
     ) -> None:
         self.grace_s, self.max_rejoins, self.window_s = grace_s, max_rejoins, window_s
+        self.reconnect_grace_s = reconnect_grace_s
         self._watched: dict[str, _Watched] = {}
 
-    def observe(self, language: str, expected_channel: int, actual_channel: int | None, now: float) -> Verdict:
+    def observe(
+        self,
+        language: str,
+        expected_channel: int,
+        actual_channel: int | None,
+        now: float,
+        *,
+        reconnecting: bool = False,
+    ) -> Verdict:
+        """`actual_channel`: where the speaker is connected (None: nowhere); `reconnecting`: not connected
+        but still in `expected_channel` by its voice state (discord.py is resuming or reconnecting)."""
         watched = self._watched.setdefault(language, _Watched())
         if actual_channel == expected_channel:
             watched.lost_since = None
             return Verdict.OK
         if watched.lost_since is None:
             watched.lost_since = now
-        if now - watched.lost_since < self.grace_s:
+        if now - watched.lost_since < (self.reconnect_grace_s if reconnecting else self.grace_s):
             return Verdict.WAIT
         watched.rejoins = [t for t in watched.rejoins if now - t < self.window_s]
         return Verdict.REJOIN if len(watched.rejoins) < self.max_rejoins else Verdict.FALL_BACK

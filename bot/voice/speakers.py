@@ -58,13 +58,21 @@ class Lease:
     def where(self) -> int | None:
         """The voice channel the speaker is in now by its own gateway cache (None: in none, or its voice
         connection is down); a kick or a moderator's move shows here."""
+        return self.placed_in() if self.connected else None
+
+    def placed_in(self) -> int | None:
+        """The voice channel Discord has the speaker in (its voice state), connected or not: still the
+        leased channel while discord.py resumes or reconnects a dropped voice connection."""
         guild = self.speaker.get_guild(self.guild_id)
-        vc = guild.voice_client if guild is not None else None
-        if not isinstance(vc, discord.VoiceClient) or not vc.is_connected():
-            return None
         me = guild.me if guild is not None else None
         state = me.voice if me is not None else None
         return state.channel.id if state is not None and state.channel is not None else None
+
+    @property
+    def connected(self) -> bool:
+        guild = self.speaker.get_guild(self.guild_id)
+        vc = guild.voice_client if guild is not None else None
+        return isinstance(vc, discord.VoiceClient) and vc.is_connected()
 
     @property
     def healthy(self) -> bool:
