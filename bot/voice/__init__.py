@@ -5,6 +5,8 @@
   failures, members), `stats()`.
 - `playback.TranslationSource`: never-ending AudioSource fed 24 kHz mono PCM; `OPUS_SETTINGS` for `play()`.
 - `speakers.SpeakerPool` / `start_speakers()`: extra bot accounts leased per guild + language.
-- Sans-I/O parts: `rtp`, `transport`, `e2ee`, `receive.ReceivePipeline`, `jitter.UserStream`.
-- `adapter`: every private discord.py/davey access.
+- Sans-I/O parts: `rtp`, `transport`, `e2ee`, `receive.ReceivePipeline`, `jitter.UserStream`,
+  `gateway` (voice-gateway JSON as typed events; `ResumeWatch`, the deadline of a voice resume).
+- `adapter`: every private discord.py/davey access (incl. the resume fallback and the waking socket).
+- `errors.VoiceError`: root of the voice errors (a `bot.errors.BotError`).
 """

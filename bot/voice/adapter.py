@@ -7,15 +7,45 @@ this module.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import socket
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
 
+import aiohttp
 import discord
 import discord.gateway
 import discord.http
 import yarl
+from discord.errors import ConnectionClosed
+from discord.gateway import DiscordVoiceWebSocket
+from discord.voice_state import ConnectionFlowState, VoiceConnectionState
 
+from bot.voice import gateway as voice_gateway
+from bot.voice.errors import VoiceGatewayError
+from bot.voice.gateway import ResumeWatch
 from bot.voice.transport import AES_GCM, TransportCipher
+
+if TYPE_CHECKING:
+    from discord.types.voice import SupportedModes
+
+log = logging.getLogger(__name__)
+
+# How long a voice resume (after close 4015) may take before we connect afresh. discord.py resumes in
+# milliseconds on loopback and well under a second against Discord; 2 s leaves room for a slow TLS
+# handshake and keeps the gap people hear, fallback included, under 3 s.
+RESUME_GRACE_S = 2.0
+
+SOCKET_RELEASE_DELAY_S = 1.0
+
+# discord.voice_state is an undocumented module; the receiver names the type only through this alias.
+ConnectionState = VoiceConnectionState
+
+VoiceHook = Callable[[Any, dict[str, Any]], Awaitable[None]]
+SocketCallback = Callable[[bytes], None]
 
 
 def point_discord_py_at(api_base: str, gateway_url: str | None) -> None:
@@ -35,39 +65,153 @@ def point_discord_py_at(api_base: str, gateway_url: str | None) -> None:
 
 
 class _WakingSocket(socket.socket):
-    """A UDP socket that wakes threads blocked in select() on it when it is closed."""
+    """A UDP socket that wakes threads blocked in select() on it when it is closed, and gives its
+    descriptor back only a moment later.
+
+    Why late: discord.py's SocketReader evaluates `state.socket`, then select()s on its descriptor.
+    If the descriptor were released at once, the socket created next (or a websocket's) usually gets
+    the same number, and a select() entered in between waits on that one instead: measured as
+    reconnects that hear nothing for 5-30 s. A shut-down socket stays readable, so nothing waits on it.
+    """
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.shutdown(socket.SHUT_RDWR)  # makes a pending select() return (Linux, BSD)
-        super().close()
+        release = threading.Timer(SOCKET_RELEASE_DELAY_S, socket.socket.close, args=(self,))
+        release.daemon = True
+        release.start()
 
 
-def connection_state_with_hook(voice_client: discord.VoiceClient, hook):
-    """A `VoiceConnectionState` whose voice websocket awaits `hook(ws, message)` for every JSON message.
+class _ListenerConnectionState(VoiceConnectionState):
+    """discord.py's connection flow with two repairs; every override names the 2.7.1 method it touches.
 
-    Why: discord.py ignores ops 5 (SSRC -> user), 11, 12 and 13; the undocumented `hook` keyword of
-    `discord.voice_state.VoiceConnectionState` (voice_state.py) is the only way to see them, and it is
-    handed to every new voice websocket, so it survives resumes and reconnects.
+    1. `hook`: the undocumented keyword of `VoiceConnectionState` (voice_state.py) is the only way to
+       see ops 5, 9, 11, 12 and 13; it is handed to every new voice websocket, so it survives resumes
+       and reconnects. We tap it for the resume watch, then pass each message on.
+    2. Resume (voice close 4015): 2.7.1's `_poll_voice_ws` calls `_connect(resume=True)`, whose
+       `_handshake_websocket` waits for a new Session Description (op 4) for the whole connect timeout.
+       A server that answers op 9 alone completes here at once (the resumed session keeps its key and
+       DAVE group); one that answers late, never, or with a close gets, after at most `resume_grace_s`,
+       a new identify on the same session and UDP socket, and if that is refused too discord.py's own
+       fresh-connection path (`disconnect(cleanup=False)` then `_connect(resume=False)`, as its poller
+       does for unknown close codes).
+    3. `_create_socket()` (same three steps as 2.7.1's) uses a socket whose close() shuts it down first:
+       on a reconnect with a new session discord.py closes the UDP socket while its SocketReader thread
+       sits in a 30 s select() on it, so IP discovery on the new socket (and all audio) would stall.
+    """
 
-    Also overrides the private `_create_socket()` (same three steps as 2.7.1's) to use a socket whose
-    close() shuts it down first: on a reconnect with a new session (voice close 4006 and similar),
-    discord.py closes the UDP socket while its SocketReader thread sits in a 30 s select() on it, so
-    IP discovery on the new socket (and all audio, both ways) would stall for up to 30 s.
+    def __init__(self, voice_client: discord.VoiceClient, hook: VoiceHook, resume_grace_s: float) -> None:
+        self._receiver_hook = hook
+        self.watch = ResumeWatch(resume_grace_s)
+        self._ws_resuming = False
+        self.resume_fallbacks = 0  # resumes that did not complete in time and became fresh connections
+        super().__init__(voice_client, hook=self._tap)
+
+    async def _tap(self, ws: object, message: dict[str, Any]) -> None:
+        try:
+            self.watch.observe(voice_gateway.parse(message))
+        except VoiceGatewayError:
+            pass  # the receiver counts and logs malformed messages
+        await self._receiver_hook(ws, message)
+
+    def _create_socket(self) -> None:
+        self.socket = _WakingSocket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.setblocking(False)
+        self._socket_reader.resume()
+
+    async def _connect_websocket(self, resume: bool) -> DiscordVoiceWebSocket:
+        self._ws_resuming = resume
+        return await super()._connect_websocket(resume)
+
+    async def _handshake_websocket(self) -> None:
+        if not self._ws_resuming:
+            await super()._handshake_websocket()
+            return
+        try:
+            while not self.ip:
+                await self.ws.poll_event()
+            self.state = ConnectionFlowState.got_ip_discovery
+            while self.ws.secret_key is None and not (self.watch.resumed and self.secret_key):
+                await self.ws.poll_event()
+        except ConnectionClosed as exc:
+            # Not ConnectionClosed: 2.7.1's `_inner_connect` would retry the resume four more times,
+            # leaving and rejoining the channel in between, with waits of 1-7 s.
+            raise _ResumeRefused(exc.code) from None
+        if self.ws.secret_key is None:  # op 9 without op 4: the session carries on with its key
+            self.ws.secret_key = self.secret_key
+        self.state = ConnectionFlowState.connected
+
+    async def _connect(self, reconnect: bool, timeout: float, self_deaf: bool, self_mute: bool, resume: bool) -> None:
+        if not resume:
+            await super()._connect(reconnect, timeout, self_deaf, self_mute, resume)
+            return
+        self.watch.begin(asyncio.get_running_loop().time())
+        try:
+            await asyncio.wait_for(super()._connect(reconnect, timeout, self_deaf, self_mute, True), self.watch.grace_s)
+            return
+        except _CONNECT_FAILURES as exc:
+            why = _failure(exc)
+        self.resume_fallbacks += 1
+        seen = "op 9 seen" if self.watch.resumed else "no op 9"
+        log.warning(
+            "voice resume did not complete within %.1f s (%s, %s); identifying afresh", self.watch.grace_s, why, seen
+        )
+        if await self._identify_afresh():
+            return
+        log.warning("voice: a new identify was refused too; leaving and rejoining the channel")
+        await self.disconnect(cleanup=False)
+        await super()._connect(reconnect, timeout, self_deaf, self_mute, False)
+
+    async def _identify_afresh(self) -> bool:
+        """A new voice websocket with op 0 on the session and token we hold (the documented way on
+        after a failed resume), on the same UDP socket; False if the server refuses or stalls."""
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        try:
+            self.ws = await self._connect_websocket(False)
+            await asyncio.wait_for(self._handshake_websocket(), self.watch.grace_s)
+        except _CONNECT_FAILURES as exc:
+            log.info("voice: identify after the failed resume did not complete (%s)", _failure(exc))
+            return False
+        return True
+
+
+class _ResumeRefused(Exception):
+    def __init__(self, code: int | None) -> None:
+        self.code = code
+        super().__init__(f"resume refused with close code {code}")
+
+
+_CONNECT_FAILURES = (asyncio.TimeoutError, ConnectionClosed, _ResumeRefused, OSError, aiohttp.ClientError)
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "no answer"
+    if isinstance(exc, ConnectionClosed | _ResumeRefused):
+        return f"closed with {exc.code}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def connection_state_with_hook(
+    voice_client: discord.VoiceClient, hook: VoiceHook, *, resume_grace_s: float = RESUME_GRACE_S
+) -> VoiceConnectionState:
+    """The `VoiceConnectionState` for `VoiceClient.create_connection_state()` (an overridable, documented
+    -as-internal method of 2.7.1): `hook(ws, message)` is awaited for every JSON voice-gateway message
+    after discord.py handled it, resumes fall back to a fresh connection after `resume_grace_s`, and
+    reconnects do not stall in IP discovery (see `_ListenerConnectionState`).
     Checked against discord.py 2.7.1 / davey 0.1.7.
     """
-    from discord.voice_state import VoiceConnectionState
-
-    class PromptReconnectState(VoiceConnectionState):
-        def _create_socket(self) -> None:
-            self.socket = _WakingSocket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.socket.setblocking(False)
-            self._socket_reader.resume()
-
-    return PromptReconnectState(voice_client, hook=hook)
+    return _ListenerConnectionState(voice_client, hook, resume_grace_s)
 
 
-def add_socket_listener(voice_client: discord.VoiceClient, callback) -> None:
+def resume_fallbacks(voice_client: discord.VoiceClient) -> int:
+    """How many voice resumes became fresh connections (private `_connection`, our own state class)."""
+    state = voice_client._connection
+    return state.resume_fallbacks if isinstance(state, _ListenerConnectionState) else 0
+
+
+def add_socket_listener(voice_client: discord.VoiceClient, callback: SocketCallback) -> None:
     """Receive every UDP datagram: `callback(bytes)` on discord.py's SocketReader thread.
 
     Why: discord.py has no receive API; `VoiceConnectionState.add_socket_listener` (private `_connection`)
@@ -78,7 +222,7 @@ def add_socket_listener(voice_client: discord.VoiceClient, callback) -> None:
     voice_client._connection.add_socket_listener(callback)
 
 
-def remove_socket_listener(voice_client: discord.VoiceClient, callback) -> None:
+def remove_socket_listener(voice_client: discord.VoiceClient, callback: SocketCallback) -> None:
     """Undo `add_socket_listener` (same private `_connection`). Checked against discord.py 2.7.1 / davey 0.1.7."""
     voice_client._connection.remove_socket_listener(callback)
 
@@ -122,7 +266,10 @@ class AesGcmSendMixin:
     Checked against discord.py 2.7.1 / davey 0.1.7.
     """
 
-    supported_modes = (AES_GCM, *discord.VoiceClient.supported_modes)
+    # discord.py types the attribute as a Literal of the modes it implements; AES-GCM is ours.
+    supported_modes: tuple[SupportedModes, ...] = cast(
+        "tuple[SupportedModes, ...]", (AES_GCM, *discord.VoiceClient.supported_modes)
+    )
     _aes_counter = 0
     _aes_cipher: tuple[bytes, TransportCipher] | None = None
 

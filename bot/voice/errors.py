@@ -7,3 +7,7 @@ from bot.errors import BotError
 
 class VoiceError(BotError):
     """Base of the voice layer's errors (RTP, transport encryption, DAVE, speaker bots)."""
+
+
+class VoiceGatewayError(VoiceError):
+    """A voice-gateway message that does not have the shape the protocol gives it."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, Union
+from typing import NamedTuple, Protocol
 
 from bot.audio.frames import DISCORD_RATE, FRAME_BYTES, FRAME_S, FRAME_SAMPLES, SILENT_FRAME
 from bot.audio.opus import Decoder, OpusError
@@ -51,7 +51,7 @@ class SpeakingChanged:
     speaking: bool
 
 
-Output = Union[UserFrame, SpeakingChanged]
+Output = UserFrame | SpeakingChanged
 
 
 @dataclass
@@ -64,6 +64,7 @@ class JitterStats:
     plc_frames: int = 0
     silence_frames: int = 0
     decode_errors: int = 0
+    resyncs: int = 0  # sequence numbering restarted (a reconnect or a new SFU session)
 
     def add(self, other: JitterStats) -> None:
         for name, value in other.__dict__.items():
@@ -84,6 +85,7 @@ class UserStream:
     depth: int = 3
     max_wait: float = 0.06
     max_fill: int = 50  # longest gap (slots) filled on arrival; longer gaps re-anchor
+    resync_packets: int = 500  # a sequence jump beyond this (10 s of packets) is a new numbering
     plc_limit: int = 5
     speaking_timeout: float = 0.3
     stats: JitterStats = field(default_factory=JitterStats)
@@ -114,6 +116,8 @@ class UserStream:
             self._base_ts = packet.timestamp
         seq = unwrap(packet.sequence, self._seq_ref, 16)
         ts = unwrap(packet.timestamp, self._ts_ref, 32)
+        if self._next_seq is not None and abs(seq - self._next_seq) > self.resync_packets:
+            seq = self._resync(packet.sequence)
         self._seq_ref, self._ts_ref = max(self._seq_ref, seq), max(self._ts_ref, ts)
         if not self.speaking:
             self._start_spurt(seq, ts, packet.arrival, out)
@@ -143,6 +147,15 @@ class UserStream:
         return out
 
     # ---- ordering ----------------------------------------------------------------------------------
+    def _resync(self, sequence: int) -> int:
+        """Sequence numbers jumped further than any reordering: after a reconnect the SFU numbers a
+        sender's packets afresh (any offset, backwards too). Follow the new numbering instead of
+        calling every packet late; the RTP clock, which the sender keeps, still places the audio."""
+        self.stats.resyncs += 1
+        self._buffer.clear()
+        self._seq_ref = self._next_seq = sequence
+        return sequence
+
     def _start_spurt(self, seq: int, ts: int, arrival: float, out: list[Output]) -> None:
         self.speaking = True
         self._buffer.clear()

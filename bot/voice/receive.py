@@ -16,9 +16,10 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from bot.voice import e2ee
+from bot.voice.e2ee import DaveError
 from bot.voice.rtp import OPUS_PAYLOAD_TYPE, RtpError, RtpHeader, is_rtcp, parse_header, strip_plaintext
 from bot.voice.transport import TransportCipher, TransportCipherError
 
@@ -30,6 +31,10 @@ HOLD_SSRCS = 32  # distinct unmapped SSRCs held at once
 TRIAL_EVERY = 5  # trial-decrypt an unmapped SSRC on its 1st, 6th, 11th ... held packet
 # Report repeated failures on the 1st, then every REPORT_EVERY-th consecutive failure per sender.
 REPORT_EVERY = 25
+# DAVE failures that a commit we have not processed yet may explain: retried once our epoch changes.
+RETRY_REASONS = frozenset({e2ee.NO_CRYPTOR, e2ee.NO_DECRYPTOR})
+RETRY_SECONDS = 0.2
+RETRY_PACKETS = 50
 
 SessionSource = Callable[[], tuple[Any, int]]  # -> (davey.DaveSession | None, dave_protocol_version)
 
@@ -64,7 +69,7 @@ class SsrcMapped:
     source: str  # "gateway" (op 5/12) or "trial" (found by trial decryption)
 
 
-Event = Union[VoicePacket, DecryptFailure, SsrcMapped]
+Event = VoicePacket | DecryptFailure | SsrcMapped
 
 
 @dataclass
@@ -82,6 +87,7 @@ class PipelineStats:
     held_expired: int = 0
     trial_hits: int = 0
     internal_errors: int = 0
+    dave_recovered: int = 0  # DAVE failures opened later, after our epoch caught up with the sender's
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "dave_failures_by_reason": dict(self.dave_failures_by_reason)}
@@ -92,6 +98,18 @@ class _Held:
     header: RtpHeader
     frame: bytes
     arrival: float
+
+
+@dataclass(slots=True)
+class _Retry:
+    held: _Held
+    user_id: int
+    epoch: int | None  # our session's epoch when the frame failed
+
+
+def _epoch(session: Any) -> int | None:
+    epoch = getattr(session, "epoch", None)  # davey.DaveSession.epoch (None before the group exists)
+    return epoch if isinstance(epoch, int) else None
 
 
 class ReceivePipeline:
@@ -109,6 +127,7 @@ class ReceivePipeline:
         self._ssrc_to_user: dict[int, int] = {}
         self._held: dict[int, deque[_Held]] = {}
         self._consecutive: dict[tuple[str, int | None], int] = {}
+        self._retry: deque[_Retry] = deque(maxlen=RETRY_PACKETS)
         self._lock = threading.Lock()
         self.stats = PipelineStats()
 
@@ -185,13 +204,42 @@ class ReceivePipeline:
 
     def _open(self, header: RtpHeader, frame: bytes, user_id: int, arrival: float) -> list[Event]:
         session, version = self._session_source()
+        events = self._retry_after_epoch_change(session, version, arrival)
         try:
             opus = e2ee.open_frame(user_id, frame, session, version)
-        except e2ee.DaveError as exc:
-            return self._fail("dave", exc.reason, header.ssrc, user_id)
+        except DaveError as exc:
+            if exc.reason in RETRY_REASONS and session is not None:
+                self._retry.append(_Retry(_Held(header, frame, arrival), user_id, _epoch(session)))
+            return events + self._fail("dave", exc.reason, header.ssrc, user_id)
         self._consecutive.pop(("dave", user_id), None)
         self.stats.accepted += 1
-        return [VoicePacket(user_id, header.ssrc, header.sequence, header.timestamp, opus, arrival)]
+        events.append(VoicePacket(user_id, header.ssrc, header.sequence, header.timestamp, opus, arrival))
+        return events
+
+    def _retry_after_epoch_change(self, session: Any, version: int, now: float) -> list[Event]:
+        """Frames a sender keyed for an epoch we had not reached: open them once our epoch moved on
+        (the sender processed the commit before we did). Safe: a failed attempt does not consume the
+        nonce. Kept RETRY_SECONDS at most, so the jitter buffer can still place them."""
+        if not self._retry or session is None:
+            return []
+        epoch, waiting = _epoch(session), deque[_Retry](maxlen=RETRY_PACKETS)
+        events: list[Event] = []
+        for item in self._retry:
+            if now - item.held.arrival > RETRY_SECONDS:
+                continue
+            if item.epoch == epoch:
+                waiting.append(item)
+                continue
+            try:
+                opus = e2ee.open_frame(item.user_id, item.held.frame, session, version)
+            except DaveError:
+                continue
+            self.stats.accepted += 1
+            self.stats.dave_recovered += 1
+            h = item.held.header
+            events.append(VoicePacket(item.user_id, h.ssrc, h.sequence, h.timestamp, opus, item.held.arrival))
+        self._retry = waiting
+        return events
 
     # ---- unmapped SSRCs ----------------------------------------------------------------------------
     def _hold(self, header: RtpHeader, frame: bytes, now: float) -> list[Event]:

@@ -6,8 +6,9 @@
       -> event loop: `frames()` (UserFrame) and `events()` (speaking, decryption failures, members)
 
 `ListeningVoiceClient` is the `discord.VoiceClient` to pass to `channel.connect(cls=...)`: it sees every
-JSON voice-gateway message (ops 2, 4, 5, 11, 12, 13) and registers the UDP listener; every private
-discord.py access goes through bot.voice.adapter.
+JSON voice-gateway message (parsed by bot.voice.gateway into events: ops 2, 4, 5, 9, 11, 12, 13),
+registers the UDP listener and sends the UDP keepalive; every private discord.py access goes through
+bot.voice.adapter, which also makes voice resumes fall back to a fresh connection when they stall.
 """
 
 from __future__ import annotations
@@ -19,19 +20,22 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import discord
 
 from bot.voice import adapter
+from bot.voice import gateway as voice_gateway
+from bot.voice.errors import VoiceError, VoiceGatewayError
 from bot.voice.jitter import JitterStats, SpeakingChanged, UserFrame, UserStream
 from bot.voice.receive import DecryptFailure, ReceivePipeline, SessionSource, SsrcMapped, VoicePacket
 
 log = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 5.0
+MAX_KEEPALIVE_SECONDS = 30.0  # NAT UDP mappings commonly expire after 30-120 s of silence
 POLL_SECONDS = 0.02
 DEFAULT_QUEUE_FRAMES = 1500  # 30 s of one speaker; beyond that the consumer is gone: drop oldest
 LOG_EVERY_SECONDS = 10.0
@@ -47,7 +51,7 @@ class MemberLeft:
     user_id: int
 
 
-ReceiverEvent = Union[SpeakingChanged, DecryptFailure, SsrcMapped, MemberJoined, MemberLeft]
+ReceiverEvent = SpeakingChanged | DecryptFailure | SsrcMapped | MemberJoined | MemberLeft
 
 
 class _RateLimitedLog:
@@ -99,6 +103,7 @@ class VoiceReceiver:
         self.dropped_frames = 0
         self.worker_errors = 0
         self.callback_errors = 0
+        self.gateway_errors = 0
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -126,31 +131,38 @@ class VoiceReceiver:
             self.callback_errors += 1
             self._log("datagram", logging.ERROR, "voice receive: unexpected error handling a datagram")
 
-    def on_gateway_message(self, message: dict[str, Any]) -> None:
+    def on_gateway_message(self, message: Mapping[str, Any]) -> None:
         """Event loop: JSON voice-gateway messages (after discord.py has handled them)."""
+        op = message.get("op")
+        if isinstance(op, int):
+            self.gateway_ops[op] += 1
         try:
-            self.gateway_ops[message.get("op")] += 1
-            self._gateway(message.get("op"), message.get("d") or {})
-        except Exception:
-            self._log("gateway", logging.ERROR, "voice receive: bad voice gateway message op=%s", message.get("op"))
+            event = voice_gateway.parse(message)
+        except VoiceGatewayError as exc:
+            self.gateway_errors += 1
+            self._log("gateway", logging.WARNING, "voice receive: %s", exc)
+            return
+        if event is not None:
+            self.on_gateway_event(event)
 
-    def _gateway(self, op: Any, data: dict[str, Any]) -> None:
+    def on_gateway_event(self, event: voice_gateway.GatewayEvent) -> None:
         now = time.monotonic()
-        if op == 2:  # READY: our own SSRC
-            self.pipeline.set_own_ssrc(int(data["ssrc"]))
-        elif op == 4:  # SESSION DESCRIPTION: the (new, after a reconnect) transport key
-            self.pipeline.set_transport(data["mode"], bytes(data["secret_key"]))
-        elif op in (5, 12):  # SPEAKING / VIDEO: who sends on which (audio) SSRC
-            ssrc = data.get("ssrc" if op == 5 else "audio_ssrc")
-            if ssrc and data.get("user_id") is not None:
-                self._enqueue_events(self.pipeline.map_ssrc(int(ssrc), int(data["user_id"]), now))
-        elif op == 11:
-            self._publish_event(MemberJoined(tuple(int(u) for u in data.get("user_ids", ()))))
-        elif op == 13 and data.get("user_id") is not None:
-            user_id = int(data["user_id"])
-            self.pipeline.forget_user(user_id)
-            self._inbox.put(("forget", user_id))
-            self._publish_event(MemberLeft(user_id))
+        if isinstance(event, voice_gateway.Ready):  # our own SSRC
+            self.pipeline.set_own_ssrc(event.ssrc)
+        elif isinstance(event, voice_gateway.SessionDescription):  # the (new) transport key
+            try:
+                self.pipeline.set_transport(event.mode, event.secret_key)
+            except VoiceError as exc:
+                self.gateway_errors += 1
+                self._log("transport", logging.ERROR, "voice receive: cannot use the session key: %s", exc)
+        elif isinstance(event, voice_gateway.SsrcAnnounced):
+            self._enqueue_events(self.pipeline.map_ssrc(event.ssrc, event.user_id, now))
+        elif isinstance(event, voice_gateway.ClientsConnected):
+            self._publish_event(MemberJoined(event.user_ids))
+        elif isinstance(event, voice_gateway.ClientDisconnected):
+            self.pipeline.forget_user(event.user_id)
+            self._inbox.put(("forget", event.user_id))
+            self._publish_event(MemberLeft(event.user_id))
 
     def _enqueue_events(self, events: Iterable[Any]) -> None:
         for event in events:
@@ -257,6 +269,7 @@ class VoiceReceiver:
             "dropped_frames": self.dropped_frames,
             "worker_errors": self.worker_errors,
             "callback_errors": self.callback_errors,
+            "gateway_errors": self.gateway_errors,
             "worker_alive": self.worker_alive,
             "sessions": self.gateway_ops[4],  # SESSION_DESCRIPTIONs: 1 + reconnects with a new session
             "resumes": self.gateway_ops[9],
@@ -267,20 +280,28 @@ class VoiceReceiver:
 class ListeningVoiceClient(adapter.AesGcmSendMixin, discord.VoiceClient):
     """A VoiceClient that also receives: `channel.connect(cls=ListeningVoiceClient)`, then
     `vc.receiver.frames()`. Never connect it self-deafened (a deafened bot is sent no audio).
-    Negotiates AES-256-GCM when the server offers it (Discord's preferred mode), else XChaCha20."""
+    Negotiates AES-256-GCM when the server offers it (Discord's preferred mode), else XChaCha20.
+
+    Class attributes a subclass may change (tests compress time this way): `keepalive_interval_s`
+    (None sends no keepalive) and `resume_grace_s` (see bot.voice.adapter)."""
+
+    keepalive_interval_s: float | None = KEEPALIVE_SECONDS
+    resume_grace_s: float = adapter.RESUME_GRACE_S
 
     def __init__(self, client: discord.Client, channel: discord.abc.Connectable) -> None:
+        super().__init__(client, channel)
         own_id = client.user.id if client.user else None
-        # Created before super().__init__, which calls create_connection_state().
         self.receiver = VoiceReceiver(client.loop, self._dave_state, own_user_id=own_id)
+        self.keepalives_sent = 0
         self._listening = False
         self._keepalive: asyncio.Task[None] | None = None
-        super().__init__(client, channel)
 
-    def create_connection_state(self):  # type: ignore[override]
-        return adapter.connection_state_with_hook(self, self._on_voice_ws_message)
+    def create_connection_state(self) -> adapter.ConnectionState:
+        # Called from VoiceClient.__init__; the hook looks the receiver up per message, so it does not
+        # matter that the receiver is created afterwards (no message arrives before connect()).
+        return adapter.connection_state_with_hook(self, self._on_voice_ws_message, resume_grace_s=self.resume_grace_s)
 
-    async def _on_voice_ws_message(self, _ws: Any, message: dict[str, Any]) -> None:
+    async def _on_voice_ws_message(self, _ws: object, message: dict[str, Any]) -> None:
         self.receiver.on_gateway_message(message)
 
     def _dave_state(self) -> tuple[Any, int]:
@@ -298,15 +319,23 @@ class ListeningVoiceClient(adapter.AesGcmSendMixin, discord.VoiceClient):
         self._listening = True
         self.receiver.start()
         adapter.add_socket_listener(self, self.receiver.on_datagram)
-        self._keepalive = self.loop.create_task(self._send_keepalives(), name="voice-udp-keepalive")
+        interval = self.keepalive_interval_s
+        if interval is not None:
+            if not 0 < interval <= MAX_KEEPALIVE_SECONDS:
+                raise ValueError(f"keepalive interval must be in (0, {MAX_KEEPALIVE_SECONDS}] s, got {interval}")
+            self._keepalive = self.loop.create_task(self._send_keepalives(interval), name="voice-udp-keepalive")
 
-    async def _send_keepalives(self) -> None:
-        """A listen-only client sends no RTP; a small datagram every few seconds keeps the NAT mapping."""
+    async def _send_keepalives(self, interval_s: float) -> None:
+        """A listen-only client sends no RTP, and NATs and Discord's SFU forget a UDP peer that sends
+        nothing (minutes); an 8-byte counter every few seconds keeps the mapping. Unlike receivers that
+        pass milliseconds to a seconds API, the interval is seconds and bounded here."""
         counter = 0
         while True:
-            await asyncio.sleep(KEEPALIVE_SECONDS)
+            await asyncio.sleep(interval_s)
             counter = (counter + 1) & 0xFFFFFFFF
-            if not adapter.send_datagram(self, struct.pack(">Q", counter)):
+            if adapter.send_datagram(self, struct.pack(">Q", counter)):
+                self.keepalives_sent += 1
+            else:
                 log.debug("voice keepalive not sent (not connected)")
 
     async def disconnect(self, *, force: bool = False) -> None:

@@ -153,3 +153,19 @@ def test_corrupted_packet_is_concealed_not_fatal(packets):
     got = frames(feed(stream, [vp(0, packets[0]), vp(1, b"\xff\xff\xff\xff"), vp(2, packets[2])]))
     assert [f.kind for f in got] == ["audio", "audio", "audio"]
     assert stream.stats.decode_errors == 1 and len(got[1].pcm) == 3840
+
+
+@pytest.mark.parametrize("jump", [-20_000, 30_000])
+def test_sequence_renumbered_after_a_reconnect_keeps_playing(packets, jump):
+    """After a voice reconnect the SFU numbers the sender's packets afresh (any offset); the sender's
+    RTP clock runs on. The stream must follow, not call every packet late (heard as silence)."""
+    stream = UserStream(USER)
+    out = []
+    for i in range(30):
+        out += stream.push(vp(i, packets[i]))
+    for i in range(30, 60):
+        out += stream.push(vp(i, packets[i], seq0=100 + jump))
+    out += stream.poll(60 * 0.02 + 1)
+    audio = [f.pcm for f in frames(out) if f.kind == "audio"]
+    assert audio == reference(packets)
+    assert stream.stats.resyncs == 1 and stream.stats.late == 0

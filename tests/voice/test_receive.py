@@ -137,3 +137,29 @@ def test_transport_only_call_passes_plain_opus(group):
     pipeline.map_ssrc(9, ALICE, 0)
     sender = Sender(ssrc=9, key=KEY)
     assert [p.opus for p in packets_of(pipeline.feed(sender.packet(b"\x78plain"), 0))] == [b"\x78plain"]
+
+
+def test_frames_keyed_for_an_epoch_we_have_not_reached_yet_are_opened_once_we_have():
+    """Carol joins; Alice processes the commit first and encrypts for the new epoch while our session
+    (a slower link) still has the old one. Those frames are kept briefly and opened after our commit,
+    not lost (a failed DAVE attempt does not consume the nonce)."""
+    from tests.fakes.discord.dave import OP_ANNOUNCE_COMMIT, OP_WELCOME, LocalDaveGroup
+
+    local = LocalDaveGroup()
+    for member in (BOT, ALICE):
+        local.join(member)
+    pipeline = ReceivePipeline(lambda: (local.sessions[BOT], 1), own_user_id=BOT, own_ssrc=1)
+    pipeline.set_transport(XCHACHA, KEY)
+    pipeline.map_ssrc(500, ALICE, 0.0)
+    alice = Sender(ssrc=500, key=KEY, session=local.sessions[ALICE])
+    sent = [os.urandom(60) for _ in range(3)]
+    local.hold(BOT, ops={OP_ANNOUNCE_COMMIT, OP_WELCOME})
+    local.join(3003)  # Carol: Alice moves to the new epoch, we do not yet
+    early = pipeline.feed(alice.packet(local.sessions[ALICE].encrypt_opus(sent[0])), 0.00)
+    assert packets_of(early) == [] and pipeline.stats.dave_failures == 1
+    local.release(BOT)
+    events = early
+    for index, opus in enumerate(sent[1:], start=1):
+        events += pipeline.feed(alice.packet(local.sessions[ALICE].encrypt_opus(opus)), index * 0.02)
+    assert [p.opus for p in packets_of(events)] == sent
+    assert pipeline.stats.dave_recovered == 1

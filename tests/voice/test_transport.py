@@ -59,3 +59,13 @@ def test_bad_configuration_is_explained():
     cipher = TransportCipher(XCHACHA, KEY)
     with pytest.raises(TransportCipherError, match="too short"):
         cipher.decrypt(parse_header(build_header(1, 1, 1)), build_header(1, 1, 1) + bytes(10))
+
+
+def test_voice_errors_share_one_root():
+    from bot.errors import BotError
+    from bot.voice.e2ee import DaveError
+    from bot.voice.errors import VoiceError, VoiceGatewayError
+    from bot.voice.rtp import RtpError
+
+    for error in (TransportCipherError, RtpError, DaveError, VoiceGatewayError):
+        assert issubclass(error, VoiceError) and issubclass(VoiceError, BotError)

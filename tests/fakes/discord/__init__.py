@@ -28,6 +28,15 @@ The world (`FakeDiscord(...)` keywords):
   sender's Nth RTP packet (receivers must cope with packets before the mapping).
 - `relay_extension=True`: like Discord's SFU, relayed packets that came without a header extension
   (discord.py sends none) get one (0x90, 0xBEDE, audio level); False relays them unchanged.
+- `realism=SEED` (default None = deterministic, in order): the adversarial mode of
+  `tests.fakes.discord.realism`, every choice from one seeded RNG (`fake.realism.log` lists them):
+  bots ready at different times (READY 0-0.3 s for the first bot, 0.8-3 s for the others, GUILD_CREATE
+  up to 0.5 s later), op 5 on time / only after the sender's Nth packet / never, either order of
+  VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE on a connected bot's repeated op 4, and one of five
+  answers to a voice resume. Tests take seeds from the `realism_seed` fixture (tests/conftest.py,
+  three seeds); `fake.realism.forced_server_update_first` pins the update order.
+- `udp_idle_timeout_s=T` (default None): like a NAT or Discord's SFU, a bot client whose address sent
+  no datagram for T seconds is relayed nothing until it sends again (`fake.voice.stats.expired`).
 
 Running discord.py (`tests.fakes.discord.clients`):
 - `fake.point_discord_py()` points discord.py (process-wide) at the fake through the product's
@@ -46,7 +55,8 @@ Running discord.py (`tests.fakes.discord.clients`):
 
 Voice (`fake.voice`, a `VoiceServer`):
 - `fake.voice.endpoint` ("127.0.0.1:<port>"), `.udp_port`, `.stats` (received, relayed, dropped,
-  ignored, discoveries), `.events` [(user id, op)] of every client message, `.rooms[channel_id]`
+  ignored, discoveries, keepalives = non-RTP datagrams from a known client, expired),
+  `.events` [(user id, op)] of every client message, `.resume_answers` [(user id, answer)], `.rooms[channel_id]`
   (`.sessions`, `.coordinator` = the channel's `DaveCoordinator`), `.session_of(user_id)`
   (`.ssrc`, `.secret_key`, `.mode`).
 - Modes offered: `["aead_aes256_gcm_rtpsize", "aead_xchacha20_poly1305_rtpsize"]` (discord.py picks
@@ -58,12 +68,17 @@ Voice (`fake.voice`, a `VoiceServer`):
 - `tests.fakes.discord.receive.RawSocketRecorder(vc)`: a reference receiver on discord.py's raw UDP
   hook (`vc._connection.add_socket_listener`) that decodes one sender's audio the documented way
   (transport, padding, DAVE with `vc._connection.dave_session`, Opus) — an oracle for receiver tests.
-- `await fake.close_voice(user_id, 4015)`: discord.py resumes (op 7 -> op 9; it then needs op 4 again
-  and starts a new DAVE session, whose leaf replaces the old one). `4006`: the session is invalidated;
-  discord.py leaves and reconnects with a new identify. NOTE (discord.py 2.7.1): on that path its
-  UDP reader thread may still sit in a 30 s `select()` on the closed socket (a race right after IP
-  discovery; always so while a socket listener is registered), so IP discovery can take up to 30 s;
-  give `connect(timeout=...)` > 30 s, or use the product adapter's socket that wakes it on close.
+- `await fake.close_voice(user_id, 4015, resume=None)`: discord.py resumes with op 7, answered as
+  `resume` says (`realism.RESUME_*`; default the realism's choice, else "full"): "full" = op 9, then
+  op 4 again (discord.py 2.7.1 needs it, then starts a new DAVE session whose leaf replaces the old
+  one); "resumed_only" = op 9 alone; "late" = both after 4 s; "silent" = nothing; "invalid" = close
+  4006. `4006`: the session is invalidated; discord.py leaves and reconnects with a new identify.
+  NOTE (discord.py 2.7.1): on that path its UDP reader thread may sit in a 30 s `select()` on the
+  closed socket's descriptor, by then reused; stock clients need `connect(timeout=...)` > 30 s; the
+  product adapter's socket wakes it on close and releases the descriptor late.
+- `await fake.change_voice_server(user_id) -> endpoint`: the bot's call moves to a new voice server
+  (another TLS port and UDP socket): VOICE_SERVER_UPDATE with the new endpoint while connected; the
+  old server refuses the session (identify there closes 4006).
 - `await fake.voice.downgrade(channel_id)`: op 21 (protocol 0) -> 23 -> 22; clients send plain Opus.
   `await fake.voice.upgrade(channel_id)`: op 24 (epoch 1); everyone re-initialises and a new group
   forms (27-30, 22/23). Simulated users follow both (`user.protocol_version`).

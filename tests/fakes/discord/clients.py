@@ -23,7 +23,8 @@ def client_kwargs() -> dict:
 async def wait_ready(client: discord.Client, task: asyncio.Task, timeout: float = 10.0) -> None:
     """Until `client` has READY and its guild (fails fast if `client.start()` died)."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while not (client.is_ready() and client.guilds):
+    # Ready, and every guild available (READY lists them unavailable; GUILD_CREATE may come later).
+    while not (client.is_ready() and client.guilds and all(not g.unavailable and g.channels for g in client.guilds)):
         if task.done():
             task.result()  # raises the client's error
             raise RuntimeError("discord.py client stopped before becoming ready")

@@ -429,6 +429,8 @@ class LocalDaveGroup:
         self.channel_id = channel_id
         self.coordinator = DaveCoordinator(channel_id)
         self._drivers: dict[int, DaveSessionDriver] = {}
+        self._held: dict[int, list[Outgoing]] = {}  # user -> messages not yet delivered (a slow link)
+        self._held_ops: dict[int, set[int] | None] = {}
 
     @property
     def sessions(self) -> dict[int, object]:
@@ -456,10 +458,25 @@ class LocalDaveGroup:
         del self._drivers[user_id]
         self._deliver(self.coordinator.leave(user_id))
 
+    def hold(self, user_id: int, ops: set[int] | None = None) -> None:
+        """Keep this member's messages (or those with one of `ops`) back, as a slow link would, until
+        `release(user_id)`."""
+        self._held.setdefault(user_id, [])
+        self._held_ops[user_id] = ops
+
+    def release(self, user_id: int) -> None:
+        self._held_ops.pop(user_id, None)
+        self._deliver(self._held.pop(user_id, []))
+
     def _deliver(self, pending: list[Outgoing]) -> None:
         queue = list(pending)
         while queue:
             message = queue.pop(0)
+            if message.user_id in self._held:
+                ops = self._held_ops.get(message.user_id)
+                if ops is None or message.op in ops:
+                    self._held[message.user_id].append(message)
+                    continue
             driver = self._drivers.get(message.user_id)
             if driver is not None:
                 queue.extend(driver.handle(message, self.coordinator))

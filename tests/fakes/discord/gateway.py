@@ -3,6 +3,7 @@ GUILD_CREATE, heartbeats, resume, voice state updates (op 4) and arbitrary dispa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets as random_secrets
@@ -78,6 +79,8 @@ class Gateway:
         if account is None:
             await ws.close(code=4004, message=b"Authentication failed")
             return None
+        ready_delay, guild_delay = self.fake.realism.ready_delays(self.fake.bots.index(account))
+        await asyncio.sleep(ready_delay)  # clients log in at different speeds
         session = GatewaySession(account)
         session.ws = ws
         self.sessions[account.id] = session
@@ -94,6 +97,7 @@ class Gateway:
                 "relationships": [],
             },
         )
+        await asyncio.sleep(guild_delay)  # guilds become available after READY
         for guild in self.fake.guilds_of(account):
             await session.dispatch("GUILD_CREATE", guild.payload())
         return session

@@ -29,6 +29,7 @@ from tests.fakes.discord.model import (
     new_token,
     snowflake,
 )
+from tests.fakes.discord.realism import Realism
 from tests.fakes.discord.records import InteractionRecord, StoredMessage
 from tests.fakes.discord.rest import Rest
 from tests.fakes.discord.users import FakeUser, ensure_opus
@@ -50,7 +51,10 @@ class FakeDiscord:
         text_channels: Iterable[str] = ("general",),
         late_speaking_packets: int = 0,
         relay_extension: bool = True,
+        realism: int | None = None,
+        udp_idle_timeout_s: float | None = None,
     ) -> None:
+        self.realism = Realism(realism)
         guild_id = snowflake()
         self.accounts: dict[int, Account] = {}
         self.bots: list[Account] = []
@@ -79,7 +83,11 @@ class FakeDiscord:
         self.rest = Rest(self)
         self.gateway = Gateway(self)
         self.voice = VoiceServer(
-            tls.server_context(), late_speaking_packets=late_speaking_packets, relay_extension=relay_extension
+            tls.server_context(),
+            late_speaking_packets=late_speaking_packets,
+            relay_extension=relay_extension,
+            realism=self.realism,
+            udp_idle_timeout_s=udp_idle_timeout_s,
         )
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -261,9 +269,14 @@ class FakeDiscord:
         if gateway_session is None:
             await self.gateway.broadcast("VOICE_STATE_UPDATE", state_update)
         elif same_channel:
-            # discord.py (connected, re-sending op 4 to resume) must see the server update first.
-            await gateway_session.dispatch("VOICE_SERVER_UPDATE", server_update)
-            await self.gateway.broadcast("VOICE_STATE_UPDATE", state_update)
+            # A connected bot re-sending op 4 (discord.py does so to resume): Discord gives no order;
+            # discord.py 2.7.1's resume completes only if the server update comes first.
+            if self.realism.server_update_first():
+                await gateway_session.dispatch("VOICE_SERVER_UPDATE", server_update)
+                await self.gateway.broadcast("VOICE_STATE_UPDATE", state_update)
+            else:
+                await self.gateway.broadcast("VOICE_STATE_UPDATE", state_update)
+                await gateway_session.dispatch("VOICE_SERVER_UPDATE", server_update)
         else:
             # A join or a move: the state update first, so discord.py knows the new channel.
             await self.gateway.broadcast("VOICE_STATE_UPDATE", state_update)
@@ -300,9 +313,28 @@ class FakeDiscord:
             raise KeyError(f"{bot.name} has no gateway connection")
         await session.ws.close(code=code)
 
-    async def close_voice(self, user_id: int, code: int) -> None:
-        """Close a bot's voice WebSocket with `code` (4015: it resumes; 4006: it reconnects)."""
-        await self.voice.close_socket(user_id, code)
+    async def close_voice(self, user_id: int, code: int, *, resume: str | None = None) -> None:
+        """Close a bot's voice WebSocket with `code` (4015: it resumes, answered as `resume` says, see
+        `realism.RESUME_*`; 4006: it reconnects)."""
+        await self.voice.close_socket(user_id, code, resume=resume)
+
+    async def change_voice_server(self, user_id: int) -> str:
+        """Move a connected bot's call to another voice server, as Discord does when it reallocates
+        one: VOICE_SERVER_UPDATE with a new endpoint and token while connected (discord.py closes its
+        voice websocket and identifies on the new endpoint; UDP goes to the new server's socket).
+        Returns the new endpoint."""
+        session = self.voice.session_of(user_id)
+        gateway_session = self.gateway.sessions.get(user_id)
+        if session is None or gateway_session is None:
+            raise KeyError(f"bot {user_id} is not in voice")
+        index = await self.voice.add_server()
+        token = new_token()
+        self.voice.move_to_server(session.guild_id, user_id, index, token)
+        endpoint = self.voice.endpoint_of(index)
+        await gateway_session.dispatch(
+            "VOICE_SERVER_UPDATE", {"token": token, "guild_id": str(session.guild_id), "endpoint": endpoint}
+        )
+        return endpoint
 
     # -- events and interactions ----------------------------------------------------------------------
 

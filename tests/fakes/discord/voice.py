@@ -14,12 +14,11 @@ import json
 import logging
 import os
 import struct
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from aiohttp import WSMsgType, web
 
 from tests.fakes.discord import rtp
+from tests.fakes.discord.calls import Room, VoiceSession
 from tests.fakes.discord.dave import (
     OP_ANNOUNCE_COMMIT,
     OP_EXTERNAL_SENDER,
@@ -28,6 +27,17 @@ from tests.fakes.discord.dave import (
     DaveCoordinator,
     Outgoing,
 )
+from tests.fakes.discord.realism import (
+    RESUME_FULL,
+    RESUME_INVALID,
+    RESUME_LATE,
+    RESUME_LATE_S,
+    RESUME_RESUMED_ONLY,
+    SPEAKING_LATE,
+    SPEAKING_NEVER,
+    Realism,
+)
+from tests.fakes.discord.sfu import Sfu, SfuProtocol, SfuStats
 
 log = logging.getLogger(__name__)
 
@@ -44,67 +54,27 @@ CLOSE_DISCONNECTED = 4014  # kicked / moved
 CLOSE_AUTH_FAILED = 4004
 
 
-class Participant(Protocol):
-    """What the voice server needs from anyone in a channel."""
-
-    user_id: int
-
-    async def send_json(self, op: int, data: object) -> None: ...
-
-    async def send_dave(self, op: int, payload: bytes) -> list[Outgoing]: ...
-
-
-@dataclass
-class VoiceSession:
-    """One user's voice connection in one guild (survives a resume; replaced on a new identify)."""
-
-    guild_id: int
-    user_id: int
-    session_id: str
-    channel_id: int
-    token: str
-    ssrc: int
-    secret_key: bytes = field(default_factory=lambda: os.urandom(32))
-    mode: str | None = None
-    address: tuple[str, int] | None = None
-    participant: Participant | None = None
-    tx_counter: int = 0  # nonce counter of the packets the SFU sends to this user
-    # This receiver's view of each sender's sequence numbers: sender SSRC -> offset added to them.
-    sequence_offsets: dict[int, int] = field(default_factory=dict)
-    speaking_sent: bool = False
-    packets_in: int = 0
-
-    @property
-    def ready_for_media(self) -> bool:
-        return self.mode is not None and self.address is not None
-
-
-@dataclass
-class Room:
-    """The participants of one voice channel and their DAVE group."""
-
-    channel_id: int
-    coordinator: DaveCoordinator
-    sessions: dict[int, VoiceSession] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-@dataclass
-class SfuStats:
-    received: int = 0
-    relayed: int = 0
-    dropped: int = 0  # undecryptable, unknown SSRC or sender not in a channel
-    ignored: int = 0  # not RTP: keepalives, RTCP, stray bytes
-    discoveries: int = 0
-
-
-class VoiceServer:
+class VoiceServer(Sfu):
     """Voice gateway + SFU on 127.0.0.1. Start with `await start()`, stop with `await stop()`."""
 
-    def __init__(self, ssl_context, *, late_speaking_packets: int = 0, relay_extension: bool = True) -> None:
+    def __init__(
+        self,
+        ssl_context,
+        *,
+        late_speaking_packets: int = 0,
+        relay_extension: bool = True,
+        realism: Realism | None = None,
+        udp_idle_timeout_s: float | None = None,
+    ) -> None:
         self._ssl = ssl_context
-        self.port = 0  # TCP (wss) port; the endpoint is "127.0.0.1:<port>"
-        self.udp_port = 0
+        self.realism = realism or Realism(None)
+        # Like a NAT or Discord's SFU: a receiver whose address sent nothing for this long is sent
+        # nothing more until it sends again (None: mappings never expire).
+        self.udp_idle_timeout_s = udp_idle_timeout_s
+        self.ports: list[int] = []  # TCP (wss) port per voice server; endpoint i is "127.0.0.1:<ports[i]>"
+        self.udp_ports: list[int] = []
+        self._runners: list[web.AppRunner] = []
+        self._transports: list[asyncio.DatagramTransport] = []
         self.sessions: dict[tuple[int, int], VoiceSession] = {}  # (guild, user) -> session
         self.rooms: dict[int, Room] = {}
         self.stats = SfuStats()
@@ -114,39 +84,63 @@ class VoiceServer:
         # the sender (e.g. discord.py) sent none; so does the fake unless this is False.
         self.relay_extension = relay_extension
         self._ssrcs = itertools.count(int.from_bytes(os.urandom(2), "big") + 1000)
-        self._runner: web.AppRunner | None = None
-        self._transport: asyncio.DatagramTransport | None = None
         self._ws: dict[int, web.WebSocketResponse] = {}  # user -> live voice websocket
         self._tasks: set[asyncio.Task] = set()
+        self._open_ws: set[web.WebSocketResponse] = set()
         self.events: list[tuple[int, int]] = []  # (user id, op) of every client message, for tests
+        self.resume_answers: list[tuple[int, str]] = []  # (user id, behaviour) per resume attempt
+
+    @property
+    def port(self) -> int:
+        return self.ports[0]
+
+    @property
+    def udp_port(self) -> int:
+        return self.udp_ports[0]
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        """The first voice server's endpoint (where every session starts)."""
+        return self.endpoint_of(0)
+
+    def endpoint_of(self, index: int) -> str:
+        return f"127.0.0.1:{self.ports[index]}"
 
     async def start(self) -> None:
+        await self.add_server()
+
+    async def add_server(self) -> int:
+        """Another voice server (TLS gateway + UDP socket) serving the same calls; returns its index."""
+        index = len(self.ports)
         app = web.Application()
-        app.router.add_get("/", self._handle_ws)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl)
+
+        async def handle(request: web.Request) -> web.WebSocketResponse:
+            return await self._handle_ws(request, index)
+
+        app.router.add_get("/", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self._ssl)
         await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runners.append(runner)
+        self.ports.append(runner.addresses[0][1])
         loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _SfuProtocol(self), local_addr=("127.0.0.1", 0)
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: SfuProtocol(self, index), local_addr=("127.0.0.1", 0)
         )
-        self.udp_port = self._transport.get_extra_info("sockname")[1]
+        self._transports.append(transport)
+        self.udp_ports.append(transport.get_extra_info("sockname")[1])
+        return index
 
     async def stop(self) -> None:
-        for ws in list(self._ws.values()):
+        for ws in list(self._open_ws):  # also sockets a client abandoned (replaced by a newer one)
             await ws.close()
         for task in list(self._tasks):
             task.cancel()
-        if self._transport:
-            self._transport.close()
-        if self._runner:
-            await self._runner.cleanup()
+        for transport in self._transports:
+            transport.close()
+        for runner in self._runners:
+            await runner.cleanup()
 
     # -- sessions (driven by the main gateway) -------------------------------------------------------
 
@@ -160,10 +154,17 @@ class VoiceServer:
             # Moved: leave the old channel now; the client reconnects with the new token.
             del self.sessions[(guild_id, user_id)]
             self._spawn(self._leave_room(current))
-        self.sessions[(guild_id, user_id)] = VoiceSession(
-            guild_id, user_id, session_id, channel_id, token, next(self._ssrcs)
-        )
+        session = VoiceSession(guild_id, user_id, session_id, channel_id, token, next(self._ssrcs))
+        session.speaking_policy = self.realism.speaking_policy(user_id)
+        self.sessions[(guild_id, user_id)] = session
         return False
+
+    def move_to_server(self, guild_id: int, user_id: int, index: int, token: str) -> VoiceSession:
+        """The call of this session moved to voice server `index` (a VOICE_SERVER_UPDATE with its
+        endpoint is on its way): the old server forgets the client, which must identify on the new one."""
+        session = self.sessions[(guild_id, user_id)]
+        session.endpoint, session.token, session.mode, session.address = index, token, None, None
+        return session
 
     async def end_session(self, guild_id: int, user_id: int, *, close_code: int | None = CLOSE_DISCONNECTED) -> None:
         """The user left voice (or was kicked): leave the room; close its socket with `close_code`."""
@@ -175,12 +176,16 @@ class VoiceServer:
         if ws is not None and close_code is not None and not ws.closed:
             await ws.close(code=close_code)
 
-    async def close_socket(self, user_id: int, code: int) -> None:
-        """Close a client's voice WebSocket. 4015: the session stays and the client resumes;
+    async def close_socket(self, user_id: int, code: int, *, resume: str | None = None) -> None:
+        """Close a client's voice WebSocket. 4015: the session stays and the client resumes, answered
+        as `resume` says (a `realism.RESUME_*`; default: the realism's choice, or "full");
         4006: the session is invalidated (the client leaves the channel and connects afresh)."""
         ws = self._ws.get(user_id)
         if ws is None:
             raise KeyError(f"user {user_id} has no voice websocket")
+        session = self.session_of(user_id)
+        if session is not None:
+            session.resume_behaviour = resume
         if code == CLOSE_SESSION_INVALID:
             for (guild_id, uid), _session in list(self.sessions.items()):
                 if uid == user_id:
@@ -259,9 +264,17 @@ class VoiceServer:
         room = self.room(channel_id)
         await self.deliver(room, room.coordinator.prepare_epoch(1, list(room.sessions)))
 
+    def _late_after(self, session: VoiceSession) -> int:
+        """Relayed packets before the sender's SSRC mapping may be announced (0: at once)."""
+        policy = session.speaking_policy
+        return max(self.late_speaking_packets, policy.after_packets if policy.when == SPEAKING_LATE else 0)
+
     async def speaking(self, session: VoiceSession, flags: int) -> None:
-        """op 5 from a participant: tell the others which SSRC is whose (unless held back)."""
-        if flags and self.late_speaking_packets and session.packets_in < self.late_speaking_packets:
+        """op 5 from a participant: tell the others which SSRC is whose (unless held back or withheld)."""
+        if session.speaking_policy.when == SPEAKING_NEVER:
+            return
+        late_after = self._late_after(session)
+        if flags and late_after and session.packets_in < late_after:
             return
         await self._announce_speaking(session, flags)
 
@@ -302,10 +315,11 @@ class VoiceServer:
 
     # -- the voice gateway ----------------------------------------------------------------------------
 
-    async def _handle_ws(self, request: web.Request) -> web.WebSocketResponse:
+    async def _handle_ws(self, request: web.Request, server: int) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=None, compress=True)
         await ws.prepare(request)
-        participant = WsParticipant(ws)
+        participant = WsParticipant(ws, server)
+        self._open_ws.add(ws)
         session: VoiceSession | None = None
         try:
             async for message in ws:
@@ -319,6 +333,7 @@ class VoiceServer:
                         self.events.append((session.user_id, message.data[0]))
                     await self._on_binary(session, message.data)
         finally:
+            self._open_ws.discard(ws)
             if session is not None and self._ws.get(session.user_id) is ws:
                 del self._ws[session.user_id]
         return ws
@@ -362,6 +377,9 @@ class VoiceServer:
         if session is None or session.token != data.get("token") or session.session_id != data.get("session_id"):
             await participant.ws.close(code=CLOSE_AUTH_FAILED)
             return None
+        if session.endpoint != participant.server:  # the call lives on another voice server now
+            await participant.ws.close(code=CLOSE_SESSION_INVALID)
+            return None
         if int(data.get("max_dave_protocol_version", 0)) < 1:
             await participant.ws.close(code=4017)  # E2EE/DAVE protocol required
             return None
@@ -374,7 +392,7 @@ class VoiceServer:
             {
                 "ssrc": session.ssrc,
                 "ip": "127.0.0.1",
-                "port": self.udp_port,
+                "port": self.udp_ports[session.endpoint],
                 "modes": list(rtp.MODES),
                 "heartbeat_interval": 1,
             },
@@ -384,19 +402,42 @@ class VoiceServer:
     async def _resume(self, participant: WsParticipant, data: dict) -> VoiceSession | None:
         key = (int(data.get("server_id", 0)), int(self._user_of_session(data.get("session_id"))))
         session = self.sessions.get(key)
-        if session is None or session.token != data.get("token") or session.mode is None:
+        invalid = session is None or session.token != data.get("token") or session.mode is None
+        if invalid or session.endpoint != participant.server:
+            await participant.ws.close(code=CLOSE_SESSION_INVALID)
+            return None
+        behaviour = session.resume_behaviour or self.realism.resume_behaviour()
+        session.resume_behaviour = None
+        self.resume_answers.append((session.user_id, behaviour))
+        if behaviour == RESUME_INVALID:
+            await self.end_session(session.guild_id, session.user_id, close_code=None)
             await participant.ws.close(code=CLOSE_SESSION_INVALID)
             return None
         self._attach(session, participant)
         await participant.send_json(HELLO, {"heartbeat_interval": 41250, "v": 8})
-        await participant.send_json(RESUMED, None)
-        # discord.py waits for a secret key on every new socket; it then starts a new DAVE session
-        # (op 26), which replaces its leaf in the group.
+        if behaviour == RESUME_LATE:
+            self._spawn(self._answer_resume_late(session, participant))
+        elif behaviour in (RESUME_FULL, RESUME_RESUMED_ONLY):
+            await participant.send_json(RESUMED, None)
+            if behaviour == RESUME_FULL:
+                await self._describe_again(session, participant)
+        return session  # RESUME_SILENT: heartbeats are answered, nothing else
+
+    async def _describe_again(self, session: VoiceSession, participant: WsParticipant) -> None:
+        # discord.py 2.7.1 waits for a secret key on every new socket; it then starts a new DAVE
+        # session (op 26), which replaces its leaf in the group.
         await participant.send_json(SESSION_DESCRIPTION, self.session_description(session))
         await participant.send_dave(
             OP_EXTERNAL_SENDER, self.room(session.channel_id).coordinator.external_sender_package()
         )
-        return session
+
+    async def _answer_resume_late(self, session: VoiceSession, participant: WsParticipant) -> None:
+        await asyncio.sleep(RESUME_LATE_S)
+        try:
+            await participant.send_json(RESUMED, None)
+            await self._describe_again(session, participant)
+        except ConnectionError:
+            pass  # the client gave up first
 
     def _user_of_session(self, session_id) -> int:
         for (_, user_id), session in self.sessions.items():
@@ -421,72 +462,14 @@ class VoiceServer:
         else:
             log.debug("binary voice op %s from user %s ignored", op, session.user_id)
 
-    # -- the SFU ----------------------------------------------------------------------------------------
-
-    def session_by_ssrc(self, ssrc: int) -> VoiceSession | None:
-        for session in self.sessions.values():
-            if session.ssrc == ssrc:
-                return session
-        return None
-
-    def datagram(self, data: bytes, address: tuple[str, int]) -> None:
-        self.stats.received += 1
-        ssrc = rtp.parse_discovery_request(data)
-        if ssrc is not None:
-            session = self.session_by_ssrc(ssrc)
-            if session is None:
-                self.stats.dropped += 1
-                return
-            session.address = address
-            self.stats.discoveries += 1
-            self._transport.sendto(rtp.discovery_response(ssrc, address[0], address[1]), address)
-            return
-        if not rtp.is_rtp(data):
-            self.stats.ignored += 1
-            return
-        sender = self.session_by_ssrc(rtp.ssrc_of(data))
-        room = self.rooms.get(sender.channel_id) if sender else None
-        if sender is None or sender.mode is None or room is None or room.sessions.get(sender.user_id) is not sender:
-            self.stats.dropped += 1
-            return
-        try:
-            aad, plaintext = rtp.open_packet(data, sender.mode, sender.secret_key)
-        except rtp.PacketError:
-            self.stats.dropped += 1
-            return
-        sender.address = sender.address or address
-        sender.packets_in += 1
-        if self.late_speaking_packets and sender.packets_in == self.late_speaking_packets and not sender.speaking_sent:
-            self._spawn(self._announce_speaking(sender, 1))
-        if self.relay_extension and not aad[0] & 0x10 and not aad[0] & 0x0F:
-            aad = bytes([aad[0] | 0x10]) + aad[1:] + struct.pack(">HH", rtp.EXTENSION_MAGIC, 1)
-            plaintext = rtp.audio_level_extension() + plaintext
-        sequence = struct.unpack_from(">H", aad, 2)[0]
-        for receiver in list(room.sessions.values()):
-            if receiver is sender or not receiver.ready_for_media:
-                continue
-            offset = receiver.sequence_offsets.setdefault(sender.ssrc, int.from_bytes(os.urandom(2), "big"))
-            header = bytearray(aad)
-            struct.pack_into(">H", header, 2, (sequence + offset) & 0xFFFF)
-            receiver.tx_counter += 1
-            packet = rtp.seal(bytes(header), plaintext, receiver.mode, receiver.secret_key, receiver.tx_counter)
-            self._transport.sendto(packet, receiver.address)
-            self.stats.relayed += 1
-
-
-class _SfuProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: VoiceServer) -> None:
-        self.server = server
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.server.datagram(data, addr)
-
 
 class WsParticipant:
     """A client on a voice WebSocket. Server messages carry a sequence number (binary: u16 prefix)."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, server: int = 0) -> None:
         self.ws = ws
+        self.server = server  # index of the voice server this socket reached
+        self.remote = True  # a client on a real socket (its UDP mapping can expire)
         self.user_id = 0
         self._seq = 0
 

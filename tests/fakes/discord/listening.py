@@ -1,0 +1,114 @@
+"""Helpers for tests of the product's receiver against the fake Discord: a listener connected with
+`ListeningVoiceClient` (or a subclass), a collector that timestamps what it hears, and the measure
+the fault table reports: how long the listener heard nothing of a continuous speaker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from bot.voice import adapter
+from bot.voice.jitter import UserFrame
+from bot.voice.receiver import ListeningVoiceClient, ReceiverEvent, VoiceReceiver
+from tests.fakes import secrets
+from tests.fakes.audio import mono, windowed_xcorr
+from tests.fakes.discord.clients import running_clients
+from tests.fakes.discord.server import FakeDiscord
+
+HEARD = ("audio", "fec")  # frames made from received packets (not concealment or filled silence)
+
+
+class Collector:
+    """Gathers a receiver's frames per user with the loop time each was delivered, and its events."""
+
+    def __init__(self, receiver: VoiceReceiver) -> None:
+        self.frames: dict[int, list[UserFrame]] = defaultdict(list)
+        self.arrivals: dict[int, list[float]] = defaultdict(list)
+        self.events: list[ReceiverEvent] = []
+        self._tasks = [asyncio.create_task(self._frames(receiver)), asyncio.create_task(self._events(receiver))]
+
+    async def _frames(self, receiver: VoiceReceiver) -> None:
+        loop = asyncio.get_running_loop()
+        async for frame in receiver.frames():
+            self.frames[frame.user_id].append(frame)
+            self.arrivals[frame.user_id].append(loop.time())
+
+    async def _events(self, receiver: VoiceReceiver) -> None:
+        async for event in receiver.events():
+            self.events.append(event)
+
+    def heard_times(self, user_id: int) -> list[tuple[float, UserFrame]]:
+        return [(t, f) for t, f in zip(self.arrivals[user_id], self.frames[user_id], strict=True) if f.kind in HEARD]
+
+    def heard_since(self, user_id: int, since: float) -> bytes:
+        return b"".join(f.pcm for t, f in self.heard_times(user_id) if t >= since)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def appears_in(sent_pcm: bytes, heard_pcm: bytes, seconds: float = 2.0) -> float:
+    """How well the first `seconds` of `heard_pcm` (48 kHz stereo) match some stretch of `sent_pcm`:
+    windowed normalised correlation, 1.0 = an exact (delayed) copy; 0.0 if less was heard."""
+    heard = mono(heard_pcm, 2)[: int(seconds * 48000)]
+    if len(heard) < int(seconds * 48000):
+        return 0.0
+    return windowed_xcorr(mono(sent_pcm, 2), heard)[0]
+
+
+@dataclass(frozen=True)
+class Outage:
+    """The longest stretch without a heard frame around a fault, and where hearing resumed."""
+
+    seconds: float
+    resumed_at: float | None  # loop time of the first heard frame after the gap (None: never again)
+
+
+def outage_after(collector: Collector, user_id: int, fault_at: float, until: float) -> Outage:
+    """Longest gap between heard frames of `user_id` that ends after `fault_at` (a speaker who talks
+    without pause is heard every 20 ms, so this is the time the fault took away)."""
+    times = [t for t, _ in collector.heard_times(user_id) if t >= fault_at - 1.0]
+    before = [t for t in times if t <= fault_at]
+    after = [t for t in times if t > fault_at]
+    if not after:
+        return Outage(until - fault_at, None)
+    previous = before[-1] if before else fault_at
+    longest, resumed = after[0] - previous, after[0]
+    for a, b in itertools.pairwise(after):
+        if b - a > longest:
+            longest, resumed = b - a, b
+    return Outage(longest, resumed)
+
+
+def dave_ready(vc: ListeningVoiceClient, members: int) -> bool:
+    session, version = adapter.dave_state(vc)
+    return version > 0 and session is not None and session.ready and len(session.get_user_ids()) == members
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def listener_in(
+    fake: FakeDiscord, channel_name: str, cls: type[ListeningVoiceClient] = ListeningVoiceClient
+) -> AsyncIterator[tuple[ListeningVoiceClient, Collector]]:
+    """The product's listener (first bot token) connected to `channel_name`, with a Collector."""
+    async with running_clients(fake, [secrets.DISCORD_TOKEN]) as [client]:
+        channel = client.get_channel(fake.channel(channel_name).id)
+        vc = await channel.connect(cls=cls, timeout=20, reconnect=True)
+        collector = Collector(vc.receiver)
+        try:
+            yield vc, collector
+        finally:
+            await collector.close()
