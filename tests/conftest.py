@@ -110,9 +110,3 @@ async def db(isolated_url):
         yield database
     finally:
         await database.close()
-
-
-@pytest.fixture(params=[1, 2, 3], ids=lambda seed: f"realism{seed}")
-def realism_seed(request) -> int:
-    """Seed of the emulator's and the fake Discord's realism mode (`realism=SEED`); three per test in CI."""
-    return request.param
