@@ -20,7 +20,9 @@ from enum import Enum
 from bot.interpretation.reports import Placement
 
 LOST_GRACE_S = 1.0  # kicked or moved: out of its channel for this long, it rejoins
-RECONNECT_GRACE_S = 6.0  # still in its channel but disconnected: discord.py's own resume/reconnect first
+# Still in its channel but disconnected: discord.py's own resume or reconnect goes first (a resume that
+# stalls becomes a fresh connection after 2 s, bot.voice.adapter); a rejoin is the backstop.
+RECONNECT_GRACE_S = 5.0
 MAX_REJOINS = 3  # within REJOIN_WINDOW_S; one more loss and the language falls back
 REJOIN_WINDOW_S = 60.0
 

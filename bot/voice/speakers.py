@@ -17,6 +17,7 @@ from typing import Any
 
 import discord
 
+from bot.voice import adapter
 from bot.voice.errors import VoiceError
 from bot.voice.playback import OPUS_SETTINGS, ensure_discord_opus
 
@@ -27,6 +28,21 @@ CONNECT_TIMEOUT = 30.0
 LEAVE_TIMEOUT = 2.0
 DEAD_LEAVE_TIMEOUT = 0.3
 SETTLE_TIMEOUT = 2.0  # a voice connection in the middle of a reconnect
+
+
+class SpeakerVoiceClient(discord.VoiceClient):
+    """A speaker's voice connection with the listener's connection repairs (bot.voice.adapter): a voice
+    resume that stalls becomes a fresh connection within `resume_grace_s`, instead of the speaker being
+    silent for discord.py's whole connect timeout; reconnects do not stall in IP discovery."""
+
+    resume_grace_s: float = adapter.RESUME_GRACE_S
+
+    def create_connection_state(self) -> adapter.ConnectionState:
+        return adapter.connection_state_with_hook(self, _ignore_voice_message, resume_grace_s=self.resume_grace_s)
+
+
+async def _ignore_voice_message(_ws: object, _message: dict[str, Any]) -> None:
+    """A speaker only sends: the voice-gateway messages it receives need nothing from us."""
 
 
 class SpeakerError(VoiceError):
@@ -78,8 +94,11 @@ class Lease:
     def healthy(self) -> bool:
         return self.channel_id is not None and self.where() == self.channel_id
 
-    async def play(self, channel_id: int, source: discord.AudioSource) -> discord.VoiceClient:
-        """Join `channel_id` (a voice channel of the leased guild) and play `source` there."""
+    async def play(
+        self, channel_id: int, source: discord.AudioSource, *, settle_s: float = SETTLE_TIMEOUT
+    ) -> discord.VoiceClient:
+        """Join `channel_id` (a voice channel of the leased guild) and play `source` there; a current
+        connection in the middle of a reconnect is given `settle_s` to finish it."""
         channel = self.speaker.get_channel(channel_id)
         guild = getattr(channel, "guild", None)
         if channel is None or guild is None or guild.id != self.guild_id:
@@ -90,32 +109,34 @@ class Lease:
         if not isinstance(channel, (discord.VoiceChannel, discord.StageChannel)):
             raise SpeakerError(f"channel {channel_id} is not a voice channel")
         ensure_discord_opus()
-        vc = await self._connection_in(channel)
+        vc = await self._connection_in(channel, settle_s)
         if vc.is_playing():
             vc.stop()
         vc.play(source, **OPUS_SETTINGS)
         self.voice_client, self.source, self.channel_id = vc, source, channel_id
         return vc
 
-    async def _connection_in(self, channel: discord.VoiceChannel | discord.StageChannel) -> discord.VoiceClient:
-        """A connected voice client in `channel`: the current one (moved back if elsewhere) or a new one.
-        A connection in the middle of a reconnect (a moderator's move is one) is given time to settle."""
+    async def _connection_in(
+        self, channel: discord.VoiceChannel | discord.StageChannel, settle_s: float
+    ) -> discord.VoiceClient:
+        """A connected voice client in `channel`: the current one if it is there, else a new one."""
         current = channel.guild.voice_client
         if isinstance(current, discord.VoiceClient):
-            await _until(current.is_connected, SETTLE_TIMEOUT)
+            await _until(current.is_connected, settle_s)
             if current.is_connected() and current.channel.id == channel.id:
                 return current
         if channel.guild.voice_client is not None:
             # Dead (kicked, dropped) or elsewhere (moved): leave and join afresh. discord.py's move_to
             # waits for a handshake it never drives when the move follows a moderator's move.
             await leave(channel.guild.voice_client)
-        return await channel.connect(timeout=CONNECT_TIMEOUT, reconnect=True, self_deaf=True)
+        return await channel.connect(cls=SpeakerVoiceClient, timeout=CONNECT_TIMEOUT, reconnect=True, self_deaf=True)
 
     async def rejoin(self) -> discord.VoiceClient:
-        """Back into its channel with the same source (after a kick, a dropped connection or a move)."""
+        """Back into its channel with the same source (after a kick, a dropped connection or a move), at
+        once: the caller has already given a reconnect its time."""
         if self.channel_id is None or self.source is None:
             raise SpeakerError(f"speaker {self.speaker_id} was never playing, so it cannot rejoin")
-        return await self.play(self.channel_id, self.source)
+        return await self.play(self.channel_id, self.source, settle_s=0.0)
 
     async def release(self) -> None:
         if self._pool is not None:

@@ -100,7 +100,7 @@ def test_a_lost_speaker_is_given_a_moment_then_rejoins_and_after_repeated_losses
 
 
 def test_a_speaker_still_in_its_channel_but_disconnected_is_left_to_discord_py_longer():
-    watch = SpeakerWatch(grace_s=1.0, reconnect_grace_s=6.0)
+    watch = SpeakerWatch(grace_s=1.0, reconnect_grace_s=6.0)  # (2 s by default)
     assert watch.observe("es", 10, None, now=0.0, reconnecting=True) is Verdict.WAIT  # a 4015 resume, say
     assert watch.observe("es", 10, None, now=5.0, reconnecting=True) is Verdict.WAIT
     assert watch.observe("es", 10, 10, now=5.5) is Verdict.OK  # it came back by itself

@@ -137,6 +137,32 @@ async def test_a_speaker_bot_kicked_or_moved_mid_session_rejoins_and_is_heard_ag
         await world.manager.stop(guild_id=world.fake.guild.id)
 
 
+@pytest.mark.parametrize("resume", ["full", "silent", "late"])
+async def test_a_speaker_bot_whose_voice_resume_stalls_is_heard_again_within_3_s(sqlite_db, resume):
+    """Voice close 4015: discord.py resumes; when the server never completes the resume (or late), the
+    speaker rejoins afresh instead of staying silent for discord.py's 30 s connect timeout."""
+    async with world_on(sqlite_db) as world:
+        eva = await world.fake.add_user("Eva")
+        await eva.join("Voice B")
+        alice, _report = await start_session(world, targets=("es",))
+        [lease] = world.pool.leases()
+        await alice.wait_dave_ready(members=2, timeout=20)
+        await eva.wait_dave_ready(members=2, timeout=20)
+        speaking = asyncio.create_task(alice.speak(speech(6.0) + bytes(int(1.5 * RATE) * 4)))
+        await wait_for(lambda: rms(eva.heard(lease.speaker_id)[-RATE * 4 // 5 :]) > 0.01, timeout=20, what="Spanish")
+        loop = asyncio.get_running_loop()
+        faulted_at = loop.time()
+        await world.fake.close_voice(lease.speaker_id, 4015, resume=resume)
+        before = len(eva.heard(lease.speaker_id))
+        await wait_for(lambda: rms(eva.heard(lease.speaker_id)[before:]) > 0.01, timeout=10, what="Spanish heard again")
+        heard_again = loop.time() - faulted_at
+        print(f"speaker bot voice 4015 (resume {resume}): speech heard again {heard_again:.2f} s after the close")
+        assert heard_again < 3.0
+        assert kinds(world) == {"es": "sibling"}
+        await speaking
+        await world.manager.stop(guild_id=world.fake.guild.id)
+
+
 async def test_a_speaker_bot_that_keeps_being_kicked_falls_back_with_a_message(sqlite_db):
     async with world_on(sqlite_db) as world:
         _alice, _report = await start_session(world, targets=("es",))
