@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from bot.http import HealthServer
     from bot.interpretation.manager import InterpretationManager
     from bot.metrics import Metrics
+    from bot.ownership import Ownership
     from bot.palabra.rest import PalabraRest
     from bot.settings import Settings
     from bot.voice.speakers import SpeakerPool
@@ -39,7 +40,10 @@ READY_TIMEOUT_S = 60.0
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--instance-id", default=None, help="this process's owner id in the database (default: host:pid)"
+        "--instance-id",
+        default=None,
+        help="this process's owner id in the database (default: host:pid:run-token); a restart under the same "
+        "id takes its previous run's shards over at once, so give one only where one process runs per id",
     )
 
 
@@ -63,6 +67,9 @@ def require_run_settings(settings: Settings) -> None:
         missing.append("PALABRA_CLIENT_ID + PALABRA_CLIENT_SECRET, or PALABRA_API_KEY (Palabra credentials)")
     if missing:
         raise ConfigurationError("cannot run the bot: set " + " and ".join(missing))
+    from bot.shards import check_run_shards
+
+    check_run_shards(settings)
 
 
 class App:
@@ -79,6 +86,7 @@ class App:
         self.manager: InterpretationManager | None = None
         self.http: HealthServer | None = None
         self.metrics: Metrics | None = None
+        self.ownership: Ownership | None = None
         self.started_at = time.monotonic()
         self.started = False  # start() completed
 
@@ -86,24 +94,35 @@ class App:
         """Build the whole graph (database, Palabra client, services, clients), then connect it."""
         from bot.broadcasts.service import BroadcastService
         from bot.client import InterpreterBot
-        from bot.db import Database, upgrade_to_head
+        from bot.db.engine import Database
+        from bot.db.migrate import upgrade_to_head
+        from bot.db.sessions import default_instance_id
         from bot.http import HealthServer
         from bot.interpretation.manager import InterpretationManager
         from bot.metrics import Metrics
         from bot.overlay.service import build_overlay
+        from bot.ownership import Ownership
         from bot.palabra.credentials import Credentials
         from bot.palabra.rest import PalabraRest
         from bot.services import Core, Options, Services
+        from bot.shards import check_run_shards
         from bot.voice import adapter
         from bot.voice.speakers import SpeakerPool
 
         settings = self.settings
+        plan = check_run_shards(settings)
+        self.instance_id = self.instance_id or default_instance_id()
         await upgrade_to_head(settings.database_url)
         self.database = await Database.connect(settings.database_url)
+        # Before the clients connect: no session of ours exists yet, and a live rival on our shards
+        # stops the start here.
+        self.ownership = Ownership(self.database, plan, self.instance_id, interval_s=settings.heartbeat_seconds)
+        taken = await self.ownership.claim()
+        self.ownership.start_heartbeat()  # from now on: logging in to Discord can take a while
         credentials = Credentials.from_settings(settings)
         self.rest = PalabraRest(credentials, settings.palabra_api_url)
         adapter.point_discord_py_at(settings.discord_api_base, settings.discord_gateway_url)
-        self.metrics = Metrics()
+        self.metrics = Metrics(instance_id=self.instance_id, shard_ids=plan.ids, shard_count=plan.count)
         core = Core(
             settings, self.database, credentials, self.rest, self.metrics, Options(instance_id=self.instance_id)
         )
@@ -130,7 +149,8 @@ class App:
                 overlay=overlay.service if overlay is not None else None,
             )
 
-        self.bot = InterpreterBot(services_for)
+        self.bot = InterpreterBot(services_for, shards=plan)
+        self.metrics.listener = self.bot
         if settings.http_port:
             extensions = [overlay.web] if overlay is not None else []
             self.http = HealthServer(
@@ -141,9 +161,14 @@ class App:
         await self._start_speakers(pool)  # all clients log in together; sessions follow their readiness
         await self._start_listener(self.bot, settings.discord_token.get_secret_value())
         assert self.manager is not None
-        await self.manager.recover()
+        await self.manager.recover(taken)
         self.started = True
-        log.info("the bot is running as %s with %d speaker bots", self.bot.user, len(pool.speakers))
+        log.info(
+            "the bot is running as %s with %d speaker bots, %s",
+            self.bot.user,
+            len(pool.speakers),
+            self.ownership.describe(),
+        )
 
     async def _start_listener(self, bot: InterpreterBot, token: str) -> None:
         self.bot_task = asyncio.create_task(bot.start(token), name="listener-bot")
@@ -170,7 +195,8 @@ class App:
         tokens = [t.get_secret_value() for t in self.settings.speaker_tokens]
         if not tokens:
             return
-        self.speaker_tasks = await start_speakers(tokens, pool)
+        plan = self.ownership.plan if self.ownership is not None else None
+        self.speaker_tasks = await start_speakers(tokens, pool, client_kwargs=plan.client_kwargs() if plan else None)
         metrics = self.metrics
         if metrics is not None:
             pool.on_available(lambda: metrics.speakers.set(len(pool.ready_speakers())))
@@ -178,9 +204,14 @@ class App:
     def health(self) -> dict[str, object]:
         ready = bool(self.bot is not None and self.bot.is_ready() and not self.bot.is_closed())
         speakers = self.pool.speakers if self.pool is not None else []
+        plan = self.ownership.plan if self.ownership is not None else None
         return {
             "ok": ready,
             "discord_ready": ready,
+            "instance_id": self.instance_id,
+            "shard_ids": list(plan.ids) if plan else [],
+            "shard_count": plan.count if plan else None,
+            "shards": _shard_health(self.bot, plan.ids) if plan and self.bot is not None else {},
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "sessions": len(self.manager.sessions) if self.manager else 0,
             "speakers_ready": sum(1 for s in speakers if s.is_ready()),
@@ -190,9 +221,12 @@ class App:
     async def wait(self, stop: asyncio.Event) -> None:
         """Until a stop signal, or the listener client ends by itself."""
         stopper = asyncio.create_task(stop.wait())
-        waiting = {stopper} | ({self.bot_task} if self.bot_task else set())
+        lost = asyncio.create_task(self.ownership.lost.wait()) if self.ownership is not None else None
+        waiting = {stopper} | ({lost} if lost else set()) | ({self.bot_task} if self.bot_task else set())
         done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
+        if lost is not None:
+            lost.cancel()
         if self.bot_task is not None and self.bot_task in done and not self.bot_task.cancelled():
             failure = self.bot_task.exception()
             if failure is not None:
@@ -217,9 +251,27 @@ class App:
             await self.http.stop()
         if self.rest is not None:
             await self.rest.aclose()
+        if self.ownership is not None:
+            await self.ownership.close()
         if self.database is not None:
             await self.database.close()
         log.info("the bot stopped cleanly" if self.started else "the bot stopped (it had not finished starting)")
+
+
+def _shard_health(bot: InterpreterBot, shard_ids: tuple[int, ...]) -> dict[str, object]:
+    """Per shard of the listener: connected, gateway latency, guilds (keys are shard ids as text)."""
+    from bot.metrics import shard_latency_s
+
+    report: dict[str, object] = {}
+    for shard_id in shard_ids:
+        shard = bot.get_shard(shard_id)
+        latency = shard_latency_s(shard)
+        report[str(shard_id)] = {
+            "ready": bool(shard is not None and not shard.is_closed()),
+            "latency_ms": round(latency * 1000, 1) if latency is not None else None,
+            "guilds": sum(1 for guild in bot.guilds if guild.shard_id == shard_id),
+        }
+    return report
 
 
 @contextlib.contextmanager
@@ -251,6 +303,8 @@ async def run(settings: Settings, instance_id: str | None = None) -> None:
         await app.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+    if app.ownership is not None and app.ownership.lost.is_set():
+        raise app.ownership.lost_error()
 
 
 async def _started_unless_stopped(app: App, stop: asyncio.Event) -> bool:

@@ -19,6 +19,7 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError
 from bot.messages import clip
+from bot.shards import ShardPlan
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -111,12 +112,29 @@ class InterpreterTree(app_commands.CommandTree):
         return None
 
 
-class InterpreterBot(commands.Bot):
-    """The listener bot account: slash commands and the cogs; `self.services` is shared with them."""
+class InterpreterBot(commands.AutoShardedBot):
+    """The listener bot account: slash commands and the cogs; `self.services` is shared with them.
 
-    def __init__(self, services: Services | Callable[[InterpreterBot], Services], **kwargs: Any) -> None:
+    It runs exactly this process's shards (SHARD_IDS of SHARD_COUNT), like every speaker client, so each
+    guild's listener and speakers are in the same process.
+    """
+
+    def __init__(
+        self,
+        services: Services | Callable[[InterpreterBot], Services],
+        *,
+        shards: ShardPlan | None = None,
+        **kwargs: Any,
+    ) -> None:
         """`services`, or the function that builds them around this client (the interpretation manager
-        needs the listener client it belongs to)."""
+        needs the listener client it belongs to); `shards` (default: from the services' settings) must
+        be given with a function, whose settings are not known yet."""
+        if shards is None:
+            if callable(services):
+                raise TypeError("InterpreterBot(services_for, ...) needs shards=ShardPlan.of(settings)")
+            shards = ShardPlan.of(services.settings)
+        for key, value in shards.client_kwargs().items():
+            kwargs.setdefault(key, value)
         kwargs.setdefault("command_prefix", commands.when_mentioned)
         kwargs.setdefault("intents", default_intents())
         kwargs.setdefault("tree_cls", InterpreterTree)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigurationError
@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     # All interfaces by default: health probes come from outside a container. Tests narrow it to loopback.
     http_host: str = "0.0.0.0"
     log_level: str = "INFO"
+    # Discord gateway sharding, the same for the main bot and every speaker bot (see docs/scaling.md).
+    shard_count: int = Field(default=1, ge=1)
+    shard_ids: Annotated[list[int] | None, NoDecode] = None  # None = every shard of shard_count
+    # How often this process proves it is alive in the database; another process takes over its
+    # shards' sessions once it has been silent for STALE_HEARTBEATS intervals.
+    heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     # Where people reach the HTTP server (caption overlay links); unset: http://127.0.0.1:<bound port>.
     public_url: str | None = None
     # Signs caption overlay links; unset: a random key generated once and kept in the database.
@@ -54,6 +60,33 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _split_shard_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            if not parts:
+                return None
+            if not all(part.isdigit() for part in parts):
+                raise ValueError(f"must be comma-separated shard numbers such as 0,1 (got {value.strip()!r})")
+            return [int(part) for part in parts]
+        return value
+
+    @model_validator(mode="after")
+    def _shards_in_range(self) -> Settings:
+        if self.shard_ids is None:
+            return self
+        outside = sorted({i for i in self.shard_ids if not 0 <= i < self.shard_count})
+        if outside:
+            raise ValueError(
+                f"SHARD_IDS {_listed(outside)} outside 0..{self.shard_count - 1}: with SHARD_COUNT={self.shard_count} "
+                f"the shard ids are 0 to {self.shard_count - 1}"
+            )
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError(f"SHARD_IDS lists a shard twice ({_listed(self.shard_ids)})")
+        self.shard_ids = sorted(self.shard_ids)
+        return self
 
     @field_validator("log_level")
     @classmethod
@@ -96,6 +129,11 @@ class Settings(BaseSettings):
         return value or None
 
     @property
+    def own_shard_ids(self) -> list[int]:
+        """The shards this process runs: SHARD_IDS, or all of them."""
+        return list(self.shard_ids) if self.shard_ids is not None else list(range(self.shard_count))
+
+    @property
     def has_palabra_credentials(self) -> bool:
         return self.palabra_api_key is not None or (
             self.palabra_client_id is not None and self.palabra_client_secret is not None
@@ -113,14 +151,23 @@ class Settings(BaseSettings):
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
 
+def _problem(location: tuple[int | str, ...], message: str) -> str:
+    """`NAME: what is wrong`; checks across several settings name them in their own message."""
+    message = message.removeprefix("Value error, ")
+    name = ".".join(str(part) for part in location).upper()
+    return f"{name}: {message}" if name else message
+
+
+def _listed(ids: list[int]) -> str:
+    return ",".join(str(i) for i in ids)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings, turning pydantic's report into one clear message without values."""
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         raise ConfigurationError(f"invalid settings: {problems}") from None
     for secret in settings.secrets():
         register_secret(secret)

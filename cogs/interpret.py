@@ -107,6 +107,11 @@ def _speakers(heard) -> str:
     return shown + (f" and {len(heard) - 10} more" if len(heard) > 10 else "")
 
 
+def _runner(status) -> str:
+    shard_id, count = status.shard
+    return f"Run by instance `{status.instance_id}` on shard {shard_id} of {count}"
+
+
 def status_text(sessions) -> str:
     if not sessions:
         return "No interpretation is running in this server. Start one with `/interpret start`."
@@ -122,6 +127,7 @@ def status_text(sessions) -> str:
                     f"Uptime: {duration(status.uptime_s)} · latency p50 {_seconds(status.latency_p50_s)}, "
                     f"p90 {_seconds(status.latency_p90_s)} · packets {status.packets}, "
                     f"decrypt failures {status.decrypt_failures}",
+                    _runner(status),
                 ]
             )
         )

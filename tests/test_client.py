@@ -149,7 +149,12 @@ async def test_commands_without_a_manager_say_interpretation_is_unavailable(tmp_
 
 
 def test_client_keeps_the_services_it_was_given():
-    services = object()
+    from types import SimpleNamespace
+
+    from bot.settings import load_settings
+
+    services = SimpleNamespace(settings=load_settings(_env_file=None, shard_count=4, shard_ids="1,3"))
     bot = InterpreterBot(services)  # type: ignore[arg-type]
     assert bot.services is services
     assert isinstance(bot.tree, client_module.InterpreterTree)
+    assert (bot.shard_ids, bot.shard_count) == ([1, 3], 4)  # exactly this process's shards

@@ -89,3 +89,35 @@ def test_stream_keys_inside_broadcast_outputs_are_redacted():
     cleaned = redact(text)
     assert secrets.STREAM_KEY not in cleaned
     assert "rtmp://ingest.example/app|***" in cleaned and "hls=original,es" in cleaned
+
+
+def test_shards_default_to_every_shard_of_one(monkeypatch):
+    for name in ("SHARD_COUNT", "SHARD_IDS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(_env_file=None)
+    assert (settings.shard_count, settings.shard_ids, settings.own_shard_ids) == (1, None, [0])
+
+
+def test_shard_ids_are_comma_separated_and_sorted(monkeypatch):
+    monkeypatch.setenv("SHARD_COUNT", "4")
+    monkeypatch.setenv("SHARD_IDS", " 3, 1 ")
+    assert load_settings(_env_file=None).own_shard_ids == [1, 3]
+    monkeypatch.setenv("SHARD_IDS", "")
+    assert load_settings(_env_file=None).own_shard_ids == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("count", "ids", "message"),
+    [
+        ("2", "0,2", "SHARD_IDS 2 outside 0..1"),
+        ("2", "1,1", "SHARD_IDS lists a shard twice"),
+        ("2", "one", "SHARD_IDS: must be comma-separated shard numbers"),
+        ("2", "-1", "SHARD_IDS: must be comma-separated shard numbers"),
+        ("0", "", "SHARD_COUNT"),
+    ],
+)
+def test_impossible_shards_are_refused_with_the_reason(monkeypatch, count, ids, message):
+    monkeypatch.setenv("SHARD_COUNT", count)
+    monkeypatch.setenv("SHARD_IDS", ids)
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(_env_file=None)

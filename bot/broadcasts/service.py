@@ -32,6 +32,7 @@ from bot.palabra.errors import (
     PalabraError,
     RateLimitedError,
 )
+from bot.shards import ShardPlan
 
 if TYPE_CHECKING:
     from bot.palabra.rest import PalabraRest
@@ -248,9 +249,13 @@ class BroadcastService:
 
     # -- polling
     async def poll_statuses(self) -> list[StatusChange]:
-        """One account-wide listing, compared with every guild's last known statuses; changes are saved."""
+        """One account-wide listing, compared with the last known statuses of this process's guilds (those
+        of its shards: another process announces the others' changes, once); changes are saved."""
+        shards = ShardPlan.of(self.core.settings)
         async with self.core.database.session() as s:
-            rows = list(await s.scalars(select(Broadcast).order_by(Broadcast.id)))
+            rows = [
+                row for row in await s.scalars(select(Broadcast).order_by(Broadcast.id)) if shards.serves(row.guild_id)
+            ]
         if not rows:
             return []
         async with _palabra("list broadcasts"):

@@ -19,26 +19,38 @@ to its working directory); `upgrade_to_head(url)` is async, idempotent and print
 "current -> head"); `python -m bot migrate` prints the progress. A new model change needs a new
 revision: `alembic revision --autogenerate -m "..."` from the project root.
 
-Start-up recipe for `run` (crash recovery)
-------------------------------------------
-    instance = sessions.default_instance_id()
-    async with db.session() as s:   # single-instance bot: anything live now was left by a dead process
-        for crashed in await sessions.mark_crashed_sessions(s, except_instance_id=instance):
-            ...delete crashed.palabra_session_ids at Palabra...
-    # then every ~30 s: sessions.heartbeat(s, instance); several instances sharing one database
-    # would instead use mark_crashed_sessions(s, heartbeat_before=now - 2 min).
-    # daily: transcripts.purge_expired_transcripts(s)
+Start-up recipe for `run` (several processes, one database; bot.ownership does this)
+-------------------------------------------------------------------------------------
+    claim = instances.ShardClaim(instance_id, shard_ids, shard_count)   # bot.shards: SHARD_IDS / SHARD_COUNT
+    async with db.session() as s:
+        await instances.register_instance(s, claim)
+        rivals = await instances.rival_instances(s, claim)   # others on our shards: alive, or dead?
+    ...wait until each rival's heartbeat is stale (dead: go on) or advances (alive: refuse to start)...
+    async with db.session() as s:   # before any session of ours runs
+        for crashed in await instances.take_over_sessions(s, claim, alive=[...]):
+            ...delete crashed.palabra_session_ids at Palabra, resume where people remain...
+    # then every HEARTBEAT_SECONDS: instances.heartbeat_instance(s, instance_id) (also the sessions)
+    # on a clean stop: instances.remove_instance(s, instance_id)
+    # hourly: transcripts.purge_expired_transcripts(s)
 
 Repository modules (every function takes the AsyncSession first)
 ----------------------------------------------------------------
 guilds:      get_guild_settings(s, guild_id) -> GuildSettings | None
              get_or_create_guild_settings(s, guild_id) -> GuildSettings
-             update_guild_setting(s, guild_id, name, value) -> GuildSettings   # names: EDITABLE_SETTINGS; InvalidSetting
+             update_guild_setting(s, guild_id, name, value) -> GuildSettings
+                 # names: EDITABLE_SETTINGS; InvalidSetting otherwise
              set_languages(s, guild_id, source, targets) -> GuildSettings
              set_language_channel(s, guild_id, language, channel_id | None) -> GuildSettings
              clear_language_channel(s, guild_id, language) -> GuildSettings
              set_language_voice(s, guild_id, language, voice_id | None) -> GuildSettings
              GuildSettings.sibling_channels -> {lang: channel_id}, .voices -> {lang: voice_id}
+instances:   register_instance(s, ShardClaim(instance_id, shard_ids, shard_count), now=None) -> Instance
+             heartbeat_instance(s, instance_id) -> bool   # False: the row is gone, register again
+             rival_instances(s, claim) -> list[Instance]   # others on our shards or another shard count
+             take_over_sessions(s, claim, *, alive=()) -> list[InterpretationSession]
+                 # live sessions of our shards' guilds not owned by `alive`: ended "crashed", leases freed
+             remove_instance(s, instance_id), get_instance(s, id), list_instances(s)
+             shard_expression(column, shard_count)   # (guild_id >> 22) % shard_count in SQL
 sessions:    start_session(s, *, guild_id, source_channel_id, source_language, target_languages,
                            instance_id, text_channel_id=None, started_by_user_id=None) -> InterpretationSession
                  # SessionAlreadyActive if the channel has a live session (use its own unit of work)
@@ -61,7 +73,8 @@ privacy:     opt_out(s, user_id, guild_id=None) / opt_in(...) -> bool   # guild_
              is_opted_out(s, user_id, guild_id) -> bool
              opted_out_user_ids(s, guild_id) -> set[int]   # the mixer's exclusion set
              opt_out_scopes(s, user_id) -> list[int | None]
-             delete_user_data(s, user_id, guild_id=None, *, keep_choices=False) -> DeletedUserData(transcript_lines, privacy_choices)
+             delete_user_data(s, user_id, guild_id=None, *, keep_choices=False)
+                 -> DeletedUserData(transcript_lines, privacy_choices)
 leases:      acquire_speaker(s, *, candidates, guild_id, channel_id, language, instance_id, session_id=None)
                  -> SpeakerLease | None   # atomic; acquire each language in its own unit of work
              release_speaker(s, speaker_user_id, guild_id), release_lease(s, lease_id) -> bool
@@ -94,15 +107,45 @@ _EXPORTS = {
     "Broadcast": "bot.db.models",
     "GuildLanguage": "bot.db.models",
     "GuildSettings": "bot.db.models",
+    "Instance": "bot.db.models",
     "InterpretationSession": "bot.db.models",
     "PrivacyOptOut": "bot.db.models",
     "SpeakerLease": "bot.db.models",
     "TranscriptLine": "bot.db.models",
     "redact_url": "bot.db.urls",
 }
-_MODULES = ("broadcasts", "guilds", "leases", "privacy", "sessions", "transcripts")
+_MODULES = ("broadcasts", "guilds", "instances", "leases", "privacy", "sessions", "transcripts")
 
-__all__ = sorted([*_EXPORTS, *_MODULES])
+# Spelled out for tools; tests/db/test_types.py checks it names exactly the two tables above.
+__all__ = [
+    "Broadcast",
+    "Database",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "GuildLanguage",
+    "GuildSettings",
+    "Instance",
+    "InterpretationSession",
+    "InvalidSetting",
+    "MigrationResult",
+    "NotFound",
+    "PrivacyOptOut",
+    "SessionAlreadyActive",
+    "SpeakerLease",
+    "TranscriptLine",
+    "broadcasts",
+    "check_connection",
+    "create_engine",
+    "guilds",
+    "instances",
+    "leases",
+    "privacy",
+    "redact_url",
+    "session_factory",
+    "sessions",
+    "transcripts",
+    "upgrade_to_head",
+]
 
 
 def __getattr__(name: str) -> object:

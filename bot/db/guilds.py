@@ -35,7 +35,7 @@ def _defaults_row(guild_id: int) -> dict[str, Any]:
     for column in GuildSettings.__table__.columns:
         if column.default is not None and column.name != "guild_id":
             default = column.default
-            row[column.name] = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
+            row[column.name] = default.arg(None) if default.is_callable else default.arg
     return row
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import SpeakerLease
-from bot.db.rows import insert_ignoring_conflicts
+from bot.db.rows import affected_rows, insert_ignoring_conflicts
 from bot.db.types import utcnow
 
 
@@ -77,12 +77,12 @@ async def release_speaker(session: AsyncSession, speaker_user_id: int, guild_id:
     result = await session.execute(
         delete(SpeakerLease).where(SpeakerLease.speaker_user_id == speaker_user_id, SpeakerLease.guild_id == guild_id)
     )
-    return result.rowcount > 0
+    return affected_rows(result) > 0
 
 
 async def release_lease(session: AsyncSession, lease_id: int) -> bool:
     result = await session.execute(delete(SpeakerLease).where(SpeakerLease.id == lease_id))
-    return result.rowcount > 0
+    return affected_rows(result) > 0
 
 
 async def release_session_leases(session: AsyncSession, session_id: int | Iterable[int]) -> int:
@@ -91,13 +91,13 @@ async def release_session_leases(session: AsyncSession, session_id: int | Iterab
     if not ids:
         return 0
     result = await session.execute(delete(SpeakerLease).where(SpeakerLease.session_id.in_(ids)))
-    return result.rowcount
+    return affected_rows(result)
 
 
 async def release_instance_leases(session: AsyncSession, instance_id: str) -> int:
     """End every lease held by a process (on shutdown, or for a process known to be dead)."""
     result = await session.execute(delete(SpeakerLease).where(SpeakerLease.instance_id == instance_id))
-    return result.rowcount
+    return affected_rows(result)
 
 
 async def leases_of_session(session: AsyncSession, session_id: int) -> list[SpeakerLease]:

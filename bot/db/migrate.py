@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from bot.db.errors import DatabaseError
 
 if TYPE_CHECKING:
+    from alembic.config import Config
     from sqlalchemy.engine import Connection
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def migrations_directory() -> Path:
     raise DatabaseError(f"the migration scripts were not found (looked in {tried})")
 
 
-def alembic_config():  # -> alembic.config.Config
+def alembic_config() -> Config:
     from alembic.config import Config
 
     config = Config()

@@ -8,7 +8,7 @@ the migrated schema and these models agree).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -59,7 +59,31 @@ GLOBAL_SCOPE = 0
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: UTCDateTime}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+        list[int]: JSON,
+        datetime: UTCDateTime,
+    }
+
+
+class Instance(Base):
+    """A running bot process and the gateway shards it serves, kept alive by its heartbeat.
+
+    Sessions and speaker leases name their instance (`instance_id`); when an instance falls silent,
+    the process that next starts on its shards takes those sessions over. A clean shutdown deletes
+    the row.
+    """
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    shard_ids: Mapped[list[int]] = mapped_column(default=list)
+    shard_count: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (CheckConstraint("shard_count >= 1", name="shard_count_positive"),)
 
 
 class GuildSettings(Base):

@@ -8,7 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import GLOBAL_SCOPE, InterpretationSession, PrivacyOptOut, TranscriptLine
-from bot.db.rows import insert_ignoring_conflicts
+from bot.db.rows import affected_rows, execute_counting, insert_ignoring_conflicts
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ async def opt_in(session: AsyncSession, user_id: int, guild_id: int | None = Non
     result = await session.execute(
         delete(PrivacyOptOut).where(PrivacyOptOut.user_id == user_id, PrivacyOptOut.guild_id == _scope(guild_id))
     )
-    return result.rowcount > 0
+    return affected_rows(result) > 0
 
 
 async def is_opted_out(session: AsyncSession, user_id: int, guild_id: int) -> bool:
@@ -87,6 +87,6 @@ async def delete_user_data(
         guild_sessions = select(InterpretationSession.id).where(InterpretationSession.guild_id == guild_id)
         lines = lines.where(TranscriptLine.session_id.in_(guild_sessions))
         choices = choices.where(PrivacyOptOut.guild_id == guild_id)
-    deleted_lines = (await session.execute(lines)).rowcount
-    deleted_choices = 0 if keep_choices else (await session.execute(choices)).rowcount
+    deleted_lines = await execute_counting(session, lines)
+    deleted_choices = 0 if keep_choices else await execute_counting(session, choices)
     return DeletedUserData(transcript_lines=deleted_lines, privacy_choices=deleted_choices)

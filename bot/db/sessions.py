@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from collections.abc import Iterable
 from datetime import datetime
@@ -20,6 +21,7 @@ from bot.db.models import (
     SESSION_STOPPING,
     InterpretationSession,
 )
+from bot.db.rows import affected_rows
 from bot.db.types import utcnow
 
 # end_reason values the bot writes; free text is accepted too.
@@ -28,8 +30,12 @@ END_CRASHED = "crashed"
 
 
 def default_instance_id() -> str:
-    """This process's owner id: host name and process id."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process's owner id: host name, process id and a per-run token.
+
+    The token keeps two runs apart even when host name and pid repeat (a container's pid is always 1):
+    a new run never mistakes a live predecessor, say a partitioned pod still running, for itself.
+    """
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 async def start_session(
@@ -114,7 +120,7 @@ async def stop_session(
     """End a session and release its speaker leases. Idempotent: ending an ended session changes nothing."""
     row = await _live(session, session_id)
     if row.status != SESSION_ENDED:
-        await _end(session, [row], reason, ended_at or utcnow())
+        await end_sessions(session, [row], reason, ended_at or utcnow())
     return row
 
 
@@ -126,12 +132,14 @@ async def add_palabra_session_id(session: AsyncSession, session_id: int, palabra
         await session.flush()
 
 
-async def palabra_session_ids_since(session: AsyncSession, since: datetime) -> set[str]:
-    """Every Palabra session id recorded by sessions started since `since`, whatever their status (what
-    this bot created recently; crash recovery deletes those no live session uses)."""
-    rows = await session.scalars(
-        select(InterpretationSession.palabra_session_ids).where(InterpretationSession.started_at >= since)
-    )
+async def palabra_session_ids_since(session: AsyncSession, since: datetime, *, ended_only: bool = False) -> set[str]:
+    """Every Palabra session id recorded by sessions started since `since` (what this bot created
+    recently), or only by those that have ended (`ended_only`: what nobody may still be using, even in
+    another process; crash recovery deletes those Palabra still lists)."""
+    query = select(InterpretationSession.palabra_session_ids).where(InterpretationSession.started_at >= since)
+    if ended_only:
+        query = query.where(InterpretationSession.status == SESSION_ENDED)
+    rows = await session.scalars(query)
     return {palabra_id for ids in rows for palabra_id in (ids or [])}
 
 
@@ -142,7 +150,7 @@ async def heartbeat(session: AsyncSession, instance_id: str, *, now: datetime | 
         .where(InterpretationSession.instance_id == instance_id, InterpretationSession.status.in_(LIVE_STATUSES))
         .values(heartbeat_at=now or utcnow())
     )
-    return result.rowcount
+    return affected_rows(result)
 
 
 async def mark_crashed_sessions(
@@ -168,11 +176,13 @@ async def mark_crashed_sessions(
     if heartbeat_before is not None:
         query = query.where(InterpretationSession.heartbeat_at < heartbeat_before)
     crashed = list(await session.scalars(query.with_for_update().order_by(InterpretationSession.id)))
-    await _end(session, crashed, END_CRASHED, now or utcnow())
+    await end_sessions(session, crashed, END_CRASHED, now or utcnow())
     return crashed
 
 
-async def _end(session: AsyncSession, rows: list[InterpretationSession], reason: str, ended_at: datetime) -> None:
+async def end_sessions(
+    session: AsyncSession, rows: list[InterpretationSession], reason: str, ended_at: datetime
+) -> None:
     """Mark the sessions ended and release their speaker leases."""
     for row in rows:
         row.status, row.ended_at, row.end_reason = SESSION_ENDED, ended_at, reason

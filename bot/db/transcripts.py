@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import DEFAULT_TRANSCRIPT_RETENTION_DAYS, GuildSettings, InterpretationSession, TranscriptLine
-from bot.db.rows import insert_ignoring_conflicts_statement
+from bot.db.rows import affected_rows, insert_ignoring_conflicts_statement
 from bot.db.types import utcnow
 
 
@@ -117,8 +117,8 @@ async def purge_expired_transcripts(session: AsyncSession, *, now: datetime | No
     return deleted
 
 
-async def _delete_lines_before(session: AsyncSession, cutoff: datetime, session_ids: object) -> int:
+async def _delete_lines_before(session: AsyncSession, cutoff: datetime, session_ids: Select[int]) -> int:
     result = await session.execute(
         delete(TranscriptLine).where(TranscriptLine.created_at <= cutoff, TranscriptLine.session_id.in_(session_ids))
     )
-    return result.rowcount
+    return affected_rows(result)

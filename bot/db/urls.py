@@ -75,3 +75,12 @@ def ensure_sqlite_directory(url: URL) -> None:
         raise DatabaseUnavailable(
             f"DATABASE_URL {redact_url(url)}: cannot create directory {path.parent}: {exc.strerror}"
         ) from None
+
+
+def is_sqlite_url(url: str | URL) -> bool:
+    """Whether DATABASE_URL names SQLite (a database one process uses alone); unparseable URLs are not."""
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url.strip())
+    except ArgumentError:
+        return False
+    return parsed.get_backend_name() == "sqlite"

@@ -38,9 +38,12 @@ from bot.interpretation.session import LiveSession, humans_in
 from bot.interpretation.starting import Requested, SessionStarter, end_row, start_failure
 from bot.interpretation.summary import post_summary
 from bot.metrics import Metrics
+from bot.shards import ShardPlan, shard_of
 from bot.voice.speakers import SpeakerPool, leave
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from bot.services import Core
 
 __all__ = [
@@ -76,6 +79,7 @@ class InterpretationManager:
             core.database,
             self.palabra,
             self.instance_id,
+            ShardPlan.of(core.settings),
             lists_sessions=core.palabra is not None and (credentials is None or credentials.kind != "api_key"),
         )
         self.sessions: dict[int, RunningSession] = {}  # source channel id -> running session
@@ -105,7 +109,12 @@ class InterpretationManager:
         return await self._stop(self._find(guild_id, channel_id), reason)
 
     def status(self, guild_id: int) -> list[SessionStatus]:
-        return [_status_of(running) for running in self.sessions.values() if running.guild.id == guild_id]
+        shard = (shard_of(guild_id, self.core.settings.shard_count), self.core.settings.shard_count)
+        return [
+            _status_of(running, self.instance_id, shard)
+            for running in self.sessions.values()
+            if running.guild.id == guild_id
+        ]
 
     async def set_user_opted_out(self, guild_id: int | None, user_id: int, opted_out: bool) -> None:
         """Apply a privacy choice to the live mixers at once (the database is the cog's business)."""
@@ -118,9 +127,12 @@ class InterpretationManager:
             elif not await self._still_opted_out(running.guild.id, user_id):
                 mixer.include(user_id)
 
-    async def recover(self) -> None:
-        """Close what a crashed process left behind, then resume where people are still listening."""
-        crashed = await self.recovery.close_crashed()
+    async def recover(self, taken: Sequence[CrashedSession] | None = None) -> None:
+        """Close what a crashed process left on our shards, then resume where people are still listening.
+
+        `taken`: the sessions bot.ownership took over at start-up; None takes them over here.
+        """
+        crashed = await self.recovery.close_crashed(taken)
         await self.recovery.delete_untracked(pid for r in self.sessions.values() for pid in r.rest.created)
         await self.purge_expired_transcripts()
         self.housekeeping.ensure_running()
@@ -298,7 +310,7 @@ class InterpretationManager:
         self.metrics.speakers.set(len(self.leases.speakers))
 
 
-def _status_of(running: RunningSession) -> SessionStatus:
+def _status_of(running: RunningSession, instance_id: str, shard: tuple[int, int]) -> SessionStatus:
     live = running.live
     stats = live.receiver_stats()
     p50, p90 = live.latency_percentiles()
@@ -315,6 +327,8 @@ def _status_of(running: RunningSession) -> SessionStatus:
         latency_p90_s=p90,
         packets=int(stats.get("packets", 0)),
         decrypt_failures=int(stats.get("transport_failures", 0)) + int(stats.get("dave_failures", 0)),
+        instance_id=instance_id,
+        shard=shard,
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from bot.db import sessions as db_sessions
-from bot.palabra.errors import AuthenticationError, InsufficientBalanceError, NotFoundError, PalabraError
+from bot.palabra.errors import NotFoundError, PalabraError
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
@@ -97,9 +97,6 @@ class PalabraSessions:
 
 
 def palabra_problem(exc: BaseException) -> str | None:
-    """What users may know about a failed Palabra start (never the details, which may name the account)."""
-    if isinstance(exc, InsufficientBalanceError):
-        return "The translation service account behind this bot is out of balance; ask the bot's operator."
-    if isinstance(exc, AuthenticationError):
-        return "The translation service refused the bot's credentials; ask the bot's operator."
-    return None
+    """What users may know about a failed Palabra start: each Palabra error's own `user_message` (credentials
+    refused, out of balance, parallel-session limit, outage, rejected language…), never the details."""
+    return exc.user_message if isinstance(exc, PalabraError) else None

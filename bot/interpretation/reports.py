@@ -48,3 +48,5 @@ class SessionStatus:
     latency_p90_s: float | None
     packets: int
     decrypt_failures: int
+    instance_id: str = ""  # the process running the session (bot.ownership)
+    shard: tuple[int, int] = (0, 1)  # (shard id, SHARD_COUNT) of the session's guild

@@ -2,8 +2,8 @@
 
 Responses come wrapped as `{"ok": true, "data": ...}` (unwrapped bodies are tolerated); errors as
 an RFC 9457-style envelope `{"ok": false, "errors": [{type, title, detail, instance, status,
-error_code}]}`, mapped onto `bot.palabra.errors`. Interpreting a response is pure (`parse_*`,
-`error_from_response`); `PalabraRest` only moves requests and applies the retry policy.
+error_code}]}`, mapped onto `bot.palabra.errors`. Interpreting a response is pure (responses.py:
+`parse_*`, `error_from_response`); `PalabraRest` only moves requests and applies the retry policy.
 
 Retry policy: 429, 5xx and connection failures are retried with jittered exponential backoff
 (Retry-After honoured up to `max_retry_after`). A POST that is not idempotent is retried only when
@@ -16,161 +16,30 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import httpx
 
 from bot.logs import redact, register_secret
+from bot.palabra.backoff import backoff_delays
 from bot.palabra.credentials import DEFAULT_API_URL, Credentials
-from bot.palabra.errors import (
-    AuthenticationError,
-    InsufficientBalanceError,
-    InvalidRequestError,
-    NotFoundError,
-    PalabraAPIError,
-    PalabraConnectionError,
-    RateLimitedError,
-    ServerError,
+from bot.palabra.errors import NotFoundError, PalabraAPIError, PalabraConnectionError
+from bot.palabra.responses import (
+    BROADCAST_PAGE_SIZE,
+    SESSION_PAGE_SIZE,
+    SessionSummary,
+    StreamingSessionInfo,
+    error_from_response,
+    next_page_token,
+    page_items,
+    parse_legacy_session,
+    parse_retry_after,
+    parse_session,
+    parse_session_summary,
+    unwrap,
 )
 
 log = logging.getLogger(__name__)
-
-INSUFFICIENT_BALANCE_CODE = 100050
-SESSION_PAGE_SIZE = 100
-BROADCAST_PAGE_SIZE = 100
-_LIMIT_HINTS = ("insufficient balance", "parallel session", "session limit", "too many sessions")
-
-
-# --- response models ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StreamingSessionInfo:
-    """A session-storage session: `publisher` is the JWT for `{ws_url}?token=...` (a secret)."""
-
-    id: str | None
-    publisher: str = field(repr=False)
-    ws_url: str
-    webrtc_url: str | None = None
-    webrtc_room_name: str | None = None
-    ws_tts_url: str | None = None
-    subscriber: list[str] = field(default_factory=list, repr=False)
-    intent: str | None = None
-    raw: dict = field(default_factory=dict, repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class SessionSummary:
-    id: str
-    created_at: datetime | None
-    updated_at: datetime | None
-    expires_at: datetime | None
-    raw: dict = field(default_factory=dict, repr=False, compare=False)
-
-
-def parse_session(data: dict) -> StreamingSessionInfo:
-    """The create response of `POST /session-storage/session` (current shape)."""
-    publisher = data.get("publisher")
-    if isinstance(publisher, list):  # legacy shape slipped through
-        return parse_legacy_session(data)
-    ws_url = data.get("ws_url")
-    if not isinstance(publisher, str) or not publisher or not isinstance(ws_url, str) or not ws_url:
-        raise PalabraAPIError("Palabra session response lacks publisher or ws_url")
-    register_secret(publisher)
-    return StreamingSessionInfo(
-        id=_str_or_none(data.get("id")),
-        publisher=publisher,
-        ws_url=ws_url,
-        webrtc_url=_str_or_none(data.get("webrtc_url")),
-        webrtc_room_name=_str_or_none(data.get("webrtc_room_name")),
-        ws_tts_url=_str_or_none(data.get("ws_tts_url")),
-        subscriber=_str_list(data.get("subscriber")),
-        intent=_str_or_none(data.get("intent")),
-        raw=data,
-    )
-
-
-def parse_legacy_session(data: dict) -> StreamingSessionInfo:
-    """The legacy `POST /session-storage/sessions` shape: publisher tokens as a list, control_url."""
-    publishers = _str_list(data.get("publisher"))
-    control_url = data.get("control_url") or data.get("ws_url")
-    if not publishers or not isinstance(control_url, str) or not control_url:
-        raise PalabraAPIError("Palabra legacy session response lacks publisher tokens or control_url")
-    for token in publishers:
-        register_secret(token)
-    return StreamingSessionInfo(
-        id=_str_or_none(data.get("id")),
-        publisher=publishers[0],
-        ws_url=control_url,
-        webrtc_url=_str_or_none(data.get("stream_url") or data.get("webrtc_url")),
-        webrtc_room_name=_str_or_none(data.get("room_name") or data.get("webrtc_room_name")),
-        ws_tts_url=_str_or_none(data.get("ws_tts_url")),
-        subscriber=_str_list(data.get("subscriber")),
-        intent=_str_or_none(data.get("intent")),
-        raw=data,
-    )
-
-
-def parse_session_summary(data: dict) -> SessionSummary:
-    if not isinstance(data.get("id"), str):
-        raise PalabraAPIError("Palabra session listing has an entry without an id")
-    return SessionSummary(
-        id=data["id"],
-        created_at=_parse_time(data.get("created_at")),
-        updated_at=_parse_time(data.get("updated_at")),
-        expires_at=_parse_time(data.get("expires_at")),
-        raw=data,
-    )
-
-
-def unwrap(body: Any) -> Any:
-    """`{"ok": true, "data": X}` -> X; anything else is returned as it is."""
-    if isinstance(body, dict) and "data" in body and body.get("ok", True) is not False:
-        return body["data"]
-    return body
-
-
-def error_from_response(
-    method: str, path: str, status: int, body: Any, retry_after: float | None = None, *, session_create: bool = False
-) -> PalabraAPIError:
-    """The exception for an error response; the message names the call, the status and Palabra's detail."""
-    errors = _error_entries(body)
-    first = errors[0] if errors else {}
-    error_code = _int_or_none(first.get("error_code"))
-    detail = str(first.get("detail") or first.get("title") or _plain_text(body) or "").strip()
-    message = redact(f"Palabra {method} {path} failed: HTTP {status}" + (f": {detail}" if detail else ""))
-    kwargs = {"status": status, "error_code": error_code, "errors": errors}
-    text = detail.lower()
-    if error_code == INSUFFICIENT_BALANCE_CODE or any(hint in text for hint in _LIMIT_HINTS):
-        return InsufficientBalanceError(message, **kwargs)
-    if status in (401, 403) or (status == 404 and session_create):
-        return AuthenticationError(message, **kwargs)
-    if status == 404:
-        return NotFoundError(message, **kwargs)
-    if status in (400, 409, 422):
-        return InvalidRequestError(message, **kwargs)
-    if status == 429:
-        return RateLimitedError(message, retry_after=retry_after, **kwargs)
-    if status >= 500:
-        return ServerError(message, **kwargs)
-    return PalabraAPIError(message, **kwargs)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds (delta-seconds form; an HTTP date is read too)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())
 
 
 # --- client -----------------------------------------------------------------------------------------
@@ -188,6 +57,7 @@ class PalabraRest:
         backoff_cap: float = 8.0,
         max_retry_after: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.credentials = credentials
         self.base_url = base_url.rstrip("/")
@@ -195,6 +65,7 @@ class PalabraRest:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.max_retry_after = max_retry_after
+        self._rng = rng or random.Random()
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             headers={**credentials.rest_headers(), "Accept": "application/json"},
@@ -225,8 +96,10 @@ class PalabraRest:
         return parse_legacy_session(_expect_dict(unwrap(body), "POST /session-storage/sessions"))
 
     async def list_sessions(self, page_size: int = SESSION_PAGE_SIZE) -> AsyncIterator[SessionSummary]:
-        """Every session of these credentials, page by page (`limit`/`offset`; a null list is empty)."""
-        async for item in self._paginate("/session-storage/sessions", page_size, ("sessions", "items")):
+        """Every session of these credentials, page by page as the session-management page documents:
+        `page_size` and `page_token` in, `data` and `next_page_token` out. The JS SDK's model of the
+        reply (`{"sessions": [...] | null}` inside `data`) is read too; a null list is empty."""
+        async for item in self._paginate_by_token("/session-storage/sessions", page_size, ("sessions", "items")):
             yield parse_session_summary(item)
 
     async def get_session(self, session_id: str) -> SessionSummary:
@@ -245,25 +118,25 @@ class PalabraRest:
         return parse_session_summary(body) if isinstance(body, dict) and "id" in body else None
 
     # --- broadcasts -------------------------------------------------------------------------------
-    async def create_broadcast(self, body: dict) -> dict:
+    async def create_broadcast(self, body: dict[str, Any]) -> dict[str, Any]:
         data = _expect_dict(unwrap(await self._request("POST", "/broadcasts", json=body)), "POST /broadcasts")
         _register_broadcast_secrets(data)
         return data
 
-    async def list_broadcasts(self, page_size: int = BROADCAST_PAGE_SIZE) -> list[dict]:
+    async def list_broadcasts(self, page_size: int = BROADCAST_PAGE_SIZE) -> list[dict[str, Any]]:
         items = [item async for item in self._paginate("/broadcasts", page_size, ("broadcasts", "items"))]
         for item in items:
             if isinstance(item, dict):
                 _register_broadcast_secrets(item)
         return items
 
-    async def get_broadcast(self, broadcast_id: str) -> dict:
+    async def get_broadcast(self, broadcast_id: str) -> dict[str, Any]:
         path = f"/broadcasts/{_segment(broadcast_id)}"
         data = _expect_dict(unwrap(await self._request("GET", path)), f"GET {path}")
         _register_broadcast_secrets(data)
         return data
 
-    async def update_broadcast(self, broadcast_id: str, patch: dict) -> dict:
+    async def update_broadcast(self, broadcast_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         path = f"/broadcasts/{_segment(broadcast_id)}"
         # A PATCH sets fields to given values, so repeating it converges on the same state.
         data = _expect_dict(unwrap(await self._request("PATCH", path, json=patch)), f"PATCH {path}")
@@ -273,7 +146,7 @@ class PalabraRest:
     async def delete_broadcast(self, broadcast_id: str) -> None:
         await self._delete(f"/broadcasts/{_segment(broadcast_id)}")
 
-    async def broadcast_webrtc_token(self, broadcast_id: str) -> dict:
+    async def broadcast_webrtc_token(self, broadcast_id: str) -> dict[str, Any]:
         path = f"/broadcasts/{_segment(broadcast_id)}/webrtc-token"
         data = _expect_dict(unwrap(await self._request("GET", path)), f"GET {path}")
         if isinstance(data.get("token"), str):
@@ -291,15 +164,36 @@ class PalabraRest:
                 raise
             log.info("Palabra DELETE %s: already gone after a retried attempt", path)
 
-    async def _paginate(self, path: str, page_size: int, list_keys: tuple[str, ...]) -> AsyncIterator[dict]:
+    async def _paginate_by_token(
+        self, path: str, page_size: int, list_keys: tuple[str, ...]
+    ) -> AsyncIterator[dict[str, Any]]:
+        seen: set[str] = set()
+        tokens: set[str] = set()
+        params: dict[str, Any] = {"page_size": page_size}
+        while True:
+            body = await self._request("GET", path, params=params)
+            items, _has_more = page_items(body, list_keys)
+            fresh = [item for item in items if isinstance(item, dict) and str(item.get("id")) not in seen]
+            for item in fresh:
+                seen.add(str(item.get("id")))
+                yield item
+            token = next_page_token(body)
+            # Stop at the last page, and on a server that repeats a token or a page (it ignores paging).
+            if not token or token in tokens or not fresh:
+                return
+            tokens.add(token)
+            params = {"page_size": page_size, "page_token": token}
+
+    async def _paginate(self, path: str, page_size: int, list_keys: tuple[str, ...]) -> AsyncIterator[dict[str, Any]]:
+        """`limit`/`offset` paging, for the broadcast listing (whose docs page shows no paging at all)."""
         seen: set[str] = set()
         offset = 0
         while True:
             body = await self._request("GET", path, params={"limit": page_size, "offset": offset})
-            items, has_more = _page_items(body, list_keys)
-            fresh = [item for item in items if isinstance(item, dict) and item.get("id") not in seen]
+            items, has_more = page_items(body, list_keys)
+            fresh = [item for item in items if isinstance(item, dict) and str(item.get("id")) not in seen]
             for item in fresh:
-                seen.add(item.get("id"))
+                seen.add(str(item.get("id")))
                 yield item
             # Stop on an explicit end, a short page, or a server that ignores paging (nothing new).
             if has_more is False or not fresh or (has_more is None and len(items) < page_size):
@@ -312,13 +206,14 @@ class PalabraRest:
         path: str,
         *,
         json: Any = None,
-        params: dict | None = None,
+        params: dict[str, Any] | None = None,
         session_create: bool = False,
         idempotent: bool | None = None,
         attempts: list[int] | None = None,
     ) -> Any:
         idempotent = method in ("GET", "DELETE", "PATCH", "PUT") if idempotent is None else idempotent
         attempts = attempts if attempts is not None else []
+        delays = backoff_delays(self._rng, base=self.backoff_base, cap=self.backoff_cap)
         attempt = 0
         while True:
             attempt += 1
@@ -326,10 +221,10 @@ class PalabraRest:
             try:
                 response = await self._client.request(method, path, json=json, params=params)
             except httpx.HTTPError as exc:
-                error = _transport_error(method, path, exc)
+                failure = _transport_error(method, path, exc)
                 if attempt > self.max_retries or not _retryable_transport(exc, idempotent):
-                    raise error from None
-                await self._backoff(method, path, attempt, str(error), None)
+                    raise failure from None
+                await self._backoff(next(delays), attempt, str(failure), None)
                 continue
             if response.is_success:
                 return _json_body(response, method, path)
@@ -342,11 +237,9 @@ class PalabraRest:
                 raise error
             if retry_after is not None and retry_after > self.max_retry_after:
                 raise error  # the caller decides whether to wait that long
-            await self._backoff(method, path, attempt, str(error), retry_after)
+            await self._backoff(next(delays), attempt, str(error), retry_after)
 
-    async def _backoff(self, method: str, path: str, attempt: int, reason: str, retry_after: float | None) -> None:
-        delay = self.backoff_base * 2 ** (attempt - 1)
-        delay = min(self.backoff_cap, delay) * random.uniform(0.5, 1.0)
+    async def _backoff(self, delay: float, attempt: int, reason: str, retry_after: float | None) -> None:
         if retry_after is not None:
             delay = max(delay, retry_after)
         log.warning("%s; retry %d/%d in %.2fs", reason, attempt, self.max_retries, delay)
@@ -396,44 +289,7 @@ def _json_or_text(response: httpx.Response) -> Any:
         return response.text[:500]
 
 
-def _error_entries(body: Any) -> list[dict]:
-    if isinstance(body, dict):
-        errors = body.get("errors")
-        if isinstance(errors, list):
-            return [_redacted(e) for e in errors if isinstance(e, dict)]
-        if isinstance(body.get("detail"), str) or isinstance(body.get("title"), str):
-            return [_redacted(body)]  # a bare problem document
-        if isinstance(body.get("error"), str):
-            return [{"detail": redact(body["error"])}]
-    return []
-
-
-def _redacted(entry: dict) -> dict:
-    """An error entry is kept on the exception; a server echoing a credential must not leak it."""
-    return {key: redact(value) if isinstance(value, str) else value for key, value in entry.items()}
-
-
-def _plain_text(body: Any) -> str:
-    return body.strip()[:200] if isinstance(body, str) else ""
-
-
-def _page_items(body: Any, list_keys: tuple[str, ...]) -> tuple[list, bool | None]:
-    has_more = body.get("has_more") if isinstance(body, dict) else None
-    data = unwrap(body)
-    if isinstance(data, dict):
-        has_more = data.get("has_more", has_more)
-        for key in list_keys:
-            if key in data:
-                data = data[key]
-                break
-    if data is None:
-        return [], False
-    if not isinstance(data, list):
-        raise PalabraAPIError(f"Palabra listing has an unexpected shape ({type(data).__name__})")
-    return data, has_more if isinstance(has_more, bool) else None
-
-
-def _register_broadcast_secrets(data: dict) -> None:
+def _register_broadcast_secrets(data: dict[str, Any]) -> None:
     """Stream keys (ingest and outputs) and tokens in a broadcast payload are secrets: every broadcast
     response passes here before anyone can log it."""
     sections = [data.get("input"), *list(data.get("outputs") or [])]
@@ -444,7 +300,7 @@ def _register_broadcast_secrets(data: dict) -> None:
                     register_secret(section[key])
 
 
-def _expect_dict(data: Any, what: str) -> dict:
+def _expect_dict(data: Any, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PalabraAPIError(f"Palabra {what}: expected a JSON object, got {type(data).__name__}")
     return data
@@ -454,34 +310,6 @@ def _segment(value: str) -> str:
     if not value or "/" in value or value in (".", ".."):
         raise ValueError(f"not a valid id: {value!r}")
     return value
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value).astimezone()
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _str_list(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 __all__ = [

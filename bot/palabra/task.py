@@ -8,11 +8,13 @@ what is accepted, and returns warnings for what is merely unusual (e.g. an unlis
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bot.palabra import languages
-from bot.palabra.errors import InvalidTaskError
+from bot.palabra.errors import InvalidTaskError, TaskError, TaskValidationError, UnsupportedLanguageError
 
 INPUT_FORMATS = ("pcm_s16le", "opus", "wav")
 OUTPUT_FORMATS = ("pcm_s16le", "zlib_pcm_s16le")
@@ -34,6 +36,14 @@ MESSAGE_TYPES = (
 )
 DEFAULT_MESSAGE_TYPES = ("translated_transcription", "partial_transcription", "validated_transcription")
 DEFAULT_VOICE = "default_low"
+# Palabra's command rate limits (the management page's rate-limit table): set_task and get_task share
+# one budget of 1 per 2 s; pause_task and end_task have 1 per 3 s each. Command -> (budget, seconds).
+COMMAND_RATE_LIMITS: dict[str, tuple[str, float]] = {
+    "set_task": ("task", 2.0),
+    "get_task": ("task", 2.0),
+    "pause_task": ("pause_task", 3.0),
+    "end_task": ("end_task", 3.0),
+}
 
 
 def build_task(
@@ -228,7 +238,7 @@ def _validate_input(stream: Any) -> str:
         channels = source.get("channels")
         if channels not in (1, 2) or isinstance(channels, bool):
             raise InvalidTaskError(f"input channels must be 1 or 2, got {channels!r}")
-    return kind
+    return str(kind)
 
 
 def _validate_output(stream: Any, source_type: str) -> None:
@@ -297,3 +307,53 @@ def source_format(task: dict[str, Any]) -> tuple[str, int, int]:
 
 def target_languages(task: dict[str, Any]) -> list[str]:
     return [t["target_language"] for t in task.get("pipeline", {}).get("translations", [])]
+
+
+# --- Palabra's rejection of a task ---------------------------------------------------------------
+_LANGUAGE_FIELDS = {"source_language": "source", "target_language": "target"}
+
+
+def rejection(code: str, desc: str, param: object, task: dict[str, Any]) -> TaskError:
+    """The exception for an `error` answer to set_task: a rejected language code becomes
+    UnsupportedLanguageError naming the code; other VALIDATION_ERRORs get one readable line
+    (`loc: msg`) instead of Palabra's pydantic repr, which stays in `desc`."""
+    if code != "VALIDATION_ERROR":
+        return TaskError(code, desc, param)
+    problems = _validation_problems(desc)
+    for loc, _msg in problems:
+        role = _LANGUAGE_FIELDS.get(str(loc[-1])) if loc else None
+        language = _lookup(task, loc)
+        if role and isinstance(language, str):
+            return UnsupportedLanguageError(code, desc, param, language=language, role=role)
+    summary = "; ".join(f"{'.'.join(map(str, loc))}: {msg}" if loc else msg for loc, msg in problems)
+    return TaskValidationError(code, desc, param, summary=summary or None)
+
+
+def _validation_problems(desc: str) -> list[tuple[tuple[object, ...], str]]:
+    """(loc, msg) pairs from `ValidationError(model=..., errors=[{'loc': (...), 'msg': ...}])` (the
+    probe's form) or from the `a.b.0.c: msg; ...` text `protocol` makes of a JSON error list."""
+    match = re.search(r"errors=(\[.*\])\)\s*$", desc, re.DOTALL)
+    if match:
+        try:
+            items = ast.literal_eval(match.group(1))
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            items = []
+        return [(tuple(item.get("loc") or ()), str(item.get("msg", ""))) for item in items if isinstance(item, dict)]
+    problems: list[tuple[tuple[object, ...], str]] = []
+    for part in desc.split("; "):
+        loc, sep, msg = part.partition(": ")
+        if sep and re.fullmatch(r"[\w.]+", loc):
+            problems.append((tuple(int(x) if x.isdigit() else x for x in loc.split(".")), msg))
+    return problems
+
+
+def _lookup(task: Any, loc: tuple[object, ...]) -> Any:
+    node = task
+    for key in loc:
+        if isinstance(node, dict) and isinstance(key, str):
+            node = node.get(key)
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            return None
+    return node

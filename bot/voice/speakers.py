@@ -1,4 +1,4 @@
-"""Speaker bots: extra `discord.Client`s (SPEAKER_TOKENS) in the main client's event loop, leased per
+"""Speaker bots: extra `discord.AutoShardedClient`s (SPEAKER_TOKENS) in the main client's event loop, leased per
 guild + language to play one translated stream into one voice channel.
 
 One account can sit in one voice channel per guild, so a speaker serves at most one language per guild
@@ -298,7 +298,9 @@ async def start_speakers(
 
     Returns the clients' tasks (give them to `stop_speakers`).
     """
-    clients = [discord.Client(intents=speaker_intents(), **(client_kwargs or {})) for _ in tokens]
+    # Sharded like the listener (the caller passes shard_ids and shard_count): a guild's speakers
+    # then live in the process that holds its listener.
+    clients = [discord.AutoShardedClient(intents=speaker_intents(), **(client_kwargs or {})) for _ in tokens]
     tasks: list[asyncio.Task[None]] = []
     for index, (client, token) in enumerate(zip(clients, tokens, strict=False)):
         pool.starting(client)

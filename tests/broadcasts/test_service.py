@@ -107,7 +107,7 @@ async def test_palabra_refusal_is_a_clear_message_and_nothing_is_recorded(servic
     # Unknown target: a warning locally, and the emulator (like Palabra) refuses it.
     bad = request(targets="es,xx-yy", outputs=f"xx-yy=rtmp://h.example/app|{STREAM_KEY}")
     assert bad.warnings
-    with pytest.raises(BroadcastRejected, match="Palabra refused to create the broadcast: .*'xx-yy'"):
+    with pytest.raises(BroadcastRejected, match=r"Palabra refused to create the broadcast: .*'xx-yy'"):
         await services.broadcasts.create(guild_id=GUILD_A, user_id=ADMIN, request=bad)
     assert await services.broadcasts.list(GUILD_A) == []
 
@@ -165,3 +165,21 @@ async def test_create_whose_ownership_cannot_be_saved_is_undone_at_palabra(servi
     with pytest.raises(DBAPIError):  # the database's own error; the command layer reports it with a reference
         await services.broadcasts.create(guild_id=GUILD_A, user_id=ADMIN, request=request())
     assert emulator.state.broadcasts == {}, "no broadcast may be left at Palabra without an owner"
+
+
+async def test_poll_statuses_covers_only_this_processs_shards(services, emulator):
+    on_0, on_1 = (5_000_000 << 22) | 1, (5_000_001 << 22) | 1  # guilds on shards 0 and 1 of 2
+    service = services.broadcasts
+    theirs = (await service.create(guild_id=on_0, user_id=ADMIN, request=request(), announce_channel_id=5)).broadcast
+    mine = (
+        await service.create(guild_id=on_1, user_id=ADMIN, request=request(title="B"), announce_channel_id=6)
+    ).broadcast
+
+    def process_on(shard: int) -> BroadcastService:
+        settings = services.core.settings.model_copy(update={"shard_count": 2, "shard_ids": [shard]})
+        return BroadcastService(dataclasses.replace(services.core, settings=settings))
+
+    await set_status(emulator, theirs.id, "streaming")
+    await set_status(emulator, mine.id, "streaming")
+    assert [c.broadcast_id for c in await process_on(1).poll_statuses()] == [mine.id]
+    assert [c.broadcast_id for c in await process_on(0).poll_statuses()] == [theirs.id]  # each announced once

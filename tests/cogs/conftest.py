@@ -22,6 +22,7 @@ from bot.interpretation.errors import NoActiveSession
 from bot.interpretation.manager import InterpretationManager, Placement, SessionStatus, StartReport, StopReport
 from bot.services import Core, Options, Services
 from bot.settings import Settings
+from bot.shards import ShardPlan
 from tests.fakes import secrets
 from tests.fakes.discord.clients import running_clients
 from tests.fakes.discord.model import Role, snowflake
@@ -196,7 +197,7 @@ async def running_harness(database_url: str, manager: Any = None, *, real_manage
 
     try:
         async with FakeDiscord() as fake:
-            factory = lambda: InterpreterBot(services_for, guild_ready_timeout=0.1)  # noqa: E731
+            factory = lambda: InterpreterBot(services_for, shards=ShardPlan.of(settings), guild_ready_timeout=0.1)  # noqa: E731
             async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (client,):
                 await wait_until(lambda: fake.commands(fake.bot()), timeout=10)
                 yield Harness(fake, client, client.services, client.services.interpretation)
@@ -285,7 +286,7 @@ async def running_world(
                     overlay = served.overlay.service if served is not None else None
                     return Services(core, interpretation=built[-1], broadcasts=BroadcastService(core), overlay=overlay)
 
-                factory = lambda: InterpreterBot(services_for, guild_ready_timeout=0.1)  # noqa: E731
+                factory = lambda: InterpreterBot(services_for, shards=ShardPlan.of(settings), guild_ready_timeout=0.1)  # noqa: E731
                 async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (listener,):
                     tasks = await start_speakers(
                         list(speaker_tokens), pool, ready_timeout=10, client_kwargs={"guild_ready_timeout": 0.1}

@@ -11,6 +11,7 @@ from bot.palabra.emulator.app import serve
 from bot.palabra.rest import PalabraRest
 from bot.services import Core, Options, Services
 from bot.settings import load_settings
+from bot.shards import ShardPlan
 from bot.voice.speakers import SpeakerPool
 from tests.cogs.conftest import Harness, ephemeral, shown
 from tests.fakes import secrets
@@ -235,7 +236,9 @@ async def test_real_manager_behind_the_commands(tmp_path):
                     manager = InterpretationManager(core, listener, pool)
                     return Services(core, interpretation=manager, broadcasts=BroadcastService(core))
 
-                listener_factory = lambda: InterpreterBot(services_for, guild_ready_timeout=0.1)  # noqa: E731
+                def listener_factory() -> InterpreterBot:
+                    return InterpreterBot(services_for, shards=ShardPlan.of(settings), guild_ready_timeout=0.1)
+
                 async with (
                     running_clients(fake, [secrets.DISCORD_TOKEN], factory=listener_factory) as (listener,),
                     running_clients(fake, secrets.SPEAKER_TOKENS[:1]) as speakers,

@@ -34,7 +34,7 @@ async def test_postgres_engine_pings_before_use():
 async def test_foreign_keys_are_enforced(db):
     from bot.db.models import GuildLanguage
 
-    with pytest.raises(Exception, match="(?i)foreign key"):
+    with pytest.raises(Exception, match=r"(?i)foreign key"):
         async with db.session() as s:
             s.add(GuildLanguage(guild_id=999, language="es", voice_channel_id=1))
 

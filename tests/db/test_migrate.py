@@ -29,6 +29,7 @@ TABLES = {
     "transcript_lines",
     "privacy_optouts",
     "broadcasts",
+    "instances",
     "stored_secrets",
 }
 
@@ -38,7 +39,13 @@ def run_migrate(url: str | None, cwd: Path) -> subprocess.CompletedProcess[str]:
     if url is not None:
         env["DATABASE_URL"] = url
     return subprocess.run(
-        [sys.executable, "-m", "bot", "migrate"], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "bot", "migrate"],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -184,3 +191,40 @@ def test_installed_package_uses_the_migrations_in_the_working_directory(tmp_path
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DatabaseError, match="migration scripts were not found"):
         migrations_directory()
+
+
+INSTANCES_REVISION = "shard_instances_c11"
+
+
+def _alembic(sync_connection, action: str, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = sync_connection
+    getattr(command, action)(config, revision)
+
+
+async def test_the_instances_revision_upgrades_a_database_in_use_and_downgrades_alone(isolated_url):
+    from alembic.script import ScriptDirectory
+
+    before = ScriptDirectory.from_config(alembic_config()).get_revision(INSTANCES_REVISION).down_revision
+    async with Database(isolated_url) as db:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(_alembic, "upgrade", before)
+        async with db.session() as s:  # a session left live by a bot of the previous version
+            await s.execute(
+                text(
+                    "INSERT INTO interpretation_sessions (guild_id, source_channel_id, source_language, "
+                    "target_languages, status, started_at, palabra_session_ids, instance_id, heartbeat_at) "
+                    "VALUES (1, 2, 'en', '[]', 'active', CURRENT_TIMESTAMP, '[]', 'old:1', CURRENT_TIMESTAMP)"
+                )
+            )
+    result = await upgrade_to_head(isolated_url)
+    assert result.before == before and result.after == head_revision()
+    async with Database(isolated_url) as db:
+        async with db.session() as s:
+            assert (await s.execute(text("SELECT instance_id FROM interpretation_sessions"))).scalar_one() == "old:1"
+            assert (await s.execute(text("SELECT count(*) FROM instances"))).scalar_one() == 0
+        async with db.engine.begin() as connection:
+            await connection.run_sync(_alembic, "downgrade", before)
+        async with db.engine.connect() as connection:
+            tables = set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+    assert TABLES - tables == {"instances"}  # only its own table goes

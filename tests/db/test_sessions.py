@@ -180,7 +180,9 @@ async def test_crash_recovery_by_instance_and_by_heartbeat(db):
         assert await sessions.mark_crashed_sessions(s, instance_id=DEAD) == []
 
 
-def test_default_instance_id_names_host_and_process():
+def test_default_instance_id_names_host_and_process_and_differs_per_run():
     import os
+    import socket
 
-    assert sessions.default_instance_id().endswith(f":{os.getpid()}")
+    first, second = sessions.default_instance_id(), sessions.default_instance_id()
+    assert first.startswith(f"{socket.gethostname()}:{os.getpid()}:") and first != second

@@ -32,3 +32,11 @@ async def test_aware_datetimes_come_back_in_utc(db):
 async def test_naive_datetimes_are_refused(db):
     with pytest.raises(StatementError, match="naive datetime"):
         await _start(db, datetime(2026, 3, 1, 18, 30))
+
+
+def test_the_db_package_exports_exactly_its_lazy_names():
+    import bot.db as package
+
+    assert sorted(package.__all__) == sorted([*package._EXPORTS, *package._MODULES])
+    for name in package.__all__:
+        assert getattr(package, name) is not None

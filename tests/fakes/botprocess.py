@@ -78,6 +78,8 @@ def bot_env(fake: FakeDiscord, emulator_url: str, database_url: str, http_port: 
         "HTTP_PORT": str(http_port),
         "HTTP_HOST": "127.0.0.1",
         "LOG_LEVEL": "DEBUG",
+        # A SIGKILLed process is known dead after 3 silent heartbeats: seconds, not the default minute.
+        "HEARTBEAT_SECONDS": "1",
     }
 
 

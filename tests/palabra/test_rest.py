@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+from aiohttp import web
 
 from bot.logs import redact
 from bot.palabra.credentials import Credentials
@@ -20,6 +21,7 @@ from bot.palabra.errors import (
     NotFoundError,
     PalabraAPIError,
     PalabraConnectionError,
+    ParallelSessionLimitError,
     RateLimitedError,
     ServerError,
 )
@@ -136,7 +138,7 @@ async def test_list_sessions_follows_pages(emulator):
 async def test_list_sessions_empty_is_null_and_yields_nothing(emulator):
     async with httpx.AsyncClient(base_url=emulator.base_url, headers=APP.rest_headers()) as raw:
         body = (await raw.get("/session-storage/sessions")).json()
-    assert body == {"ok": True, "data": {"sessions": None, "has_more": False}}
+    assert body == {"ok": True, "data": []}  # no next_page_token: the last page
     async with _client(emulator) as rest:
         assert [s async for s in rest.list_sessions()] == []
 
@@ -164,36 +166,75 @@ async def test_each_credential_sees_only_its_own_sessions(emulator):
     assert theirs.id in emulator.state.sessions
 
 
-async def test_listing_from_a_server_that_ignores_paging_ends():
-    """An upstream that answers every page with everything, unwrapped, must not make us loop."""
-    from aiohttp import web
-
-    requests = []
-
-    async def sessions(request: web.Request) -> web.Response:
-        requests.append(dict(request.query))
-        return web.json_response(
-            {"sessions": [{"id": f"s{i}", "expires_at": "2026-01-01T00:00:00Z"} for i in range(3)]}
-        )
-
+async def _serve_sessions(handler) -> tuple[web.AppRunner, str]:
     app = web.Application()
-    app.router.add_get("/session-storage/sessions", sessions)
+    app.router.add_get("/session-storage/sessions", handler)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, LOOPBACK, 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
+async def test_listing_reads_every_page_the_documented_way():
+    """The session-management page: `page_size` + `page_token` in; `data` + `next_page_token` out."""
+    sessions = [{"id": f"s{i}", "created_at": "2026-01-01T00:00:00Z"} for i in range(7)]
+    requests = []
+
+    async def documented(request: web.Request) -> web.Response:
+        requests.append(dict(request.query))
+        size = int(request.query.get("page_size", 10))
+        start = int(request.query["page_token"].removeprefix("tok-")) if "page_token" in request.query else 0
+        body: dict = {"data": sessions[start : start + size]}
+        if start + size < len(sessions):
+            body["next_page_token"] = f"tok-{start + size}"
+        return web.json_response(body)
+
+    runner, url = await _serve_sessions(documented)
     try:
-        async with PalabraRest(APP, f"http://{LOOPBACK}:{port}") as rest:
+        async with PalabraRest(APP, url) as rest:
+            listed = [s.id async for s in rest.list_sessions(page_size=3)]
+    finally:
+        await runner.cleanup()
+    assert listed == [s["id"] for s in sessions]
+    assert requests == [
+        {"page_size": "3"},
+        {"page_size": "3", "page_token": "tok-3"},
+        {"page_size": "3", "page_token": "tok-6"},
+    ]
+
+
+async def test_recovery_listing_sees_sessions_beyond_the_first_page():
+    """What crash recovery calls (`list_sessions()` with its default page size) against the emulator."""
+    async with serve(_config(max_parallel_sessions=250)) as emulator, _client(emulator) as rest:
+        created = {(await rest.create_session()).id for _ in range(230)}
+        calls_before = emulator.state.rest_calls
+        listed = [s.id async for s in rest.list_sessions()]
+        assert emulator.state.rest_calls - calls_before == 3  # pages of 100, 100, 30
+    assert len(listed) == 230 and set(listed) == created
+
+
+async def test_listing_from_a_server_that_ignores_paging_ends():
+    """An upstream that answers every page with everything, unwrapped, must not make us loop."""
+    requests = []
+
+    async def sessions(request: web.Request) -> web.Response:
+        requests.append(dict(request.query))
+        body = {"sessions": [{"id": f"s{i}", "expires_at": "2026-01-01T00:00:00Z"} for i in range(3)]}
+        return web.json_response({**body, "next_page_token": "always-the-same"})
+
+    runner, url = await _serve_sessions(sessions)
+    try:
+        async with PalabraRest(APP, url) as rest:
             listed = [s async for s in rest.list_sessions(page_size=2)]
     finally:
         await runner.cleanup()
     assert [s.id for s in listed] == ["s0", "s1", "s2"]
     assert listed[0].expires_at.year == 2026 and listed[0].created_at is None
-    assert requests == [{"limit": "2", "offset": "0"}, {"limit": "2", "offset": "3"}]
+    assert requests == [{"page_size": "2"}, {"page_size": "2", "page_token": "always-the-same"}]
 
 
-# --- broadcasts ------------------------------------------------------------------------------------
 async def test_broadcast_endpoints(emulator):
     async with _client(emulator, KEY) as rest:
         created = await rest.create_broadcast(BROADCAST)
@@ -292,9 +333,10 @@ async def test_parallel_session_limit():
     async with serve(_config(max_parallel_sessions=2)) as emulator, _client(emulator) as rest:
         first = await rest.create_session()
         await rest.create_session()
-        with pytest.raises(InsufficientBalanceError) as info:
+        with pytest.raises(ParallelSessionLimitError) as info:
             await rest.create_session()
         assert "limit" in str(info.value) and info.value.status == 403
+        assert "parallel sessions" in info.value.user_message and "balance" not in info.value.user_message
         await rest.delete_session(first.id)
         assert (await rest.create_session()).id in emulator.state.sessions
 
@@ -476,7 +518,9 @@ def _envelope(status, detail, error_code=None):
         (404, _envelope(404, "Not found"), False, NotFoundError),
         (403, _envelope(403, "Insufficient balance", 100050), False, InsufficientBalanceError),
         (402, _envelope(402, "Your balance is low", 100050), False, InsufficientBalanceError),
-        (403, _envelope(403, "Parallel session limit reached"), True, InsufficientBalanceError),
+        (403, _envelope(403, "Parallel session limit reached"), True, ParallelSessionLimitError),
+        (403, _envelope(403, "Parallel sessions limit reached"), True, ParallelSessionLimitError),
+        (429, _envelope(429, "Too many sessions"), True, ParallelSessionLimitError),
         (400, _envelope(400, "bad"), False, InvalidRequestError),
         (422, {"detail": "bare problem"}, False, InvalidRequestError),
         (429, "slow down", False, RateLimitedError),

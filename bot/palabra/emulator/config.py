@@ -36,6 +36,7 @@ class EmulatorConfig:
     # Fault injection.
     drop_after_s: float | None = None  # close the next WebSocket abruptly this long after set_task
     drop_count: int = 0  # how many connections to drop (0 = every one while drop_after_s is set)
+    drop_close_code: int | None = None  # None: abort the TCP connection (no close frame); else close with it
     rest_fail_first: int = 0  # fail the first K REST calls ...
     rest_fail_status: int = 503  # ... with this status (429 adds Retry-After)
     processing_delay_s: float = 0.0  # added before emitting each utterance's results

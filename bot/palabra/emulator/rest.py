@@ -9,8 +9,10 @@ Behaviour, where the real API's is unpublished, is chosen and documented here:
   403 with `error_code` 100051 and a "parallel session limit" detail (100050 is reserved for
   insufficient balance, switched on with `POST /_emulator/account {"insufficient_balance": true}`).
 - Sessions expire `config.session_ttl_s` after creation (or after `ttl_seconds` from an extend).
-- Listings page with `?limit=1..100&offset=N` and say `has_more`; an empty session list is `null`,
-  as the real API sends it.
+- The session listing pages as Palabra's session-management page documents it: `?page_size=1..100`
+  and `page_token` (the previous reply's `next_page_token`, an opaque keyset token); the reply is
+  `data` (a list) plus `next_page_token` while more pages follow. Broadcast listings page with
+  `?limit=1..100&offset=N` and say `has_more` (their docs page shows no paging).
 - Broadcast status: "waiting_for_input" -> "streaming" -> "error", driven by tests through
   `POST /_emulator/broadcasts/{id}/status {"status": ..., "description": ...}`.
 - Fault injection: while `config.rest_fail_first` > 0, each REST call consumes one and fails with
@@ -19,6 +21,7 @@ Behaviour, where the real API's is unpublished, is chosen and documented here:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -217,10 +220,12 @@ async def create_session_legacy(request: web.Request) -> web.Response:
 async def list_sessions(request: web.Request) -> web.Response:
     state, owner = request.app[STATE], authenticate(request)
     state.expire_sessions()
-    limit, offset = _paging(request)
+    size, after = _token_paging(request)
     mine = sorted((s for s in state.sessions.values() if s.owner == owner), key=lambda s: (s.created_at, s.id))
-    page = [_session_summary(s) for s in mine[offset : offset + limit]]
-    return _ok({"sessions": page or None, "has_more": offset + limit < len(mine)})
+    rest = [s for s in mine if after is None or (s.created_at, s.id) > after]
+    page = rest[:size]
+    more = {"next_page_token": _page_token(page[-1])} if len(rest) > size else {}
+    return _ok([_session_summary(s) for s in page], **more)
 
 
 async def get_session(request: web.Request) -> web.Response:
@@ -550,6 +555,28 @@ def _paging(request: web.Request) -> tuple[int, int]:
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise ApiError(400, "Bad request", f"limit must be from 1 to {MAX_PAGE} and offset at least 0")
     return limit, offset
+
+
+def _token_paging(request: web.Request) -> tuple[int, tuple[float, str] | None]:
+    try:
+        size = int(request.query.get("page_size", MAX_PAGE))
+    except ValueError:
+        raise ApiError(400, "Bad request", "page_size must be an integer") from None
+    if not 1 <= size <= MAX_PAGE:
+        raise ApiError(400, "Bad request", f"page_size must be from 1 to {MAX_PAGE}")
+    token = request.query.get("page_token")
+    if token is None:
+        return size, None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token.encode()))["key"]
+        return size, (float(key["created_at"]), str(key["id"]))
+    except (ValueError, KeyError, TypeError):
+        raise ApiError(400, "Bad request", "page_token is not a token this server issued") from None
+
+
+def _page_token(last: SessionRecord) -> str:
+    key = {"key": {"created_at": last.created_at, "id": last.id}}
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
 
 
 def _ws_origin(request: web.Request) -> str:

@@ -713,12 +713,13 @@ class StreamSession:
             return
         self.drops[0] += 1
         self.log.dropped = True
-        log.info("emulator: dropping stream %d abruptly (fault injection)", self.record.id)
+        code = self.config.drop_close_code
+        log.info("emulator: dropping stream %d (%s; fault injection)", self.record.id, code or "no close frame")
         transport = self.request.transport
-        if transport is not None:
+        if code is None and transport is not None:
             transport.abort()
         else:
-            await self._close(1011)
+            await self._close(code or 1011)
 
     # --- output ----------------------------------------------------------------------------------
     async def _ack(self, command: str, event: str, **extra: Any) -> None:

@@ -103,6 +103,15 @@ Simulated users (`tests.fakes.discord.users.FakeUser`, from `await fake.add_user
 Gateway, events and interactions:
 - `await fake.dispatch(bot_account_or_id, "EVENT_NAME", data)`: any event to one bot.
 - `await fake.drop_gateway(bot, code=4000)`: the client resumes (op 6); `fake.gateway.resumes`.
+- Sharding as on Discord: IDENTIFY's `shard: [id, count]` (default [0, 1]); each shard session gets
+  READY (with `shard`) and GUILD_CREATE for, and events of, only the guilds with `(guild_id >> 22) %
+  count == id` (`fake.dispatch` and broadcasts pick the session of the payload's guild). 4010 closes
+  a shard outside 0..count-1, 4011 a bot in more than `fake.gateway.max_guilds_per_shard` (2500)
+  guilds per shard. `fake.gateway.identified` [(bot id, (id, count))], `.refused` [(bot id, code)],
+  `.session_of(bot_id, guild_id)`, `.shards_of(bot_id)`, `.shard_sessions[(bot_id, shard_id)]`
+  (`.sessions[bot_id]` is a bot's latest session, whatever its shard). `await fake.add_guild(name,
+  voice_channels=("Talk",), shard=(1, 2))` makes a guild on shard 1 of 2 (`snowflake_on_shard`);
+  `await fake.add_user(name, guild=g)` a member of it, who joins `g`'s voice channels by name.
 - `fake.interaction_payload(bot=, user=, channel=, name=, options={...}, subcommand=None, group=None,
   locale="en-US")`: a real application-command INTERACTION_CREATE payload (type 2, member with
   permissions, guild_id, channel_id, token); option values str/int/float/bool, a `Channel` (type 7,

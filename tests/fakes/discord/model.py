@@ -50,6 +50,15 @@ def snowflake() -> int:
     return next(_ids)
 
 
+def snowflake_on_shard(shard_id: int, shard_count: int) -> int:
+    """A fresh id that Discord's formula, `(id >> 22) % shard_count`, puts on `shard_id`: the time bits
+    of a fresh snowflake are moved forward to the next value on that shard (sequential ids stay far below)."""
+    base = snowflake()
+    high = base >> 22
+    high += (shard_id - high) % shard_count
+    return (high << 22) | (base & ((1 << 22) - 1))
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 

@@ -28,6 +28,7 @@ from tests.fakes.discord.model import (
     Role,
     new_token,
     snowflake,
+    snowflake_on_shard,
 )
 from tests.fakes.discord.realism import Realism
 from tests.fakes.discord.records import InteractionRecord, StoredMessage
@@ -181,15 +182,25 @@ class FakeDiscord:
     def guild_of_channel(self, channel_id: int) -> Guild | None:
         return next((g for g in self.guilds if channel_id in g.channels), None)
 
-    async def add_guild(self, name: str, *, text_channels: Iterable[str] = ("general",)) -> Guild:
-        """Another guild with the same bots, owner and roles (text channels only; voice stays in the
-        first guild). Connected bots get GUILD_CREATE for it."""
-        guild = Guild(snowflake(), name, owner_id=self.owner.id)
+    async def add_guild(
+        self,
+        name: str,
+        *,
+        text_channels: Iterable[str] = ("general",),
+        voice_channels: Iterable[str] = (),
+        shard: tuple[int, int] | None = None,
+    ) -> Guild:
+        """Another guild with the same bots, owner and roles (no voice channels unless asked for). With
+        `shard=(id, count)` its id is one Discord puts on that shard. Connected bots on its shard get
+        GUILD_CREATE for it."""
+        guild = Guild(snowflake_on_shard(*shard) if shard else snowflake(), name, owner_id=self.owner.id)
         guild.roles[guild.id] = Role(guild.id, "@everyone", EVERYONE_PERMISSIONS, 0)
         for role in (self.bot_role, self.admin_role):
             guild.roles[role.id] = role
         for channel_name in text_channels:
             guild.add_channel(channel_name, TEXT)
+        for channel_name in voice_channels:
+            guild.add_channel(channel_name, VOICE)
         for account in [*self.bots, self.owner]:
             guild.members[account.id] = account
         self.guilds.append(guild)
@@ -201,17 +212,21 @@ class FakeDiscord:
         account = user.account if isinstance(user, FakeUser) else user
         guild.members[account.id] = account
 
-    async def add_user(self, name: str, *, admin: bool = False, bot: bool = False) -> FakeUser:
-        """A simulated member (GUILD_MEMBER_ADD to the bots); `admin` gives Manage Server; `bot` makes it
-        another application's bot (a music bot, say) that speaks like any client."""
+    async def add_user(
+        self, name: str, *, admin: bool = False, bot: bool = False, guild: Guild | None = None
+    ) -> FakeUser:
+        """A simulated member of `guild` (default: the first; GUILD_MEMBER_ADD to the bots); `admin` gives
+        Manage Server; `bot` makes it another application's bot (a music bot, say) that speaks like any
+        client. The user joins voice channels of that guild by name."""
+        guild = guild or self.guild
         account = self._new_account(name, bot=bot)
         if admin:
             account.role_ids.append(self.admin_role.id)
-        self._add_member(account)
-        user = FakeUser(self, account)
+        guild.members[account.id] = account
+        user = FakeUser(self, account, guild=guild)
         self.users[account.id] = user
-        member = self.guild.member_payload(account)
-        await self.gateway.broadcast("GUILD_MEMBER_ADD", {**member, "guild_id": str(self.guild.id)})
+        member = guild.member_payload(account)
+        await self.gateway.broadcast("GUILD_MEMBER_ADD", {**member, "guild_id": str(guild.id)})
         return user
 
     async def add_channel(self, name: str, type: int, *, parent: Channel | None = None) -> Channel:
@@ -242,15 +257,22 @@ class FakeDiscord:
         self.guild.members.pop(account.id, None)
 
     def voice_members(self, channel_id: int) -> set[int]:
-        return {s.user_id for s in self.guild.voice_states.values() if s.channel_id == channel_id}
+        guild = self.guild_of_channel(channel_id) or self.guild
+        return {s.user_id for s in guild.voice_states.values() if s.channel_id == channel_id}
+
+    def guild_by_id(self, guild_id: int) -> Guild | None:
+        return next((g for g in self.guilds if g.id == guild_id), None)
 
     # -- voice state -----------------------------------------------------------------------------------
 
     async def voice_state_update(self, account: Account, data: dict) -> None:
-        """op 4 from a bot (or a simulated user joining/leaving)."""
-        guild = self.guild
+        """op 4 from a bot (or a simulated user joining/leaving), in the guild it names."""
+        guild = self.guild_by_id(int(data.get("guild_id") or self.guild.id))
+        if guild is None:
+            log.warning("op 4 for %s names no guild (%s); ignored", account.name, data.get("guild_id"))
+            return
         channel_id = int(data["channel_id"]) if data.get("channel_id") else None
-        gateway_session = self.gateway.sessions.get(account.id)
+        gateway_session = self.gateway.session_of(account.id, guild.id)
         session_id = gateway_session.session_id if gateway_session else f"user-{account.id}"
         state = voice_state_for(session_id, account.id, channel_id, data)
         if channel_id is None:
@@ -288,27 +310,30 @@ class FakeDiscord:
         if user_id in self.users:
             await self.users[user_id].join(channel_id)
             return
-        current = self.guild.voice_states.get(user_id)
-        data = {"guild_id": str(self.guild.id), "channel_id": str(channel_id)}
+        guild = self.guild_of_channel(channel_id) or self.guild
+        current = guild.voice_states.get(user_id)
+        data = {"guild_id": str(guild.id), "channel_id": str(channel_id)}
         if current:
             data.update(self_mute=current.self_mute, self_deaf=current.self_deaf)
         await self.voice_state_update(self.accounts[user_id], data)
 
-    async def disconnect_member(self, user_id: int) -> None:
-        """Kick a member from voice: VOICE_STATE_UPDATE with no channel, voice socket closed 4014."""
+    async def disconnect_member(self, user_id: int, guild: Guild | None = None) -> None:
+        """Kick a member from voice in `guild` (default: the first): VOICE_STATE_UPDATE with no channel,
+        voice socket closed 4014."""
         if user_id in self.users:
             await self.users[user_id].leave()
             return
-        state = self.guild.voice_states.pop(user_id, None)
+        guild = guild or self.guild
+        state = guild.voice_states.pop(user_id, None)
         if state is None:
             raise KeyError(f"user {user_id} is not in voice")
         state.channel_id = None
-        await self.gateway.broadcast("VOICE_STATE_UPDATE", self.guild.voice_state_payload(state))
-        await self.voice.end_session(self.guild.id, user_id, close_code=CLOSE_DISCONNECTED)
+        await self.gateway.broadcast("VOICE_STATE_UPDATE", guild.voice_state_payload(state))
+        await self.voice.end_session(guild.id, user_id, close_code=CLOSE_DISCONNECTED)
 
     async def drop_gateway(self, bot: Account, code: int = 4000) -> None:
         """Close a bot's main gateway socket (4000 = unknown error: discord.py resumes with op 6)."""
-        session = self.gateway.sessions.get(bot.id)
+        session = self.gateway.session_of(bot.id)
         if session is None or session.ws is None:
             raise KeyError(f"{bot.name} has no gateway connection")
         await session.ws.close(code=code)
@@ -339,11 +364,13 @@ class FakeDiscord:
     # -- events and interactions ----------------------------------------------------------------------
 
     async def dispatch(self, bot: Account | int, event: str, data: object) -> None:
-        """Send any gateway event to one bot."""
+        """Send any gateway event to one bot: to its session on the shard of the payload's guild."""
         user_id = bot.id if isinstance(bot, Account) else bot
-        session = self.gateway.sessions.get(user_id)
+        guild_id = int(data["guild_id"]) if isinstance(data, dict) and data.get("guild_id") else None
+        session = self.gateway.session_of(user_id, guild_id)
         if session is None:
-            raise KeyError(f"bot {user_id} has no gateway session")
+            where = f" on the shard of guild {guild_id}" if guild_id else ""
+            raise KeyError(f"bot {user_id} has no gateway session{where}")
         await session.dispatch(event, data)
 
     def interaction_payload(

@@ -31,7 +31,7 @@ from tests.fakes.discord.dave import (
 from tests.fakes.discord.voice import CLIENT_DISCONNECT, CLIENTS_CONNECT, SPEAKING, VoiceSession
 
 if TYPE_CHECKING:
-    from tests.fakes.discord.model import Account
+    from tests.fakes.discord.model import Account, Guild
     from tests.fakes.discord.server import FakeDiscord
 
 log = logging.getLogger(__name__)
@@ -102,9 +102,12 @@ class FakeUser:
     """A simulated human member. Create with `await fake.add_user(name)`; then `await join(channel)`,
     `await speak(pcm)`, `recording()`, `await leave()`."""
 
-    def __init__(self, fake: FakeDiscord, account: Account, *, mode: str = rtp.AES_GCM) -> None:
+    def __init__(
+        self, fake: FakeDiscord, account: Account, *, mode: str = rtp.AES_GCM, guild: Guild | None = None
+    ) -> None:
         self.fake = fake
         self.account = account
+        self.guild = guild or fake.guild  # where channel names are looked up; joins follow the channel
         self.mode = mode
         self.dave: davey.DaveSession | None = None
         self.session: VoiceSession | None = None
@@ -158,12 +161,13 @@ class FakeUser:
         IP discovery, then the DAVE group."""
         if self.session is not None:
             await self.leave()
-        channel_id = channel if isinstance(channel, int) else self.fake.channel(channel).id
+        channel_id = channel if isinstance(channel, int) else self.fake.channel(channel, self.guild).id
+        self.guild = self.fake.guild_of_channel(channel_id) or self.guild
         await self.fake.voice_state_update(
-            self.account, {"guild_id": str(self.fake.guild.id), "channel_id": str(channel_id)}
+            self.account, {"guild_id": str(self.guild.id), "channel_id": str(channel_id)}
         )
         voice = self.fake.voice
-        session = voice.sessions[(self.fake.guild.id, self.id)]
+        session = voice.sessions[(self.guild.id, self.id)]
         session.participant = self
         session.mode = self.mode
         self.session = session
@@ -189,7 +193,7 @@ class FakeUser:
     async def leave(self) -> None:
         if self.session is None:
             return
-        await self.fake.voice_state_update(self.account, {"guild_id": str(self.fake.guild.id), "channel_id": None})
+        await self.fake.voice_state_update(self.account, {"guild_id": str(self.guild.id), "channel_id": None})
         self._close()
 
     def _close(self) -> None:

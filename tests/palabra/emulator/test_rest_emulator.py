@@ -139,14 +139,15 @@ async def test_legacy_create_shape(http, emulator):
     assert too_many.status_code == 422 and "subscriber_count" in _error(too_many)["detail"]
 
 
-async def test_list_pages_and_validates_paging(http):
+async def test_list_pages_by_token_and_validates_paging(http):
     ids = [(await http.post("/session-storage/session", headers=KEY_HEADERS)).json()["data"]["id"] for _ in range(3)]
-    first = (await http.get("/session-storage/sessions?limit=2", headers=KEY_HEADERS)).json()["data"]
-    second = (await http.get("/session-storage/sessions?limit=2&offset=2", headers=KEY_HEADERS)).json()["data"]
-    assert first["has_more"] is True and second["has_more"] is False
-    assert [s["id"] for s in first["sessions"] + second["sessions"]] == ids
-    assert set(first["sessions"][0]) >= {"id", "created_at", "updated_at", "expires_at"}
-    for query in ("limit=0", "limit=101", "offset=-1", "limit=x"):
+    first = (await http.get("/session-storage/sessions?page_size=2", headers=KEY_HEADERS)).json()
+    token = first["next_page_token"]
+    second = (await http.get(f"/session-storage/sessions?page_size=2&page_token={token}", headers=KEY_HEADERS)).json()
+    assert "next_page_token" not in second  # the last page
+    assert [s["id"] for s in first["data"] + second["data"]] == ids
+    assert set(first["data"][0]) >= {"id", "created_at", "updated_at", "expires_at"}
+    for query in ("page_size=0", "page_size=101", "page_size=x", "page_token=not-ours"):
         response = await http.get(f"/session-storage/sessions?{query}", headers=KEY_HEADERS)
         assert response.status_code == 400, query
 

@@ -1,0 +1,91 @@
+"""The audio timeline of a streaming session, with the replay cursor (pure data, no time, no I/O).
+
+Every byte sent to Palabra gets a place on one continuous timeline (seconds since the session's first
+audio, silence padding included). What was sent since the last finalised utterance is kept; after a
+reconnect the cursor goes back to its start, so the new socket hears the unfinished utterance again
+and its segment times are shifted by where its audio starts on the timeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_REPLAY_S = 30.0  # bound of the replay history
+
+
+@dataclass
+class StreamStats:
+    chunks_sent: int = 0
+    bytes_sent: int = 0
+    silence_chunks: int = 0  # chunks padded with silence because the producer stalled
+    audio_bytes_sent: int = 0  # the producer's own audio (no padding, no replays)
+    reconnects: int = 0
+    replayed_s: float = 0.0
+    outages_s: list[float] = field(default_factory=list)  # from each drop to the task running again
+
+
+class AudioTimeline:
+    def __init__(self, bytes_per_second: int, frame_bytes: int, chunk_bytes: int, stats: StreamStats) -> None:
+        self.bytes_per_second, self.frame_bytes, self.chunk_bytes = bytes_per_second, frame_bytes, chunk_bytes
+        self.stats = stats
+        self.pending = bytearray()  # the producer's audio, not yet on the timeline
+        self._history = bytearray()  # timeline audio since the last finalised utterance (for replay)
+        self._history_start = 0  # timeline byte where `_history` starts
+        self._cursor = 0  # bytes of `_history` sent on the current socket (the replay cursor)
+        self._max_history = int(MAX_REPLAY_S * bytes_per_second)
+
+    @property
+    def history_start(self) -> int:
+        """Timeline byte where a new socket's audio starts (its segment times count from here)."""
+        return self._history_start
+
+    @property
+    def replay_bytes(self) -> int:
+        return len(self._history)
+
+    @property
+    def unsent_bytes(self) -> int:
+        """Audio still to go out on the current socket: replay not yet re-sent plus the producer's."""
+        return len(self.pending) + len(self._history) - self._cursor
+
+    @property
+    def sent_s(self) -> float:
+        """Seconds of audio on the timeline so far (sent at least once)."""
+        return (self._history_start + len(self._history)) / self.bytes_per_second
+
+    def rewind(self) -> None:
+        """A new socket: everything since the last finalised utterance is to be sent again."""
+        self._cursor = 0
+
+    def take_chunk(self) -> tuple[bytes, int]:
+        """The next chunk — replay from the cursor first, then fresh audio, then silence — and how many
+        bytes of it are padding."""
+        n = self.chunk_bytes
+        replay = bytes(self._history[self._cursor : self._cursor + n])
+        self._cursor += len(replay)
+        fresh = bytes(self.pending[: n - len(replay)])
+        del self.pending[: len(fresh)]
+        padding = n - len(replay) - len(fresh)
+        new = fresh + bytes(padding)
+        self._history.extend(new)
+        self._cursor += len(new)
+        excess = len(self._history) - self._max_history
+        if excess > 0:
+            self._drop(excess - excess % self.frame_bytes)
+        self.stats.chunks_sent += 1
+        self.stats.bytes_sent += n
+        self.stats.audio_bytes_sent += len(fresh)
+        if padding:
+            self.stats.silence_chunks += 1
+        return replay + new, padding
+
+    def finalised(self, end_s: float) -> None:
+        """An utterance ending at `end_s` (timeline seconds) is final: replay needs nothing before it."""
+        end_byte = int(end_s * self.bytes_per_second)
+        self._drop(min(end_byte - end_byte % self.frame_bytes - self._history_start, self._cursor))
+
+    def _drop(self, size: int) -> None:
+        if size > 0:
+            del self._history[:size]
+            self._history_start += size
+            self._cursor -= size
