@@ -138,7 +138,8 @@ class SpeakerKeeper:
         verdict = self.watch.observe(language, channel_id, where, now, reconnecting=reconnecting)
         if verdict in (Verdict.OK, Verdict.WAIT):
             return
-        why = lost_why(where if where is not None else (lease.placed_in() if lease is not None else None))
+        placed = where if where is not None else (lease.placed_in() if lease is not None else None)
+        why = "lost its voice connection" if placed == channel_id else lost_why(placed)
         log.warning("the %s speaker bot %s (expected in channel %s)", language, why, channel_id)
         if verdict is Verdict.REJOIN and lease is not None and await self._rejoin(lease):
             self.watch.rejoined(language, self.clock())
