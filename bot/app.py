@@ -17,9 +17,6 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import aiohttp
-import discord
-
 from bot.errors import BotError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -120,6 +117,7 @@ class App:
         taken = await self.ownership.claim()
         self.ownership.start_heartbeat()  # from now on: logging in to Discord can take a while
         credentials = Credentials.from_settings(settings)
+        assert credentials is not None, "require_run_settings checked them"
         self.rest = PalabraRest(credentials, settings.palabra_api_url)
         adapter.point_discord_py_at(settings.discord_api_base, settings.discord_gateway_url)
         self.metrics = Metrics(instance_id=self.instance_id, shard_ids=plan.ids, shard_count=plan.count)
@@ -146,6 +144,7 @@ class App:
                 core,
                 interpretation=self.manager,
                 broadcasts=BroadcastService(core),
+                speakers=pool,
                 overlay=overlay.service if overlay is not None else None,
             )
 
@@ -326,6 +325,9 @@ async def _started_unless_stopped(app: App, stop: asyncio.Event) -> bool:
 
 def login_failure(error: BaseException, api_base: str) -> ConfigurationError:
     """Whether Discord refused the token or could not be reached (the token itself is never shown)."""
+    import aiohttp  # here, not at the top: the CLI imports this module just to build its parser
+    import discord
+
     if isinstance(error, discord.LoginFailure) or (isinstance(error, discord.HTTPException) and error.status == 401):
         return ConfigurationError("Discord rejected DISCORD_TOKEN; copy the bot's token again (Developer Portal → Bot)")
     if isinstance(error, discord.PrivilegedIntentsRequired):

@@ -20,6 +20,7 @@ from discord.ext import commands
 from bot.errors import UserFacingError
 from bot.messages import clip
 from bot.shards import ShardPlan
+from bot.voice import adapter
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -104,8 +105,17 @@ class InterpreterTree(app_commands.CommandTree):
         if isinstance(error, app_commands.NoPrivateMessage):
             return "This command works only inside a server."
         if isinstance(error, app_commands.TransformerError):
-            given = getattr(error.value, "mention", None) or repr(error.value)
-            expected = getattr(error.transformer, "_error_display_name", error.type.name)
+            value = error.value
+            mentionable = (
+                discord.abc.User,
+                discord.abc.GuildChannel,
+                discord.Thread,
+                discord.Role,
+                app_commands.AppCommandChannel,
+                app_commands.AppCommandThread,
+            )
+            given = value.mention if isinstance(value, mentionable) else repr(value)
+            expected = adapter.transformer_display_name(error.transformer)
             return f"{given} is not accepted there; expected: {expected}."
         if isinstance(error, app_commands.AppCommandError) and str(error):
             return str(error)

@@ -23,23 +23,34 @@ _PATTERNS = [
     re.compile(r"()\b[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,38}\b"),
 ]
 
-_lock = threading.Lock()
-_secrets: set[str] = set()
-_longest_first: tuple[str, ...] = ()  # rebuilt on registration, read lock-free by every log record
+
+class _SecretRegistry:
+    """The registered secrets, longest first (a longer secret containing a shorter one is redacted whole).
+    `longest_first` is rebuilt under the lock on registration and read lock-free by every log record."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._secrets: set[str] = set()
+        self.longest_first: tuple[str, ...] = ()
+
+    def add(self, value: str) -> None:
+        with self._lock:
+            if value not in self._secrets:
+                self._secrets.add(value)
+                self.longest_first = tuple(sorted(self._secrets, key=len, reverse=True))
+
+
+_registry = _SecretRegistry()
 
 
 def register_secret(value: str | None) -> None:
     """Remember a secret so that it is redacted wherever it appears in a log record."""
-    global _longest_first
     if value and len(value) >= 4:
-        with _lock:
-            if value not in _secrets:
-                _secrets.add(value)
-                _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
+        _registry.add(value)
 
 
 def redact(text: str) -> str:
-    for secret in _longest_first:
+    for secret in _registry.longest_first:
         if secret in text:
             text = text.replace(secret, _REDACTED)
     for pattern in _PATTERNS:
@@ -68,9 +79,9 @@ def install_redaction(handler: logging.Handler) -> None:
 def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-        root.addHandler(handler)
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        root.addHandler(console)
     for handler in root.handlers:
         install_redaction(handler)
     root.setLevel(level)

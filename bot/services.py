@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from bot.palabra.credentials import Credentials
     from bot.palabra.rest import PalabraRest
     from bot.settings import Settings
+    from bot.voice.speakers import SpeakerPool
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Services:
     core: Core
     interpretation: Interpretation | None = None
     broadcasts: BroadcastService | None = None
+    speakers: SpeakerPool | None = None  # the speaker bots (their login counters for /setup check)
     overlay: OverlayService | None = None  # None: the HTTP server is off, so there are no overlay links
 
     @property

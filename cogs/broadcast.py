@@ -22,8 +22,9 @@ from bot.broadcasts.poller import DEFAULT_INTERVAL_S, BroadcastPoller
 from bot.broadcasts.service import BroadcastRejected, BroadcastService, BroadcastView, Ingest
 from bot.broadcasts.validation import MAX_OUTPUTS, parse_create
 from bot.errors import ConfigurationError
+from bot.messages import clip
 from cogs.common import (
-    clip,
+    guild_id_of,
     may_configure,
     require_configure,
     services_of,
@@ -55,7 +56,7 @@ async def reply(interaction: discord.Interaction, text: str, *, ephemeral: bool 
 
 
 def service_of(interaction: discord.Interaction) -> BroadcastService:
-    service = services_of(interaction).broadcasts
+    service: BroadcastService | None = services_of(interaction).broadcasts
     assert service is not None, "the cog is only loaded with a broadcast service"
     return service
 
@@ -63,7 +64,7 @@ def service_of(interaction: discord.Interaction) -> BroadcastService:
 async def broadcast_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     if interaction.guild_id is None or not await may_configure(interaction):
         return []
-    pairs = await service_of(interaction).choices(interaction.guild_id, current)
+    pairs: list[tuple[str, str]] = await service_of(interaction).choices(interaction.guild_id, current)
     return [app_commands.Choice(name=label[:100], value=value) for label, value in pairs[:25]]
 
 
@@ -181,7 +182,7 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             created = await self.service.create(
-                guild_id=interaction.guild_id,
+                guild_id=guild_id_of(interaction),
                 user_id=interaction.user.id,
                 request=request,
                 announce_channel_id=announce.id if announce else None,
@@ -195,7 +196,7 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
     @app_commands.command(name="list", description="This server's broadcasts and their status")
     async def list_(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(thinking=True)
-        views = await self.service.list(interaction.guild_id)
+        views = await self.service.list(guild_id_of(interaction))
         if not views:
             await reply(interaction, "This server has no broadcasts. Create one with `/broadcast create`.")
             return
@@ -208,7 +209,7 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
     @app_commands.autocomplete(broadcast=broadcast_autocomplete)
     async def show(self, interaction: discord.Interaction, broadcast: str, ingest: bool = False) -> None:
         await interaction.response.defer(ephemeral=ingest, thinking=True)
-        view, ingest_info = await self.service.show(interaction.guild_id, broadcast)
+        view, ingest_info = await self.service.show(guild_id_of(interaction), broadcast)
         text = detail_text(view)
         if ingest:
             text = clip(f"{text}\n\n{ingest_text(ingest_info)}")
@@ -242,7 +243,7 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
     ) -> None:
         await interaction.response.defer(thinking=True)
         updated = await self.service.update(
-            interaction.guild_id,
+            guild_id_of(interaction),
             broadcast,
             title=title,
             targets=targets,
@@ -262,7 +263,7 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
     @app_commands.autocomplete(broadcast=broadcast_autocomplete)
     async def delete(self, interaction: discord.Interaction, broadcast: str) -> None:
         await interaction.response.defer(thinking=True)
-        title, existed = await self.service.delete(interaction.guild_id, broadcast)
+        title, existed = await self.service.delete(guild_id_of(interaction), broadcast)
         note = "" if existed else " (it was already gone at Palabra)"
         await reply(interaction, f"🗑️ Broadcast **{title}** deleted{note}.")
 
@@ -271,7 +272,7 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
     @app_commands.autocomplete(broadcast=broadcast_autocomplete)
     async def listen(self, interaction: discord.Interaction, broadcast: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        info = await self.service.listen(interaction.guild_id, broadcast)
+        info = await self.service.listen(guild_id_of(interaction), broadcast)
         room = f"Room: `{info.room_name}`\n" if info.room_name else ""
         await reply(
             interaction,
@@ -285,7 +286,8 @@ class Broadcast(commands.GroupCog, group_name="broadcast", group_description="Pa
     async def announce_channel(
         self, interaction: discord.Interaction, broadcast: str, channel: discord.TextChannel | None = None
     ) -> None:
-        view = await self.service.set_announce_channel(interaction.guild_id, broadcast, channel.id if channel else None)
+        channel_id = channel.id if channel else None
+        view = await self.service.set_announce_channel(guild_id_of(interaction), broadcast, channel_id)
         where = channel.mention if channel else "nowhere"
         await interaction.response.send_message(
             f"📡 Status changes of **{view.title}** are announced {where}.", allowed_mentions=NO_PINGS

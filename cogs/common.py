@@ -3,20 +3,21 @@ autocomplete, and small reply helpers. No feature lives here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 
+from bot.client import InterpreterBot
 from bot.errors import UserFacingError
 from bot.messages import clip
 from bot.palabra import languages
 from bot.palabra.errors import InvalidTaskError
 
 if TYPE_CHECKING:
-    from bot.client import InterpreterBot
+    from bot.services import Interpretation, Services
 
 MAX_TARGETS = 10
 MAX_CHOICES = 25  # Discord's limit for autocomplete choices
@@ -92,7 +93,7 @@ class LanguageChoice:
     warnings: list[str] = field(default_factory=list)
 
 
-def _checked(code: str, check) -> tuple[str, str | None]:
+def _checked(code: str, check: Callable[[str], str | None]) -> tuple[str, str | None]:
     try:
         warning = check(code)
     except InvalidTaskError as exc:
@@ -168,8 +169,24 @@ def with_warnings(text: str, warnings: Iterable[str]) -> str:
     return clip(text)
 
 
-def services_of(interaction: discord.Interaction):
-    return interaction.client.services  # type: ignore[attr-defined]
+def services_of(interaction: discord.Interaction) -> Services:
+    client = interaction.client
+    assert isinstance(client, InterpreterBot), "the cogs run in the listener bot"
+    return client.services
+
+
+def guild_of(interaction: discord.Interaction) -> discord.Guild:
+    """The server the command was used in (commands that need one are guild-only)."""
+    if interaction.guild is None:
+        raise CommandInputError("This command works only inside a server.")
+    return interaction.guild
+
+
+def guild_id_of(interaction: discord.Interaction) -> int:
+    """The server the command was used in (commands that need one are guild-only)."""
+    if interaction.guild_id is None:
+        raise CommandInputError("This command works only inside a server.")
+    return interaction.guild_id
 
 
 class InterpretationUnavailable(UserFacingError):
@@ -178,7 +195,7 @@ class InterpretationUnavailable(UserFacingError):
     default_message = "Interpretation is not available on this bot right now; ask its operator."
 
 
-def interpretation_manager(interaction: discord.Interaction):
+def interpretation_manager(interaction: discord.Interaction) -> Interpretation:
     manager = services_of(interaction).interpretation
     if manager is None:
         raise InterpretationUnavailable()

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
+from bot.interpretation.reports import Placement, SessionStatus, StartReport, StopReport
+from bot.messages import clip
 from bot.overlay.service import OverlayLink, OverlayService, OverlayUnavailable
 from cogs.common import (
     CommandInputError,
     NotAllowed,
     caller_voice_channel,
     channel_mention,
-    clip,
     duration,
+    guild_id_of,
+    guild_of,
     interpretation_manager,
     may_configure,
     parse_source,
@@ -25,8 +31,11 @@ from cogs.common import (
     with_warnings,
 )
 
+if TYPE_CHECKING:
+    from bot.services import Interpretation
 
-def placement_line(placement) -> str:
+
+def placement_line(placement: Placement) -> str:
     where = {
         "sibling": f"plays in {channel_mention(placement.channel_id)}",
         "same_channel": f"plays in {channel_mention(placement.channel_id)} (the source channel)",
@@ -36,7 +45,7 @@ def placement_line(placement) -> str:
     return f"• **{placement.language}**: {where}{reason}"
 
 
-def start_text(report, voice_channel_id: int) -> str:
+def start_text(report: StartReport, voice_channel_id: int) -> str:
     lines = [
         f"Interpreting {channel_mention(voice_channel_id)}: **{report.source}** → "
         + ", ".join(f"**{t}**" for t in report.targets),
@@ -65,12 +74,6 @@ def overlay_service(interaction: discord.Interaction) -> OverlayService:
     return overlay
 
 
-def guild_id_of(interaction: discord.Interaction) -> int:
-    if interaction.guild_id is None:  # the group is guild-only; Discord always sends it
-        raise NotAllowed("This command works only inside a server.")
-    return interaction.guild_id
-
-
 def voice_channel_id(interaction: discord.Interaction) -> int | None:
     channel = caller_voice_channel(interaction)
     return channel.id if channel is not None else None
@@ -88,7 +91,7 @@ async def overlay_language_autocomplete(
     return [app_commands.Choice(name=code, value=code) for code in codes if current.lower() in code.lower()][:25]
 
 
-def stop_text(report) -> str:
+def stop_text(report: StopReport) -> str:
     lines = f"{report.transcript_lines} transcript line{'s' if report.transcript_lines != 1 else ''}"
     return f"Stopped interpreting after {duration(report.duration_s)} ({lines})."
 
@@ -97,22 +100,21 @@ def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f} s"
 
 
-def _speakers(heard) -> str:
+def _speakers(heard: Sequence[int] | int) -> str:
     if isinstance(heard, int):
         return str(heard)
-    heard = list(heard or [])
     if not heard:
         return "nobody yet"
     shown = ", ".join(f"<@{user_id}>" for user_id in heard[:10])
     return shown + (f" and {len(heard) - 10} more" if len(heard) > 10 else "")
 
 
-def _runner(status) -> str:
+def _runner(status: SessionStatus) -> str:
     shard_id, count = status.shard
     return f"Run by instance `{status.instance_id}` on shard {shard_id} of {count}"
 
 
-def status_text(sessions) -> str:
+def status_text(sessions: Sequence[SessionStatus]) -> str:
     if not sessions:
         return "No interpretation is running in this server. Start one with `/interpret start`."
     blocks = []
@@ -157,7 +159,7 @@ class Interpret(commands.GroupCog, group_name="interpret", group_description="Li
         target_choice = parse_targets(targets) if targets else None
         await interaction.response.defer(thinking=True)
         report = await manager.start(
-            guild=interaction.guild,
+            guild=guild_of(interaction),
             voice_channel=voice_channel,
             requested_by=interaction.user,
             source=source_choice.codes[0] if source_choice else None,
@@ -175,15 +177,15 @@ class Interpret(commands.GroupCog, group_name="interpret", group_description="Li
         manager = interpretation_manager(interaction)
         channel_id = await self._channel_to_stop(interaction, manager)
         await interaction.response.defer(thinking=True)
-        report = await manager.stop(guild_id=interaction.guild_id, channel_id=channel_id)
+        report = await manager.stop(guild_id=guild_id_of(interaction), channel_id=channel_id)
         await interaction.followup.send(stop_text(report))
 
     @staticmethod
-    async def _channel_to_stop(interaction: discord.Interaction, manager) -> int | None:
+    async def _channel_to_stop(interaction: discord.Interaction, manager: Interpretation) -> int | None:
         """The caller's channel if it is being interpreted; None (the server's session) for those who
         may configure; otherwise a refusal that says where to go."""
         voice_channel = caller_voice_channel(interaction)
-        running = [status.source_channel_id for status in manager.status(interaction.guild_id)]
+        running = [status.source_channel_id for status in manager.status(guild_id_of(interaction))]
         if voice_channel is not None and (voice_channel.id in running or not running):
             return voice_channel.id
         if await may_configure(interaction) or not running:
@@ -197,7 +199,8 @@ class Interpret(commands.GroupCog, group_name="interpret", group_description="Li
     @app_commands.command(name="status", description="Languages, channels, speakers and latency of running sessions")
     async def status(self, interaction: discord.Interaction) -> None:
         manager = interpretation_manager(interaction)
-        await interaction.response.send_message(status_text(manager.status(interaction.guild_id)), ephemeral=True)
+        sessions = manager.status(guild_id_of(interaction))
+        await interaction.response.send_message(status_text(sessions), ephemeral=True)
 
     @app_commands.command(
         name="overlay", description="A private link to live captions of your session (OBS or a browser)"

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.messages import clip
 from bot.palabra import languages
-from cogs.common import clip
 
 FIELD_LIMIT = 1024  # characters in an embed field's value
 
 
-def codes(values) -> str:
+def codes(values: Iterable[str]) -> str:
     return clip(" ".join(f"`{code}`" for code in sorted(values)), FIELD_LIMIT)
 
 

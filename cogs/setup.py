@@ -230,14 +230,14 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
             settings = await guilds.get_or_create_guild_settings(s, _guild_id(interaction))
         source = caller_voice_channel(interaction)
         view = diagnostics.ServerView(interaction.guild, settings, source)  # type: ignore[arg-type]
-        pool = getattr(services.interpretation, "speaker_pool", None)
+        pool = services.speakers
         report = await diagnostics.diagnose(
             view,
             speakers=diagnostics.SpeakerBots(
                 pool.ready_speakers() if pool is not None else [],
                 configured=len(services.settings.speaker_tokens),
-                logging_in=getattr(pool, "logging_in", 0),
-                failed=getattr(pool, "failed_logins", 0),
+                logging_in=pool.logging_in if pool is not None else 0,
+                failed=pool.failed_logins if pool is not None else 0,
             ),
             palabra=services.palabra,
             palabra_url=services.settings.palabra_api_url,

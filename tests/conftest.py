@@ -49,7 +49,7 @@ def no_secret_in_logs():
     assert not leaked, f"secrets leaked into logs: {leaked}"
 
 
-REALISM_SEEDS = (11, 23, 37)
+REALISM_SEEDS = (1, 2, 3)
 
 
 @pytest.fixture(params=REALISM_SEEDS, ids=lambda seed: f"realism{seed}")

@@ -55,14 +55,24 @@ def env_for(api_base: str, gateway_url: str, tmp_path) -> dict[str, str]:
     return bot_env(discord_at, "http://127.0.0.1:9", f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", 0)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-async def test_a_stop_signal_during_the_discord_login_exits_0_at_once(tmp_path, sig):
+@pytest.mark.parametrize(
+    ("hanging", "sig"),
+    [("discord", signal.SIGTERM), ("discord", signal.SIGINT), ("database", signal.SIGTERM)],
+    ids=["login-SIGTERM", "login-SIGINT", "database-SIGTERM"],
+)
+async def test_a_stop_signal_during_start_up_exits_0_at_once(tmp_path, hanging, sig):
+    """Discord's login, or the database connection, accepts TCP and never answers."""
     async with StalledServer() as stalled:
-        base = f"https://{LOOPBACK}:{stalled.port}"
-        bot = BotProcess(env_for(f"{base}/api/v10", f"wss://{LOOPBACK}:{stalled.port}", tmp_path))
+        at = f"{LOOPBACK}:{stalled.port}"
+        if hanging == "discord":
+            env = env_for(f"https://{at}/api/v10", f"wss://{at}", tmp_path)
+        else:
+            env = env_for(f"https://{LOOPBACK}:9/api/v10", f"wss://{LOOPBACK}:9", tmp_path)
+            env["DATABASE_URL"] = f"postgresql+asyncpg://bot:unused@{at}/bot"
+        bot = BotProcess(env)
         await bot.start()
         try:
-            await wait_for(lambda: stalled.connections, timeout=60, what="the bot's login request")
+            await wait_for(lambda: stalled.connections, timeout=60, what=f"the bot's {hanging} connection")
             signalled = time.monotonic()
             assert bot.proc is not None
             bot.proc.send_signal(sig)
@@ -70,7 +80,7 @@ async def test_a_stop_signal_during_the_discord_login_exits_0_at_once(tmp_path, 
             took = time.monotonic() - signalled
         finally:
             await bot.kill()
-    print(f"stop signal during the Discord login: exit {code} after {took:.2f} s")
+    print(f"stop signal while the {hanging} connection hangs: exit {code} after {took:.2f} s")
     output = bot.text()
     assert code == 0, output[-2000:]
     assert took < STOP_BUDGET_S, f"took {took:.1f} s"

@@ -24,7 +24,9 @@ def _required_args(name: str) -> list[str]:
 
 def test_errors_are_one_line_without_traceback_or_secret(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "DISCORD_TOKEN": secrets.DISCORD_TOKEN, "HTTP_PORT": "not-a-port"}
-    result = subprocess.run([sys.executable, "-m", "bot", "run"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "run"], capture_output=True, text=True, env=env, cwd=tmp_path, check=False
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "HTTP_PORT" in result.stderr
     assert "Traceback" not in result.stderr and secrets.DISCORD_TOKEN not in result.stderr + result.stdout

@@ -45,7 +45,7 @@ class BroadcastPoller:
         self.jitter = jitter
         self.rounds = 0  # completed rounds
         self.failed_rounds = 0
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def poll_once(self) -> list[StatusChange]:
         """One round: detect changes, save them, announce those with a channel."""

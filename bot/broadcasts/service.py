@@ -9,6 +9,7 @@ else happens with it.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from bot.palabra.errors import (
     InsufficientBalanceError,
     InvalidRequestError,
     NotFoundError,
+    PalabraAPIError,
     PalabraError,
     RateLimitedError,
 )
@@ -236,7 +238,7 @@ class BroadcastService:
             row = await repo.update_broadcast(s, guild_id, row.palabra_broadcast_id, announce_channel_id=channel_id)
         return view_of_row(row)
 
-    async def choices(self, guild_id: int, typed: str = "") -> list[tuple[str, str]]:
+    async def choices(self, guild_id: int, typed: str = "") -> builtins.list[tuple[str, str]]:
         """(label, id) pairs of this guild's broadcasts matching `typed`, for autocomplete."""
         async with self.core.database.session() as s:
             rows = await repo.list_broadcasts(s, guild_id)
@@ -248,7 +250,7 @@ class BroadcastService:
         ]
 
     # -- polling
-    async def poll_statuses(self) -> list[StatusChange]:
+    async def poll_statuses(self) -> builtins.list[StatusChange]:
         """One account-wide listing, compared with the last known statuses of this process's guilds (those
         of its shards: another process announces the others' changes, once); changes are saved."""
         shards = ShardPlan.of(self.core.settings)
@@ -300,7 +302,7 @@ class BroadcastService:
             raise BroadcastNotFound(f"this server has no broadcast {ref[:64]!r}; /broadcast list shows its broadcasts")
         return row
 
-    async def _fetch(self, row: Broadcast) -> dict | None:
+    async def _fetch(self, row: Broadcast) -> dict[str, Any] | None:
         """Palabra's view of the broadcast, or None if Palabra no longer has it."""
         try:
             async with _palabra("read the broadcast"):
@@ -348,14 +350,14 @@ async def _palabra(action: str) -> AsyncIterator[None]:
 
 
 def _detail(exc: PalabraError) -> str:
-    errors = getattr(exc, "errors", None) or []
+    errors = exc.errors if isinstance(exc, PalabraAPIError) else []
     details = [e.get("detail") or e.get("title") for e in errors if isinstance(e, dict)]
     text = "; ".join(d for d in details if isinstance(d, str)) or str(exc)
     return redact(text)[:500]
 
 
 # --- views ------------------------------------------------------------------------------------------
-def ingest_of(data: dict) -> Ingest | None:
+def ingest_of(data: dict[str, Any]) -> Ingest | None:
     spec = data.get("input")
     if not isinstance(spec, dict):
         return None
@@ -366,11 +368,11 @@ def ingest_of(data: dict) -> Ingest | None:
     )
 
 
-def view_of(data: dict, row: Broadcast) -> BroadcastView:
+def view_of(data: dict[str, Any], row: Broadcast) -> BroadcastView:
     source, targets, _ = read_pipeline(data)
     status = normalise_status(data.get("status"))
-    spec = data.get("input") if isinstance(data.get("input"), dict) else {}
-    mixing = {
+    spec = given if isinstance(given := data.get("input"), dict) else {}
+    mixing: dict[str, Any] = {
         k: data[k]
         for k in ("original_delay_seconds", "original_base_volume", "original_ducked_volume", "ignore_video")
         if k in data
@@ -413,9 +415,9 @@ def gone_view(row: Broadcast) -> BroadcastView:
     )
 
 
-def _output_view(output: dict) -> OutputView:
+def _output_view(output: dict[str, Any]) -> OutputView:
     languages = output.get("lang_codes") or ([output["lang_code"]] if output.get("lang_code") else [])
-    urls = output.get("urls") if isinstance(output.get("urls"), dict) else {}
+    urls = given if isinstance(given := output.get("urls"), dict) else {}
     server = output.get("server") if output.get("protocol") != "hls_pull" else None
     return OutputView(
         str(output.get("protocol")),

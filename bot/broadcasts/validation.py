@@ -27,6 +27,7 @@ accepted. Stream keys never appear in messages or in `describe()` output.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -65,7 +66,7 @@ class OutputSpec:
     server: str | None = None
     stream_key: str | None = field(default=None, repr=False)
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         if self.protocol == "hls_pull":
             return {"protocol": self.protocol, "lang_codes": list(self.lang_codes)}
         return {
@@ -99,7 +100,7 @@ class BroadcastRequest:
     def stream_keys(self) -> list[str]:
         return [o.stream_key for o in self.outputs if o.stream_key]
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         return {
             "title": self.title,
             **self.mixing,
@@ -113,7 +114,7 @@ class BroadcastRequest:
 class BroadcastPatch:
     """A validated `/broadcast update`: the PATCH body, the keys it carries and warnings."""
 
-    body: dict = field(repr=False)  # holds the stream keys of changed outputs
+    body: dict[str, Any] = field(repr=False)  # holds the stream keys of changed outputs
     stream_keys: tuple[str, ...] = field(default=(), repr=False)
     warnings: tuple[str, ...] = ()
 
@@ -227,7 +228,7 @@ def parse_mixing(
     return mixing
 
 
-def pipeline(source: str, targets: tuple[str, ...], voices: dict[str, str]) -> dict:
+def pipeline(source: str, targets: tuple[str, ...], voices: dict[str, str]) -> dict[str, Any]:
     return {
         "transcription": {"source_language": source},
         "translations": [
@@ -242,7 +243,7 @@ def pipeline(source: str, targets: tuple[str, ...], voices: dict[str, str]) -> d
 
 # --- update -------------------------------------------------------------------------------------------
 def parse_update(
-    current: dict,
+    current: dict[str, Any],
     *,
     title: str | None = None,
     targets: str | None = None,
@@ -281,7 +282,7 @@ def parse_update(
     return BroadcastPatch(body, keys, tuple(warnings))
 
 
-def read_pipeline(broadcast: dict) -> tuple[str, tuple[str, ...], dict[str, str]]:
+def read_pipeline(broadcast: dict[str, Any]) -> tuple[str, tuple[str, ...], dict[str, str]]:
     """(source, targets, voices) of a broadcast as Palabra returns it (either pipeline key)."""
     pipe = broadcast.get("translation_pipeline") or broadcast.get("translation_settings") or {}
     source = (pipe.get("transcription") or {}).get("source_language") or "auto"
@@ -296,7 +297,7 @@ def read_pipeline(broadcast: dict) -> tuple[str, tuple[str, ...], dict[str, str]
     return source, tuple(targets), voices
 
 
-def _check_outputs_still_fit(outputs: list, targets: tuple[str, ...]) -> None:
+def _check_outputs_still_fit(outputs: list[Any], targets: tuple[str, ...]) -> None:
     allowed = set(targets) | {ORIGINAL}
     for output in outputs:
         if not isinstance(output, dict):
@@ -371,7 +372,7 @@ def _push_server(url: str, lang: str) -> tuple[str, str]:
     return protocol, url
 
 
-def _language(check, raw: str, warnings: list[str]) -> str:
+def _language(check: Callable[[str], str | None], raw: str, warnings: list[str]) -> str:
     try:
         warning = check(raw)
     except InvalidTaskError as exc:

@@ -16,8 +16,11 @@ class Timeline(Protocol):
 
 
 class Segment(Protocol):
-    start: float
-    end: float
+    @property
+    def start(self) -> float: ...
+
+    @property
+    def end(self) -> float: ...
 
 
 def attribute(timeline: Timeline, segments: Sequence[Segment], margin_s: float = DEFAULT_MARGIN_S) -> Hashable | None:

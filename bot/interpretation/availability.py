@@ -263,10 +263,12 @@ class SessionPlacements:
     async def place_fallback(self, placement: Placement) -> None:
         language = placement.language
         self._stop_playback(language)
-        if placement.kind == "same_channel":
+        vc = self.running.live.parts.voice_client
+        if placement.kind == "same_channel" and not isinstance(vc, discord.VoiceClient):
+            placement = Placement(language, "text_only", None, placement.reason)  # nothing to play it through
+        if placement.kind == "same_channel" and isinstance(vc, discord.VoiceClient):
             ensure_discord_opus()
             source = TranslationSource()
-            vc = self.running.live.parts.voice_client
             if vc.is_playing():
                 vc.stop()
             vc.play(source, **OPUS_SETTINGS)

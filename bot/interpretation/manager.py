@@ -31,6 +31,7 @@ from bot.interpretation.housekeeping import Housekeeping
 from bot.interpretation.languages import check_languages
 from bot.interpretation.leasing import SpeakerLeases
 from bot.interpretation.palabra_sessions import PalabraSessions
+from bot.interpretation.ports import ListenerVoice
 from bot.interpretation.recovery import CrashedSession, Recovery
 from bot.interpretation.reports import Placement, PlacementKind, SessionStatus, StartReport, StopReport
 from bot.interpretation.running import RunningSession
@@ -39,7 +40,7 @@ from bot.interpretation.starting import Requested, SessionStarter, end_row, star
 from bot.interpretation.summary import post_summary
 from bot.metrics import Metrics
 from bot.shards import ShardPlan, shard_of
-from bot.voice.speakers import SpeakerPool, leave
+from bot.voice.speakers import LEAVE_TIMEOUT, SpeakerPool, leave
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -263,7 +264,7 @@ class InterpretationManager:
             await self.palabra.delete_created(running.rest)
             await self.leases.release_session(running.session_id)
             running.slots.clear()
-            await leave(live.parts.voice_client)  # bounded, also when the connection is dead
+            await _leave_voice(live.parts.voice_client)
             await end_row(self.core, running.session_id, reason)
             lines = len(live.parts.transcript.finals())
             summary_id = await post_summary(running, reason, self.metrics)
@@ -312,7 +313,6 @@ class InterpretationManager:
 
 def _status_of(running: RunningSession, instance_id: str, shard: tuple[int, int]) -> SessionStatus:
     live = running.live
-    stats = live.receiver_stats()
     p50, p90 = live.latency_percentiles()
     return SessionStatus(
         session_id=running.session_id,
@@ -325,11 +325,22 @@ def _status_of(running: RunningSession, instance_id: str, shard: tuple[int, int]
         uptime_s=live.uptime_s,
         latency_p50_s=p50,
         latency_p90_s=p90,
-        packets=int(stats.get("packets", 0)),
-        decrypt_failures=int(stats.get("transport_failures", 0)) + int(stats.get("dave_failures", 0)),
+        packets=live.receiver_count("packets"),
+        decrypt_failures=live.receiver_count("transport_failures") + live.receiver_count("dave_failures"),
         instance_id=instance_id,
         shard=shard,
     )
+
+
+async def _leave_voice(vc: ListenerVoice) -> None:
+    """Bounded, also when the connection is already dead (discord.py would wait 30 s for a confirmation)."""
+    if isinstance(vc, discord.VoiceClient):
+        await leave(vc)
+        return
+    try:
+        await asyncio.wait_for(vc.disconnect(force=True), timeout=LEAVE_TIMEOUT)
+    except Exception as exc:
+        log.warning("leaving the voice channel failed: %s", exc)
 
 
 def _log_failure(task: asyncio.Task[StopReport]) -> None:

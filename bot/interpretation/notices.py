@@ -39,7 +39,7 @@ class DecryptFailureNotices:
         self._send, self._name_of = send, name_of
         self.min_consecutive, self.interval_s, self._clock = min_consecutive, interval_s, clock
         self._last_notice: dict[int | None, float] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.sent = 0
 
     def __call__(self, failure: DecryptFailure) -> None:

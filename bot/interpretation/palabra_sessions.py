@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from bot.db import sessions as db_sessions
-from bot.palabra.errors import NotFoundError, PalabraError
+from bot.palabra.errors import NotFoundError, PalabraAPIError, PalabraError
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
@@ -30,6 +30,8 @@ class RecordingRest:
 
     async def create_session(self, intent: str = "api") -> StreamingSessionInfo:
         info = await self.rest.create_session(intent)
+        if info.id is None:  # nothing to record, so nothing recovery could delete: refuse it
+            raise PalabraAPIError("Palabra created a streaming session but sent no id for it")
         try:
             await self.record(info.id)
         except BaseException:

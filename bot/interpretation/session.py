@@ -17,19 +17,24 @@ import contextlib
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
+from discord.channel import VocalGuildChannel
 
 from bot.audio.mixer import Mixer, MixerClock
 from bot.audio.resample import discord_to_session
 from bot.interpretation import captions
 from bot.interpretation.attribution import attribute
+from bot.interpretation.ports import ListenerVoice, Playback, TranslationStream
 from bot.interpretation.store import FinalLine, StoreEntry, TranscriptStore, Translation
-from bot.interpretation.transcripts import Speaker, Transcript, TranscriptPoster
+from bot.interpretation.transcripts import Line, Speaker, Transcript, TranscriptPoster
 from bot.palabra import protocol as p
+
+if TYPE_CHECKING:
+    from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +80,12 @@ class SessionConfig:
 class SessionParts:
     """What the manager assembled for the session (it owns their release)."""
 
-    voice_client: Any  # ListeningVoiceClient
-    streaming: Any  # StreamingSession
+    voice_client: ListenerVoice
+    streaming: TranslationStream
     poster: TranscriptPoster | None  # attached after placement (audio already flows by then)
     transcript: Transcript
-    playbacks: dict[str, Any] = field(default_factory=dict)  # language -> TranslationSource
-    floor_playbacks: list[Any] = field(default_factory=list)  # sources that get the original under them
+    playbacks: dict[str, Playback] = field(default_factory=dict)  # language -> its playback
+    floor_playbacks: list[Playback] = field(default_factory=list)  # those that get the original under them
 
 
 class LiveSession:
@@ -95,7 +100,7 @@ class LiveSession:
         on_stop: Callable[[LiveSession, str], None],
         on_latency: Callable[[float], None] | None = None,
         store: TranscriptStore | None = None,
-        metrics: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config, self.parts, self.mixer = config, parts, mixer
         self.bot_user_ids = bot_user_ids
@@ -115,7 +120,7 @@ class LiveSession:
         self._utterance_end: dict[str, float] = {}  # transcription id -> segment end (timeline s)
         self._first_audio: dict[str, float] = {}  # transcription id -> monotonic time of first output audio
         self._latency_done: set[str] = set()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._last_stats = {"packets": 0, "transport_failures": 0, "dave_failures": 0}
         self._empty_since: float | None = None
         self._gone_since: float | None = None
@@ -167,9 +172,13 @@ class LiveSession:
         cuts = statistics.quantiles(self.latencies, n=10, method="inclusive")
         return statistics.median(self.latencies), cuts[8]
 
-    def receiver_stats(self) -> dict[str, Any]:
-        receiver = getattr(self.parts.voice_client, "receiver", None)
-        return receiver.stats() if receiver is not None else {}
+    def receiver_stats(self) -> Mapping[str, object]:
+        return self.parts.voice_client.receiver.stats()
+
+    def receiver_count(self, key: str) -> int:
+        """One of the receiver's counters (0 when it has none of that name)."""
+        value = self.receiver_stats().get(key, 0)
+        return int(value) if isinstance(value, (int, float)) else 0
 
     async def _consume_frames(self) -> None:
         async for frame in self.parts.voice_client.receiver.frames():
@@ -181,8 +190,8 @@ class LiveSession:
         """Cached per user once the member is known (this runs for every received frame)."""
         known = self._bot_check.get(user_id)
         if known is None:
-            guild = getattr(self.parts.voice_client, "guild", None)
-            if user_id not in self.bot_user_ids and (guild is None or guild.get_member(user_id) is None):
+            guild = self.parts.voice_client.guild
+            if user_id not in self.bot_user_ids and guild.get_member(user_id) is None:
                 return False  # not cached yet: treat as a person, ask again next frame
             known = self._bot_check[user_id] = is_bot(guild, user_id, self.bot_user_ids)
         return known
@@ -290,12 +299,12 @@ class LiveSession:
         if self.store is not None and self._output_started:
             self.store.add(entry)
 
-    def _attribute(self, line: Any, segments: tuple[p.Segment, ...]) -> None:
+    def _attribute(self, line: Line, segments: tuple[p.Segment, ...]) -> None:
         if not segments:
             return
         user_id = attribute(self.mixer.timeline, [_shift(seg, -self.config.stream_lead_s) for seg in segments])
-        if user_id is not None:
-            line.speaker = self.resolve_speaker(int(user_id))
+        if isinstance(user_id, int):
+            line.speaker = self.resolve_speaker(user_id)
 
     def _on_audio(self, event: p.OutputAudio) -> None:
         source = self.parts.playbacks.get(event.language)
@@ -366,8 +375,7 @@ class LiveSession:
 
     def _listener_channel_id(self) -> int | None:
         vc = self.parts.voice_client
-        guild = getattr(vc, "guild", None)
-        me = guild.me if guild is not None else None
+        me = vc.guild.me
         state = me.voice if me is not None else None
         if state is None or state.channel is None:
             return None if not vc.is_connected() else vc.channel.id
@@ -376,17 +384,14 @@ class LiveSession:
     def _export_stats(self) -> None:
         if self.metrics is None:
             return
-        stats = self.receiver_stats()
-        for key, counter in (("packets", self.metrics.packets),):
-            delta = int(stats.get(key, 0)) - self._last_stats[key]
-            if delta > 0:
-                counter.inc(delta)
+        now = {key: self.receiver_count(key) for key in self._last_stats}
+        delta = {key: now[key] - self._last_stats[key] for key in now}
+        if delta["packets"] > 0:
+            self.metrics.packets.inc(delta["packets"])
         for key, stage in (("transport_failures", "transport"), ("dave_failures", "dave")):
-            delta = int(stats.get(key, 0)) - self._last_stats[key]
-            if delta > 0:
-                self.metrics.decrypt_failures.labels(stage).inc(delta)
-        for key in self._last_stats:
-            self._last_stats[key] = int(stats.get(key, 0))
+            if delta[key] > 0:
+                self.metrics.decrypt_failures.labels(stage).inc(delta[key])
+        self._last_stats = now
 
     def _count_error(self, kind: str) -> None:
         if self.metrics is not None:
@@ -463,9 +468,8 @@ def is_bot(guild: discord.Guild | None, user_id: int, our_bots: set[int]) -> boo
     return member is not None and member.bot
 
 
-def humans_in(channel: Any, our_bots: set[int]) -> int:
-    states = getattr(channel, "voice_states", {}) or {}
-    return sum(not is_bot(channel.guild, user_id, our_bots) for user_id in states)
+def humans_in(channel: VocalGuildChannel, our_bots: set[int]) -> int:
+    return sum(not is_bot(channel.guild, user_id, our_bots) for user_id in channel.voice_states)
 
 
 def user_speaker(guild: discord.Guild | None, user_id: int) -> Speaker:

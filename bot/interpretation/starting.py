@@ -143,7 +143,7 @@ class SessionStarter:
         undo.push_async_callback(_logged_step(lambda: vc.disconnect(force=True)))
         vc.receiver.on_failure = DecryptFailureNotices(
             lambda text: transcript_channel.send(text, allowed_mentions=discord.AllowedMentions.none()),
-            lambda uid: user_speaker(guild, uid).name,
+            lambda uid: user_speaker(guild, uid).name if uid is not None else "someone not identified yet",
         )
         await channels.post_consent(
             plan.voice_channel,

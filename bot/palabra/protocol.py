@@ -429,3 +429,78 @@ def _opt_float(value: Any) -> float | None:
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+# --- server -> client encoding (the emulator's side of the wire) ---------------------------------
+def encode_event(event: Event, *, zlib_audio: bool = False) -> dict[str, Any]:
+    """The wire frame (`{"message_type", "data"}`) of a server event: the inverse of `parse_message`.
+
+    Shapes follow what Palabra sends (probe and SDK fixtures): transcripts nested in
+    `data.transcription`, `output_audio_data` flat with a string `translation_part_id`.
+    """
+    message_type, data = _encode(event, zlib_audio)
+    return {"message_type": message_type, "data": data}
+
+
+def encode_json(event: Event, *, zlib_audio: bool = False) -> str:
+    return json.dumps(encode_event(event, zlib_audio=zlib_audio))
+
+
+def _encode(event: Event, zlib_audio: bool) -> tuple[str, dict[str, Any]]:
+    if isinstance(event, Transcription):
+        return event.message_type, {"transcription": _encode_transcription(event)}
+    if isinstance(event, OutputAudio):
+        pcm = zlib.compress(event.pcm) if zlib_audio and event.pcm else event.pcm
+        return "output_audio_data", {
+            "transcription_id": event.transcription_id,
+            "translation_part_id": event.translation_part_id,
+            "language": event.language,
+            "last_chunk": event.last_chunk,
+            "data": base64.b64encode(pcm).decode("ascii"),
+            "chunk_generation_delta": event.chunk_generation_delta,
+        }
+    if isinstance(event, TaskStatus):
+        status: dict[str, Any] = {"command": event.command, "event": event.event, "task_status": event.status}
+        if event.transcription_id is not None:
+            status["transcription_id"] = event.transcription_id
+        return "task_status", status
+    if isinstance(event, CurrentTask):
+        return "current_task", {**event.task, "task_status": event.status}
+    if isinstance(event, ErrorMessage):
+        return "error", {"code": event.code, "desc": event.desc, "param": event.param}
+    if isinstance(event, WarningMessage):
+        return "warning", {"code": event.code, "message": event.message}
+    if isinstance(event, EndOfStream):
+        return event.message_type, {}
+    if isinstance(event, PipelineTimings):
+        return "pipeline_timings", {"transcription_id": event.transcription_id, "timings": dict(event.timings)}
+    if isinstance(event, TtsBufferStats):
+        stats: dict[str, Any] = dict(event.stats)
+        if event.timestamp is not None:
+            stats["timestamp"] = event.timestamp
+        return "tts_buffer_stats", {"stats": stats}
+    if isinstance(event, Unknown):
+        return event.message_type, event.data if isinstance(event.data, dict) else {}
+    raise TypeError(f"{type(event).__name__} is not sent by the server")
+
+
+def _encode_transcription(event: Transcription) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "transcription_id": event.transcription_id,
+        "language": event.language,
+        "text": event.text,
+        "segments": [
+            {
+                "text": s.text,
+                "start": s.start,
+                "end": s.end,
+                "start_timestamp": s.start_timestamp,
+                "end_timestamp": s.end_timestamp,
+                "words": [{"word": w.word, "start": w.start, "end": w.end} for w in s.words],
+            }
+            for s in event.segments
+        ],
+    }
+    if event.translation_part_id is not None:
+        body["translation_part_id"] = event.translation_part_id
+    return body

@@ -280,3 +280,16 @@ class AesGcmSendMixin:
         packet = self._aes_cipher[1].encrypt(bytes(header), bytes(data), self._aes_counter)
         self._aes_counter = (self._aes_counter + 1) & 0xFFFFFFFF
         return packet
+
+
+# ---- slash-command errors (checked against discord.py 2.7.1) -----------------------------------------
+
+
+def transformer_display_name(transformer: discord.app_commands.Transformer[discord.Client]) -> str:
+    """What a slash-command option expects, as discord.py names it in its own conversion errors.
+
+    Why private: `Transformer._error_display_name` (app_commands/transformers.py) is the only place
+    discord.py keeps that name (the class name without "Transformer", an enum's name); there is no
+    public equivalent. Checked against discord.py 2.7.1."""
+    name = getattr(transformer, "_error_display_name", None)
+    return name if isinstance(name, str) else transformer.type.name

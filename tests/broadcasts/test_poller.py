@@ -3,14 +3,13 @@ do not stop it. (Announcements through Discord itself are in tests/cogs/test_bro
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from bot.broadcasts.poller import BroadcastPoller, announcement
 from bot.broadcasts.validation import parse_create
 from tests.fakes.broadcasts import set_status
 from tests.fakes.secrets import STREAM_KEY
+from tests.fakes.waiting import wait_until
 
 
 def request(title: str):
@@ -21,13 +20,6 @@ def request(title: str):
         input_protocol="srt_push",
         outputs=f"es=rtmp://live.example.com/app|{STREAM_KEY}",
     )
-
-
-async def wait_for(predicate, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def test_delay_stays_within_jitter():
@@ -55,7 +47,7 @@ async def test_loop_announces_changes_in_the_chosen_channel_and_survives_failure
     try:
         for broadcast in (loud, broken, quiet):
             await set_status(emulator, broadcast.id, "streaming")
-        await wait_for(lambda: said)
+        await wait_until(lambda: said)
         assert said == [
             (
                 100,
@@ -65,9 +57,9 @@ async def test_loop_announces_changes_in_the_chosen_channel_and_survives_failure
         ]
         # Palabra failing for a while: rounds fail, the loop goes on.
         emulator.state.config.rest_fail_first = 4
-        await wait_for(lambda: emulator.state.config.rest_fail_first == 0)
+        await wait_until(lambda: emulator.state.config.rest_fail_first == 0)
         await set_status(emulator, loud.id, "error", "input dropped")
-        await wait_for(lambda: len(said) == 2)
+        await wait_until(lambda: len(said) == 2)
         assert said[1][0] == 100 and "⚠️ Error" in said[1][1] and "input dropped" in said[1][1]
         assert poller.running
     finally:

@@ -284,7 +284,13 @@ async def running_world(
                 def services_for(client: InterpreterBot) -> Services:
                     built.append(InterpretationManager(core, client, pool))
                     overlay = served.overlay.service if served is not None else None
-                    return Services(core, interpretation=built[-1], broadcasts=BroadcastService(core), overlay=overlay)
+                    return Services(
+                        core,
+                        interpretation=built[-1],
+                        broadcasts=BroadcastService(core),
+                        speakers=pool,
+                        overlay=overlay,
+                    )
 
                 factory = lambda: InterpreterBot(services_for, shards=ShardPlan.of(settings), guild_ready_timeout=0.1)  # noqa: E731
                 async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (listener,):

@@ -5,7 +5,6 @@ with clear ephemeral messages, and stream keys never in a public message or a lo
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from tests.fakes.discord.clients import running_clients
 from tests.fakes.discord.model import Guild
 from tests.fakes.discord.rest import InteractionRecord
 from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.waiting import wait_until
 
 EPHEMERAL = 64
 KEY = secrets.STREAM_KEY
@@ -84,13 +84,6 @@ def public_texts(fake: FakeDiscord) -> list[str]:
     return texts
 
 
-async def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 @pytest.fixture(autouse=True)
 def production_gateway_logging():
     """`bot.logs.setup_logging` keeps discord.gateway at INFO or above in every configuration, because
@@ -110,13 +103,15 @@ async def emulator():
 
 @contextlib.asynccontextmanager
 async def running_world(database_url: str, emulator_url: str, poll_interval_s: float = 0):
-    async with broadcast_services(database_url, emulator_url, broadcast_poll_interval_s=poll_interval_s) as services:
-        async with FakeDiscord(text_channels=("general", "broadcast-status")) as fake:
-            second = await fake.add_guild("Second Guild")
-            factory = lambda: InterpreterBot(services, guild_ready_timeout=0.1)  # noqa: E731
-            async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (client,):
-                await wait_until(lambda: fake.commands(fake.bot()) and len(client.guilds) == 2)
-                yield World(fake, client, services, second)
+    async with (
+        broadcast_services(database_url, emulator_url, broadcast_poll_interval_s=poll_interval_s) as services,
+        FakeDiscord(text_channels=("general", "broadcast-status")) as fake,
+    ):
+        second = await fake.add_guild("Second Guild")
+        factory = lambda: InterpreterBot(services, guild_ready_timeout=0.1)  # noqa: E731
+        async with running_clients(fake, [secrets.DISCORD_TOKEN], factory=factory) as (client,):
+            await wait_until(lambda: fake.commands(fake.bot()) and len(client.guilds) == 2)
+            yield World(fake, client, services, second)
 
 
 @pytest.fixture

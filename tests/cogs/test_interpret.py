@@ -234,7 +234,7 @@ async def test_real_manager_behind_the_commands(tmp_path):
 
                 def services_for(listener: InterpreterBot) -> Services:
                     manager = InterpretationManager(core, listener, pool)
-                    return Services(core, interpretation=manager, broadcasts=BroadcastService(core))
+                    return Services(core, interpretation=manager, broadcasts=BroadcastService(core), speakers=pool)
 
                 def listener_factory() -> InterpreterBot:
                     return InterpreterBot(services_for, shards=ShardPlan.of(settings), guild_ready_timeout=0.1)

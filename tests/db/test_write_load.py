@@ -14,6 +14,7 @@ from sqlalchemy import event
 
 from bot.db import transcripts as db_transcripts
 from tests.fakes.audio import SPEECH_A, SPEECH_B, decode
+from tests.fakes.waiting import wait_until
 from tests.interpretation.conftest import listener_dave_ready, wait_for, world_on
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
@@ -80,10 +81,7 @@ async def test_a_speaking_session_writes_one_line_and_one_merge_per_translation_
             lines[:] = await stored()
             return bool(lines) and all(set(line.translations) == set(TARGETS) for line in lines)
 
-        deadline = loop.time() + 30
-        while not await all_translated():
-            assert loop.time() < deadline, "transcripts were not stored"
-            await asyncio.sleep(0.2)
+        await wait_until(all_translated, timeout=30, what="every transcript line stored, translated", interval=0.2)
         minutes = (loop.time() - started) / 60
         lines_written = counter.statements[("INSERT", "transcript_lines")]
         merges = counter.statements[("UPDATE", "transcript_lines")]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.waiting import wait_until
+
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 ARGS = [
     "--headless",
@@ -76,10 +78,4 @@ window.__seen = [];
 async def wait_until_true(page, expression: str, timeout: float = 10.0) -> None:
     """Poll a JavaScript expression until it is truthy. (playwright's wait_for_function evaluates a string,
     which the overlay's Content-Security-Policy rightly refuses; evaluate() goes through the debugger.)"""
-    import asyncio
-
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await page.evaluate(expression):
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"the page never made this true: {expression}")
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: page.evaluate(expression), timeout, what=f"the page to make this true: {expression}")

@@ -32,19 +32,12 @@ from tests.fakes.discord.dave import (
 )
 from tests.fakes.discord.receive import RawSocketRecorder
 from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.waiting import wait_until
 
 RATE = 48_000
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-
-
-async def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def dave_members(vc: discord.VoiceClient) -> int:
@@ -275,7 +268,11 @@ async def test_dave_group_spans_bots_and_users_and_bot_speech_is_heard():
         reference = speech_24k_as_48k()
         recorder = RawSocketRecorder(listener_vc)
         started = await play(speaker_vc, reference)
-        await asyncio.sleep(0.2)
+        played = len(reference) // 960 + 5  # whole 20 ms frames, then discord.py's five silence frames
+        await wait_until(
+            lambda: recorder.rtp_count() >= played and alice.heard_end_of_speech(speaker.user.id),
+            what="the speaker bot's playback to reach the listener and Alice",
+        )
         recorder.close()
         # The listener bot receives the speaker bot too, with the header extension the SFU adds.
         pcm, counts = recorder.decode_from(speaker.user.id, ssrc=speaker_vc.ssrc)
@@ -297,7 +294,7 @@ async def test_recording_places_each_talk_spurt_when_it_was_heard():
         first = await play(vc, audio.sine(440, 0.5, RATE, amplitude=0.3))
         await asyncio.sleep(0.8)  # discord.py's RTP clock does not advance during this pause
         second = await play(vc, audio.sine(880, 0.5, RATE, amplitude=0.3))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: alice.heard_end_of_speech(bot.user.id), what="the playback to reach Alice")
         heard = audio.mono(alice.heard(bot.user.id), 2)
         regions = audio.speech_regions(heard, RATE, min_silence_s=0.3)
         assert len(regions) == 2, regions
@@ -320,7 +317,7 @@ async def test_user_speech_reaches_the_bot_socket_and_decrypts():
         report = await alice.speak(
             audio.to_pcm(spoken, channels=2), padding_fraction=0.2, extension_fraction=0.5, seed=3
         )
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: recorder.rtp_count() >= report.frames, what="Alice's packets at the bot")
         recorder.close()
         pcm, counts = recorder.decode_from(alice.id, ssrc=alice.ssrc)
         assert counts.rtp == report.frames and report.dave_encrypted == report.frames - 5
@@ -379,7 +376,7 @@ async def test_sfu_ignores_non_rtp_and_can_hold_back_a_bots_speaking_mapping():
         transport.sendto(b"\x81\xc9\x00\x01" + bytes(4))  # an RTCP receiver report
         transport.close()
         await play(vc, audio.sine(500, 0.5, RATE, amplitude=0.3))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: alice.heard_end_of_speech(bot.user.id), what="the playback to reach Alice")
         assert fake.voice.stats.ignored == 2
         starts = [event for event in alice.speaking_events if event[0] == bot.user.id and event[2]]
         assert starts and starts[0][1] == vc.ssrc
@@ -402,7 +399,7 @@ async def test_dave_downgrade_and_upgrade_transitions():
         )
         recorder = RawSocketRecorder(vc)
         report = await alice.speak(tone)
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: recorder.rtp_count() >= report.frames, what="Alice's packets at the bot")
         pcm, counts = recorder.decode_from(alice.id, ssrc=alice.ssrc)
         assert report.dave_encrypted == 0 and counts.dave_ok == report.frames - 5  # plain Opus, passed through
         assert audio.peak_frequency(audio.mono(pcm, 2), RATE) == pytest.approx(350, abs=10)
@@ -420,7 +417,7 @@ async def test_dave_downgrade_and_upgrade_transitions():
         )
         recorder.datagrams.clear()
         report = await alice.speak(tone)
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: recorder.rtp_count() >= report.frames, what="Alice's packets at the bot")
         recorder.close()
         pcm, counts = recorder.decode_from(alice.id, ssrc=alice.ssrc)
         assert (
@@ -452,7 +449,7 @@ async def _close_voice_and_check_recovery(code: int, expected_op: int, connect_t
         )
         assert vc.voice_privacy_code == alice.dave.voice_privacy_code
         await play(vc, audio.sine(440, 0.6, RATE, amplitude=0.3))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: alice.heard_end_of_speech(bot.user.id), what="the playback to reach Alice")
         assert alice.stats.dave_failures == 0
         assert audio.peak_frequency(audio.mono(alice.heard(bot.user.id), 2), RATE) == pytest.approx(440, abs=10)
 
@@ -480,7 +477,7 @@ async def test_moving_and_kicking_a_bot():
         await wait_until(lambda: vc.channel is not None and vc.channel.id == voice_b and vc.is_connected(), what="move")
         await wait_until(lambda: dave_members(vc) == 2, what="DAVE group in Voice B")
         await play(vc, audio.sine(660, 0.5, RATE, amplitude=0.3))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: bob.heard_end_of_speech(bot.user.id), what="the playback to reach Bob")
         assert audio.peak_frequency(audio.mono(bob.heard(bot.user.id), 2), RATE) == pytest.approx(660, abs=10)
         await fake.disconnect_member(bot.user.id)
         await wait_until(lambda: not bot.voice_clients, what="the bot to leave voice")

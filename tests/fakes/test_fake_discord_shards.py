@@ -14,16 +14,9 @@ from tests.fakes.discord.clients import client_kwargs, running_clients
 from tests.fakes.discord.gateway import CLOSE_INVALID_SHARD, CLOSE_SHARDING_REQUIRED, shard_of
 from tests.fakes.discord.model import snowflake_on_shard
 from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def sharded(shard_ids: list[int], count: int = 2):

@@ -4,13 +4,13 @@ test_live_session.py runs a whole session through the fake Discord and the emula
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from pathlib import Path
 
 from bot.interpretation.captions import CaptionUpdate
 from tests.fakes.browser import wait_until_true
+from tests.fakes.waiting import ConditionTimeout, wait_until
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "overlay.png"
 MARKUP = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold?</b>'
@@ -31,14 +31,17 @@ async def shown_lines(page) -> list[dict]:
 
 
 async def wait_shown(page, predicate, what: str, timeout: float = 5.0) -> list[dict]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        lines = await shown_lines(page)
-        if predicate(lines):
-            return lines
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"the page never showed {what}; it shows {lines}")
-        await asyncio.sleep(0.02)
+    seen: list[dict] = []
+
+    async def matching() -> tuple[list[dict]] | None:
+        seen[:] = await shown_lines(page)
+        return (list(seen),) if predicate(seen) else None  # a tuple: an empty page may be what is awaited
+
+    try:
+        (lines,) = await wait_until(matching, timeout, what=f"the page to show {what}")
+    except ConditionTimeout as exc:
+        raise ConditionTimeout(f"{exc}; it shows {seen}") from None
+    return lines
 
 
 async def open_page(browser, url: str):

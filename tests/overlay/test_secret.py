@@ -35,9 +35,9 @@ async def test_a_configured_key_wins_and_is_not_stored(db):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"overlay_secret": "short"}, "OVERLAY_SECRET: Value error, must be at least 16 characters"),
-        ({"public_url": "captions.example.org"}, "PUBLIC_URL: Value error, must start with http:// or https://"),
-        ({"public_url": "https://example.org/?a=1"}, "PUBLIC_URL: Value error, must be a base URL"),
+        ({"overlay_secret": "short"}, "OVERLAY_SECRET: must be at least 16 characters"),
+        ({"public_url": "captions.example.org"}, "PUBLIC_URL: must start with http:// or https://"),
+        ({"public_url": "https://example.org/?a=1"}, "PUBLIC_URL: must be a base URL"),
     ],
 )
 def test_bad_overlay_settings_are_named(overrides, message):

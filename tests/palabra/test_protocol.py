@@ -300,3 +300,54 @@ def test_parse_message_never_raises_on_arbitrary_server_data(message_type, data)
 def test_parse_message_never_raises_on_garbage(frame):
     event = p.parse_message(frame)
     assert event is None or isinstance(event, p.Event)
+
+
+# --- server-side encoding (used by the emulator) ---------------------------------------------------
+_SEGMENT = p.Segment("hola", 0.32, 1.5, 1790615783.5, 1790615784.7, (p.Word("hola", 0.32, 1.5),))
+_SERVER_EVENTS = [
+    p.PartialTranscription("t1", "en", "hel", (_SEGMENT,)),
+    p.ValidatedTranscription("t1", "en", "hello", (_SEGMENT,)),
+    p.TranslatedTranscription("t1", "es", "hola", (_SEGMENT,), translation_part_id=1),
+    p.PartialTranslatedTranscription("t1", "es", "ho", (_SEGMENT,), translation_part_id=0),
+    p.OutputAudio("t1", "es", b"\x01\x00\x02\x00", last_chunk=True, translation_part_id="0"),
+    p.TaskStatus("tts_task", "queued", "running", "t2"),
+    p.TaskStatus("set_task", "started", "running"),
+    p.CurrentTask({"pipeline": {"translations": []}}, "paused"),
+    p.ErrorMessage("NOT_FOUND", "No active task found"),
+    p.WarningMessage("AUDIO_STREAM_STALLED", "stalled"),
+    p.EndOfStream(),
+    p.EndOfStream("eos"),
+    p.PipelineTimings("t1", {"total": 1.5}),
+    p.TtsBufferStats({"es": {"current_queue_level_ms": 320}}, 17.5),
+    p.Unknown("queue_status_v2", {"es": 1}),
+]
+
+
+@pytest.mark.parametrize("event", _SERVER_EVENTS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("zlib_audio", [False, True])
+def test_encoded_server_events_parse_back_to_themselves(event, zlib_audio):
+    assert p.parse_message(p.encode_json(event, zlib_audio=zlib_audio), zlib_audio=zlib_audio) == event
+
+
+def test_encoded_shapes_match_the_probe():
+    audio = p.encode_event(p.OutputAudio("t1", "es", b"\x00\x00", translation_part_id="0"))
+    assert audio["data"] == {
+        "transcription_id": "t1",
+        "translation_part_id": "0",
+        "language": "es",
+        "last_chunk": False,
+        "data": "AAA=",
+        "chunk_generation_delta": None,
+    }
+    final = p.encode_event(p.TranslatedTranscription("t1", "es", "hola", translation_part_id=0))
+    assert final["data"]["transcription"]["translation_part_id"] == 0  # a number in text, a string in audio
+    assert (
+        "translation_part_id" not in p.encode_event(p.ValidatedTranscription("t1", "en", "x"))["data"]["transcription"]
+    )
+    assert p.encode_event(p.TaskStatus("set_task", "started", "running"))["data"] == {
+        "command": "set_task",
+        "event": "started",
+        "task_status": "running",
+    }
+    with pytest.raises(TypeError):
+        p.encode_event(p.Reconnected(1, 0.0, "test"))

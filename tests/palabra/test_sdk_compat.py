@@ -111,3 +111,22 @@ async def test_sdk_2_2_cannot_use_the_polling_dialect(point_sdk_at, monkeypatch)
         with pytest.raises(NotReadyError):
             async with client.translation("en", ["es"]):
                 pass
+
+
+async def test_sdk_completes_a_session_against_the_realistic_emulator(point_sdk_at, realism_seed):
+    """The official client copes with what realism sends: it is all within Palabra's protocol."""
+    pcm = bursts(RATE, [("silence", 0.4), ("tone", 1.0), ("silence", 1.0), ("noise", 0.6), ("silence", 1.0)])
+    async with serve(config(realism=realism_seed, realism_delay_s=(0.0, 1.0))) as emu:
+        client = point_sdk_at(emu)
+        async with client.translation("en", ["es"]) as session:
+            await session.send_pcm(pcm, realtime=False, end=True)
+            events = [event async for event in session]
+    assert isinstance(events[-1], StreamEnd)
+    validated = {e.id: e for e in events if isinstance(e, Transcript) and e.type == "validated_transcription"}
+    assert len(validated) == 2
+    for tid, event in validated.items():
+        segment = event.data["segments"][0]
+        source = from_pcm(pcm)[int(segment["start"] * RATE) : int(segment["end"] * RATE)]
+        audio = b"".join(e.pcm for e in events if isinstance(e, Audio) and e.id == tid)
+        score, _ = windowed_xcorr(from_pcm(audio), soxr.resample(source, RATE, 24000))
+        assert score >= 0.9

@@ -20,6 +20,7 @@ from bot.palabra.streaming import StreamingSession
 from bot.palabra.task import build_task
 from tests.fakes.audio import bursts, from_pcm, windowed_xcorr
 from tests.fakes.secrets import PALABRA_API_KEY, PALABRA_CLIENT_ID, PALABRA_CLIENT_SECRET
+from tests.fakes.waiting import wait_until
 
 RATE = 16000
 SPEED = 4.0  # audio runs 4x faster than real time in these tests (the emulator is told so)
@@ -314,8 +315,7 @@ async def test_end_during_a_reconnect_waits_for_it_and_keeps_the_tail():
         reader = asyncio.create_task(collect(session))
         await session.send_audio(pcm)
         logs = emu.runner.app[STREAM_LOGS]
-        while not (1 in logs and logs[1].dropped):
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: 1 in logs and logs[1].dropped, what="the emulator to drop the first stream")
         await session.end(timeout=15)  # the reconnect has not finished yet
         events = await asyncio.wait_for(reader, 5)
         assert bytes(emu.state.streams[1].input_pcm).startswith(pcm[: 2 * RATE])  # replayed from the start

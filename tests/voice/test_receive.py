@@ -14,8 +14,9 @@ from bot.voice.receive import (
     SsrcMapped,
     VoicePacket,
 )
+from tests.fakes.discord import rtp
 from tests.fakes.discord.dave import dave_group
-from tests.voice.senders import AES_GCM, XCHACHA, Sender, seal
+from tests.fakes.discord.sender import AES_GCM, XCHACHA, Sender
 
 BOT, ALICE, BOB = 1001, 2002, 3003
 KEY = os.urandom(32)
@@ -85,7 +86,7 @@ def test_held_packets_expire_when_nobody_claims_them(group):
 def test_ignores_rtcp_other_payload_types_and_our_own_ssrc(group):
     pipeline = make_pipeline(group)
     own = Sender(ssrc=1, key=KEY)
-    video = seal(XCHACHA, KEY, bytes([0x80, 101]) + bytes(10), b"video", 1)
+    video = rtp.seal(bytes([0x80, 101]) + bytes(10), b"video", XCHACHA, KEY, 1)
     assert pipeline.feed(b"\x80\xc8" + bytes(26), 0) == []
     assert pipeline.feed(video, 0) == []
     assert pipeline.feed(own.packet(b"mine"), 0) == []

@@ -18,8 +18,9 @@ from bot.audio import opus
 from bot.voice.jitter import UserStream
 from bot.voice.receive import ReceivePipeline, VoicePacket
 from bot.voice.receiver import VoiceReceiver
+from tests.fakes.discord import rtp
 from tests.fakes.discord.dave import dave_group
-from tests.voice.senders import XCHACHA, Sender, seal
+from tests.fakes.discord.sender import XCHACHA, Sender
 
 BOT, ALICE, MALLORY = 1001, 2002, 3003
 KEY = bytes(range(32))
@@ -31,7 +32,7 @@ def sealed(ssrc, payload, *, first=0x80, pt=0x78, ext=None, counter=1, key=KEY):
     aad = struct.pack(">BBHII", first | (0x10 if ext is not None else 0), pt, 1, 960, ssrc)
     if ext is not None:
         aad += b"\xbe\xde" + struct.pack(">H", ext)
-    return seal(XCHACHA, key, aad, payload, counter)
+    return rtp.seal(aad, payload, XCHACHA, key, counter)
 
 
 # ---- structure-aware, with hypothesis -------------------------------------------------------------------

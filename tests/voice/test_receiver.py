@@ -3,20 +3,16 @@ Discord (TLS voice gateway v8, DAVE with the server as MLS external sender, UDP 
 who speak real Opus. Audio is compared as signals (normalised cross-correlation after alignment)."""
 
 import asyncio
-import contextlib
-from collections import defaultdict
 
 import pytest
 
 from bot.audio.mixer import Mixer
-from bot.voice import adapter
 from bot.voice.jitter import SpeakingChanged
 from bot.voice.receive import SsrcMapped
-from bot.voice.receiver import ListeningVoiceClient
-from tests.fakes import secrets
 from tests.fakes.audio import SPEECH_A, SPEECH_B, decode, mono, xcorr
-from tests.fakes.discord.clients import running_clients
+from tests.fakes.discord.listening import dave_ready, listener_in
 from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,65 +22,6 @@ SECONDS = 3.0
 def speech(path, seconds=SECONDS) -> bytes:
     pcm = decode(path, rate=48000, channels=2)
     return pcm[: int(seconds * 48000) * 4]
-
-
-class Collector:
-    """Gathers the receiver's frames per user (in arrival order, which is tick order per user)."""
-
-    def __init__(self, receiver):
-        self.frames = defaultdict(list)
-        self.events = []
-        self._tasks = [asyncio.create_task(self._frames(receiver)), asyncio.create_task(self._events(receiver))]
-
-    async def _frames(self, receiver):
-        async for frame in receiver.frames():
-            self.frames[frame.user_id].append(frame)
-
-    async def _events(self, receiver):
-        async for event in receiver.events():
-            self.events.append(event)
-
-    def pcm(self, user_id) -> bytes:
-        return b"".join(f.pcm for f in self.frames[user_id])
-
-    def audio(self, user_id, start=0) -> bytes:
-        """The decoded (and FEC/PLC-recovered) frames, without silence filled in on the wall clock:
-        a scheduling hiccup of the shared test loop inserts such silence, which says nothing about
-        whether the packets were received and decoded right."""
-        frames = self.frames[user_id][start:]
-        fills = sum(f.kind == "silence" for f in frames)
-        assert fills <= 40, f"{fills} silence frames filled in {len(frames)}"
-        return b"".join(f.pcm for f in frames if f.kind != "silence")
-
-    async def close(self):
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-async def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def dave_ready(vc, members):
-    session, version = adapter.dave_state(vc)
-    return version > 0 and session is not None and session.ready and len(session.get_user_ids()) == members
-
-
-@contextlib.asynccontextmanager
-async def listener_in(fake, channel_name):
-    async with running_clients(fake, [secrets.DISCORD_TOKEN]) as [client]:
-        channel = client.get_channel(fake.channel(channel_name).id)
-        vc = await channel.connect(cls=ListeningVoiceClient)
-        collector = Collector(vc.receiver)
-        try:
-            yield vc, collector
-        finally:
-            await collector.close()
 
 
 def assert_heard(sent: bytes, heard: bytes, minimum: float, receiver=None):
@@ -98,11 +35,11 @@ async def test_speech_with_dave_padding_extensions_and_late_mapping_is_heard_per
     async with FakeDiscord(late_speaking_packets=15) as fake, listener_in(fake, "Voice A") as (vc, collector):
         alice = await fake.add_user("Alice")
         await alice.join("Voice A")
-        await wait_for(lambda: dave_ready(vc, 2), what="the bot's DAVE group")
+        await wait_until(lambda: dave_ready(vc, 2), what="the bot's DAVE group")
         await alice.wait_dave_ready(members=2)
         sent = speech(SPEECH_A)
         report = await alice.speak(sent, speaking="never", padding_fraction=0.2, extension_fraction=0.3, seed=3)
-        await asyncio.sleep(0.5)
+        await collector.wait_heard(alice)
 
         assert report.dave_encrypted == report.frames - 5  # all speech frames E2EE (the 5 silences are not)
         assert report.padded > report.frames * 0.1 and report.extended > 0
@@ -122,12 +59,12 @@ async def test_two_users_at_once_come_out_separately_and_the_mixer_has_both():
         alice, bob = await fake.add_user("Alice"), await fake.add_user("Bob")
         for user in (alice, bob):
             await user.join("Voice A")
-        await wait_for(lambda: dave_ready(vc, 3), what="the bot's DAVE group")
+        await wait_until(lambda: dave_ready(vc, 3), what="the bot's DAVE group")
         await alice.wait_dave_ready(members=3)
         await bob.wait_dave_ready(members=3)
         a, b = speech(SPEECH_A, 2.5), speech(SPEECH_B, 2.5)
         await asyncio.gather(alice.speak(a, padding_fraction=0.2), bob.speak(b, extension_fraction=0.5))
-        await asyncio.sleep(0.5)
+        await collector.wait_heard(alice, bob)
 
         heard_a, heard_b = collector.audio(alice.id), collector.audio(bob.id)
         assert_heard(a, heard_a, 0.95)
@@ -149,7 +86,7 @@ async def test_voice_gateway_close_during_speech_and_receive_carries_on(close_co
     async with FakeDiscord() as fake, listener_in(fake, "Voice A") as (vc, collector):
         alice = await fake.add_user("Alice")
         await alice.join("Voice A")
-        await wait_for(lambda: dave_ready(vc, 2), what="the bot's DAVE group")
+        await wait_until(lambda: dave_ready(vc, 2), what="the bot's DAVE group")
         await alice.wait_dave_ready(members=2)
         first, second = speech(SPEECH_A, 1.5), speech(SPEECH_B, 2.0)
         await alice.speak(first)
@@ -158,14 +95,14 @@ async def test_voice_gateway_close_during_speech_and_receive_carries_on(close_co
         await fake.close_voice(vc.user.id, close_code)
         # Usually ~1 s. After 4006 discord.py 2.7.1 can stall up to 30 s in IP discovery (its socket
         # reader blocked on the old socket); the adapter wakes it, the generous timeout covers a miss.
-        await wait_for(
+        await wait_until(
             lambda: vc.receiver.stats()[counter] > seen, timeout=45, what=f"the {counter[:-1]} after {close_code}"
         )
-        await wait_for(lambda: vc.is_connected() and dave_ready(vc, 2), timeout=20, what="DAVE after the reconnect")
+        await wait_until(lambda: vc.is_connected() and dave_ready(vc, 2), timeout=20, what="DAVE after the reconnect")
         await alice.wait_dave_ready(members=2)
-        before = len(collector.frames[alice.id])
+        before, ended = len(collector.frames[alice.id]), collector.spurts_ended(alice.id)
         await alice.speak(second)
-        await asyncio.sleep(0.5)
+        await collector.wait_heard(alice, ended_before=ended)
         after = collector.audio(alice.id, start=before)
         assert_heard(second, after, 0.95, vc.receiver)
         stats = vc.receiver.stats()
@@ -180,7 +117,7 @@ async def test_listener_negotiates_aes_gcm_and_can_also_play_into_its_channel():
         assert vc.mode == "aead_aes256_gcm_rtpsize"
         alice = await fake.add_user("Alice")
         await alice.join("Voice A")
-        await wait_for(lambda: dave_ready(vc, 2), what="the bot's DAVE group")
+        await wait_until(lambda: dave_ready(vc, 2), what="the bot's DAVE group")
         await alice.wait_dave_ready(members=2)
         ensure_discord_opus()
         source = TranslationSource()
@@ -189,7 +126,7 @@ async def test_listener_negotiates_aes_gcm_and_can_also_play_into_its_channel():
         source.feed(translation)
         source.end_utterance()
         spoken = asyncio.create_task(alice.speak(speech(SPEECH_A, 2.0)))  # and we still hear her meanwhile
-        await wait_for(lambda: source.queued_seconds == 0, timeout=10, what="playback")
+        await wait_until(lambda: source.queued_seconds == 0, timeout=10, what="playback")
         await spoken
         await asyncio.sleep(0.3)
         reference = mono(decode(SPEECH_B, rate=48000, channels=2)[: 48000 * 4 * 2], 2)

@@ -1,24 +1,15 @@
-"""Both rtpsize AEAD modes: packets sealed with PyNaCl / cryptography directly open with ours."""
+"""Both rtpsize AEAD modes: packets sealed with PyNaCl / cryptography directly (the fake Discord's
+`rtp.seal`, independent of bot.voice) open with ours."""
 
 import os
 
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
 
 from bot.voice.rtp import build_header, parse_header, strip_plaintext
 from bot.voice.transport import AES_GCM, XCHACHA, TransportCipher, TransportCipherError
+from tests.fakes.discord import rtp
 
 KEY = bytes(range(32))
-
-
-def seal_independently(mode, aad, plaintext, counter):
-    suffix = counter.to_bytes(4, "big")
-    if mode == XCHACHA:
-        sealed = crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, aad, suffix + bytes(20), KEY)
-    else:
-        sealed = AESGCM(KEY).encrypt(suffix + bytes(8), plaintext, aad)
-    return aad + sealed + suffix
 
 
 @pytest.mark.parametrize("mode", [XCHACHA, AES_GCM])
@@ -27,7 +18,7 @@ def test_decrypts_independently_sealed_packets(mode, with_extension):
     opus = os.urandom(120)
     aad = build_header(7, 6720, 99, padding=True, extension_words=1 if with_extension else None)
     plaintext = (b"\x10\xaa\x90\x01" if with_extension else b"") + opus + b"\x00\x00\x00\x04"
-    packet = seal_independently(mode, aad, plaintext, 0xFFFFFFFE)
+    packet = rtp.seal(aad, plaintext, mode, KEY, 0xFFFFFFFE)
     header = parse_header(packet)
     decrypted = TransportCipher(mode, KEY).decrypt(header, packet)
     assert decrypted == plaintext
@@ -36,7 +27,7 @@ def test_decrypts_independently_sealed_packets(mode, with_extension):
 
 @pytest.mark.parametrize("mode", [XCHACHA, AES_GCM])
 def test_tampered_header_or_wrong_key_fails(mode):
-    packet = bytearray(seal_independently(mode, build_header(1, 960, 5), b"frame", 1))
+    packet = bytearray(rtp.seal(build_header(1, 960, 5), b"frame", mode, KEY, 1))
     header = parse_header(bytes(packet))
     with pytest.raises(TransportCipherError):
         TransportCipher(mode, bytes(32)).decrypt(header, bytes(packet))
@@ -48,7 +39,7 @@ def test_tampered_header_or_wrong_key_fails(mode):
 def test_our_encrypt_matches_the_independent_one():
     aad = build_header(1, 960, 5)
     for mode in (XCHACHA, AES_GCM):
-        assert TransportCipher(mode, KEY).encrypt(aad, b"frame", 3) == seal_independently(mode, aad, b"frame", 3)
+        assert TransportCipher(mode, KEY).encrypt(aad, b"frame", 3) == rtp.seal(aad, b"frame", mode, KEY, 3)
 
 
 def test_bad_configuration_is_explained():

@@ -19,7 +19,7 @@ _EXPORTS = {
     "EmulatorConfig": "bot.palabra.emulator.config",
     "EmulatorState": "bot.palabra.emulator.state",
 }
-__all__ = list(_EXPORTS)
+__all__ = ["EmulatorConfig", "EmulatorState", "serve"]  # the keys of _EXPORTS
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from bot.palabra.emulator import rest, streaming
+from bot.palabra.emulator import broadcasts, rest, streaming
 from bot.palabra.emulator.config import EmulatorConfig
 from bot.palabra.emulator.state import STATE, EmulatorState
 
@@ -17,6 +17,7 @@ def create_app(state: EmulatorState | None = None) -> web.Application:
     app = web.Application()
     app[STATE] = state or EmulatorState()
     rest.add_routes(app)
+    broadcasts.add_routes(app)
     streaming.add_routes(app)
     app.router.add_post("/_emulator/config", _update_config)
     app.router.add_get("/_emulator/streams", _list_streams)
@@ -71,7 +72,7 @@ async def serve(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    bound_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bound_port = int(runner.addresses[0][1])  # (host, port, ...) of the bound socket
     try:
         yield RunningEmulator(state, runner, bound_port, host)
     finally:

@@ -2,7 +2,9 @@
 
 Point the bot at it with `PALABRA_API_URL=http://HOST:PORT` and one of the accepted credentials.
 With no `--client`/`--api-key`, one local test credential of each kind is generated and written to a
-file only its owner can read (`--credentials-file`); only the file's path is printed, never the values.
+file only its owner can read (`--credentials-file`), and reused from it on later starts; only the
+file's path is printed, never the values. `--realism SEED` makes the emulator time and shape its
+output like a real pipeline (realism.py), reproducibly for a seed.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import secrets
 import signal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.palabra.emulator.config import EmulatorConfig
+    from bot.palabra.emulator.local_credentials import LocalCredentials
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--credentials-file",
         default="emulator-credentials.env",
         metavar="PATH",
-        help="where generated credentials are written, mode 0600 (default: emulator-credentials.env)",
+        help="where generated credentials are kept, mode 0600, and reused from on the next start "
+        "(default: emulator-credentials.env)",
     )
 
     dialect = parser.add_argument_group("protocol dialect")
@@ -72,6 +78,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="expect audio X times faster than real time",
     )
 
+    realism = parser.add_argument_group("realism (seeded, reproducible)")
+    realism.add_argument(
+        "--realism",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="time and shape results like a real pipeline: delays, any result order, translations in parts, "
+        "audio bursts, duplicate and unknown messages, AUDIO_STREAM_STALLED (default: off, fixed order)",
+    )
+    realism.add_argument(
+        "--realism-delay",
+        type=_delay_range,
+        default=(0.0, 7.0),
+        metavar="MIN:MAX",
+        help="range of the per-utterance pipeline delay in seconds (default: 0:7)",
+    )
+
     faults = parser.add_argument_group("fault injection")
     faults.add_argument(
         "--drop-after",
@@ -104,19 +127,20 @@ def main(args: argparse.Namespace) -> int:
     from bot.logs import setup_logging
 
     setup_logging("INFO")
-    config, generated = build_config(args)
+    config, local = build_config(args)
     try:
-        asyncio.run(_serve_until_stopped(config, args.host, args.port, generated, args.credentials_file))
+        asyncio.run(_serve_until_stopped(config, args.host, args.port, local, args.credentials_file))
     except KeyboardInterrupt:
         pass
     return 0
 
 
-def build_config(args: argparse.Namespace):
-    """EmulatorConfig from the flags, plus the credentials generated when none were given."""
+def build_config(args: argparse.Namespace) -> tuple[EmulatorConfig, LocalCredentials | None]:
+    """EmulatorConfig from the flags, plus the local credentials used when none were given."""
     from bot.errors import ConfigurationError
     from bot.logs import register_secret
     from bot.palabra.emulator.config import EmulatorConfig
+    from bot.palabra.emulator.local_credentials import load_or_generate
 
     clients: dict[str, str] = {}
     for pair in args.client:
@@ -127,15 +151,11 @@ def build_config(args: argparse.Namespace):
     api_keys = set(args.api_key)
     if any(not key.strip() for key in api_keys):
         raise ConfigurationError("--api-key must not be empty")
-    generated: dict[str, str] = {}
+    local = None
     if not clients and not api_keys:
-        generated = {
-            "client_id": f"emulator-{secrets.token_hex(4)}",
-            "client_secret": secrets.token_urlsafe(24),
-            "api_key": f"plbr_emulator_{secrets.token_urlsafe(24)}",
-        }
-        clients[generated["client_id"]] = generated["client_secret"]
-        api_keys.add(generated["api_key"])
+        local = load_or_generate(args.credentials_file)
+        clients[local.client_id] = local.client_secret
+        api_keys.add(local.api_key)
     for secret in [*clients.values(), *api_keys]:
         register_secret(secret)
     config = EmulatorConfig(
@@ -154,11 +174,15 @@ def build_config(args: argparse.Namespace):
         rest_fail_first=args.rest_fail_first,
         rest_fail_status=args.rest_fail_status,
         processing_delay_s=args.processing_delay,
+        realism=args.realism,
+        realism_delay_s=args.realism_delay,
     )
-    return config, generated
+    return config, local
 
 
-async def _serve_until_stopped(config, host: str, port: int, generated: dict[str, str], credentials_file: str) -> None:
+async def _serve_until_stopped(
+    config: EmulatorConfig, host: str, port: int, local: LocalCredentials | None, credentials_file: str
+) -> None:
     from bot.palabra.emulator.app import serve
     from bot.palabra.emulator.rest import STREAM_PATH
 
@@ -181,27 +205,26 @@ async def _serve_until_stopped(config, host: str, port: int, generated: dict[str
             len(config.client_credentials),
             len(config.api_keys),
         )
-        if generated:
-            _write_generated(credentials_file, emulator.base_url, generated)
+        if config.realism is not None:
+            low, high = config.realism_delay_s
+            log.info("realism on: seed %d, pipeline delays %g-%g s", config.realism, low, high)
+        if local:
+            _write_local(credentials_file, emulator.base_url, local)
         await stop.wait()
         log.info("Palabra emulator stopping")
 
 
-def _write_generated(path: str, base_url: str, generated: dict[str, str]) -> None:
-    """Throw-away credentials of this local emulator, in `.env` form, readable by the owner only."""
-    text = (
-        "# Local test credentials generated by `python -m bot emulator`; they work only against it.\n"
-        "# Use one of the two sets in the bot's environment or .env.\n"
-        f"PALABRA_API_URL={base_url}\n"
-        f"PALABRA_API_KEY={generated['api_key']}\n"
-        f"# PALABRA_CLIENT_ID={generated['client_id']}\n"
-        f"# PALABRA_CLIENT_SECRET={generated['client_secret']}\n"
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(text)
-    os.chmod(path, 0o600)  # an existing file keeps its old mode through O_CREAT
-    print(f"No credentials were given: local test credentials for this run are in {os.path.abspath(path)}", flush=True)
+def _write_local(path: str, base_url: str, local: LocalCredentials) -> None:
+    import os
+
+    from bot.palabra.emulator.local_credentials import write
+
+    write(path, local, base_url)
+    where = os.path.abspath(path)
+    if local.reused:
+        print(f"No credentials were given: reusing the local test credentials in {where}", flush=True)
+    else:
+        print(f"No credentials were given: local test credentials for this run are in {where}", flush=True)
 
 
 def _positive_int(text: str) -> int:
@@ -223,3 +246,14 @@ def _http_error_status(text: str) -> int:
     if not 400 <= value <= 599:
         raise argparse.ArgumentTypeError("must be an HTTP error status from 400 to 599")
     return value
+
+
+def _delay_range(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition(":")
+    try:
+        values = (float(low), float(high))
+    except ValueError:
+        values = (-1.0, -1.0)
+    if not sep or not 0 <= values[0] <= values[1]:
+        raise argparse.ArgumentTypeError("must be MIN:MAX seconds with 0 <= MIN <= MAX, e.g. 0:7")
+    return values

@@ -6,7 +6,8 @@ Set from CLI flags (`python -m bot emulator --help`) or at run time through the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 
 @dataclass
@@ -41,13 +42,38 @@ class EmulatorConfig:
     rest_fail_status: int = 503  # ... with this status (429 adds Retry-After)
     processing_delay_s: float = 0.0  # added before emitting each utterance's results
     task_start_delay_s: float = 0.0  # get_task answers NOT_FOUND this long after set_task
+    # Seeded realism (realism.py): None = the deterministic behaviour above; a seed = per-utterance
+    # delays within realism_delay_s (real seconds, divided by time_scale like every realism timing),
+    # any result order, parts, bursts, duplicates, unknown messages. Read when a connection's task
+    # starts, so a change reaches the next connection.
+    realism: int | None = None
+    realism_delay_s: tuple[float, float] = (0.0, 7.0)
 
-    def update(self, values: dict) -> None:
+    def __post_init__(self) -> None:
+        self._check_realism()
+
+    def _check_realism(self) -> None:
+        low, high = self.realism_delay_s
+        if not 0 <= low <= high:
+            raise ValueError(f"realism_delay_s must be (min, max) with 0 <= min <= max, got {self.realism_delay_s}")
+        if self.realism is not None and (isinstance(self.realism, bool) or not isinstance(self.realism, int)):
+            raise ValueError(f"realism must be an integer seed or None, got {self.realism!r}")
+
+    def update(self, values: dict[str, Any]) -> None:
         known = {f.name for f in fields(self)}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown emulator settings: {', '.join(sorted(unknown))}")
-        for name, value in values.items():
-            if name == "api_keys":
-                value = set(value)
+        converted = {name: _convert(name, value) for name, value in values.items()}
+        replace(self, **converted)  # validates the result before anything changes
+        for name, value in converted.items():
             setattr(self, name, value)
+
+
+def _convert(name: str, value: Any) -> Any:
+    """JSON has no sets or tuples."""
+    if name == "api_keys":
+        return set(value)
+    if name == "realism_delay_s":
+        return tuple(value)
+    return value

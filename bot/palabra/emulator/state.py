@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -36,7 +37,7 @@ class StreamRecord:
     id: int
     session_id: str | None  # None for platform-API-key connections
     opened_at: float
-    task: dict | None = None
+    task: dict[str, Any] | None = None
     input_pcm: bytearray = field(default_factory=bytearray)  # everything received, decoded
     messages_in: dict[str, int] = field(default_factory=dict)
     messages_out: dict[str, int] = field(default_factory=dict)
@@ -48,7 +49,7 @@ class EmulatorState:
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
         self.sessions: dict[str, SessionRecord] = {}
-        self.broadcasts: dict[str, dict] = {}
+        self.broadcasts: dict[str, dict[str, Any]] = {}
         self.streams: list[StreamRecord] = []
         self.rest_calls = 0
         self.insufficient_balance = False  # REST: session creation answers 403 / error_code 100050

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import discord
 
 from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +23,17 @@ def client_kwargs() -> dict:
 
 async def wait_ready(client: discord.Client, task: asyncio.Task, timeout: float = 10.0) -> None:
     """Until `client` has READY and its guild (fails fast if `client.start()` died)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    # Ready, and every guild available (READY lists them unavailable; GUILD_CREATE may come later).
-    while not (client.is_ready() and client.guilds and all(not g.unavailable and g.channels for g in client.guilds)):
+
+    def ready() -> bool:
+        # Ready, and every guild available (READY lists them unavailable; GUILD_CREATE may come later).
+        if client.is_ready() and client.guilds and all(not g.unavailable and g.channels for g in client.guilds):
+            return True
         if task.done():
             task.result()  # raises the client's error
             raise RuntimeError("discord.py client stopped before becoming ready")
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"discord.py client not ready within {timeout}s")
-        await asyncio.sleep(0.01)
+        return False
+
+    await wait_until(ready, timeout, what="the discord.py client to be READY with its guilds available")
 
 
 @contextlib.asynccontextmanager

@@ -8,16 +8,20 @@ import asyncio
 import contextlib
 import itertools
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from bot.voice import adapter
-from bot.voice.jitter import UserFrame
+from bot.voice.jitter import SpeakingChanged, UserFrame
 from bot.voice.receiver import ListeningVoiceClient, ReceiverEvent, VoiceReceiver
 from tests.fakes import secrets
 from tests.fakes.audio import mono, windowed_xcorr
 from tests.fakes.discord.clients import running_clients
 from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.discord.users import FakeUser
+from tests.fakes.waiting import wait_until
+
+wait_for = wait_until  # the name the voice tests import
 
 HEARD = ("audio", "fec")  # frames made from received packets (not concealment or filled silence)
 
@@ -46,6 +50,24 @@ class Collector:
 
     def heard_since(self, user_id: int, since: float) -> bytes:
         return b"".join(f.pcm for t, f in self.heard_times(user_id) if t >= since)
+
+    def audio(self, user_id: int, start: int = 0) -> bytes:
+        """The decoded (and FEC/PLC-recovered) frames from frame `start` on, without silence filled in on
+        the wall clock: a scheduling hiccup of the shared test loop inserts such silence, which says
+        nothing about whether the packets were received and decoded right."""
+        frames = self.frames[user_id][start:]
+        fills = sum(f.kind == "silence" for f in frames)
+        assert fills <= 40, f"{fills} silence frames filled in {len(frames)}"
+        return b"".join(f.pcm for f in frames if f.kind != "silence")
+
+    def spurts_ended(self, user_id: int) -> int:
+        """Talk spurts of this user the receiver has closed: every frame of one is out before it ends."""
+        return self.events.count(SpeakingChanged(user_id, False))
+
+    async def wait_heard(self, *users: FakeUser, ended_before: int = 0) -> None:
+        """Until each user's current talk spurt has ended at the receiver (no sleep guessing how long)."""
+        for user in users:
+            await wait_until(lambda u=user: self.spurts_ended(u.id) > ended_before, what=f"{user.name}'s talk to end")
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -89,14 +111,6 @@ def outage_after(collector: Collector, user_id: int, fault_at: float, until: flo
 def dave_ready(vc: ListeningVoiceClient, members: int) -> bool:
     session, version = adapter.dave_state(vc)
     return version > 0 and session is not None and session.ready and len(session.get_user_ids()) == members
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager

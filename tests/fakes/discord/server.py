@@ -4,7 +4,6 @@ See the package docstring for the API."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 
@@ -35,6 +34,7 @@ from tests.fakes.discord.records import InteractionRecord, StoredMessage
 from tests.fakes.discord.rest import Rest
 from tests.fakes.discord.users import FakeUser, ensure_opus
 from tests.fakes.discord.voice import CLOSE_DISCONNECTED, VoiceServer
+from tests.fakes.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -484,11 +484,8 @@ class FakeDiscord:
 
     async def wait_for_response(self, record: InteractionRecord, timeout: float = 5.0) -> InteractionRecord:
         """Until the bot has called the interaction callback (raises TimeoutError otherwise)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not record.responses:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"no response to interaction /{record.payload['data']['name']} within {timeout}s")
-            await asyncio.sleep(0.01)
+        name = record.payload["data"]["name"]
+        await wait_until(lambda: record.responses, timeout, what=f"a response to interaction /{name}")
         return record
 
     # -- stored REST state ------------------------------------------------------------------------------

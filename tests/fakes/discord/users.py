@@ -426,6 +426,12 @@ class FakeUser:
         track = self._tracks.get(sender_id)
         return bytes(track.pcm) if track else b""
 
+    def heard_end_of_speech(self, sender_id: int) -> bool:
+        """The sender's last frame here was a silence frame: a talk spurt (or a discord.py playback, which
+        ends with five) has arrived in full, so a test can wait for this instead of sleeping."""
+        track = self._tracks.get(sender_id)
+        return track is not None and track.ended
+
 
 class _UserProtocol(asyncio.DatagramProtocol):
     def __init__(self, user: FakeUser) -> None:

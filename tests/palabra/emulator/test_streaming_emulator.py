@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import json
 import time
 import zlib
 
@@ -20,6 +18,7 @@ from bot.palabra.emulator.config import EmulatorConfig
 from bot.palabra.emulator.streaming import STREAM_LOGS
 from bot.palabra.task import build_task
 from tests.fakes.audio import bursts, from_pcm, windowed_xcorr
+from tests.fakes.palabra_ws import connect, url
 from tests.fakes.secrets import PALABRA_API_KEY
 
 RATE = 16000
@@ -39,49 +38,6 @@ def config(**overrides) -> EmulatorConfig:
     values = {"api_keys": {PALABRA_API_KEY}, "enforce_command_rate_limits": False, "pacing_warnings": False}
     values.update(overrides)
     return EmulatorConfig(**values)
-
-
-class Client:
-    def __init__(self, ws):
-        self.ws = ws
-        self.received: list[dict] = []
-
-    async def send(self, kind, data=None):
-        await self.ws.send(json.dumps({"message_type": kind, "data": {} if data is None else data}))
-
-    async def audio(self, pcm: bytes, chunk_bytes: int = 10240):
-        for i in range(0, len(pcm), chunk_bytes):
-            await self.send("input_audio_data", {"data": base64.b64encode(pcm[i : i + chunk_bytes]).decode()})
-
-    async def until(self, kind: str, timeout: float = 5.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            message = json.loads(await asyncio.wait_for(self.ws.recv(), deadline - time.monotonic()))
-            self.received.append(message)
-            if message["message_type"] == kind:
-                return message["data"]
-
-    async def rest(self, timeout: float = 5.0) -> list[dict]:
-        """Everything until the server closes."""
-
-        async def drain():
-            with contextlib.suppress(websockets.ConnectionClosed):  # 1008 and 1011 closes raise
-                async for raw in self.ws:
-                    self.received.append(json.loads(raw))
-
-        await asyncio.wait_for(drain(), timeout)
-        return self.received
-
-    def of(self, kind: str) -> list[dict]:
-        return [m["data"] for m in self.received if m["message_type"] == kind]
-
-
-def url(emu, token=PALABRA_API_KEY, path="/streaming-api/0123abcd/v1/speech-to-speech/stream"):
-    return f"{emu.ws_base_url}{path}" + (f"?token={token}" if token is not None else "")
-
-
-async def connect(emu, **kw) -> Client:
-    return Client(await websockets.connect(url(emu, **kw)))
 
 
 async def test_bad_or_missing_token_is_a_plain_403():
@@ -411,7 +367,8 @@ async def test_pacing_warning_when_audio_falls_behind():
         '{"message_type": "set_task", "data": {"pipeline": {"transcription": [], "translations": ["es"]}}}',
         '{"message_type": "set_task", "data": {"input_stream": {"source": {"type": "ws", "format": "pcm_s16le", '
         '"sample_rate": 16000, "channels": 1}}, "pipeline": {"transcription": {"source_language": "en"}, '
-        '"translations": [{"target_language": "es"}], "translation_queue_configs": {"global": {"max_queue_level_ms": "x"}}}}}',
+        '"translations": [{"target_language": "es"}], '
+        '"translation_queue_configs": {"global": {"max_queue_level_ms": "x"}}}}}',
         '{"message_type": "launch_rockets", "data": {}}',
     ],
 )
