@@ -157,8 +157,8 @@ class App:
             )
             await self.http.start()
         assert settings.discord_token is not None, "require_run_settings checked it"
+        await self._start_speakers(pool)  # all clients log in together; sessions follow their readiness
         await self._start_listener(self.bot, settings.discord_token.get_secret_value())
-        await self._start_speakers(pool)
         assert self.manager is not None
         await self.manager.recover(taken)
         self.started = True
@@ -196,8 +196,9 @@ class App:
             return
         plan = self.ownership.plan if self.ownership is not None else None
         self.speaker_tasks = await start_speakers(tokens, pool, client_kwargs=plan.client_kwargs() if plan else None)
-        if self.metrics is not None:
-            self.metrics.speakers.set(len(pool.speakers))
+        metrics = self.metrics
+        if metrics is not None:
+            pool.on_available(lambda: metrics.speakers.set(len(pool.ready_speakers())))
 
     def health(self) -> dict[str, object]:
         ready = bool(self.bot is not None and self.bot.is_ready() and not self.bot.is_closed())

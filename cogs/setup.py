@@ -234,7 +234,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         report = await diagnostics.diagnose(
             view,
             speakers=diagnostics.SpeakerBots(
-                list(pool.speakers) if pool is not None else [],
+                pool.ready_speakers() if pool is not None else [],
                 configured=len(services.settings.speaker_tokens),
                 logging_in=pool.logging_in if pool is not None else 0,
                 failed=pool.failed_logins if pool is not None else 0,

@@ -63,6 +63,8 @@ class SpeakerLeases:
         if not self.pool.speakers:
             return "no speaker bot is configured (SPEAKER_TOKENS)"
         lease = await self.pool.lease(guild_id, language)
+        if lease is None and self.pool.connecting:
+            return "the speaker bots are still connecting (it moves to its channel when one is ready)"
         if lease is None or self.busy(lease):
             return "every speaker bot is busy in this server"
         assert lease.speaker_id is not None, "the pool only leases speakers that are logged in"

@@ -25,6 +25,7 @@ import discord
 from bot.db import privacy
 from bot.db import sessions as db_sessions
 from bot.db.sessions import default_instance_id
+from bot.interpretation.availability import SessionPlacements, SpeakerKeeper
 from bot.interpretation.errors import InterpretationError, NoActiveSession, NotInVoiceChannel, SessionAlreadyRunning
 from bot.interpretation.housekeeping import Housekeeping
 from bot.interpretation.languages import check_languages
@@ -40,7 +41,7 @@ from bot.interpretation.summary import post_summary
 from bot.metrics import Metrics
 from bot.shards import ShardPlan, shard_of
 from bot.voice import playback
-from bot.voice.speakers import SpeakerPool
+from bot.voice.speakers import LEAVE_TIMEOUT, SpeakerPool, leave
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_WAIT_S = 15.0
 
 
 class InterpretationManager:
@@ -84,6 +87,7 @@ class InterpretationManager:
         self.sessions: dict[int, RunningSession] = {}  # source channel id -> running session
         self._starting: dict[int, int] = {}  # channel id -> guild id, while a start is under way
         self._stopping: dict[int, asyncio.Task[StopReport]] = {}
+        self._keepers: dict[int, SpeakerKeeper] = {}  # source channel id -> its session's speaker keeper
 
     # --- public API ------------------------------------------------------------------------------
     async def start(
@@ -154,6 +158,7 @@ class InterpretationManager:
         if not isinstance(voice_channel, (discord.VoiceChannel, discord.StageChannel)):
             raise NotInVoiceChannel()
         channel_id = voice_channel.id
+        await self._await_shutdowns(guild.id)
         if channel_id in self.sessions or channel_id in self._starting or channel_id in self._stopping:
             raise SessionAlreadyRunning()
         if (
@@ -179,6 +184,9 @@ class InterpretationManager:
         running = built.running
         self.sessions[channel_id] = running
         running.live.start_output()
+        keeper = SpeakerKeeper(SessionPlacements(running, self.leases, plan.prefs), self.speaker_pool)
+        self._keepers[channel_id] = keeper
+        keeper.start()
         self.housekeeping.ensure_running()
         self._update_gauges()
         self.metrics.sessions_started.inc()
@@ -197,6 +205,17 @@ class InterpretationManager:
             running.transcript_channel.id,
             built.warnings,
         )
+
+    async def _await_shutdowns(self, guild_id: int) -> None:
+        """A start while a session of this server is shutting down waits for the shutdown (bounded: it
+        is itself bounded) instead of answering "already running"."""
+        pending = [
+            task
+            for channel_id, task in self._stopping.items()
+            if channel_id in self.sessions and self.sessions[channel_id].guild.id == guild_id
+        ]
+        if pending:
+            await asyncio.wait(pending, timeout=SHUTDOWN_WAIT_S)
 
     # --- stopping ---------------------------------------------------------------------------------
     def _find(self, guild_id: int, channel_id: int | None) -> RunningSession:
@@ -233,7 +252,10 @@ class InterpretationManager:
     async def _shutdown(self, running: RunningSession, reason: str) -> StopReport:
         live = running.live
         log.info("session %s stopping (%s)", running.session_id, reason)
+        keeper = self._keepers.pop(running.channel.id, None)
         try:
+            if keeper is not None:  # no rejoining or moving while the session ends
+                await keeper.stop()
             try:
                 async with self.core.database.session() as s:
                     await db_sessions.mark_stopping(s, running.session_id)
@@ -312,11 +334,13 @@ def _status_of(running: RunningSession, instance_id: str, shard: tuple[int, int]
 
 
 async def _leave_voice(vc: ListenerVoice) -> None:
+    """Bounded, also when the connection is already dead (discord.py would wait 30 s for a confirmation)."""
+    if isinstance(vc, discord.VoiceClient):
+        await leave(vc)
+        return
     try:
         playback.stop(vc)
-        if vc.is_playing():
-            vc.stop()
-        await asyncio.wait_for(vc.disconnect(force=True), timeout=10)
+        await asyncio.wait_for(vc.disconnect(force=True), timeout=LEAVE_TIMEOUT)
     except Exception as exc:
         log.warning("leaving the voice channel failed: %s", exc)
 

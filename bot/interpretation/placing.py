@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SPEAKER_WAIT_S = 15.0  # within a deferred reply's patience; those that come later still take over
+
 
 @dataclass
 class Placed:
@@ -44,6 +46,12 @@ async def place_targets(
     )
     placed = Placed({})
     unplaced: list[tuple[str, str]] = []
+    if leases.pool.connecting and any(siblings.get(t) not in (None, plan.voice_channel.id) for t in plan.targets):
+        # Speaker bots log in together with the listener: a start in the first seconds waits for them.
+        waited = await leases.pool.wait_settled(SPEAKER_WAIT_S)
+        log.info(
+            "session %s: %s for the speaker bots to log in", plan.session_id, "waited" if waited else "gave up waiting"
+        )
     for language in plan.targets:
         channel_id = siblings.get(language)
         if channel_id is None:

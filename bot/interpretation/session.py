@@ -51,6 +51,7 @@ DRAIN_TIMEOUT_S = 15.0
 STREAM_LEAD_S = 0.25
 CLOCK_CATCH_UP_TICKS = 25
 PLAYOUT_LIMIT_S = 10.0  # at stop, queued translation is played out for at most this long
+PLAYOUT_STALL_S = 0.3  # a source not read for this long is not played by anyone (a dead connection)
 
 
 @dataclass(frozen=True)
@@ -270,11 +271,11 @@ class LiveSession:
             )
         elif isinstance(event, p.TranslatedTranscription):
             line = transcript.line(event.transcription_id)
-            line.translations[event.language] = event.text
+            whole = line.add_translation(event.language, event.text, event.translation_part_id)
             if line.final:
                 poster.final_changed(event.transcription_id)
             self._publish(captions.translation_update(self.config.session_id, line, event.language))
-            self._store(Translation(event.transcription_id, event.language, event.text))
+            self._store(Translation(event.transcription_id, event.language, whole))
         elif isinstance(event, p.ErrorMessage):
             log.warning("session %s: Palabra error %s: %s", self.config.session_id, event.code, event.desc)
             self._count_error("palabra_message")
@@ -436,11 +437,26 @@ class LiveSession:
                 subscriber.session_ended(self.config.session_id)
 
     async def _play_out(self) -> None:
+        """Play out queued translation (bounded). A source nobody reads any more (its voice connection
+        is dead: a kicked speaker) is not waited for: its queue would never drain."""
         deadline = time.monotonic() + PLAYOUT_LIMIT_S
-        while time.monotonic() < deadline:
-            if all(s.queued_seconds <= 0.0 for s in self.parts.playbacks.values()):
-                return
-            await asyncio.sleep(0.1)
+        waiting = {id(s): (s, getattr(s, "frames_played", 0), time.monotonic()) for s in self.parts.playbacks.values()}
+        while waiting and time.monotonic() < deadline:
+            now = time.monotonic()
+            for key, (source, played, read_at) in list(waiting.items()):
+                frames = getattr(source, "frames_played", 0)
+                if getattr(source, "queued_seconds", 0.0) <= 0.0:
+                    del waiting[key]
+                elif frames != played:
+                    waiting[key] = (source, frames, now)
+                elif now - read_at >= PLAYOUT_STALL_S:
+                    log.info(
+                        "session %s: a translation source is not being played; not waiting for it",
+                        self.config.session_id,
+                    )
+                    del waiting[key]
+            if waiting:
+                await asyncio.sleep(0.05)
 
 
 def _shift(segment: p.Segment, offset_s: float) -> p.Segment:

@@ -51,6 +51,15 @@ class Line:
     translations: dict[str, str] = field(default_factory=dict)
     final: bool = False
     order: int = 0
+    _parts: dict[str, dict[int, str]] = field(default_factory=dict, repr=False)
+
+    def add_translation(self, language: str, text: str, part: int | None = None) -> str:
+        """Record one translation message; Palabra may send a long translation in parts
+        (`translation_part_id` 0, 1, ...), in any order and repeated. Returns the language's whole text."""
+        parts = self._parts.setdefault(language, {})
+        parts[part if part is not None else 0] = text
+        self.translations[language] = " ".join(parts[index] for index in sorted(parts) if parts[index])
+        return self.translations[language]
 
 
 class Transcript:
@@ -118,6 +127,9 @@ class MessageSink(Protocol):
     async def delete(self, message_id: int) -> None: ...
 
 
+WebhookHost = (discord.TextChannel, discord.VoiceChannel, discord.StageChannel, discord.ForumChannel)
+
+
 class WebhookSink:
     """A channel webhook named "Interpreter" (created if missing): messages carry the speaker's name and
     avatar. Threads post through their parent channel's webhook."""
@@ -129,8 +141,8 @@ class WebhookSink:
     @classmethod
     async def for_channel(cls, channel: discord.abc.GuildChannel | discord.Thread, bot_user_id: int) -> WebhookSink:
         thread = channel if isinstance(channel, discord.Thread) else None
-        host = channel.parent if thread is not None else channel
-        if host is None or not hasattr(host, "webhooks"):
+        host = thread.parent if thread is not None else channel
+        if not isinstance(host, WebhookHost):
             raise TypeError(f"channel {channel.id} cannot host a webhook")
         for webhook in await host.webhooks():
             if (
@@ -141,8 +153,10 @@ class WebhookSink:
                 return cls(webhook, thread)
         return cls(await host.create_webhook(name=WEBHOOK_NAME, reason="interpretation transcripts"), thread)
 
-    def _thread_kwargs(self) -> dict:
-        return {"thread": self.thread} if self.thread is not None else {}
+    @property
+    def _thread(self) -> discord.Thread:
+        """The thread to post in, or discord.py's "not given" (the channel itself)."""
+        return self.thread if self.thread is not None else discord.utils.MISSING
 
     async def send(self, speaker: Speaker, content: str) -> int:
         message = await self.webhook.send(
@@ -151,17 +165,17 @@ class WebhookSink:
             avatar_url=speaker.avatar_url,
             wait=True,
             allowed_mentions=discord.AllowedMentions.none(),
-            **self._thread_kwargs(),
+            thread=self._thread,
         )
         return message.id
 
     async def edit(self, message_id: int, content: str) -> None:
         await self.webhook.edit_message(
-            message_id, content=content, allowed_mentions=discord.AllowedMentions.none(), **self._thread_kwargs()
+            message_id, content=content, allowed_mentions=discord.AllowedMentions.none(), thread=self._thread
         )
 
     async def delete(self, message_id: int) -> None:
-        await self.webhook.delete_message(message_id, **self._thread_kwargs())
+        await self.webhook.delete_message(message_id, thread=self._thread)
 
 
 class ChannelSink:
@@ -214,14 +228,16 @@ class TranscriptPoster:
         self.partial_interval_s, self.retry_delays_s = partial_interval_s, retry_delays_s
         self.on_error, self.on_posted, self.clock = on_error, on_posted, clock
         self.posted: dict[str, _Posted] = {}
-        self._finals: dict[str, None] = {}  # ordered set of utterances whose final is not yet posted
+        # Utterances whose final is not yet posted, in order, each with a change count: a final that
+        # changes while its post is in flight (translations right after the transcript) stays queued.
+        self._finals: dict[str, int] = {}
         self._partials: dict[str, None] = {}  # ordered set of utterances with a newer partial
         self._next_partial_at = 0.0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._failures = 0
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.sent = self.edits = self.retries = self.partials_coalesced = 0
 
     def start(self) -> None:
@@ -238,7 +254,7 @@ class TranscriptPoster:
 
     def final_changed(self, transcription_id: str) -> None:
         self._partials.pop(transcription_id, None)
-        self._finals[transcription_id] = None
+        self._finals[transcription_id] = self._finals.get(transcription_id, 0) + 1
         self._kick()
 
     @property
@@ -283,9 +299,10 @@ class TranscriptPoster:
     async def _step(self) -> float | None:
         """Post one thing; returns how long to wait before the next step (None: nothing to do)."""
         if self._finals:
-            tid = next(iter(self._finals))
+            tid, changes = next(iter(self._finals.items()))
             if await self._post(tid):
-                self._finals.pop(tid, None)
+                if self._finals.get(tid) == changes:  # else it changed meanwhile: post it again
+                    del self._finals[tid]
                 self._failures = 0
                 return 0.0
             return self._backoff()

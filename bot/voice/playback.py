@@ -215,16 +215,14 @@ async def play(vc: discord.VoiceClient, source: TranslationSource, clock: Playba
     return outlet
 
 
-def stop(vc: discord.VoiceClient) -> None:
-    """Stop whatever `play` started on `vc` (no-op if nothing)."""
+def stop(vc: object) -> None:
+    """Stop whatever `play` started on `vc` (no-op if nothing). The source stays usable: a lease that
+    rejoins after a kick plays the same source into its new connection."""
     outlet = _outlets.pop(id(vc), None)
     if outlet is not None:
         outlet.detached = True
-        cleanup = getattr(outlet.source, "cleanup", None)
-        if cleanup is not None:
-            cleanup()
 
 
-def is_playing(vc: discord.VoiceClient) -> bool:
+def is_playing(vc: object) -> bool:
     outlet = _outlets.get(id(vc))
     return outlet is not None and not outlet.detached

@@ -297,6 +297,7 @@ async def running_world(
                     tasks = await start_speakers(
                         list(speaker_tokens), pool, ready_timeout=10, client_kwargs={"guild_ready_timeout": 0.1}
                     )
+                    await pool.wait_settled(10)  # they log in in the background, as in `run`
                     manager = listener.services.interpretation
                     assert isinstance(manager, InterpretationManager)
                     try:

@@ -208,3 +208,38 @@ def decode(path: Path, rate: int = 48000, channels: int = 2) -> bytes:
 def fixture_signal(path: Path, rate: int = 48000) -> np.ndarray:
     """A fixture as a mono float signal at `rate`."""
     return from_pcm(decode(path, rate=rate, channels=1))
+
+
+def utterance_correlations(
+    sent: bytes, heard: bytes, spoken_at: float, heard_origin: float
+) -> list[tuple[float, float]]:
+    """Per spoken utterance (the translation is played per utterance, so gaps between them differ):
+    (normalised correlation with what the listener heard, lag in seconds from speaking to hearing),
+    both clocks being the event loop's."""
+    rate = 48000
+    a, b = mono(sent, 2), mono(heard, 2)
+    found = []
+    for start, end in speech_regions(a, rate):
+        piece = a[int(start * rate) : int(end * rate)]
+        lag = xcorr(piece, b).lag  # where it was heard; then correlate against just that stretch
+        window = b[max(0, lag) : max(0, lag) + len(piece)]
+        found.append((xcorr(piece, window, max_lag=rate // 100).peak, heard_origin + lag / rate - (spoken_at + start)))
+    return found
+
+
+def speech_seconds(signal: np.ndarray, rate: int) -> float:
+    """How much speech a signal holds (pauses of 0.1 s and more not counted)."""
+    return sum(end - start for start, end in speech_regions(signal, rate, min_silence_s=0.1, min_speech_s=0.05))
+
+
+def openings_heard_in_order(sent: np.ndarray, heard: np.ndarray, rate: int, opening_s: float = 0.4) -> list[float]:
+    """For each utterance of `sent`, in order: how well its first `opening_s` was heard (the normalised
+    correlation with the best-matching stretch of `heard` after the previous utterance's)."""
+    found, position, size = [], 0, int(opening_s * rate)
+    for start, _end in speech_regions(sent, rate):
+        piece = sent[int(start * rate) : int(start * rate) + size]
+        lag = xcorr(piece, heard[position:]).lag if position < len(heard) else 0
+        where = position + max(0, lag)
+        found.append(xcorr(piece, heard[where : where + len(piece)], max_lag=rate // 100).peak)
+        position = where + len(piece)
+    return found

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from bot.palabra.rest import PalabraRest
 from bot.services import Core, Options, Services
 from bot.settings import load_settings
 from bot.voice import adapter
-from bot.voice.speakers import SpeakerPool
+from bot.voice.speakers import SpeakerPool, start_speakers, stop_speakers
 from tests.fakes import secrets
 from tests.fakes.discord.clients import running_clients
 from tests.fakes.discord.server import FakeDiscord
@@ -39,6 +39,15 @@ class World:
     pool: SpeakerPool
     manager: InterpretationManager
     metrics: Metrics
+    late_tokens: list[str] = field(default_factory=list)
+    speaker_tasks: list[Any] = field(default_factory=list)
+
+    async def start_speakers(self) -> None:
+        """Log the speakers not yet started in, as `run` does (into the pool, without waiting)."""
+        tokens, self.late_tokens = self.late_tokens, []
+        before = list(self.pool.speakers)
+        self.speaker_tasks += await start_speakers(tokens, self.pool, client_kwargs={"guild_ready_timeout": 0.1})
+        self.speakers += [s for s in self.pool.speakers if s not in before]
 
     @property
     def guild(self):
@@ -56,13 +65,29 @@ class World:
                 await guilds.update_guild_setting(s, self.fake.guild.id, name, value)
 
 
-def emulator_config() -> EmulatorConfig:
-    return EmulatorConfig(client_credentials={secrets.PALABRA_CLIENT_ID: secrets.PALABRA_CLIENT_SECRET})
+def emulator_config(realism: int | None = None) -> EmulatorConfig:
+    return EmulatorConfig(
+        client_credentials={secrets.PALABRA_CLIENT_ID: secrets.PALABRA_CLIENT_SECRET}, **_realism(realism)
+    )
+
+
+def _realism(seed: int | None) -> dict[str, int]:
+    """The peers' realism keyword, given only when a seed is (so the deterministic peers need nothing)."""
+    return {"realism": seed} if seed is not None else {}
 
 
 @contextlib.asynccontextmanager
-async def world_on(database: Database, *, speaker_count: int = 2, partial_interval_s: float = 0.5):
-    async with FakeDiscord() as fake, serve(emulator_config()) as emulator:
+async def world_on(
+    database: Database,
+    *,
+    speaker_count: int = 2,
+    partial_interval_s: float = 0.5,
+    speakers: str = "ready",
+    realism: int | None = None,
+):
+    """`speakers`: "ready" (logged in before the manager exists), "starting" (logging in as the world
+    is handed over, as in `run`) or "later" (not started: `world.start_speakers()` when the test says)."""
+    async with FakeDiscord(**_realism(realism)) as fake, serve(emulator_config(realism)) as emulator:
         settings = load_settings(
             palabra_client_id=secrets.PALABRA_CLIENT_ID,
             palabra_client_secret=secrets.PALABRA_CLIENT_SECRET,
@@ -71,7 +96,8 @@ async def world_on(database: Database, *, speaker_count: int = 2, partial_interv
             http_port=0,
         )
         credentials = Credentials.app(secrets.PALABRA_CLIENT_ID, secrets.PALABRA_CLIENT_SECRET)
-        tokens = [secrets.DISCORD_TOKEN, *secrets.SPEAKER_TOKENS[:speaker_count]]
+        ready_now = speaker_count if speakers == "ready" else 0
+        tokens = [secrets.DISCORD_TOKEN, *secrets.SPEAKER_TOKENS[:ready_now]]
         async with PalabraRest(credentials, emulator.base_url) as rest, running_clients(fake, tokens) as clients:
             metrics = Metrics()
             options = Options(
@@ -82,10 +108,16 @@ async def world_on(database: Database, *, speaker_count: int = 2, partial_interv
             pool = SpeakerPool(clients[1:])
             manager = InterpretationManager(core, clients[0], pool)
             services = Services(core, interpretation=manager)
+            world = World(fake, emulator, database, services, clients[0], clients[1:], pool, manager, metrics)
+            world.late_tokens = list(secrets.SPEAKER_TOKENS[ready_now:speaker_count])
+            if speakers == "starting":
+                await world.start_speakers()
             try:
-                yield World(fake, emulator, database, services, clients[0], clients[1:], pool, manager, metrics)
+                yield world
             finally:
                 await manager.close()
+                late = [c for c in [*world.pool.speakers, *world.pool.failed_speakers] if c not in clients]
+                await stop_speakers(SpeakerPool(late), world.speaker_tasks)
 
 
 async def wait_for(predicate, timeout=15.0, what="condition"):

@@ -15,7 +15,7 @@ from bot.db import leases as db_leases
 from bot.db import privacy
 from bot.db import sessions as db_sessions
 from bot.db import transcripts as db_transcripts
-from tests.fakes.audio import SPEECH_A, SPEECH_B, decode, mono, speech_regions, xcorr
+from tests.fakes.audio import SPEECH_A, SPEECH_B, decode, mono, utterance_correlations, xcorr
 from tests.interpretation.conftest import listener_dave_ready, wait_for, world_on
 
 pytestmark = pytest.mark.timeout(120)
@@ -45,20 +45,6 @@ async def join_and_wait(world, users_by_channel, members_in_source):
     for user, channel in users_by_channel:
         await user.join(channel)
     await wait_for(lambda: listener_dave_ready(world.manager, members_in_source), what="the listener's DAVE group")
-
-
-def utterance_correlations(sent: bytes, heard: bytes, spoken_at: float, heard_origin: float):
-    """Per spoken utterance (the translation is played per utterance, so gaps between them differ):
-    (normalised correlation with what the listener heard, lag in seconds from speaking to hearing),
-    both clocks being the event loop's."""
-    a, b = mono(sent, 2), mono(heard, 2)
-    found = []
-    for start, end in speech_regions(a, RATE):
-        piece = a[int(start * RATE) : int(end * RATE)]
-        lag = xcorr(piece, b).lag  # where it was heard; then correlate against just that stretch
-        window = b[max(0, lag) : max(0, lag) + len(piece)]
-        found.append((xcorr(piece, window, max_lag=RATE // 100).peak, heard_origin + lag / RATE - (spoken_at + start)))
-    return found
 
 
 async def test_speech_is_translated_into_sibling_channels_with_transcripts_and_a_clean_stop(db):

@@ -148,3 +148,14 @@ def test_srt_fills_missing_times_from_the_previous_cue():
         "2\n00:00:02,500 --> 00:00:04,500\nb\n\n"
         "3\n00:00:09,000 --> 00:00:11,000\nc\n"
     )
+
+
+def test_a_translation_in_parts_is_joined_in_part_order_whatever_the_arrival_order():
+    line = Transcript().line("u")
+    line.add_translation("es", "segunda parte", 1)
+    line.add_translation("fr", "une phrase")
+    assert line.add_translation("es", "primera parte", 0) == "primera parte segunda parte"
+    line.add_translation("es", "primera parte", 0)  # a duplicate changes nothing
+    assert line.translations == {"es": "primera parte segunda parte", "fr": "une phrase"}
+    line.text, line.final = "first part second part", True
+    assert render(line, ["es", "fr"]).splitlines()[1] == "> **es**: primera parte segunda parte"

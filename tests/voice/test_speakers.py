@@ -3,6 +3,7 @@ language, playing a 24 kHz translation stream that a simulated listener hears (a
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from bot.voice import adapter, playback
@@ -23,6 +24,11 @@ async def wait_for(predicate, timeout=10.0, what="condition"):
         await asyncio.sleep(0.02)
 
 
+def rms(pcm: bytes) -> float:
+    samples = mono(pcm, 2)
+    return float(np.sqrt(np.mean(samples**2))) if len(samples) else 0.0
+
+
 def dave_members(vc):
     session, version = adapter.dave_state(vc)
     return len(session.get_user_ids()) if version and session is not None and session.ready else 0
@@ -32,6 +38,7 @@ async def started(fake):
     fake.point_discord_py()
     pool = SpeakerPool()
     tasks = await start_speakers(secrets.SPEAKER_TOKENS, pool, client_kwargs={"guild_ready_timeout": 0.1})
+    assert await pool.wait_settled(10)
     return pool, tasks
 
 
@@ -112,3 +119,97 @@ async def test_a_speaker_never_joins_a_channel_outside_its_leased_guild():
 def test_empty_pool_has_nothing_to_lease():
     pool = SpeakerPool()
     assert asyncio.run(pool.lease(1, "es")) is None
+
+
+async def test_speakers_start_together_and_the_pool_says_when_they_are_ready():
+    async with FakeDiscord() as fake:
+        fake.point_discord_py()
+        pool = SpeakerPool()
+        changes: list[int] = []
+        pool.on_available(lambda: changes.append(len(pool.ready_speakers())))
+        tasks = await start_speakers(secrets.SPEAKER_TOKENS, pool, client_kwargs={"guild_ready_timeout": 0.1})
+        try:
+            assert pool.connecting == 2 and len(pool.speakers) == 2  # known at once, none ready yet
+            assert await pool.lease(fake.guild.id, "es") is None
+            assert await pool.wait_settled(10)
+            assert pool.connecting == 0 and sorted(changes) == [1, 2]
+            lease = await pool.lease(fake.guild.id, "es")
+            assert lease is not None
+            await lease.release()
+            assert changes[-1] == 2  # freed: subscribers hear it
+        finally:
+            await stop_speakers(pool, tasks)
+
+
+async def test_a_speaker_that_cannot_log_in_is_left_out_and_does_not_hold_up_the_others():
+    async with FakeDiscord() as fake:
+        fake.point_discord_py()
+        pool = SpeakerPool()
+        tokens = [secrets.SPEAKER_TOKENS[0], "not-a-token.xyz"]
+        tasks = await start_speakers(tokens, pool, client_kwargs={"guild_ready_timeout": 0.1})
+        try:
+            assert await pool.wait_settled(10)
+            assert len(pool.speakers) == 1 and len(pool.failed_speakers) == 1
+            assert await pool.lease(fake.guild.id, "es") is not None
+        finally:
+            await stop_speakers(pool, tasks)
+
+
+@pytest.mark.parametrize("fault", ["kicked", "moved"])
+async def test_a_kicked_or_moved_speaker_is_noticed_rejoins_and_is_heard_again(fault):
+    async with FakeDiscord() as fake:
+        pool, tasks = await started(fake)
+        try:
+            bob = await fake.add_user("Bob")
+            await bob.join("Voice B")
+            lease = await pool.lease(fake.guild.id, "es")
+            source = TranslationSource()
+            vc = await lease.play(fake.channel("Voice B").id, source)
+            await wait_for(lambda: dave_members(vc) == 2, what="the speaker's DAVE group")
+            assert lease.healthy
+            await bob.wait_dave_ready(members=2)
+            loop = asyncio.get_running_loop()
+            faulted_at = loop.time()
+            if fault == "kicked":
+                await fake.disconnect_member(lease.speaker_id)  # 4014, no channel
+            else:
+                await fake.move_member(lease.speaker_id, "Voice C")
+            await wait_for(lambda: not lease.healthy, what="the speaker's loss noticed")
+            before = len(bob.heard(lease.speaker_id))
+            source.feed(decode(SPEECH_B, rate=24000, channels=1)[: 24000 * 2 * 2])  # speech goes on meanwhile
+            await lease.rejoin()
+            assert lease.healthy and lease.speaker_id in fake.voice_members(fake.channel("Voice B").id)
+            await wait_for(lambda: rms(bob.heard(lease.speaker_id)[before:]) > 0.02, what="speech heard again")
+            heard_again = loop.time() - faulted_at
+            print(f"speaker {fault}: rejoined, speech heard again {heard_again:.2f} s after the fault")
+            assert heard_again < 3.0
+            source.end_utterance()
+            await wait_for(lambda: source.queued_seconds == 0, timeout=10, what="playback")
+            await asyncio.sleep(0.3)
+            heard = mono(bob.heard(lease.speaker_id)[before:], 2)
+            reference = mono(decode(SPEECH_B, rate=48000, channels=2)[: 48000 * 4 * 2], 2)
+            corr = xcorr(reference, heard)
+            assert corr.peak >= 0.8, f"correlation {corr.peak:.3f}"
+        finally:
+            await stop_speakers(pool, tasks)
+
+
+async def test_releasing_a_speaker_whose_connection_was_dropped_is_prompt():
+    """discord.py waits up to 30 s for Discord to confirm a leave that Discord never confirms (the
+    connection was already dropped); the pool bounds it."""
+    async with FakeDiscord() as fake:
+        pool, tasks = await started(fake)
+        try:
+            lease = await pool.lease(fake.guild.id, "es")
+            await lease.play(fake.channel("Voice B").id, TranslationSource())
+            await fake.disconnect_member(lease.speaker_id)
+            await wait_for(lambda: not lease.healthy, what="the kick noticed")
+            loop = asyncio.get_running_loop()
+            started_at = loop.time()
+            await lease.release()
+            took = loop.time() - started_at
+            print(f"release after a kick took {took:.2f} s")
+            assert took < 3.0
+            assert pool.leases() == []
+        finally:
+            await stop_speakers(pool, tasks)

@@ -151,6 +151,8 @@ X-RateLimit-* headers):
 - `fake.rate_limits.inject("POST", r"^/channels/\\d+/messages$", retry_after=0.25, count=1)`: the next
   matching requests answer 429 (with the headers discord.py needs to retry; `is_global=True` for a
   global limit); `fake.rate_limits.hits` [(method, path, monotonic time)].
+- `fake.rest.delays.inject("POST", r"^/webhooks/", seconds=0.3, count=1)`: the next matching requests
+  are handled that long after they arrive (a client's request stays in flight); `.held` lists them.
 
 DAVE without networking (`tests.fakes.discord.dave`, for unit tests):
 - `dave_group([uid, ...], channel_id=...) -> {uid: davey.DaveSession}`: sessions sharing one ready

@@ -1,11 +1,13 @@
 """The REST API under `/api/v10`: what a bot calls, stored so tests can assert on it.
 
 Every response is `Content-Type: application/json` exactly (discord.py only parses that) and carries
-X-RateLimit-* headers; `RateLimits.inject(...)` makes chosen requests answer 429 first.
+X-RateLimit-* headers; `RateLimits.inject(...)` makes chosen requests answer 429 first;
+`Delays.inject(...)` holds chosen requests before they are handled (a slow Discord).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -126,6 +128,35 @@ class RateLimits:
         }
 
 
+@dataclass
+class _Delay:
+    method: str
+    pattern: re.Pattern
+    seconds: float
+    remaining: int
+
+
+class Delays:
+    """Chosen requests wait before they are handled, so a client's request is in flight meanwhile."""
+
+    def __init__(self) -> None:
+        self._delays: list[_Delay] = []
+        self.held: list[tuple[str, str, float]] = []  # (method, path, monotonic time) of every held request
+
+    def inject(self, method: str, path_regex: str, *, seconds: float, count: int = 1_000_000) -> None:
+        """The next `count` requests matching `method` and `path_regex` (searched in the path after
+        /api/v10) are handled `seconds` after they arrive."""
+        self._delays.append(_Delay(method.upper(), re.compile(path_regex), seconds, count))
+
+    async def hold(self, method: str, path: str) -> None:
+        for delay in self._delays:
+            if delay.remaining > 0 and delay.method == method and delay.pattern.search(path):
+                delay.remaining -= 1
+                self.held.append((method, path, time.monotonic()))
+                await asyncio.sleep(delay.seconds)
+                return
+
+
 class Rest:
     def __init__(self, fake: FakeDiscord) -> None:
         self.fake = fake
@@ -135,6 +166,7 @@ class Rest:
         self.commands: dict[tuple[int, int | None], list[dict]] = {}  # (application, guild) -> commands
         self.requests: list[tuple[str, str]] = []
         self.rate_limits = RateLimits()
+        self.delays = Delays()
         self.channels = GuildChannels(fake, self._caller)
 
     def routes(self, app: web.Application) -> None:
@@ -172,6 +204,7 @@ class Rest:
     async def _middleware(self, request: web.Request, handler) -> web.StreamResponse:
         path = request.path[len(API) :] if request.path.startswith(API) else request.path
         self.requests.append((request.method, path))
+        await self.delays.hold(request.method, path)
         limited = self.rate_limits.check(request.method, path)
         if limited is not None:
             return limited

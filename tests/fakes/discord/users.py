@@ -82,6 +82,7 @@ class _Track:
     decoder: object = None
     packets: int = 0
     ended: bool = False  # the last frame was a silence frame (senders end a talk spurt with 5)
+    ssrc: int = 0  # of the sender's current connection
 
 
 @dataclass
@@ -385,10 +386,12 @@ class FakeUser:
                 else:
                     self.stats.unencrypted += 1
                 return
-        self._place(sender, packet.timestamp, frame)
+        self._place(sender, packet.timestamp, frame, packet.ssrc)
 
-    def _place(self, sender: int, timestamp: int, frame: bytes) -> None:
+    def _place(self, sender: int, timestamp: int, frame: bytes, ssrc: int = 0) -> None:
         track = self._tracks.setdefault(sender, _Track())
+        if track.ssrc != ssrc:  # the sender reconnected (a new SSRC, a new RTP clock): place by arrival
+            track.ssrc, track.anchor, track.decoder = ssrc, None, None
         if track.decoder is None:
             track.decoder = discord.opus.Decoder()
         try:
