@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from bot.palabra import encoding
 from bot.palabra import protocol as p
 from bot.palabra.emulator.pacing import PacingMonitor
 from bot.palabra.emulator.realism import Realism, RealismProfile
@@ -441,7 +442,7 @@ class StreamSession:
         await self._send_event(p.ErrorMessage(code, desc))
 
     async def _send_event(self, event: p.Event) -> None:
-        await self._send_frame(p.encode_event(event))
+        await self._send_frame(encoding.encode_event(event))
 
     async def _send_frame(self, frame: dict[str, Any]) -> None:
         if self.ws.closed or self.log.dropped:
