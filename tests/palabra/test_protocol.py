@@ -7,6 +7,7 @@ import zlib
 
 import pytest
 
+from bot.palabra import encoding
 from bot.palabra import protocol as p
 
 
@@ -326,11 +327,11 @@ _SERVER_EVENTS = [
 @pytest.mark.parametrize("event", _SERVER_EVENTS, ids=lambda e: type(e).__name__)
 @pytest.mark.parametrize("zlib_audio", [False, True])
 def test_encoded_server_events_parse_back_to_themselves(event, zlib_audio):
-    assert p.parse_message(p.encode_json(event, zlib_audio=zlib_audio), zlib_audio=zlib_audio) == event
+    assert p.parse_message(encoding.encode_json(event, zlib_audio=zlib_audio), zlib_audio=zlib_audio) == event
 
 
 def test_encoded_shapes_match_the_probe():
-    audio = p.encode_event(p.OutputAudio("t1", "es", b"\x00\x00", translation_part_id="0"))
+    audio = encoding.encode_event(p.OutputAudio("t1", "es", b"\x00\x00", translation_part_id="0"))
     assert audio["data"] == {
         "transcription_id": "t1",
         "translation_part_id": "0",
@@ -339,15 +340,16 @@ def test_encoded_shapes_match_the_probe():
         "data": "AAA=",
         "chunk_generation_delta": None,
     }
-    final = p.encode_event(p.TranslatedTranscription("t1", "es", "hola", translation_part_id=0))
+    final = encoding.encode_event(p.TranslatedTranscription("t1", "es", "hola", translation_part_id=0))
     assert final["data"]["transcription"]["translation_part_id"] == 0  # a number in text, a string in audio
     assert (
-        "translation_part_id" not in p.encode_event(p.ValidatedTranscription("t1", "en", "x"))["data"]["transcription"]
+        "translation_part_id"
+        not in encoding.encode_event(p.ValidatedTranscription("t1", "en", "x"))["data"]["transcription"]
     )
-    assert p.encode_event(p.TaskStatus("set_task", "started", "running"))["data"] == {
+    assert encoding.encode_event(p.TaskStatus("set_task", "started", "running"))["data"] == {
         "command": "set_task",
         "event": "started",
         "task_status": "running",
     }
     with pytest.raises(TypeError):
-        p.encode_event(p.Reconnected(1, 0.0, "test"))
+        encoding.encode_event(p.Reconnected(1, 0.0, "test"))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from bot.palabra.task import COMMAND_RATE_LIMITS
+
 
 @dataclass
 class EmulatorConfig:
@@ -24,8 +26,9 @@ class EmulatorConfig:
     session_ttl_s: float = 3600.0
     audio_timeout_s: float = 10.0  # SERVICE_TIMEOUT + close 1008 after this long without audio
     ws_connections_per_minute: int = 20
+    # Palabra's published per-command intervals, the same table the client paces itself by.
     command_interval_s: dict[str, float] = field(
-        default_factory=lambda: {"set_task": 2.0, "get_task": 2.0, "pause_task": 3.0, "end_task": 3.0}
+        default_factory=lambda: {command: interval for command, (_, interval) in COMMAND_RATE_LIMITS.items()}
     )
     enforce_command_rate_limits: bool = True
     pacing_warnings: bool = True

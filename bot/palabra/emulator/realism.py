@@ -26,6 +26,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bot.palabra import encoding
 from bot.palabra import protocol as p
 
 Order = Literal["before", "same", "after"]
@@ -133,7 +134,7 @@ class Realism:
             }
             extras.append((self._seconds(rng, (0.0, 2.0)), level))  # a queue-status frame, no message_type
         if rng.random() < pr.stall_probability:
-            warning = p.encode_event(p.WarningMessage(STALLED, STALLED_MESSAGE))
+            warning = encoding.encode_event(p.WarningMessage(STALLED, STALLED_MESSAGE))
             extras.append((self._seconds(rng, (0.0, 2.0)), warning))
         return tuple(extras)
 

@@ -24,13 +24,14 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from bot.palabra import encoding
 from bot.palabra import protocol as p
 from bot.palabra.emulator.pacing import PacingMonitor
 from bot.palabra.emulator.realism import Realism, RealismProfile
 from bot.palabra.emulator.state import STATE, EmulatorState, StreamRecord
 from bot.palabra.emulator.translator import FakeTranslator, TranslatorSettings
 from bot.palabra.emulator.validation import as_dict, validation_error_desc, validation_errors
-from bot.palabra.task import source_format, target_languages
+from bot.palabra.task import COMMAND_RATE_LIMITS, source_format, target_languages
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ class StreamSession:
         interval = self.config.command_interval_s.get(kind)
         if interval is None:
             return False
-        bucket = "task" if kind in ("set_task", "get_task") else kind
+        bucket = COMMAND_RATE_LIMITS[kind][0] if kind in COMMAND_RATE_LIMITS else kind
         last = self.last_command.get(bucket)
         if last is not None and now - last < interval:
             await self._error(
@@ -441,7 +442,7 @@ class StreamSession:
         await self._send_event(p.ErrorMessage(code, desc))
 
     async def _send_event(self, event: p.Event) -> None:
-        await self._send_frame(p.encode_event(event))
+        await self._send_frame(encoding.encode_event(event))
 
     async def _send_frame(self, frame: dict[str, Any]) -> None:
         if self.ws.closed or self.log.dropped:

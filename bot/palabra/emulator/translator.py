@@ -8,7 +8,7 @@ an `UtterancePlan` (realism.py): today's fixed order by default, seeded variety 
 
 The caller feeds `feed(pcm, now)`, `interrupt(now)`, `speak(...)`, `end(now)`, and sends whatever
 `pop_due(now)` returns, waking again at `next_deadline()`. Frames are built with the client's own
-types (`protocol.encode_event`), so both sides of the wire share one definition.
+types (`encoding.encode_event`), so both sides of the wire share one definition.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import soxr
 
+from bot.palabra import encoding
 from bot.palabra import protocol as p
 from bot.palabra.emulator.realism import Realism, UtterancePlan
 from bot.palabra.emulator.vad import EnergyVad, Utterance
@@ -157,7 +158,7 @@ class FakeTranslator:
                 self._confirm(tail, now)
         self.ended = True
         last = max((item.due for item in self._queue), default=now)
-        self._push(max(now, last), p.encode_event(p.EndOfStream(end_message)))
+        self._push(max(now, last), encoding.encode_event(p.EndOfStream(end_message)))
 
     # --- outputs ---------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
@@ -213,7 +214,9 @@ class FakeTranslator:
         if "pipeline_timings" in self._allowed():
             timings = {name: plan.delay_s for name in _TIMING_STAGES}
             last = max((item.due for item in self._queue if item.transcription_id == tid), default=start)
-            self._push(last, p.encode_event(p.PipelineTimings(tid, {**timings, "partial_transcription": 0.0})), tid)
+            self._push(
+                last, encoding.encode_event(p.PipelineTimings(tid, {**timings, "partial_transcription": 0.0})), tid
+            )
         for offset, frame in plan.extras:
             self._push(start + offset, frame)
 
@@ -221,7 +224,7 @@ class FakeTranslator:
         """Schedule one transcript (twice if the plan duplicates its type); the last due time used."""
         if event.message_type not in self._allowed():
             return due
-        frame = p.encode_event(event)
+        frame = encoding.encode_event(event)
         self._push(due, frame, event.transcription_id)
         if event.message_type in plan.duplicates:
             due += plan.duplicate_gap_s
@@ -267,7 +270,7 @@ class FakeTranslator:
                 chunk = pcm[offset : offset + next(sizes)]
                 offset += len(chunk)
                 audio = p.OutputAudio(tid, language, chunk.tobytes(), offset >= len(pcm), str(part))
-                self._push(at, p.encode_event(audio, zlib_audio=zlib_audio), tid)
+                self._push(at, encoding.encode_event(audio, zlib_audio=zlib_audio), tid)
                 generated += len(chunk) / OUTPUT_RATE / plan.speed
                 burst_left -= 1
                 if burst_left == 0:  # 0 from the start (deterministic plan): one burst for everything
@@ -301,7 +304,7 @@ class FakeTranslator:
                 continue
             lang = tr["target_language"]
             event = p.PartialTranslatedTranscription(tid, lang, f"[{lang}] {text}", (segment,), translation_part_id=0)
-            self._push(now + lag, p.encode_event(event), tid)
+            self._push(now + lag, encoding.encode_event(event), tid)
             self.partial_due[tid] = max(self.partial_due[tid], now + lag)
 
     # --- content ---------------------------------------------------------------------------------
