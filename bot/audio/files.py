@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
+from typing import Any
 
 from bot.audio.frames import DISCORD, SAMPLE_WIDTH, AudioFormat, as_samples, downmix, to_pcm, upmix
 from bot.errors import BotError
@@ -34,7 +35,7 @@ def read_audio(path: str | Path, fmt: AudioFormat = DISCORD) -> bytes:
         raise AudioFileError(f"cannot read audio from {path}: {_reason(exc)}") from exc
 
 
-def _decode(container, fmt: AudioFormat) -> bytes:
+def _decode(container: Any, fmt: AudioFormat) -> bytes:  # an av InputContainer
     """Resample with FFmpeg at the file's own layout (mono stays mono, more channels become stereo),
     then convert channels ourselves: FFmpeg's mono->stereo upmix lowers each channel by 3 dB, whereas
     the bot duplicates mono at full level everywhere (same as the Resampler)."""

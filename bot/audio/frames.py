@@ -77,12 +77,14 @@ def to_pcm(samples: np.ndarray) -> bytes:
 
 def saturate(values: np.ndarray) -> np.ndarray:
     """Wider integers -> int16, clipping instead of wrapping around."""
-    return np.clip(values, -32768, 32767).astype(PCM_DTYPE)
+    clipped: np.ndarray = np.clip(values, -32768, 32767).astype(PCM_DTYPE)
+    return clipped
 
 
 def downmix(samples: np.ndarray) -> np.ndarray:
     """(samples, 2) int16 -> mono int16, the average of both channels (cannot clip)."""
-    return ((samples[:, 0].astype(np.int32) + samples[:, 1]) >> 1).astype(PCM_DTYPE)
+    mono: np.ndarray = ((samples[:, 0].astype(np.int32) + samples[:, 1]) >> 1).astype(PCM_DTYPE)
+    return mono
 
 
 def upmix(samples: np.ndarray) -> np.ndarray:

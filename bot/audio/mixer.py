@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bot.audio.frames import FRAME_BYTES, FRAME_S, PCM_DTYPE, SILENT_FRAME, rms_dbfs, saturate
+from bot.audio.frames import FRAME_BYTES, FRAME_S, PCM_DTYPE, SILENT_FRAME
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ UserId = Hashable
 
 DEFAULT_QUEUE_FRAMES = 10  # 200 ms of jitter buffer per user
 DEFAULT_ACTIVITY_DBFS = -45.0  # frames louder than this count as speech
+ACTIVITY_STRIDE = 16  # activity is measured on every 16th sample (of both channels, interleaved)
 
 
 class ActivityTimeline:
@@ -106,6 +107,7 @@ class Mixer:
         self.stats = MixerStats()
         self._queues: dict[UserId, deque[bytes]] = {}
         self._excluded: set[UserId] = set()
+        self.on_push: Callable[[], None] | None = None  # the clock's wake-up (a frame is queued)
 
     @property
     def tick_index(self) -> int:
@@ -128,7 +130,17 @@ class Mixer:
             queue.popleft()
             self.stats.dropped_overflow[user_id] = self.stats.dropped_overflow.get(user_id, 0) + 1
         queue.append(frame)
+        if self.on_push is not None:
+            self.on_push()
         return True
+
+    def idle(self) -> bool:
+        """Nothing queued: the next ticks are silence until a frame is pushed."""
+        return not any(self._queues.values())
+
+    def starving(self) -> bool:
+        """A user in the middle of a talk spurt has no frame for this tick (it may be a moment late)."""
+        return False
 
     def exclude(self, user_id: UserId) -> None:
         """Opt a user out: anything queued is discarded and later frames are dropped at push."""
@@ -163,47 +175,94 @@ class Mixer:
         self.timeline.record(tick, self._audible(frames))
         if len(frames) == 1:
             return next(iter(frames.values()))
-        total = np.zeros(FRAME_BYTES // 2, dtype=np.int32)
-        for frame in frames.values():
-            total += np.frombuffer(frame, dtype=PCM_DTYPE)
-        return saturate(total).tobytes()
+        pcm = [np.frombuffer(frame, dtype=PCM_DTYPE) for frame in frames.values()]
+        total = np.add(pcm[0], pcm[1], dtype=np.int32)
+        for more in pcm[2:]:
+            total += more
+        np.clip(total, -32768, 32767, out=total)
+        return total.astype(PCM_DTYPE).tobytes()
 
     def _audible(self, frames: dict[UserId, bytes]) -> list[UserId]:
-        return [user_id for user_id, frame in frames.items() if rms_dbfs(frame) > self.activity_threshold_dbfs]
+        # Mean square against the threshold's, on every ACTIVITY_STRIDE-th sample (a level, not a
+        # waveform: 120 samples of a 20 ms frame measure it well) with one float32 dot product.
+        count = FRAME_BYTES // 2 // ACTIVITY_STRIDE
+        limit = count * (32768.0 * 10 ** (self.activity_threshold_dbfs / 20)) ** 2
+        audible = []
+        for user_id, frame in frames.items():
+            samples = np.frombuffer(frame, dtype=PCM_DTYPE)[::ACTIVITY_STRIDE].astype(np.float32)
+            if float(np.dot(samples, samples)) > limit:
+                audible.append(user_id)
+        return audible
 
 
 FrameCallback = Callable[[bytes], Awaitable[None] | None]
 
 
-# Frames held at the start of a talk spurt: slack against the receive thread's delivery jitter (on a busy
-# 2-core machine it reaches ~60 ms; 100 ms keeps words whole).
-PREBUFFER_FRAMES = 5
+# Frames held at the start of a talk spurt before it flows. The clock's arrival grace (ARRIVAL_GRACE_S)
+# now absorbs the receive thread's delivery jitter at each tick, so no talk spurt is held back: every
+# held frame would be 20 ms added to everything the user says (see bot.audio.latency).
+PREBUFFER_FRAMES = 1
+MAX_PREBUFFER_FRAMES = 5  # where the depth stops growing on a machine that cannot keep up (100 ms)
+# At a tick where a talking user's frame is missing, wait this long for it before mixing without it:
+# a frame a few ms late then costs those few ms once, not a 20 ms hole in a word.
+ARRIVAL_GRACE_S = 0.015
+# With nothing queued the clock wakes once per this many ticks (and at once when a frame arrives) and
+# emits the silent ticks that are due: an idle session costs ~6 wake-ups a second, not 50. Ticks come
+# out up to this late, so the Palabra stream's lead (bot.interpretation.session.STREAM_LEAD_S) must be
+# longer, or a chunk would be padded at its deadline.
+IDLE_BATCH_TICKS = 8
 
 
 class PrebufferedMixer(Mixer):
-    """A Mixer that holds each user's first frames of a talk spurt until `prebuffer_frames` are queued
-    (or the oldest has waited that many ticks), and again after an underrun.
+    """A Mixer that holds each user's first frames of a talk spurt until that user's depth is queued (or
+    the oldest has waited that many ticks), and again after an underrun.
 
-    Frames come from the receive thread in small bursts while the mixer ticks on its own clock; without
-    this slack a frame arriving a millisecond after its tick leaves a 20 ms hole in the middle of a word.
-    The cost is `prebuffer_frames` x 20 ms of delay at the start of each talk spurt.
+    Frames come from the receive thread in small bursts while the mixer ticks on its own clock; a frame
+    that misses its tick (and the clock's arrival grace) leaves a 20 ms hole in a word. The depth adapts
+    per user: it starts at `prebuffer_frames` (no hold on a machine that keeps up) and grows by one frame
+    after each underrun that was only jitter (the user's next frame, not silence, came within
+    `JITTER_GAP_TICKS`; the end of a talk spurt does not count), up to `max_prebuffer_frames`; it shrinks by one after
+    `DECAY_TICKS` without such an underrun. Each held frame is 20 ms of delay for that user.
     """
 
-    def __init__(self, prebuffer_frames: int = PREBUFFER_FRAMES, **kwargs: object) -> None:
-        super().__init__(**kwargs)
+    JITTER_GAP_TICKS = 5
+    DECAY_TICKS = 500  # 10 s
+
+    def __init__(
+        self,
+        prebuffer_frames: int = PREBUFFER_FRAMES,
+        max_queue_frames: int = DEFAULT_QUEUE_FRAMES,
+        activity_threshold_dbfs: float = DEFAULT_ACTIVITY_DBFS,
+        timeline: ActivityTimeline | None = None,
+        max_prebuffer_frames: int = MAX_PREBUFFER_FRAMES,
+    ) -> None:
+        super().__init__(max_queue_frames, activity_threshold_dbfs, timeline)
         self.prebuffer_frames = prebuffer_frames
+        self.max_prebuffer_frames = max(prebuffer_frames, max_prebuffer_frames)
         self._held: dict[UserId, tuple[int, list[bytes]]] = {}  # user -> (tick of the first held frame, frames)
         self._flowing: set[UserId] = set()
+        self._depth: dict[UserId, tuple[int, int]] = {}  # user -> (frames to hold, tick it last changed)
+        self._underrun_at: dict[UserId, int] = {}
         self.underruns = 0
+        self.jitter_underruns = 0
+
+    def depth(self, user_id: UserId) -> int:
+        return self._depth.get(user_id, (self.prebuffer_frames, 0))[0]
 
     def push(self, user_id: UserId, frame: bytes) -> bool:
         if user_id in self._flowing or self.is_excluded(user_id):
             return super().push(user_id, frame)
         if len(frame) != len(SILENT_FRAME):
             return super().push(user_id, frame)  # raises with the mixer's message
+        underrun = self._underrun_at.pop(user_id, None)
+        # Silence does not count: the receiver's fill frames at the end of a talk spurt trickle in on its
+        # own poll, and a hole in silence is not heard.
+        if underrun is not None and self.tick_index - underrun <= self.JITTER_GAP_TICKS and frame != SILENT_FRAME:
+            self.jitter_underruns += 1
+            self._depth[user_id] = (min(self.max_prebuffer_frames, self.depth(user_id) + 1), self.tick_index)
         _since, frames = self._held.setdefault(user_id, (self.tick_index, []))
         frames.append(frame)
-        if len(frames) >= self.prebuffer_frames:
+        if len(frames) >= self.depth(user_id):
             self._release(user_id)
         return True
 
@@ -213,12 +272,23 @@ class PrebufferedMixer(Mixer):
         for frame in frames:
             super().push(user_id, frame)
 
+    def idle(self) -> bool:
+        return not self._held and not self._flowing and super().idle()
+
+    def starving(self) -> bool:
+        return any(self.queued(user_id) == 0 for user_id in self._flowing)
+
     def tick(self) -> bytes:
+        now = self.tick_index
         for user_id in [u for u in self._flowing if self.queued(u) == 0]:
             self._flowing.discard(user_id)
+            self._underrun_at[user_id] = now
             self.underruns += 1
-        for user_id in [u for u, (since, _f) in self._held.items() if self.tick_index - since >= self.prebuffer_frames]:
+        for user_id in [u for u, (since, _f) in self._held.items() if now - since >= self.depth(u)]:
             self._release(user_id)
+        for user_id, (depth, changed) in list(self._depth.items()):
+            if depth > self.prebuffer_frames and now - changed >= self.DECAY_TICKS:
+                self._depth[user_id] = (depth - 1, now)
         return super().tick()
 
     def exclude(self, user_id: UserId) -> None:
@@ -231,6 +301,8 @@ class PrebufferedMixer(Mixer):
     def remove(self, user_id: UserId) -> None:
         self._held.pop(user_id, None)
         self._flowing.discard(user_id)
+        self._depth.pop(user_id, None)
+        self._underrun_at.pop(user_id, None)
         super().remove(user_id)
 
 
@@ -241,6 +313,12 @@ class MixerClock:
     event loop) the clock catches up with back-to-back ticks, at most `max_catch_up` of them; a longer
     stall is skipped (counted in `skipped`) and the schedule re-anchored, so a hiccup never turns into
     a burst of seconds of audio.
+
+    Two refinements keep the clock cheap and early: while the mixer is idle it sleeps for up to
+    `idle_batch` ticks (woken by the first pushed frame) and then emits the silent ticks that fell due
+    in one go, same count, same timeline; and at a tick where a talking user's frame is missing it
+    waits up to `grace_s` for that frame (`late_waits` counts the waits, `grace_misses` the frames that
+    still did not come).
     """
 
     def __init__(
@@ -250,8 +328,16 @@ class MixerClock:
         interval_s: float = FRAME_S,
         max_catch_up: int = 5,
         clock: Callable[[], float] = time.monotonic,
+        grace_s: float = ARRIVAL_GRACE_S,
+        idle_batch: int = IDLE_BATCH_TICKS,
     ) -> None:
         self.mixer = mixer
+        self.grace_s, self.idle_batch = grace_s, max(1, idle_batch)
+        self.late_waits = 0
+        self.grace_misses = 0
+        self.late = 0  # ticks emitted over a frame later than deadline + grace (idle batches excepted)
+        self._waiter: asyncio.Future[None] | None = None  # set while the clock waits for a pushed frame
+        mixer.on_push = self._wake
         self.on_frame = on_frame
         self.interval_s = interval_s
         self.max_catch_up = max_catch_up
@@ -269,6 +355,7 @@ class MixerClock:
 
     async def stop(self) -> None:
         self._stopping.set()
+        self._wake()
         if self._task is not None:
             await self._task
             self._task = None
@@ -280,6 +367,14 @@ class MixerClock:
         while not self._stopping.is_set() and (max_ticks is None or self.ticks < max_ticks):
             deadline = anchor + scheduled * self.interval_s
             delay = deadline - self.clock()
+            if delay > 0 and self.mixer.idle() and self.idle_batch > 1:
+                await self._wait_for_push(delay + (self.idle_batch - 1) * self.interval_s)
+                due = int((self.clock() - anchor) / self.interval_s + 1e-9) + 1 - scheduled
+                for _ in range(min(due, self.idle_batch) if max_ticks is None else min(due, max_ticks - self.ticks)):
+                    await self._emit(self.mixer.tick())
+                    self.ticks += 1
+                    scheduled += 1
+                continue
             if delay > 0:
                 await asyncio.sleep(delay)
             elif -delay > self.max_catch_up * self.interval_s:
@@ -289,9 +384,42 @@ class MixerClock:
                 anchor, scheduled = self.clock(), 0
             if self._stopping.is_set():
                 break
+            if self.grace_s > 0 and self.mixer.starving():
+                await self._grace()
+            if self.clock() - deadline > self.grace_s + self.interval_s:  # later than the grace allows
+                self.late += 1
             await self._emit(self.mixer.tick())
             self.ticks += 1
             scheduled += 1
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait_for_push(self, timeout: float) -> None:
+        """Until a frame is pushed (or stop), at most `timeout`: a bare future and one timer, since this
+        runs a dozen times a second in every idle session (asyncio.wait_for costs a task each time)."""
+        if timeout <= 0 or self._stopping.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout, self._wake)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    async def _grace(self) -> None:
+        self.late_waits += 1
+        until = self.clock() + self.grace_s
+        while self.mixer.starving() and not self._stopping.is_set():
+            remaining = until - self.clock()
+            if remaining <= 0:
+                self.grace_misses += 1
+                return
+            await self._wait_for_push(remaining)
 
     async def _emit(self, frame: bytes) -> None:
         result = self.on_frame(frame)

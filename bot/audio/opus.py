@@ -100,7 +100,7 @@ def library_path() -> str:
 
 
 def version() -> str:
-    return load().opus_get_version_string().decode()
+    return str(load().opus_get_version_string().decode())
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -140,14 +140,14 @@ def _declare(lib: ctypes.CDLL) -> None:
 
 def _lib_error_text(code: int) -> str:
     try:
-        return load().opus_strerror(code).decode()
+        return str(load().opus_strerror(code).decode())
     except OpusUnavailable:
         return "libopus unavailable"
 
 
 def packet_samples(packet: bytes) -> int:
     """Samples per channel the packet decodes to at 48 kHz (negative on a malformed packet)."""
-    return load().opus_packet_get_nb_samples(packet, len(packet), SAMPLE_RATE)
+    return int(load().opus_packet_get_nb_samples(packet, len(packet), SAMPLE_RATE))
 
 
 class Decoder:
@@ -234,7 +234,7 @@ class Encoder:
         size = self._encode(self._state, pcm, samples, self._out, MAX_PACKET_BYTES)
         if size < 0:
             raise OpusError("opus_encode", size)
-        return self._out.raw[:size]
+        return ctypes.string_at(self._out, size)  # .raw would copy the whole 4000-byte buffer first
 
     def __del__(self) -> None:
         state, self._state = getattr(self, "_state", None), None

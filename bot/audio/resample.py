@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
+from bot.audio.decimate import Decimator, session_decimator
 from bot.audio.frames import (
     DISCORD,
     FRAME_MS,
@@ -78,7 +79,7 @@ class Resampler:
         """Output withheld right now, in milliseconds: the latency the conversion adds at this point."""
         if self._passthrough:
             return 0.0
-        return 1000.0 * self._stream.delay() / self.output.rate
+        return 1000.0 * float(self._stream.delay()) / self.output.rate
 
     def _take_whole_frames(self, pcm: bytes | bytearray | memoryview) -> np.ndarray:
         data = bytes(pcm)
@@ -95,8 +96,16 @@ class Resampler:
         return np.ascontiguousarray(mono, dtype=PCM_DTYPE).tobytes()
 
 
-def discord_to_session(session_rate: int = 16000, quality: str = "HQ") -> Resampler:
-    """48 kHz stereo (Discord's decoded voice) -> the Palabra session's mono input format."""
+def discord_to_session(session_rate: int = 16000, quality: str = "fir") -> Resampler | Decimator:
+    """48 kHz stereo (Discord's decoded voice) -> the Palabra session's mono input format.
+
+    "fir" (the default): the low-latency decimator (bot.audio.decimate, ~1 ms hold-back instead of soxr's
+    ~21 ms) when the rate divides 48 kHz; any soxr quality name, or another rate, uses soxr."""
+    if quality == "fir":
+        decimator = session_decimator(session_rate)
+        if decimator is not None:
+            return decimator
+        quality = "HQ"
     return Resampler(DISCORD.rate, DISCORD.channels, session_rate, 1, quality)
 
 

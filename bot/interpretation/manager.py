@@ -40,6 +40,7 @@ from bot.interpretation.starting import Requested, SessionStarter, end_row, star
 from bot.interpretation.summary import post_summary
 from bot.metrics import Metrics
 from bot.shards import ShardPlan, shard_of
+from bot.voice import playback
 from bot.voice.speakers import LEAVE_TIMEOUT, SpeakerPool, leave
 
 if TYPE_CHECKING:
@@ -338,6 +339,7 @@ async def _leave_voice(vc: ListenerVoice) -> None:
         await leave(vc)
         return
     try:
+        playback.stop(vc)
         await asyncio.wait_for(vc.disconnect(force=True), timeout=LEAVE_TIMEOUT)
     except Exception as exc:
         log.warning("leaving the voice channel failed: %s", exc)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from bot.interpretation.leasing import SpeakerLeases, SpeakerSlot
 from bot.interpretation.placement import fallback_placements
 from bot.interpretation.reports import Placement
-from bot.voice.playback import OPUS_SETTINGS, TranslationSource, ensure_discord_opus
+from bot.voice import playback
+from bot.voice.playback import TranslationSource, ensure_discord_opus
 
 if TYPE_CHECKING:
     import discord
@@ -81,7 +82,7 @@ async def place_targets(
         if placement.kind == "same_channel":
             ensure_discord_opus()
             source = TranslationSource()
-            listener_voice.play(source, **OPUS_SETTINGS)
+            await playback.play(listener_voice, source)  # the shared clock: no encoding of silence
             placed.playbacks[language] = source
     placed.placements.update(fallbacks)
     placed.placements = {language: placed.placements[language] for language in plan.targets}

@@ -44,8 +44,11 @@ TAIL_SILENCE_S = 1.0  # silence sent before end_task so Palabra confirms the las
 DRAIN_TIMEOUT_S = 15.0
 # Silence sent ahead of the mixer's first frame. The stream sends a 320 ms chunk on its own schedule and
 # pads a chunk that is short at its deadline with zeros; a producer exactly on schedule loses that race
-# now and then, which inserts a gap in the middle of speech. This much lead keeps every chunk full.
-STREAM_LEAD_S = 0.1
+# now and then, which inserts a gap in the middle of speech. This much lead keeps every chunk full, also
+# while the idle mixer clock emits its silent ticks in batches (bot.audio.mixer.IDLE_BATCH_TICKS). It
+# adds no latency: a chunk is sent as soon as it is full, and with a lead under one chunk (320 ms) it
+# fills after its deadline (bench: `latency_breakdown_ms_p95.pacing`).
+STREAM_LEAD_S = 0.25
 CLOCK_CATCH_UP_TICKS = 25
 PLAYOUT_LIMIT_S = 10.0  # at stop, queued translation is played out for at most this long
 PLAYOUT_STALL_S = 0.3  # a source not read for this long is not played by anyone (a dead connection)

@@ -3,7 +3,9 @@
 - `receiver.ListeningVoiceClient` (connect with `channel.connect(cls=...)`) -> `vc.receiver`:
   `frames()` (per-user `jitter.UserFrame`, 48 kHz stereo 20 ms), `events()` (speaking, decryption
   failures, members), `stats()`.
-- `playback.TranslationSource`: never-ending AudioSource fed 24 kHz mono PCM; `OPUS_SETTINGS` for `play()`.
+- `playback.TranslationSource`: never-ending source fed 24 kHz mono PCM; `playback.play(vc, source)` sends it on
+  the shared 20 ms `playback_clock.PlaybackClock` (nothing encoded or sent for silence).
+- `dave_server`: the voice server's DAVE external sender and an in-process group builder (bench, fakes).
 - `speakers.SpeakerPool` / `start_speakers()`: extra bot accounts leased per guild + language.
 - Sans-I/O parts: `rtp`, `transport`, `e2ee`, `receive.ReceivePipeline`, `jitter.UserStream`,
   `gateway` (voice-gateway JSON as typed events; `ResumeWatch`, the deadline of a voice resume).

@@ -8,24 +8,27 @@ Optional floor audio: the original speakers (48 kHz stereo 20 ms frames) mixed u
 at `floor_base_volume`, ducked to `floor_ducked_volume` while translation plays, with per-sample gain
 ramps (`attack_s` down, `release_s` back up after `hold_s` of no translation) so nothing clicks.
 
-Opus settings (`OPUS_SETTINGS`, passed to `VoiceClient.play`): measured on speech (48 kHz stereo,
-libopus 1.6, 20 ms frames; waveform correlation of decoded vs original, encode cost per frame):
+Sending: `play(vc, source)` attaches the source to the process-wide `PlaybackClock` instead of
+discord.py's AudioPlayer (one thread per voice client, encoding silence 50 times a second). The clock's
+few sender threads tick every attached speaker on one monotonic 20 ms schedule; a frame is Opus-encoded
+(ctypes: the GIL is released, so the threads encode on both cores) only when there is something audible.
+After speech the speaker sends five Opus silence frames and then nothing, as Discord clients do; the
+next translated frame goes out on the next tick with the RTP clock advanced over the pause, so the first
+syllable is neither delayed nor clipped.
 
-    application  kb/s   corr     encode        application  kb/s   corr     encode
-    voip          32    0.969    ~410 us       audio         32    0.990    ~700 us
-    voip          64    0.973    ~400 us       audio         64    0.995    ~350 us
-    voip         128    0.974    ~550 us       audio        128    0.996    ~350 us
-
-"audio" (CELT) keeps the waveform far better than "voip" (SILK/hybrid) at no extra CPU; above 64 kb/s
-nothing is gained for speech that Palabra synthesises at 24 kHz. So: "audio", 64 kb/s (half of
-discord.py's default 128), in-band FEC on with 10 % expected loss.
+Opus settings, chosen with `python -m bot bench --opus-sweep` (the README's Performance section has the
+table): "audio" (CELT), 64 kb/s, in-band FEC at 10 % expected loss, complexity 1. Complexity 1 keeps the
+waveform correlation of decoded speech within 0.0002 of complexity 10 (0.9994 vs 0.9996) for under half
+the encode cost (~100 vs ~240 us per frame), and encoding is most of what a playing speaker costs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import discord
@@ -34,6 +37,7 @@ import numpy as np
 from bot.audio import opus
 from bot.audio.frames import FRAME_BYTES, FRAME_S, SILENT_FRAME, FrameAssembler, as_samples, saturate
 from bot.audio.resample import palabra_to_discord
+from bot.voice.playback_clock import Outlet, PlaybackClock, shared_clock
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ OPUS_SETTINGS: dict[str, Any] = {
     "expected_packet_loss": 0.10,
     "signal_type": "auto",
 }
+OPUS_COMPLEXITY = 1  # not a discord.py Encoder setting: our encoder (PlaybackClock) sets it
 MAX_QUEUE_SECONDS = 60.0  # translation is never dropped below this; beyond it the oldest goes (counted)
 FLOOR_QUEUE_FRAMES = 10  # 200 ms: floor audio is live; a backlog would only add delay
 
@@ -71,7 +76,8 @@ class GainRamp:
         gains = self.value + direction * step * np.arange(1, len(stereo) + 1, dtype=np.float32)
         gains = np.minimum(gains, target) if direction > 0 else np.maximum(gains, target)
         self.value = float(gains[-1])
-        return stereo * gains[:, None]
+        ramped: np.ndarray = stereo * gains[:, None]
+        return ramped
 
 
 class TranslationSource(discord.AudioSource):
@@ -104,6 +110,7 @@ class TranslationSource(discord.AudioSource):
         self.translation_frames = 0
         self.dropped_frames = 0
         self.closed = False
+        self.on_audio: Callable[[], None] | None = None  # called when audio is queued into an empty queue
 
     # ---- producers (event loop) --------------------------------------------------------------------
     def feed(self, pcm_24k_mono: bytes) -> None:
@@ -126,6 +133,8 @@ class TranslationSource(discord.AudioSource):
             )
         with self._lock:
             self._floor.append(frame_48k_stereo)
+        if self.on_audio is not None and self.floor_base_volume > 0 and frame_48k_stereo != SILENT_FRAME:
+            self.on_audio()  # an idle sender starts sending the floor
 
     def clear(self) -> None:
         """Drop queued translation (e.g. the session stopped)."""
@@ -136,17 +145,26 @@ class TranslationSource(discord.AudioSource):
         if not frames:
             return
         with self._lock:
+            was_empty = not self._queue
             self._queue.extend(frames)
             while len(self._queue) > self._max_frames:
                 self._queue.popleft()
                 self.dropped_frames += 1
+        if was_empty and self.on_audio is not None:
+            self.on_audio()
 
     @property
     def queued_seconds(self) -> float:
         return len(self._queue) * FRAME_S
 
-    # ---- discord.py AudioPlayer thread -------------------------------------------------------------
+    # ---- the sender (PlaybackClock thread, or discord.py's AudioPlayer) -----------------------------
     def read(self) -> bytes:
+        """discord.py's AudioSource API: always a frame (silence when there is nothing to play)."""
+        return self.next_frame() or SILENT_FRAME
+
+    def next_frame(self) -> bytes | None:
+        """The next 20 ms frame to send, or None when it would be silence (nothing queued, no audible
+        floor): the sender then encodes and sends nothing."""
         with self._lock:
             translation = self._queue.popleft() if self._queue else None
             floor = self._floor.popleft() if self._floor else None
@@ -157,7 +175,9 @@ class TranslationSource(discord.AudioSource):
         else:
             self._since_translation += 1
         if floor is None or (self.floor_base_volume == 0.0 and self._floor_gain.value == 0.0):
-            return translation or SILENT_FRAME
+            return translation
+        if translation is None and floor == SILENT_FRAME:  # a memcmp: nobody is speaking on the floor
+            return None
         return self._mix(translation, floor)
 
     def _mix(self, translation: bytes | None, floor: bytes) -> bytes:
@@ -174,3 +194,35 @@ class TranslationSource(discord.AudioSource):
 
     def cleanup(self) -> None:
         self.closed = True
+
+
+# ---- sending ------------------------------------------------------------------------------------------
+_outlets: dict[int, Outlet] = {}  # id(voice client) -> its outlet (one source per connection)
+
+
+async def play(vc: discord.VoiceClient, source: TranslationSource, clock: PlaybackClock | None = None) -> Outlet:
+    """Play `source` into `vc` on the shared playback clock (replacing what played there before)."""
+    stop(vc)
+    loop = vc.loop
+
+    def speak_again() -> None:  # from a sender thread, after a voice reconnect
+        asyncio.run_coroutine_threadsafe(vc.ws.speak(discord.SpeakingState.voice), loop)
+
+    # Discord forwards a client's audio (and maps its SSRC for the others) after op 5 SPEAKING.
+    await vc.ws.speak(discord.SpeakingState.voice)
+    outlet = (clock or shared_clock()).attach(Outlet(vc, source, on_reconnected=speak_again))
+    _outlets[id(vc)] = outlet
+    return outlet
+
+
+def stop(vc: object) -> None:
+    """Stop whatever `play` started on `vc` (no-op if nothing). The source stays usable: a lease that
+    rejoins after a kick plays the same source into its new connection."""
+    outlet = _outlets.pop(id(vc), None)
+    if outlet is not None:
+        outlet.detached = True
+
+
+def is_playing(vc: object) -> bool:
+    outlet = _outlets.get(id(vc))
+    return outlet is not None and not outlet.detached

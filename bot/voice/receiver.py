@@ -2,8 +2,11 @@
 
     UDP datagram (discord.py's SocketReader thread)
       -> ReceivePipeline.feed: parse + transport decrypt + DAVE decrypt (small, bounded work)
-      -> SimpleQueue -> decode worker thread: per-user UserStream (jitter buffer, Opus, FEC/PLC, silence)
+      -> per-user UserStream (jitter buffer, Opus decode with the GIL released, FEC/PLC), still on the
+         UDP thread: a packet in order costs no thread hand-off before the event loop
       -> event loop: `frames()` (UserFrame) and `events()` (speaking, decryption failures, members)
+    The worker thread does the rest under the same lock: packets released from the unmapped-SSRC hold
+    (gateway messages), the 20 ms polls while someone speaks (gaps, silence fill, end of a talk spurt).
 
 `ListeningVoiceClient` is the `discord.VoiceClient` to pass to `channel.connect(cls=...)`: it sees every
 JSON voice-gateway message (parsed by bot.voice.gateway into events: ops 2, 4, 5, 9, 11, 12, 13),
@@ -95,6 +98,10 @@ class VoiceReceiver:
         self._events: asyncio.Queue[ReceiverEvent] = asyncio.Queue()
         self._max_queue = max_queue_frames
         self._streams: dict[int, UserStream] = {}
+        self._streams_lock = threading.Lock()  # UDP thread (packets) and worker (polls) share the streams
+        self._outbox: list[Any] = []  # items for the event loop, in order
+        self._outbox_lock = threading.Lock()
+        self._outbox_scheduled = False
         self._retired = JitterStats()
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -124,9 +131,18 @@ class VoiceReceiver:
 
     # ---- inputs ------------------------------------------------------------------------------------
     def on_datagram(self, data: bytes) -> None:
-        """UDP thread: parse and decrypt, then hand off. Never raises."""
+        """UDP thread: parse, decrypt and decode, then hand the frames to the event loop. Never raises."""
         try:
-            self._enqueue_events(self.pipeline.feed(data, time.monotonic()))
+            for event in self.pipeline.feed(data, time.monotonic()):
+                if not isinstance(event, VoicePacket):
+                    self._inbox.put(("event", event))
+                    continue
+                with self._streams_lock:  # delivered under the lock: frames stay in order per user
+                    out = self._handle(event)
+                    if out:
+                        self._deliver(out)
+                if any(isinstance(item, SpeakingChanged) and item.speaking for item in out):
+                    self._inbox.put(("wake", None))  # the worker polls while someone speaks
         except Exception:
             self.callback_errors += 1
             self._log("datagram", logging.ERROR, "voice receive: unexpected error handling a datagram")
@@ -174,27 +190,32 @@ class VoiceReceiver:
         while not self._stopping.is_set():
             out: list[Any] = []
             try:
-                timeout = max(0.0, next_poll - time.monotonic())
+                # Nobody speaking: nothing to poll for, so block until a packet (an idle session costs
+                # no wake-ups; the first packet of a talk spurt re-arms the poll).
+                with self._streams_lock:
+                    idle = not any(stream.speaking for stream in self._streams.values())
+                timeout = None if idle else max(0.0, next_poll - time.monotonic())
                 try:
                     kind, item = self._inbox.get(timeout=timeout)
                 except queue.Empty:
                     kind, item = "", None
                 if kind == "stop":
                     break
-                if kind == "event":
-                    out.extend(self._handle(item))
-                elif kind == "forget":
-                    self._forget(item)
-                now = time.monotonic()
-                if now >= next_poll:
-                    next_poll = now + POLL_SECONDS
-                    for stream in list(self._streams.values()):
-                        out.extend(stream.poll(now))
+                with self._streams_lock:
+                    if kind == "event":
+                        out.extend(self._handle(item))
+                    elif kind == "forget":
+                        self._forget(item)
+                    now = time.monotonic()
+                    if now >= next_poll:
+                        next_poll = now + POLL_SECONDS
+                        for stream in list(self._streams.values()):
+                            out.extend(stream.poll(now))
+                    if out:
+                        self._deliver(out)
             except Exception:  # the worker must survive anything a packet can do
                 self.worker_errors += 1
                 self._log("worker", logging.ERROR, "voice receive: decode worker error")
-            if out:
-                self._deliver(out)
 
     def _handle(self, event: Any) -> list[Any]:
         if isinstance(event, VoicePacket):
@@ -222,10 +243,26 @@ class VoiceReceiver:
             self._retired.add(stream.stats)
 
     def _deliver(self, items: list[Any]) -> None:
+        """Hand items to the event loop. While a hand-off is still waiting to run, later items join it:
+        a busy loop then takes one call (and one wake-up of its self-pipe) for many packets."""
+        with self._outbox_lock:
+            self._outbox.extend(items)
+            if self._outbox_scheduled:
+                return
+            self._outbox_scheduled = True
         try:
-            self.loop.call_soon_threadsafe(self._publish_batch, items)
+            self.loop.call_soon_threadsafe(self._flush_outbox)
         except RuntimeError:  # the loop is closed: nobody is listening any more
-            self.dropped_frames += sum(isinstance(i, UserFrame) for i in items)
+            with self._outbox_lock:
+                self.dropped_frames += sum(isinstance(i, UserFrame) for i in self._outbox)
+                self._outbox.clear()
+                self._outbox_scheduled = False
+
+    def _flush_outbox(self) -> None:
+        with self._outbox_lock:
+            items, self._outbox = self._outbox, []
+            self._outbox_scheduled = False
+        self._publish_batch(items)
 
     # ---- event loop side ---------------------------------------------------------------------------
     def _publish_batch(self, items: list[Any]) -> None:

@@ -17,9 +17,9 @@ from typing import Any
 
 import discord
 
-from bot.voice import adapter
+from bot.voice import adapter, playback
 from bot.voice.errors import VoiceError
-from bot.voice.playback import OPUS_SETTINGS, ensure_discord_opus
+from bot.voice.playback import OPUS_SETTINGS, TranslationSource, ensure_discord_opus
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,10 @@ class Lease:
         vc = await self._connection_in(channel, settle_s)
         if vc.is_playing():
             vc.stop()
-        vc.play(source, **OPUS_SETTINGS)
+        if isinstance(source, TranslationSource):
+            await playback.play(vc, source)  # the shared 20 ms clock: nothing encoded or sent for silence
+        else:
+            vc.play(source, **OPUS_SETTINGS)
         self.voice_client, self.source, self.channel_id = vc, source, channel_id
         return vc
 
@@ -155,6 +158,7 @@ async def leave(vc: discord.VoiceClient | discord.VoiceProtocol, timeout: float 
     Discord sends nothing when the connection was already dropped (a kick, a dead voice server)."""
     if isinstance(vc, discord.VoiceClient) and not vc.is_connected():
         timeout = min(timeout, DEAD_LEAVE_TIMEOUT)  # nothing to confirm: just let discord.py clean up
+    playback.stop(vc)  # whatever the shared playback clock was sending into it
     try:
         if isinstance(vc, discord.VoiceClient) and vc.is_playing():
             vc.stop()

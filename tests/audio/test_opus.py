@@ -23,7 +23,7 @@ def test_prefers_the_library_bundled_with_pyav():
 def test_missing_library_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(opus, "_lib", None)
     monkeypatch.setattr(opus, "candidate_paths", lambda: ["/nonexistent/libopus.so.0"])
-    with pytest.raises(opus.OpusUnavailable, match="libopus not found.*PyAV"):
+    with pytest.raises(opus.OpusUnavailable, match=r"libopus not found.*PyAV"):
         opus.load()
 
 

@@ -48,3 +48,29 @@ def test_opted_out_users_are_dropped_even_while_prebuffering():
     assert not mixer.push(1, frame(9))
     assert all(mixer.tick() == SILENT_FRAME for _ in range(5))
     assert mixer.stats.dropped_excluded == 2
+
+
+def test_depth_grows_after_jitter_underruns_and_then_holes_stop():
+    mixer = PrebufferedMixer(prebuffer_frames=1)
+    values = iter(range(1, 200))
+    out = []
+    # A receive thread that is a tick late now and then: 1, 0, 2 frames per tick, over and over.
+    for count in [1, 0, 2] * 40:
+        for _ in range(count):
+            mixer.push("alice", frame(next(values)))
+        out.append(level(mixer.tick()))
+    assert out[1] == 0  # the first late frame leaves a hole while the depth is one frame
+    assert 0 not in out[2:]  # then the depth grows to two and every tick has a frame
+    assert mixer.depth("alice") == 2 and mixer.jitter_underruns == 1
+    assert [v for v in out if v] == list(range(1, 1 + len([v for v in out if v])))  # in order, all of them
+
+
+def test_the_end_of_a_talk_spurt_does_not_grow_the_depth():
+    mixer = PrebufferedMixer(prebuffer_frames=1)
+    for spurt in range(3):
+        for value in range(5):
+            mixer.push("bob", frame(10 * spurt + value + 1))
+            mixer.tick()
+        for _ in range(30):  # a pause: the next frame comes long after the underrun
+            mixer.tick()
+    assert mixer.depth("bob") == 1 and mixer.jitter_underruns == 0

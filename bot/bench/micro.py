@@ -1,10 +1,13 @@
-"""`python -m bot bench`: performance figures as JSON, as ratios to same-run baselines.
+"""Per-frame micro figures (part of `python -m bot bench`), as ratios to same-run baselines.
 
-- `receive_ratio`: the receive path per 20 ms frame (RTP parse + transport decrypt + DAVE decrypt +
-  our Opus decode + jitter buffer) / a raw `opus_decode` call on the same packets.
-- `playback_ratio`: the playback path per frame (queue + 24 kHz -> 48 kHz stereo resample + floor mix
-  with ducking + Opus encode by discord.py's encoder at our settings) / a raw `opus_encode` call at the
-  same settings on the same PCM.
+- `receive_ratio`: the receive path per 20 ms frame (RTP parse + transport decrypt + DAVE decrypt + our
+  Opus decode + jitter buffer) / a raw `opus_decode` call on the same packets. Transport mode
+  AES-256-GCM, the one Discord prefers and the bot negotiates; `receive_ratio_xchacha` is the same path
+  in the XChaCha20 fallback mode (PyNaCl's binding costs ~20 us a packet more).
+- `playback_ratio`: the speaker's path per frame (translated audio fed in ~200 ms chunks as Palabra sends
+  it: queue + 24 kHz -> 48 kHz stereo resample + framing + `Outlet`: our Opus encoder at the playback
+  settings) / a raw `opus_encode` call at the same settings on the same PCM.
+  `playback_ratio_with_floor` adds mixing the original under it with ducking.
 - `stock_decoder_ratio`: discord.opus.Decoder.decode / raw decode (what receive would cost with it).
 
 Each figure is the best of N runs over the same packets, so it is mostly free of scheduling noise; the
@@ -26,6 +29,7 @@ import numpy as np
 
 ASSET = Path(__file__).resolve().parent / "assets" / "sample-en.ogg"
 BOT_ID, SPEAKER_ID, SSRC = 1001, 2002, 4242
+PALABRA_CHUNK_FRAMES = 10  # output_audio_data chunks of ~200 ms
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -45,13 +49,17 @@ def run(frames: int = 400, repeat: int = 5) -> dict[str, Any]:
 
     pcm48 = speech_pcm(frames)
     pcm_frames = FrameAssembler().feed(pcm48)
-    receive = measure_receive(pcm_frames, repeat)
+    from bot.voice.transport import AES_GCM, XCHACHA
+
+    receive = measure_receive(pcm_frames, repeat, AES_GCM)
+    xchacha = measure_receive(pcm_frames, repeat, XCHACHA)
     playback = measure_playback(pcm_frames, repeat)
     return {
         "frames": frames,
         "repeat": repeat,
         "libopus": opus.version(),
         **receive,
+        "receive_ratio_xchacha": xchacha["receive_ratio"],
         **playback,
     }
 
@@ -85,7 +93,7 @@ def dave_pair() -> tuple[Any, Any] | None:
     """(receiver session, sender session) in one DAVE group, built in-process by the repository's
     fake-Discord helper (the voice server's external-sender role); None when it is not available."""
     try:
-        from tests.fakes.discord.dave import dave_group
+        from bot.voice.dave_server import dave_group
     except ImportError:
         return None
     sessions = dave_group([BOT_ID, SPEAKER_ID])
@@ -110,7 +118,7 @@ def best_of(repeat: int, *works: Callable[[], int]) -> list[float]:
 # ---- receive --------------------------------------------------------------------------------------
 
 
-def measure_receive(pcm_frames: list[bytes], repeat: int) -> dict[str, Any]:
+def measure_receive(pcm_frames: list[bytes], repeat: int, mode: str) -> dict[str, Any]:
     import discord.opus
 
     from bot.audio import opus
@@ -118,13 +126,13 @@ def measure_receive(pcm_frames: list[bytes], repeat: int) -> dict[str, Any]:
     from bot.voice.playback import ensure_discord_opus
     from bot.voice.receive import ReceivePipeline
     from bot.voice.rtp import build_header
-    from bot.voice.transport import XCHACHA, TransportCipher
+    from bot.voice.transport import TransportCipher
 
     encoder = opus.Encoder(application="audio", bitrate_kbps=64, fec=True)
     opus_packets = [encoder.encode(frame) for frame in pcm_frames]
     pair = dave_pair()
     key = os.urandom(32)
-    cipher = TransportCipher(XCHACHA, key)
+    cipher = TransportCipher(mode, key)
 
     def datagrams() -> list[bytes]:
         """Fresh DAVE frames per run (DAVE rejects replays), sealed like Discord's SFU does."""
@@ -140,7 +148,7 @@ def measure_receive(pcm_frames: list[bytes], repeat: int) -> dict[str, Any]:
     def receive_path() -> int:
         batch = runs.pop(0)  # oldest first: DAVE rejects nonces older than ones it has seen
         pipeline = ReceivePipeline(lambda: (pair[0], 1) if pair else (None, 0), own_user_id=BOT_ID, own_ssrc=1)
-        pipeline.set_transport(XCHACHA, key)
+        pipeline.set_transport(mode, key)
         pipeline.map_ssrc(SSRC, SPEAKER_ID, 0.0)
         stream = UserStream(SPEAKER_ID)
         for index, datagram in enumerate(batch):
@@ -168,7 +176,7 @@ def measure_receive(pcm_frames: list[bytes], repeat: int) -> dict[str, Any]:
         return len(opus_packets)
 
     ensure_discord_opus()
-    stock = discord.opus.Decoder()
+    stock = discord.opus.Decoder()  # type: ignore[no-untyped-call]  # discord.py leaves it unannotated
 
     def stock_decode() -> int:
         for packet in opus_packets:
@@ -192,38 +200,53 @@ def measure_receive(pcm_frames: list[bytes], repeat: int) -> dict[str, Any]:
 
 
 def measure_playback(pcm_frames: list[bytes], repeat: int) -> dict[str, Any]:
-    import discord.opus
-
     from bot.audio import opus
     from bot.audio.frames import DISCORD, FRAME_MS, PALABRA_OUTPUT
     from bot.audio.resample import Resampler
-    from bot.voice.playback import OPUS_SETTINGS, TranslationSource, ensure_discord_opus
+    from bot.voice.playback import OPUS_COMPLEXITY, OPUS_SETTINGS, TranslationSource
+    from bot.voice.playback_clock import Outlet
 
-    ensure_discord_opus()
     to_24k = Resampler(DISCORD.rate, DISCORD.channels, PALABRA_OUTPUT.rate, PALABRA_OUTPUT.channels)
     translation_24k = to_24k.process(b"".join(pcm_frames)) + to_24k.flush()
-    chunk = PALABRA_OUTPUT.bytes_for(FRAME_MS)
-    chunks = [translation_24k[i : i + chunk] for i in range(0, len(pcm_frames) * chunk, chunk)]
+    # Translated audio arrives as Palabra sends it, in chunks of about 200 ms (10 frames), each fed when
+    # the frames before it have been sent.
+    per_chunk = PALABRA_CHUNK_FRAMES
+    chunk = PALABRA_OUTPUT.bytes_for(FRAME_MS) * per_chunk
+    chunks = [translation_24k[i : i + chunk] for i in range(0, len(pcm_frames) // per_chunk * chunk, chunk)]
 
-    def make_encoder() -> discord.opus.Encoder:
-        return discord.opus.Encoder(**OPUS_SETTINGS)
+    class Discard:
+        """The voice connection's send, left out: it is measured on the whole pipeline (bench capacity)."""
 
-    def playback_path() -> int:
-        source = TranslationSource(floor_base_volume=0.3, floor_ducked_volume=0.1)
-        encoder = make_encoder()
-        for index, frame in enumerate(pcm_frames):
-            source.feed(chunks[index])
-            source.feed_floor(frame)
-            encoder.encode(source.read(), 960)
-        return len(pcm_frames)
+        timestamp = 0
 
-    # Raw baseline: opus_encode straight into a preallocated buffer, same settings as discord.py's.
+        def is_connected(self) -> bool:
+            return True
+
+        def send_audio_packet(self, data: bytes, *, encode: bool = True) -> None:
+            pass
+
+    def path(floor: bool) -> Callable[[], int]:
+        def playback_path() -> int:
+            source = TranslationSource(floor_base_volume=0.3 if floor else 0.0, floor_ducked_volume=0.1)
+            outlet = Outlet(Discard(), source)
+            for index, frame in enumerate(pcm_frames):
+                if index % per_chunk == 0 and index // per_chunk < len(chunks):
+                    source.feed(chunks[index // per_chunk])
+                if floor:
+                    source.feed_floor(frame)
+                outlet.tick()
+            return len(pcm_frames)
+
+        return playback_path
+
+    # Raw baseline: opus_encode straight into a preallocated buffer, same settings as the outlet's.
     baseline = opus.Encoder(
         application=OPUS_SETTINGS["application"],
         bitrate_kbps=OPUS_SETTINGS["bitrate"],
         fec=OPUS_SETTINGS["fec"],
         expected_packet_loss=OPUS_SETTINGS["expected_packet_loss"],
         signal=OPUS_SETTINGS["signal_type"],
+        complexity=OPUS_COMPLEXITY,
         bandwidth="full",
     )
     lib = opus.load()
@@ -235,10 +258,11 @@ def measure_playback(pcm_frames: list[bytes], repeat: int) -> dict[str, Any]:
             encode(state, frame, 960, out, opus.MAX_PACKET_BYTES)
         return len(pcm_frames)
 
-    raw_us, path_us = best_of(repeat, raw_encode, playback_path)
+    raw_us, path_us, floor_us = best_of(repeat, raw_encode, path(False), path(True))
     return {
         "playback_path_us_per_frame": round(path_us, 2),
         "raw_encode_us_per_frame": round(raw_us, 2),
         "playback_ratio": round(path_us / raw_us, 3),
-        "opus_settings": dict(OPUS_SETTINGS),
+        "playback_ratio_with_floor": round(floor_us / raw_us, 3),
+        "opus_settings": {**OPUS_SETTINGS, "complexity": OPUS_COMPLEXITY},
     }

@@ -1,0 +1,144 @@
+"""The shared playback clock's outlets: nothing encoded or sent for silence after a five-frame tail, and
+speech after a pause decoded on its RTP timestamps lines up with what was fed (no clipped onset)."""
+
+import threading
+
+import numpy as np
+
+from bot.audio import opus
+from bot.audio.frames import FRAME_BYTES, FRAME_SAMPLES
+from bot.voice.playback import TranslationSource
+from bot.voice.playback_clock import OPUS_SILENCE, SILENCE_TAIL_FRAMES, Outlet, PlaybackClock
+from tests.fakes.audio import SPEECH_B, decode, from_pcm, xcorr
+
+
+class RecordingSink:
+    """Stands in for a VoiceClient: keeps (rtp timestamp, packet) like discord.py's send_audio_packet,
+    which advances its timestamp one frame per packet."""
+
+    def __init__(self) -> None:
+        self.timestamp = 1000
+        self.connected = True
+        self.packets: list[tuple[int, bytes]] = []
+
+    def is_connected(self) -> bool:
+        return self.connected
+
+    def send_audio_packet(self, data: bytes, *, encode: bool = True) -> None:
+        assert not encode
+        self.packets.append((self.timestamp, data))
+        self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
+
+
+def speech_24k(seconds: float) -> bytes:
+    return decode(SPEECH_B, rate=24000, channels=1)[: int(24000 * seconds) * 2]
+
+
+def play(outlet: Outlet, source: TranslationSource, pcm: bytes) -> None:
+    source.feed(pcm)
+    source.end_utterance()
+    while source.queued_seconds:
+        outlet.tick()
+
+
+def timeline(sink: RecordingSink, start_ts: int) -> np.ndarray:
+    """What a receiver plays: each packet decoded at its RTP timestamp, silence between (left channel)."""
+    decoder = opus.Decoder()
+    end = sink.packets[-1][0] + FRAME_SAMPLES - start_ts
+    out = np.zeros(end, dtype=np.float64)
+    for ts, packet in sink.packets:
+        pcm = from_pcm(decoder.decode(packet), 2)[:, 0]
+        out[ts - start_ts : ts - start_ts + len(pcm)] = pcm
+    return out
+
+
+def test_silence_is_neither_encoded_nor_sent_after_a_five_frame_tail():
+    sink, source = RecordingSink(), TranslationSource()
+    outlet = Outlet(sink, source)
+    for _ in range(50):
+        outlet.tick()
+    assert sink.packets == []  # an idle speaker sends nothing from the start
+
+    play(outlet, source, speech_24k(1.0))
+    speech_packets = len(sink.packets)
+    assert outlet.stats.encoded == speech_packets >= 50
+    for _ in range(200):
+        outlet.tick()
+    tail = [packet for _ts, packet in sink.packets[speech_packets:]]
+    assert tail == [OPUS_SILENCE] * SILENCE_TAIL_FRAMES
+    assert outlet.stats.encoded == speech_packets  # 4 s of silence: not one frame encoded
+    assert outlet.stats.idle_ticks == 50 + 200 - SILENCE_TAIL_FRAMES
+
+
+def test_speech_after_a_pause_keeps_its_onset_and_its_place_on_the_rtp_clock():
+    sink, source = RecordingSink(), TranslationSource()
+    outlet = Outlet(sink, source)
+    first, second = speech_24k(1.0), speech_24k(2.0)[24000 * 2 :]  # two different stretches of speech
+    play(outlet, source, first)
+    pause_ticks = 40
+    for _ in range(pause_ticks):
+        outlet.tick()
+    resume_index = len(sink.packets)
+    resume_ts = sink.packets[-1][0] + FRAME_SAMPLES + (pause_ticks - SILENCE_TAIL_FRAMES) * FRAME_SAMPLES
+    play(outlet, source, second)
+    assert sink.packets[resume_index][0] == resume_ts  # the RTP clock ran through the pause
+
+    heard = timeline(sink, sink.packets[0][0])
+    onset = resume_ts - sink.packets[0][0]
+    reference = from_pcm(decode(SPEECH_B, rate=48000, channels=2), 2)[48000 : 48000 + 48000, 0]
+    # The first syllable: the first 100 ms after the resume must be there, undelayed.
+    window = 4800
+    heard_onset = heard[onset : onset + window + 2000]
+    corr = xcorr(reference[:window], heard_onset, max_lag=2000)
+    assert corr.peak > 0.8, f"onset correlation {corr.peak:.3f}"
+    assert 0 <= corr.lag < 700  # resampler + codec delay only (< 15 ms), no lost frame at the start
+    # And the whole second utterance is intact.
+    whole = xcorr(reference, heard[onset : onset + len(reference) + 2000], max_lag=2000)
+    assert whole.peak > 0.9 and abs(whole.lag - corr.lag) < 48
+
+
+def test_a_disconnected_sink_gets_nothing_and_a_reconnect_is_reported():
+    sink, source = RecordingSink(), TranslationSource()
+    reconnects = []
+    outlet = Outlet(sink, source, on_reconnected=lambda: reconnects.append(1))
+    sink.connected = False
+    source.feed(speech_24k(0.5))
+    for _ in range(5):
+        outlet.tick()
+    assert sink.packets == [] and outlet.stats.not_connected == 5
+    sink.connected = True
+    outlet.tick()
+    assert reconnects == [1] and len(sink.packets) == 1
+
+
+def test_the_clock_threads_tick_attached_outlets_until_detached():
+    sink, source = RecordingSink(), TranslationSource()
+    sent = threading.Event()
+
+    class Counting(RecordingSink):
+        def send_audio_packet(self, data: bytes, *, encode: bool = True) -> None:
+            super().send_audio_packet(data, encode=encode)
+            if len(self.packets) >= 10:
+                sent.set()
+
+    sink = Counting()
+    clock = PlaybackClock(senders=2)
+    try:
+        source.feed(speech_24k(2.0))
+        outlet = clock.attach(Outlet(sink, source))
+        assert sent.wait(timeout=10)
+        clock.detach(outlet)
+        assert outlet not in clock.outlets
+        assert all(len(packet) > 3 for _ts, packet in sink.packets[:10])  # encoded speech, not silence
+        assert all(len(packet) < FRAME_BYTES for _ts, packet in sink.packets)
+    finally:
+        clock.stop()
+
+
+def test_an_outlet_whose_connection_never_comes_back_is_dropped():
+    sink, source = RecordingSink(), TranslationSource()
+    outlet = Outlet(sink, source)
+    sink.connected = False
+    for _ in range(3001):
+        outlet.tick()
+    assert outlet.detached
