@@ -29,13 +29,15 @@ def backwards(pcm: bytes) -> bytes:
 
 
 async def heard_until(user, sender_id: int, until: float) -> bytes:
-    """What `user` heard from `sender_id` once their timeline reaches loop time `until`."""
-
-    def reached() -> bool:
-        return user.joined_at + len(user.heard(sender_id)) / (RATE * 4) >= until
-
-    await wait_for(reached, timeout=30, what="the translation played out")
-    return user.heard(sender_id)
+    """What `user` heard from `sender_id` once their timeline reaches loop time `until`, or once it has
+    stopped growing (the speaker bot sends nothing between utterances)."""
+    heard = b""
+    for _ in range(15):
+        if len(user.heard(sender_id)) == len(heard) or user.joined_at + len(heard) / (RATE * 4) >= until:
+            return heard
+        heard = user.heard(sender_id)
+        await asyncio.sleep(1.5)  # longer than the gaps between utterances
+    raise TimeoutError("the translation did not play out")
 
 
 @pytest.mark.parametrize("whose", ["listener", "speaker"])
