@@ -3,6 +3,7 @@ autocomplete, and small reply helpers. No feature lives here."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 MAX_TARGETS = 10
 MAX_CHOICES = 25  # Discord's limit for autocomplete choices
+GUILD_WAIT_S = 10.0  # how long a command waits for its server's GUILD_CREATE right after the bot comes online
+GUILD_POLL_S = 0.1
 
 
 class CommandInputError(UserFacingError):
@@ -187,6 +190,43 @@ def guild_id_of(interaction: discord.Interaction) -> int:
     if interaction.guild_id is None:
         raise CommandInputError("This command works only inside a server.")
     return interaction.guild_id
+
+
+class GuildNotReady(UserFacingError):
+    """Discord has not sent the server (GUILD_CREATE) within GUILD_WAIT_S of the command."""
+
+    default_message = (
+        "The bot has just come online and Discord has not sent it this server's channels and members yet; "
+        "try again in a minute."
+    )
+
+
+def _guild_if_ready(interaction: discord.Interaction, guild_id: int) -> discord.Guild | None:
+    guild = interaction.client.get_guild(guild_id)
+    return guild if guild is not None and not guild.unavailable else None
+
+
+async def defer(interaction: discord.Interaction, *, ephemeral: bool = False) -> None:
+    """Acknowledge the command ("thinking…") unless that is done already."""
+    if not interaction.response.is_done():
+        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+
+
+async def ready_guild(interaction: discord.Interaction, *, ephemeral: bool = False) -> discord.Guild:
+    """The command's server once discord.py has it. Between READY and GUILD_CREATE (right after the bot
+    comes online) the guild is a placeholder without channels, members or voice states, so the reply is
+    deferred and the wait bounded by GUILD_WAIT_S; then GuildNotReady."""
+    guild_id = guild_id_of(interaction)
+    guild = _guild_if_ready(interaction, guild_id)
+    if guild is not None:
+        return guild
+    await defer(interaction, ephemeral=ephemeral)
+    deadline = asyncio.get_running_loop().time() + GUILD_WAIT_S
+    while (guild := _guild_if_ready(interaction, guild_id)) is None:
+        if asyncio.get_running_loop().time() >= deadline:
+            raise GuildNotReady()
+        await asyncio.sleep(GUILD_POLL_S)
+    return guild
 
 
 class InterpretationUnavailable(UserFacingError):

@@ -18,13 +18,14 @@ from cogs.common import (
     NotAllowed,
     caller_voice_channel,
     channel_mention,
+    defer,
     duration,
     guild_id_of,
-    guild_of,
     interpretation_manager,
     may_configure,
     parse_source,
     parse_targets,
+    ready_guild,
     services_of,
     source_autocomplete,
     targets_autocomplete,
@@ -152,14 +153,15 @@ class Interpret(commands.GroupCog, group_name="interpret", group_description="Li
         self, interaction: discord.Interaction, source: str | None = None, targets: str | None = None
     ) -> None:
         manager = interpretation_manager(interaction)
+        guild = await ready_guild(interaction)
         voice_channel = caller_voice_channel(interaction)
         if voice_channel is None:
             raise CommandInputError("Join the voice channel you want interpreted, then run `/interpret start` again.")
         source_choice = parse_source(source) if source else None
         target_choice = parse_targets(targets) if targets else None
-        await interaction.response.defer(thinking=True)
+        await defer(interaction)
         report = await manager.start(
-            guild=guild_of(interaction),
+            guild=guild,
             voice_channel=voice_channel,
             requested_by=interaction.user,
             source=source_choice.codes[0] if source_choice else None,
@@ -175,8 +177,9 @@ class Interpret(commands.GroupCog, group_name="interpret", group_description="Li
     @app_commands.command(name="stop", description="Stop interpreting your voice channel")
     async def stop(self, interaction: discord.Interaction) -> None:
         manager = interpretation_manager(interaction)
+        await ready_guild(interaction)
         channel_id = await self._channel_to_stop(interaction, manager)
-        await interaction.response.defer(thinking=True)
+        await defer(interaction)
         report = await manager.stop(guild_id=guild_id_of(interaction), channel_id=channel_id)
         await interaction.followup.send(stop_text(report))
 

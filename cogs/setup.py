@@ -20,11 +20,13 @@ from cogs.common import (
     NotAllowed,
     caller_voice_channel,
     channel_mention,
+    defer,
     duration,
     has_manage_guild,
     parse_source,
     parse_target,
     parse_targets,
+    ready_guild,
     require_configure,
     services_of,
     source_autocomplete,
@@ -225,6 +227,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
     )
     async def check(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
+        await ready_guild(interaction, ephemeral=True)
         services = services_of(interaction)
         async with self._session(interaction) as s:
             settings = await guilds.get_or_create_guild_settings(s, _guild_id(interaction))
@@ -252,6 +255,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         name="create-channels", description="Create a voice channel for each target language that has none"
     )
     async def create_channels(self, interaction: discord.Interaction) -> None:
+        await ready_guild(interaction, ephemeral=True)
         anchor = caller_voice_channel(interaction)
         if anchor is None or not isinstance(interaction.user, discord.Member):
             raise CommandInputError(
@@ -262,7 +266,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Server set
         targets = list(settings.target_languages)
         if not targets:
             raise CommandInputError("Set the target languages first with `/setup languages`.")
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True)
         result = await sibling_setup.create_sibling_channels(
             services_of(interaction).database,
             interaction.guild,  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bot.audio.mixer import PrebufferedMixer
-from bot.interpretation.session import LiveSession, SessionConfig, SessionParts
+from bot.interpretation.session import STREAM_LEAD_S, LiveSession, SessionConfig, SessionParts
 from bot.interpretation.store import FinalLine, Translation
 from bot.interpretation.transcripts import Speaker, Transcript, TranscriptPoster
 from bot.palabra import protocol as p
@@ -116,7 +116,7 @@ async def test_only_people_reach_the_stream():
     world = World()
     await world.live.start_audio()
     lead = bytes(world.stream.sent)
-    assert len(lead) == int(0.1 * 16000) * 2 and not any(lead)  # the silent lead comes first
+    assert len(lead) == int(STREAM_LEAD_S * 16000) * 2 and not any(lead)  # the silent lead comes first
     speech = tone(0.4)
     for index in range(len(speech) // FRAME_BYTES):
         frame = speech[index * FRAME_BYTES : (index + 1) * FRAME_BYTES]

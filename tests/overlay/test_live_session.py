@@ -15,7 +15,7 @@ import pytest
 from bot.db import guilds
 from bot.interpretation.captions import CaptionUpdate
 from bot.overlay.web import StreamLimits
-from bot.palabra.emulator.streaming import StreamSession
+from bot.palabra.emulator.translator import FakeTranslator
 from tests.cogs.conftest import ephemeral, running_world, shown
 from tests.fakes.audio import SPEECH_A, decode
 from tests.fakes.browser import CAPTION_RECORDER, wait_until_true
@@ -60,7 +60,7 @@ async def ask_for_link(world, user, **options) -> str:
 async def test_a_live_session_in_the_browser_partial_then_final_in_time_text_only_resumed_and_ended(
     tmp_path, monkeypatch, browser
 ):
-    monkeypatch.setattr(StreamSession, "_source_text", staticmethod(markup_text))
+    monkeypatch.setattr(FakeTranslator, "_source_text", staticmethod(markup_text))
     limits = StreamLimits(retry_ms=200)
     url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
     async with running_world(url, speaker_tokens=(), overlay_limits=limits) as world:

@@ -70,6 +70,15 @@ class Gateway:
         self.identified: list[tuple[int, tuple[int, int]]] = []  # (user id, shard) of every accepted IDENTIFY
         self.refused: list[tuple[int, int]] = []  # (user id, close code) of every refused IDENTIFY
         self.max_guilds_per_shard = DISCORD_MAX_GUILDS_PER_SHARD
+        self._guilds_released = asyncio.Event()  # cleared by hold_guilds(): READY goes out, GUILD_CREATE waits
+        self._guilds_released.set()
+
+    def hold_guilds(self) -> None:
+        """Identifies from now on get READY (guilds unavailable) but GUILD_CREATE only at release_guilds()."""
+        self._guilds_released.clear()
+
+    def release_guilds(self) -> None:
+        self._guilds_released.set()
 
     def session_of(self, user_id: int, guild_id: int | None = None) -> GatewaySession | None:
         """The bot's session that serves `guild_id` (any of its sessions if None), preferring open ones."""
@@ -147,6 +156,7 @@ class Gateway:
             },
         )
         await asyncio.sleep(guild_delay)  # guilds become available after READY
+        await self._guilds_released.wait()
         for guild in guilds:
             await session.dispatch("GUILD_CREATE", guild.payload())
         return session
