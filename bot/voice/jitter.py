@@ -118,16 +118,26 @@ class UserStream:
         ts = unwrap(packet.timestamp, self._ts_ref, 32)
         if self._next_seq is not None and abs(seq - self._next_seq) > self.resync_packets:
             seq = self._resync(packet.sequence)
-        self._seq_ref, self._ts_ref = max(self._seq_ref, seq), max(self._ts_ref, ts)
+        # Comparisons rather than max(): a builtin call each, three per packet.
+        if seq > self._seq_ref:  # noqa: PLR1730
+            self._seq_ref = seq
+        if ts > self._ts_ref:  # noqa: PLR1730
+            self._ts_ref = ts
         if not self.speaking:
             self._start_spurt(seq, ts, packet.arrival, out)
-        self._last_arrival = max(self._last_arrival, packet.arrival)
+        if packet.arrival > self._last_arrival:  # noqa: PLR1730
+            self._last_arrival = packet.arrival
         assert self._next_seq is not None
         if seq < self._next_seq:
             self.stats.late += 1
             return out
         if seq in self._buffer:
             self.stats.duplicates += 1
+            return out
+        if seq == self._next_seq and not self._buffer:
+            # In order with nothing waiting (the common case): what _drain would do, minus the buffer.
+            self._emit_packet(seq, ts, packet.opus, packet.arrival, 0, out)
+            self._next_seq = seq + 1
             return out
         self._buffer[seq] = _Buffered(ts, packet.opus, packet.arrival)
         self._drain(packet.arrival, out)
@@ -173,7 +183,7 @@ class UserStream:
         while self._buffer:
             item = self._buffer.pop(self._next_seq, None)  # type: ignore[arg-type]
             if item is not None:
-                self._emit_packet(self._next_seq, item, 0, out)  # type: ignore[arg-type]
+                self._emit_packet(self._next_seq, item.timestamp, item.opus, item.arrival, 0, out)  # type: ignore[arg-type]
                 self._next_seq += 1  # type: ignore[operator]
                 continue
             oldest = min(self._buffer)
@@ -182,12 +192,15 @@ class UserStream:
                 return
             missing = oldest - self._next_seq  # type: ignore[operator]
             self.stats.lost += missing
-            self._emit_packet(oldest, self._buffer.pop(oldest), missing, out)
+            item = self._buffer.pop(oldest)
+            self._emit_packet(oldest, item.timestamp, item.opus, item.arrival, missing, out)
             self._next_seq = oldest + 1
 
     # ---- slots -------------------------------------------------------------------------------------
-    def _emit_packet(self, seq: int, item: _Buffered, missing: int, out: list[Output]) -> None:
-        ts = item.timestamp + self._ts_shift
+    def _emit_packet(  # the buffered packet's fields, unpacked: called once per packet
+        self, seq: int, timestamp: int, opus: bytes, arrival: float, missing: int, out: list[Output]
+    ) -> None:
+        ts = timestamp + self._ts_shift
         gap = (ts - self._last_ts) // FRAME_SAMPLES - 1
         if gap < 0:
             # In sequence, but its slot was already filled with silence while we waited: the sender's
@@ -196,17 +209,21 @@ class UserStream:
             ts, gap = self._last_ts + FRAME_SAMPLES, 0
         anchor_wall, anchor_ts = self._anchor
         if gap > self.max_fill:
-            self._anchor = (item.arrival, ts)  # a long pause inside a spurt: no fill
+            self._anchor = (arrival, ts)  # a long pause inside a spurt: no fill
         else:
-            if item.arrival - (ts - anchor_ts) / DISCORD_RATE > anchor_wall:
-                self._anchor = (item.arrival, ts)
-            self._fill_gap(gap, min(missing, gap), item.opus, out)
+            if arrival - (ts - anchor_ts) / DISCORD_RATE > anchor_wall:
+                self._anchor = (arrival, ts)
+            if gap:
+                self._fill_gap(gap, min(missing, gap), opus, out)
         self._last_ts = ts - FRAME_SAMPLES
         try:
-            pcm = self._decoder.decode(item.opus)
+            pcm = self._decoder.decode(opus)
         except OpusError:
             self.stats.decode_errors += 1
             pcm = self._conceal_or_silence()
+        if len(pcm) == FRAME_BYTES:  # one 20 ms frame, the usual packet
+            self._slot(pcm, seq, "audio", out)
+            return
         for start in range(0, max(len(pcm), FRAME_BYTES), FRAME_BYTES):
             chunk = pcm[start : start + FRAME_BYTES]
             self._slot(chunk.ljust(FRAME_BYTES, b"\0"), seq if start == 0 else None, "audio", out)
@@ -236,7 +253,9 @@ class UserStream:
         assert self._base_ts is not None
         tick = (self._last_ts - self._base_ts) // FRAME_SAMPLES
         self.stats.frames += 1
-        if kind == "fec":
+        if kind == "audio":
+            pass
+        elif kind == "fec":
             self.stats.fec_recovered += 1
         elif kind == "plc":
             self.stats.plc_frames += 1

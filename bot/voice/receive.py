@@ -162,7 +162,8 @@ class ReceivePipeline:
             self.stats.packets += 1
             try:
                 events = self._feed(datagram, now)
-                self._expire_held(now)
+                if self._held:  # nothing to expire on the common path (every SSRC mapped)
+                    self._expire_held(now)
                 return events
             except Exception:  # a bug must not kill the UDP thread; counted and logged (rate-limited upstream)
                 self.stats.internal_errors += 1
@@ -193,7 +194,8 @@ class ReceivePipeline:
         except RtpError:
             self.stats.malformed += 1
             return []
-        self._consecutive.pop(("transport", header.ssrc), None)
+        if self._consecutive:  # a failure streak to end; empty (and skipped) while all is well
+            self._consecutive.pop(("transport", header.ssrc), None)
         if not frame:
             self.stats.malformed += 1
             return []
@@ -204,14 +206,15 @@ class ReceivePipeline:
 
     def _open(self, header: RtpHeader, frame: bytes, user_id: int, arrival: float) -> list[Event]:
         session, version = self._session_source()
-        events = self._retry_after_epoch_change(session, version, arrival)
+        events = self._retry_after_epoch_change(session, version, arrival) if self._retry else []
         try:
             opus = e2ee.open_frame(user_id, frame, session, version)
         except DaveError as exc:
             if exc.reason in RETRY_REASONS and session is not None:
                 self._retry.append(_Retry(_Held(header, frame, arrival), user_id, _epoch(session)))
             return events + self._fail("dave", exc.reason, header.ssrc, user_id)
-        self._consecutive.pop(("dave", user_id), None)
+        if self._consecutive:
+            self._consecutive.pop(("dave", user_id), None)
         self.stats.accepted += 1
         events.append(VoicePacket(user_id, header.ssrc, header.sequence, header.timestamp, opus, arrival))
         return events

@@ -52,25 +52,25 @@ def parse_header(datagram: bytes) -> RtpHeader:
     if first >> 6 != 2:
         raise RtpError(f"RTP version {first >> 6}, expected 2")
     csrc_count = first & 0x0F
-    extension = bool(first & 0x10)
     aad_size = HEADER_SIZE + 4 * csrc_count
     extension_words = 0
-    if extension:
+    if first & 0x10:
         if len(datagram) < aad_size + 4:
             raise RtpError("header extension preamble is truncated")
-        extension_words = int.from_bytes(datagram[aad_size + 2 : aad_size + 4], "big")
+        extension_words = (datagram[aad_size + 2] << 8) | datagram[aad_size + 3]
         aad_size += 4
+    # Positional: keyword construction of a NamedTuple costs about as much as the unpack (once per packet).
     return RtpHeader(
-        padding=bool(first & 0x20),
-        extension=extension,
-        csrc_count=csrc_count,
-        marker=bool(second & 0x80),
-        payload_type=second & 0x7F,
-        sequence=sequence,
-        timestamp=timestamp,
-        ssrc=ssrc,
-        aad_size=aad_size,
-        extension_words=extension_words,
+        first & 0x20 != 0,  # padding
+        first & 0x10 != 0,  # extension
+        csrc_count,
+        second & 0x80 != 0,  # marker
+        second & 0x7F,  # payload_type
+        sequence,
+        timestamp,
+        ssrc,
+        aad_size,
+        extension_words,
     )
 
 

@@ -17,6 +17,8 @@ from bot.voice.rtp import NONCE_SUFFIX_SIZE, TAG_SIZE, RtpHeader
 XCHACHA = "aead_xchacha20_poly1305_rtpsize"
 AES_GCM = "aead_aes256_gcm_rtpsize"
 MODES = (XCHACHA, AES_GCM)
+_AES_NONCE_PAD = bytes(8)  # the 12-byte AES-GCM nonce: the 4-byte counter, then zeros
+_XCHACHA_NONCE_PAD = bytes(20)  # the 24-byte XChaCha20 nonce
 
 
 class TransportCipherError(VoiceError, ValueError):
@@ -34,19 +36,21 @@ class TransportCipher:
         self.mode = mode
         self._key = bytes(secret_key)
         self._aes = AESGCM(self._key) if mode == AES_GCM else None
+        self._aes_decrypt = self._aes.decrypt if self._aes is not None else None  # bound once, used per packet
 
     def decrypt(self, header: RtpHeader, packet: bytes) -> bytes:
         """Plaintext after the AAD (still holding extension data and padding)."""
         body_end = len(packet) - NONCE_SUFFIX_SIZE
         if body_end - header.aad_size < TAG_SIZE:
             raise TransportCipherError("packet too short for its header, tag and nonce")
+        aad_size = header.aad_size
         suffix = packet[body_end:]
-        aad = packet[: header.aad_size]
-        ciphertext = packet[header.aad_size : body_end]
         try:
-            if self._aes is not None:
-                return self._aes.decrypt(suffix + bytes(8), ciphertext, aad)
-            return crypto_aead_xchacha20poly1305_ietf_decrypt(ciphertext, aad, suffix + bytes(20), self._key)
+            if self._aes_decrypt is not None:
+                return self._aes_decrypt(suffix + _AES_NONCE_PAD, packet[aad_size:body_end], packet[:aad_size])
+            return crypto_aead_xchacha20poly1305_ietf_decrypt(
+                packet[aad_size:body_end], packet[:aad_size], suffix + _XCHACHA_NONCE_PAD, self._key
+            )
         except (InvalidTag, CryptoError):
             raise TransportCipherError("authentication failed (wrong key or damaged packet)") from None
 
@@ -54,7 +58,7 @@ class TransportCipher:
         """A whole packet: AAD + ciphertext + tag + 4-byte counter."""
         suffix = (counter & 0xFFFFFFFF).to_bytes(NONCE_SUFFIX_SIZE, "big")
         if self._aes is not None:
-            sealed = self._aes.encrypt(suffix + bytes(8), plaintext, aad)
+            sealed = self._aes.encrypt(suffix + _AES_NONCE_PAD, plaintext, aad)
         else:
-            sealed = crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, aad, suffix + bytes(20), self._key)
+            sealed = crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, aad, suffix + _XCHACHA_NONCE_PAD, self._key)
         return aad + sealed + suffix
