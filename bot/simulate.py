@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import sys
 import time
@@ -296,15 +297,22 @@ class Result:
         return "\n".join(lines)
 
 
+def prepare_output_dir(out: Path) -> None:
+    """Checked before any audio is streamed, so a bad --out fails at once, not after the whole file."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SimulationError(f"cannot create the output directory {out}: {exc.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise SimulationError(f"cannot write to the output directory {out}: permission denied")
+
+
 def write_outputs(
     out: Path, collector: Collector, targets: list[str], input_seconds: float
 ) -> tuple[dict[str, Path], Path, Path]:
     from bot.audio.files import write_wav
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SimulationError(f"cannot create the output directory {out}: {exc.strerror}") from None
+    prepare_output_dir(out)  # again: it may have gone while the audio streamed
     utterances = collector.ordered()
     wavs: dict[str, Path] = {}
     placements: dict[str, dict[str, float]] = {}
@@ -367,6 +375,7 @@ async def simulate(options: Options, settings: Settings | None = None) -> Result
     if not options.speed > 0:
         raise SimulationError(f"--speed must be a positive number, not {options.speed:g}")
     targets = parse_targets(options.targets)
+    prepare_output_dir(options.out)
     task, warnings = build_session_task(options.source, targets)
     for warning in warnings:
         _say(options, f"warning: {warning}")

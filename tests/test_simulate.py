@@ -232,6 +232,14 @@ def test_cli_errors(tmp_path, args, message):
     assert message in done.stderr and "Traceback" not in done.stderr
 
 
+def test_cli_out_pointing_at_a_file_fails_before_any_audio_is_streamed(tmp_path):
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a directory")
+    done = run_cli(tmp_path, audio.SPEECH_A, "--targets", "es", "--out", blocker, "--speed", "8")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [f"error: cannot create the output directory {blocker}: File exists"]
+
+
 def test_cli_unknown_target_is_a_warning_then_the_servers_answer(tmp_path):
     done = run_cli(tmp_path, audio.SPEECH_A, "--targets", "es,qq", "--out", tmp_path / "o", "--speed", "8")
     assert "warning: target language 'qq' is not in Palabra's known list" in done.stderr
