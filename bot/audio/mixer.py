@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 UserId = Hashable
 
-DEFAULT_QUEUE_FRAMES = 10  # 200 ms of jitter buffer per user
+MIXER_QUEUE_FRAMES = 10  # 200 ms of jitter buffer per user
 DEFAULT_ACTIVITY_DBFS = -45.0  # frames louder than this count as speech
 ACTIVITY_STRIDE = 16  # activity is measured on every 16th sample (of both channels, interleaved)
 
@@ -95,7 +95,7 @@ class MixerStats:
 class Mixer:
     def __init__(
         self,
-        max_queue_frames: int = DEFAULT_QUEUE_FRAMES,
+        max_queue_frames: int = MIXER_QUEUE_FRAMES,
         activity_threshold_dbfs: float = DEFAULT_ACTIVITY_DBFS,
         timeline: ActivityTimeline | None = None,
     ) -> None:
@@ -231,7 +231,7 @@ class PrebufferedMixer(Mixer):
     def __init__(
         self,
         prebuffer_frames: int = PREBUFFER_FRAMES,
-        max_queue_frames: int = DEFAULT_QUEUE_FRAMES,
+        max_queue_frames: int = MIXER_QUEUE_FRAMES,
         activity_threshold_dbfs: float = DEFAULT_ACTIVITY_DBFS,
         timeline: ActivityTimeline | None = None,
         max_prebuffer_frames: int = MAX_PREBUFFER_FRAMES,

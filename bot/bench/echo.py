@@ -28,7 +28,9 @@ from typing import Any
 
 import websockets
 
-OUTPUT_RATE = 24000
+from bot.audio.frames import PALABRA_OUTPUT_RATE
+
+OUTPUT_RATE = PALABRA_OUTPUT_RATE
 UTTERANCE_EVERY_S = 1.2
 UTTERANCE_S = 0.4
 

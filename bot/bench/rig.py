@@ -25,13 +25,14 @@ from bot.audio.frames import FRAME_S, FRAME_SAMPLES
 from bot.audio.mixer import MixerClock, PrebufferedMixer
 from bot.audio.resample import discord_to_session
 from bot.palabra import protocol as p
+from bot.palabra.task import SESSION_SAMPLE_RATE
 from bot.voice.playback import TranslationSource
 from bot.voice.playback_clock import OPUS_SILENCE, Outlet, PlaybackClock
 from bot.voice.receiver import VoiceReceiver
 from bot.voice.rtp import build_header
 from bot.voice.transport import AES_GCM, TransportCipher
 
-SESSION_RATE = 16000
+SESSION_RATE = SESSION_SAMPLE_RATE
 LANGUAGES = ("es", "fr")
 
 

@@ -32,6 +32,7 @@ from bot.interpretation.ports import ListenerVoice, Playback, TranslationStream
 from bot.interpretation.store import FinalLine, StoreEntry, TranscriptStore, Translation
 from bot.interpretation.transcripts import Line, Speaker, Transcript, TranscriptPoster
 from bot.palabra import protocol as p
+from bot.palabra.task import SESSION_SAMPLE_RATE
 
 if TYPE_CHECKING:
     from bot.metrics import Metrics
@@ -71,7 +72,7 @@ class SessionConfig:
     transcript_channel_id: int
     source: str
     targets: list[str]
-    session_rate: int = 16000
+    session_rate: int = SESSION_SAMPLE_RATE
     auto_stop_empty_s: float = 300.0
     auto_stop_max_s: float | None = None
     tail_silence_s: float = TAIL_SILENCE_S

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from bot.palabra import protocol as p
 from bot.palabra.backoff import backoff_delays
 from bot.palabra.errors import NOT_RETRYABLE, NotReadyError, PalabraConnectionError, PalabraError, SessionClosedError
-from bot.palabra.task import COMMAND_RATE_LIMITS, rejection
+from bot.palabra.task import COMMAND_RATE_LIMITS, SESSION_SAMPLE_RATE, rejection
 from bot.palabra.timeline import AudioTimeline, StreamStats
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,10 @@ class PalabraConnection:
         source = task["input_stream"]["source"]
         self.task, self.pace, self.dialect = task, pace, dialect
         self.ready_timeout, self.max_reconnects = ready_timeout, max_reconnects
-        self.sample_rate, self.channels = int(source.get("sample_rate", 16000)), int(source.get("channels", 1))
+        self.sample_rate, self.channels = (
+            int(source.get("sample_rate", SESSION_SAMPLE_RATE)),
+            int(source.get("channels", 1)),
+        )
         self.zlib_audio = (task.get("output_stream") or {}).get("target", {}).get("format") == "zlib_pcm_s16le"
         self.frame_bytes = 2 * self.channels
         self.bytes_per_second = self.sample_rate * self.frame_bytes

@@ -17,6 +17,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from bot.audio.frames import PALABRA_OUTPUT_RATE
+
 log = logging.getLogger(__name__)
 
 
@@ -207,7 +209,7 @@ class OutputAudio(Event):
     translation_part_id: str | None = None
     chunk_generation_delta: float | None = None
 
-    SAMPLE_RATE: ClassVar[int] = 24000
+    SAMPLE_RATE: ClassVar[int] = PALABRA_OUTPUT_RATE
 
     @property
     def duration_s(self) -> float:

@@ -302,7 +302,11 @@ def _validate_queue(name: str, queue: Any) -> None:
 def source_format(task: dict[str, Any]) -> tuple[str, int, int]:
     """(format, sample_rate, channels) of the task's input stream."""
     source = task["input_stream"]["source"]
-    return source.get("format", "pcm_s16le"), int(source.get("sample_rate", 24000)), int(source.get("channels", 1))
+    return (
+        source.get("format", "pcm_s16le"),
+        int(source.get("sample_rate", SESSION_SAMPLE_RATE)),
+        int(source.get("channels", 1)),
+    )
 
 
 def target_languages(task: dict[str, Any]) -> list[str]:

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 5.0
 MAX_KEEPALIVE_SECONDS = 30.0  # NAT UDP mappings commonly expire after 30-120 s of silence
 POLL_SECONDS = 0.02
-DEFAULT_QUEUE_FRAMES = 1500  # 30 s of one speaker; beyond that the consumer is gone: drop oldest
+RECEIVE_QUEUE_FRAMES = 1500  # 30 s of one speaker; beyond that the consumer is gone: drop oldest
 LOG_EVERY_SECONDS = 10.0
 
 
@@ -86,7 +86,7 @@ class VoiceReceiver:
         *,
         own_user_id: int | None,
         stream_factory: Callable[[int], UserStream] = UserStream,
-        max_queue_frames: int = DEFAULT_QUEUE_FRAMES,
+        max_queue_frames: int = RECEIVE_QUEUE_FRAMES,
         on_failure: Callable[[DecryptFailure], None] | None = None,
     ) -> None:
         self.loop = loop
