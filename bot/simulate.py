@@ -297,13 +297,13 @@ class Result:
         return "\n".join(lines)
 
 
-def prepare_output_dir(out: Path) -> None:
-    """Checked before any audio is streamed, so a bad --out fails at once, not after the whole file."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SimulationError(f"cannot create the output directory {out}: {exc.strerror}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
+def check_output_dir(out: Path) -> None:
+    """Checked before any audio is streamed, so a bad --out fails at once rather than after the whole file;
+    nothing is created yet (a run that fails later leaves no empty directory behind)."""
+    existing = next(path for path in (out, *out.parents) if path.exists())
+    if not existing.is_dir():
+        raise SimulationError(f"cannot create the output directory {out}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise SimulationError(f"cannot write to the output directory {out}: permission denied")
 
 
@@ -312,7 +312,10 @@ def write_outputs(
 ) -> tuple[dict[str, Path], Path, Path]:
     from bot.audio.files import write_wav
 
-    prepare_output_dir(out)  # again: it may have gone while the audio streamed
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SimulationError(f"cannot create the output directory {out}: {exc.strerror}") from None
     utterances = collector.ordered()
     wavs: dict[str, Path] = {}
     placements: dict[str, dict[str, float]] = {}
@@ -375,7 +378,7 @@ async def simulate(options: Options, settings: Settings | None = None) -> Result
     if not options.speed > 0:
         raise SimulationError(f"--speed must be a positive number, not {options.speed:g}")
     targets = parse_targets(options.targets)
-    prepare_output_dir(options.out)
+    check_output_dir(options.out)
     task, warnings = build_session_task(options.source, targets)
     for warning in warnings:
         _say(options, f"warning: {warning}")

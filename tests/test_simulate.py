@@ -237,7 +237,8 @@ def test_cli_out_pointing_at_a_file_fails_before_any_audio_is_streamed(tmp_path)
     blocker.write_text("not a directory")
     done = run_cli(tmp_path, audio.SPEECH_A, "--targets", "es", "--out", blocker, "--speed", "8")
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines() == [f"error: cannot create the output directory {blocker}: File exists"]
+    refusal = f"error: cannot create the output directory {blocker}: {blocker} is a file"
+    assert done.stderr.strip().splitlines() == [refusal]
 
 
 def test_cli_unknown_target_is_a_warning_then_the_servers_answer(tmp_path):
