@@ -19,7 +19,7 @@ from bot.errors import ConfigurationError
 from bot.palabra.emulator.app import serve
 from bot.settings import load_settings
 from tests.fakes import secrets
-from tests.fakes.audio import SPEECH_A, decode, mono, xcorr
+from tests.fakes.audio import SPEECH_A, decode, mono, pieces_heard
 from tests.fakes.botprocess import BotProcess, assert_no_secrets, bot_env, command, free_port, wait_healthy
 from tests.fakes.discord.server import FakeDiscord
 from tests.interpretation.conftest import emulator_config, wait_for
@@ -94,7 +94,7 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
             stream = emulator.state.streams[-1]
             received = np.frombuffer(bytes(stream.input_pcm), dtype="<i2").astype(np.float64) / 32768
             spoken = mono(decode(SPEECH_A, rate=16000, channels=1), 1)[: 3 * 16000]
-            assert xcorr(spoken, received).peak >= 0.8
+            assert pieces_heard(spoken, received, 16000) >= 0.8
             print(
                 f"SIGKILL + restart: {len(emulator.state.sessions) - 1} leaked Palabra sessions, interpretation "
                 f"resumed {resumed_after:.1f} s after the restart"

@@ -19,7 +19,7 @@ from bot.db import Database, instances, leases
 from bot.db import sessions as db_sessions
 from bot.palabra.emulator.app import serve
 from tests.fakes import secrets
-from tests.fakes.audio import SPEECH_A, SPEECH_B, decode, mono, xcorr
+from tests.fakes.audio import SPEECH_A, SPEECH_B, decode, mono, pieces_heard
 from tests.fakes.discord.gateway import shard_of
 from tests.fakes.discord.server import FakeDiscord
 from tests.interpretation.conftest import emulator_config, wait_for
@@ -66,7 +66,7 @@ async def live_sessions(url: str) -> dict[int, object]:
 
 
 async def speak_and_hear(emulator, speakers: dict, palabra_ids: dict[int, str]) -> dict[int, float]:
-    """Each user speaks their fixture at the same time; the correlation each guild's stream heard."""
+    """Each user speaks their fixture at the same time; the share of it each guild's stream heard."""
 
     def streaming() -> bool:  # the Palabra session is recorded before its stream connects
         return all(_streams_of(emulator, pid) for pid in palabra_ids.values())
@@ -81,7 +81,7 @@ async def speak_and_hear(emulator, speakers: dict, palabra_ids: dict[int, str]) 
         received = bytes(streams[guild_id].input_pcm[before[guild_id] :])
         signal_in = np.frombuffer(received, dtype="<i2").astype(np.float64) / 32768
         spoken = mono(decode(path, rate=16000, channels=1), 1)[: SPEECH_S * 16000]
-        heard[guild_id] = xcorr(spoken, signal_in).peak
+        heard[guild_id] = pieces_heard(spoken, signal_in, 16000)
     return heard
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bot.audio.frames import FRAME_BYTES, FRAME_S, PCM_DTYPE, SILENT_FRAME
+from bot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ class Mixer:
 
 
 FrameCallback = Callable[[bytes], Awaitable[None] | None]
+SilenceCallback = Callable[[int], Awaitable[None] | None]  # this many silent ticks, emitted at once
 
 
 # Frames held at the start of a talk spurt before it flows. The clock's arrival grace (ARRIVAL_GRACE_S)
@@ -316,9 +318,10 @@ class MixerClock:
 
     Two refinements keep the clock cheap and early: while the mixer is idle it sleeps for up to
     `idle_batch` ticks (woken by the first pushed frame) and then emits the silent ticks that fell due
-    in one go, same count, same timeline; and at a tick where a talking user's frame is missing it
-    waits up to `grace_s` for that frame (`late_waits` counts the waits, `grace_misses` the frames that
-    still did not come).
+    in one go, same count, same timeline (all silent, they go to `on_silence` as one call when it is
+    given: one resampler pass and one stream write instead of one per tick); and at a tick where a
+    talking user's frame is missing it waits up to `grace_s` for that frame (`late_waits` counts the
+    waits, `grace_misses` the frames that still did not come).
     """
 
     def __init__(
@@ -330,14 +333,16 @@ class MixerClock:
         clock: Callable[[], float] = time.monotonic,
         grace_s: float = ARRIVAL_GRACE_S,
         idle_batch: int = IDLE_BATCH_TICKS,
+        on_silence: SilenceCallback | None = None,
     ) -> None:
         self.mixer = mixer
+        self.on_silence = on_silence
         self.grace_s, self.idle_batch = grace_s, max(1, idle_batch)
         self.late_waits = 0
         self.grace_misses = 0
         self.late = 0  # ticks emitted over a frame later than deadline + grace (idle batches excepted)
-        self._waiter: asyncio.Future[None] | None = None  # set while the clock waits for a pushed frame
-        mixer.on_push = self._wake
+        self._pushed = Wakeup()  # set by the mixer when a frame is pushed
+        mixer.on_push = self._pushed.set
         self.on_frame = on_frame
         self.interval_s = interval_s
         self.max_catch_up = max_catch_up
@@ -355,7 +360,7 @@ class MixerClock:
 
     async def stop(self) -> None:
         self._stopping.set()
-        self._wake()
+        self._pushed.set()
         if self._task is not None:
             await self._task
             self._task = None
@@ -370,10 +375,10 @@ class MixerClock:
             if delay > 0 and self.mixer.idle() and self.idle_batch > 1:
                 await self._wait_for_push(delay + (self.idle_batch - 1) * self.interval_s)
                 due = int((self.clock() - anchor) / self.interval_s + 1e-9) + 1 - scheduled
-                for _ in range(min(due, self.idle_batch) if max_ticks is None else min(due, max_ticks - self.ticks)):
-                    await self._emit(self.mixer.tick())
-                    self.ticks += 1
-                    scheduled += 1
+                count = max(0, min(due, self.idle_batch) if max_ticks is None else min(due, max_ticks - self.ticks))
+                await self._emit_batch([self.mixer.tick() for _ in range(count)])
+                self.ticks += count
+                scheduled += count
                 continue
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -392,24 +397,11 @@ class MixerClock:
             self.ticks += 1
             scheduled += 1
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     async def _wait_for_push(self, timeout: float) -> None:
-        """Until a frame is pushed (or stop), at most `timeout`: a bare future and one timer, since this
-        runs a dozen times a second in every idle session (asyncio.wait_for costs a task each time)."""
-        if timeout <= 0 or self._stopping.is_set():
-            return
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(timeout, self._wake)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
+        """Until a frame is pushed (or stop), at most `timeout`."""
+        if timeout > 0 and not self._stopping.is_set():
+            self._pushed.clear()
+            await self._pushed.wait(timeout)
 
     async def _grace(self) -> None:
         self.late_waits += 1
@@ -420,6 +412,16 @@ class MixerClock:
                 self.grace_misses += 1
                 return
             await self._wait_for_push(remaining)
+
+    async def _emit_batch(self, frames: list[bytes]) -> None:
+        """The idle branch's ticks: all silent (the usual case) go to `on_silence` in one call."""
+        if frames and self.on_silence is not None and all(frame is SILENT_FRAME for frame in frames):
+            result = self.on_silence(len(frames))
+            if inspect.isawaitable(result):
+                await result
+            return
+        for frame in frames:
+            await self._emit(frame)
 
     async def _emit(self, frame: bytes) -> None:
         result = self.on_frame(frame)

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.audio.frames import FRAME_S, FRAME_SAMPLES
+from bot.audio.frames import FRAME_S, FRAME_SAMPLES, SILENT_FRAME
 from bot.audio.mixer import MixerClock, PrebufferedMixer
 from bot.audio.resample import discord_to_session
 from bot.palabra import protocol as p
@@ -137,7 +137,9 @@ class BenchSession:
         self.receiver = VoiceReceiver(self.loop, lambda: (ids.dave[ids.bot], 1), own_user_id=ids.bot)
         self.mixer = BenchMixer()
         self.resampler = discord_to_session(SESSION_RATE)
-        self.clock = MixerClock(self.mixer, self._on_tick, max_catch_up=25)
+        # As LiveSession without floor audio; the latency run maps every tick to its chunk, so one by one.
+        silence = self._on_silent_ticks if mode != "utterances" else None
+        self.clock = MixerClock(self.mixer, self._on_tick, max_catch_up=25, on_silence=silence)
         self.out_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.speakers = [LoopbackSpeaker(ids, uid, sink, self.out_sock) for uid in ids.speakers]
         self.sources = {lang: TranslationSource() for lang in LANGUAGES}
@@ -203,6 +205,9 @@ class BenchSession:
             if frame.kind != "audio":
                 spoken = 0.0
             self.mixer.push_timed(frame.user_id, frame.pcm, spoken, time.monotonic())
+
+    async def _on_silent_ticks(self, count: int) -> None:
+        await self._on_tick(SILENT_FRAME * count)
 
     async def _on_tick(self, frame: bytes) -> None:
         now = time.monotonic()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord.channel import VocalGuildChannel
 
+from bot.audio.frames import SILENT_FRAME
 from bot.audio.mixer import Mixer, MixerClock
 from bot.audio.resample import discord_to_session
 from bot.interpretation import captions
@@ -118,7 +119,9 @@ class LiveSession:
         self._resampler = discord_to_session(config.session_rate)
         # Catch up after a stall for longer than the stream's own re-anchoring (one 320 ms chunk), so the
         # mixer's ticks and the stream's timeline stay aligned through event-loop hiccups.
-        self._clock = MixerClock(mixer, self._on_mixed_frame, max_catch_up=CLOCK_CATCH_UP_TICKS)
+        self._clock = MixerClock(
+            mixer, self._on_mixed_frame, max_catch_up=CLOCK_CATCH_UP_TICKS, on_silence=self._on_silent_ticks
+        )
         self._mixer_anchor: float | None = None
         self._skips_seen = 0
         self._utterance_end: dict[str, float] = {}  # transcription id -> segment end (timeline s)
@@ -200,7 +203,16 @@ class LiveSession:
             known = self._bot_check[user_id] = is_bot(guild, user_id, self.bot_user_ids)
         return known
 
+    async def _on_silent_ticks(self, count: int) -> None:
+        """`count` ticks nobody spoke in (the idle clock's batch)."""
+        if self.parts.floor_playbacks:  # floor audio is mixed under the translation frame by frame
+            for _ in range(count):
+                await self._on_mixed_frame(SILENT_FRAME)
+        else:
+            await self._on_mixed_frame(SILENT_FRAME * count)
+
     async def _on_mixed_frame(self, frame: bytes) -> None:
+        """One mixed 20 ms frame (or several silent ones, from `_on_silent_ticks`)."""
         if self._mixer_anchor is None:
             self._mixer_anchor = time.monotonic()
         if self._clock.skipped > self._skips_seen:

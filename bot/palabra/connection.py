@@ -112,6 +112,9 @@ class PalabraConnection:
         self.frame_bytes = 2 * self.channels
         self.bytes_per_second = self.sample_rate * self.frame_bytes
         self.chunk_bytes = int(self.sample_rate * chunk_ms / 1000) * self.frame_bytes
+        # A silent session sends the same chunk of zeros three times a second: encode it once.
+        self._silent_chunk = bytes(self.chunk_bytes)
+        self._silent_message = p.InputAudioData(self._silent_chunk).to_json()
         self.chunk_s = self.chunk_bytes / self.bytes_per_second
         self.stats = StreamStats()
         self.failure: PalabraError | None = None
@@ -405,7 +408,8 @@ class PalabraConnection:
             if padding == self.chunk_bytes and self.stats.silence_chunks == 1:
                 log.debug("audio producer stalled; sending silence to keep the Palabra stream alive")
             self._catch_up = max(0, self._catch_up - len(chunk))
-            self._outgoing.append(p.InputAudioData(chunk).to_json())
+            silent = chunk == self._silent_chunk
+            self._outgoing.append(self._silent_message if silent else p.InputAudioData(chunk).to_json())
             self._next_chunk_at += interval / CATCH_UP_SPEED if catching_up else interval
             if now - self._next_chunk_at > interval:  # fell behind (a long tick): re-anchor, never burst
                 self._next_chunk_at = now

@@ -32,6 +32,7 @@ from bot.palabra.credentials import Credentials, stream_base_url
 from bot.palabra.errors import AuthenticationError, PalabraConnectionError, PalabraError, SessionClosedError
 from bot.palabra.rest import PalabraRest, StreamingSessionInfo
 from bot.palabra.timeline import StreamStats
+from bot.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class StreamingSession:
         self._rest, self._own_rest = rest, False
         self._ws: ClientConnection | None = None
         self._events: asyncio.Queue[p.Event | None] = asyncio.Queue()
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._settled = asyncio.Event()  # the first task ran, or the start failed
         self._done = asyncio.Event()  # the protocol finished and the driver stopped
         self._driver: asyncio.Task[None] | None = None
@@ -161,9 +162,11 @@ class StreamingSession:
     # --- controls --------------------------------------------------------------------------------
     async def send_audio(self, pcm: bytes) -> None:
         """Queue audio in the task's input format (any length); it is paced out in chunks."""
-        starved = self.protocol.unsent_bytes < self.protocol.chunk_bytes
+        before = self.protocol.unsent_bytes
         self.protocol.send_audio(pcm)
-        if starved:  # the schedule may be waiting for this audio; otherwise the next deadline stands
+        # A chunk goes out as soon as it is full: wake the driver when this audio completes one (its
+        # deadline then moves earlier); short of that, the deadline it sleeps to stands.
+        if before < self.protocol.chunk_bytes <= self.protocol.unsent_bytes:
             self._wake.set()
 
     async def pause(self) -> None:
@@ -229,9 +232,7 @@ class StreamingSession:
             self._events.put_nowait(None)
 
     async def _sleep_until(self, deadline: float | None) -> None:
-        timeout = None if deadline is None else max(0.0, deadline - self._clock())
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+        await self._wake.wait(None if deadline is None else max(0.0, deadline - self._clock()))
 
     def _publish(self) -> None:
         for event in self.protocol.events_received():

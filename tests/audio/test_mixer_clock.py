@@ -31,6 +31,20 @@ async def test_an_idle_mixer_is_ticked_in_batches_without_losing_ticks():
     assert waits <= 80 // 8 + 2  # about one wake-up per batch, not one per tick
 
 
+async def test_an_idle_batch_goes_to_on_silence_in_one_call_and_speech_still_frame_by_frame():
+    frames: list[bytes] = []
+    batches: list[int] = []
+    mixer = PrebufferedMixer(prebuffer_frames=1)
+    clock = MixerClock(mixer, frames.append, interval_s=0.002, idle_batch=8, on_silence=batches.append)
+    await asyncio.wait_for(clock.run(max_ticks=40), timeout=10)
+    assert sum(batches) + len(frames) == clock.ticks == 40  # the same ticks, none lost
+    assert len(frames) <= 2 and len(batches) <= 40 // 8 + 2  # about one call per batch, not one per tick
+    for _ in range(3):
+        mixer.push(1, frame(5))
+    await asyncio.wait_for(clock.run(max_ticks=60), timeout=10)
+    assert frames.count(frame(5)) == 3  # audio is never folded into a silence count
+
+
 async def test_a_frame_pushed_during_the_idle_wait_wakes_the_clock_and_is_mixed():
     frames: list[bytes] = []
     mixer = PrebufferedMixer(prebuffer_frames=1)

@@ -239,6 +239,23 @@ def test_chunks_are_exact_on_a_real_time_schedule_and_stalls_are_padded():
     assert stats.audio_bytes_sent == len(pcm) and stats.silence_chunks == 3 and stats.chunks_sent == 6
 
 
+def test_a_silent_chunk_is_encoded_once_and_speech_after_it_as_itself():
+    wire = started()
+    conn = wire.conn
+    conn.send_audio(bytes(2 * CHUNK))  # what an idle session's mixer sends: digital silence
+    texts = []
+    for now in (0.0, 0.32):
+        conn.tick(now)
+        texts += conn.data_to_send()
+    assert len(texts) == 2 and texts[0] is texts[1]  # one cached message, not base64 + JSON each time
+    assert base64.b64decode(json.loads(texts[0])["data"]["data"]) == bytes(CHUNK)
+    speech = ramp(0.32, start=1)
+    conn.send_audio(speech)
+    conn.tick(0.64)
+    [text] = conn.data_to_send()
+    assert base64.b64decode(json.loads(text)["data"]["data"]) == speech
+
+
 def test_pace_scales_the_schedule():
     wire = started(pace=4.0)
     wire.conn.send_audio(ramp(1.28))

@@ -100,13 +100,16 @@ async def test_voice_gateway_close_during_speech_and_receive_carries_on(close_co
         )
         await wait_until(lambda: vc.is_connected() and dave_ready(vc, 2), timeout=20, what="DAVE after the reconnect")
         await alice.wait_dave_ready(members=2)
+        # A packet of `first` still queued when the group was re-made may fail to decrypt (it is from the
+        # old group); once settled, none may.
+        failures_settled = vc.receiver.stats()["dave_failures"]
         before, ended = len(collector.frames[alice.id]), collector.spurts_ended(alice.id)
         await alice.speak(second)
         await collector.wait_heard(alice, ended_before=ended)
         after = collector.audio(alice.id, start=before)
         assert_heard(second, after, 0.95, vc.receiver)
         stats = vc.receiver.stats()
-        assert stats["worker_alive"] and stats["dave_failures"] == 0
+        assert stats["worker_alive"] and stats["dave_failures"] == failures_settled
 
 
 async def test_listener_negotiates_aes_gcm_and_can_also_play_into_its_channel():
