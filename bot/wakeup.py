@@ -30,11 +30,12 @@ class Wakeup:
         self._set = False
 
     async def wait(self, timeout: float | None = None) -> bool:
-        """Until set (True) or `timeout` seconds (False); returns at once if already set."""
-        if self._set:
-            return True
-        if timeout is not None and timeout <= 0:
-            return False
+        """Until set (True) or `timeout` seconds (False). Always lets the event loop run once, even when
+        already set or with no time left: a driver whose deadline has passed would otherwise spin
+        without ever yielding (as `asyncio.wait_for(..., 0)` does yield)."""
+        if self._set or (timeout is not None and timeout <= 0):
+            await asyncio.sleep(0)
+            return self._set
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
         timer = loop.call_later(timeout, _expire, waiter) if timeout is not None else None

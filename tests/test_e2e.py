@@ -24,7 +24,7 @@ from tests.fakes.botprocess import BotProcess, assert_no_secrets, bot_env, comma
 from tests.fakes.discord.server import FakeDiscord
 from tests.interpretation.conftest import wait_for
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 RATE = 48000
 TARGETS = ("es", "fr")

@@ -23,3 +23,21 @@ async def test_set_wakes_the_waiter_before_its_timeout_and_a_timeout_returns_fal
     assert await wakeup.wait(0.01) is False
     loop.call_soon(wakeup.set)  # a later set still wakes a new wait
     assert await wakeup.wait(None) is True
+
+
+async def test_a_wait_with_no_time_left_still_lets_other_tasks_run():
+    # A driver whose deadline has passed loops on wait(0); it must not starve the loop, as
+    # asyncio.wait_for(event.wait(), 0), which it replaced, did not.
+    wakeup, ran = Wakeup(), []
+    other = asyncio.create_task(asyncio.sleep(0, result=None))
+    other.add_done_callback(lambda _task: ran.append(True))
+    for _ in range(3):
+        await wakeup.wait(0)
+    assert ran == [True]
+    wakeup.set()
+    ran.clear()
+    other = asyncio.create_task(asyncio.sleep(0))
+    other.add_done_callback(lambda _task: ran.append(True))
+    for _ in range(3):
+        await wakeup.wait(None)
+    assert ran == [True]

@@ -143,6 +143,13 @@ def xcorr(a: np.ndarray, b: np.ndarray, max_lag: int | None = None) -> Correlati
     return Correlation(float(values[best] / energy), int(lags[best]))
 
 
+def _sliding_energy(a: np.ndarray, size: int) -> np.ndarray:
+    """Energy of every `size`-long stretch of `a`, in O(len(a)) (a direct convolution of long signals
+    took tens of seconds, on the event loop of the test that called it)."""
+    total = np.concatenate(([0.0], np.cumsum(np.asarray(a, dtype=np.float64) ** 2)))
+    return np.maximum(total[size:] - total[:-size], 0.0)
+
+
 def windowed_xcorr(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     """Peak of the cross-correlation of `b` slid along `a` (len(b) <= len(a)), normalised by the energy of
     the stretch of `a` under `b` (so 1.0 means `b` appears somewhere in a longer `a`), and its offset."""
@@ -151,7 +158,7 @@ def windowed_xcorr(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     n = len(a) + len(b)
     size = 1 << (n - 1).bit_length()
     corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)[: len(a) - len(b) + 1]
-    window = np.convolve(a * a, np.ones(len(b)), mode="valid")
+    window = _sliding_energy(a, len(b))
     denom = np.sqrt(window * np.sum(b * b)) + 1e-12
     scores = corr / denom
     lag = int(np.argmax(scores))
@@ -188,10 +195,25 @@ def _best_match(a: np.ndarray, piece: np.ndarray) -> tuple[float, int]:
     size = 1 << (n - 1).bit_length()
     corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(piece, size)), size)[: len(a) - len(piece) + 1]
     energy = float(np.sum(piece * piece))
-    window = np.convolve(a * a, np.ones(len(piece)), mode="valid")
+    window = _sliding_energy(a, len(piece))
     scores = np.where(window > energy * 1e-4, corr / np.sqrt(np.maximum(window, 1e-30) * energy), 0.0)
     best = int(np.argmax(scores))
     return float(scores[best]), best
+
+
+def found_in(sent: np.ndarray, heard: np.ndarray, rate: int, piece_s: float = 0.25) -> float:
+    """How well `heard` is a (delayed) copy of some of `sent`: the median, over `heard`'s audible
+    pieces, of each piece's best normalised correlation anywhere in `sent`. A real-time path's jitter
+    holds and lost frames move or spoil a few pieces, not the median; audio that is not `sent`'s scores
+    near 0 (and 0.0 when nothing audible was heard)."""
+    size = int(piece_s * rate)
+    loud = 10 ** (-40 / 20)
+    scores = [
+        _best_match(sent, heard[start : start + size])[0]
+        for start in range(0, len(heard) - size + 1, size)
+        if np.sqrt(np.mean(heard[start : start + size] ** 2)) >= loud and len(sent) >= size
+    ]
+    return float(np.median(scores)) if scores else 0.0
 
 
 def speech_regions(
@@ -250,16 +272,19 @@ def utterance_correlations(
     sent: bytes, heard: bytes, spoken_at: float, heard_origin: float
 ) -> list[tuple[float, float]]:
     """Per spoken utterance (the translation is played per utterance, so gaps between them differ):
-    (normalised correlation with what the listener heard, lag in seconds from speaking to hearing),
-    both clocks being the event loop's."""
+    (how well the listener heard it, lag in seconds from speaking to hearing), both clocks being the
+    event loop's. "How well" is `found_in` over the stretch where it was heard (a jitter hold inside
+    an utterance does not spoil it), and 0.0 when that stretch holds less than 80 % of its speech."""
     rate = 48000
     a, b = mono(sent, 2), mono(heard, 2)
     found = []
     for start, end in speech_regions(a, rate):
         piece = a[int(start * rate) : int(end * rate)]
-        lag = xcorr(piece, b).lag  # where it was heard; then correlate against just that stretch
-        window = b[max(0, lag) : max(0, lag) + len(piece)]
-        found.append((xcorr(piece, window, max_lag=rate // 100).peak, heard_origin + lag / rate - (spoken_at + start)))
+        lag = xcorr(piece, b).lag  # where it was heard; then compare against just that stretch
+        window = b[max(0, lag) : max(0, lag) + len(piece) + rate // 5]
+        whole = speech_seconds(window, rate) >= 0.8 * speech_seconds(piece, rate)
+        score = found_in(piece, window, rate) if whole else 0.0
+        found.append((score, heard_origin + lag / rate - (spoken_at + start)))
     return found
 
 

@@ -3,7 +3,7 @@ holds in it and fail silence, noise, a lost half and speech heard out of order."
 
 import numpy as np
 
-from tests.fakes.audio import SPEECH_A, fixture_signal, pieces_heard, xcorr
+from tests.fakes.audio import SPEECH_A, SPEECH_B, fixture_signal, found_in, pieces_heard, xcorr
 
 RATE = 16000
 
@@ -36,3 +36,13 @@ def test_silence_noise_a_lost_half_and_the_wrong_order_are_not_heard():
     assert 0.3 <= pieces_heard(speech, half_lost, RATE) <= 0.6
     swapped = np.concatenate([heard[len(heard) // 2 :], heard[: len(heard) // 2]])
     assert pieces_heard(speech, swapped, RATE) <= 0.6
+
+
+def test_found_in_passes_a_delayed_copy_with_holds_and_fails_other_speech():
+    speech = _speech()
+    heard = _with_gaps(speech, every_s=0.5)[8000:40000]  # 2 s from the middle, holds in it
+    assert found_in(speech, heard, RATE) >= 0.95
+    other = fixture_signal(SPEECH_B, RATE)[: 2 * RATE]
+    assert found_in(speech, other, RATE) < 0.5
+    assert found_in(speech, np.random.default_rng(2).normal(0, 0.1, 2 * RATE), RATE) < 0.2
+    assert found_in(speech, np.zeros(2 * RATE), RATE) == 0.0

@@ -18,7 +18,7 @@ from bot.db import transcripts as db_transcripts
 from tests.fakes.audio import SPEECH_A, SPEECH_B, decode, mono, pieces_heard, utterance_correlations, xcorr
 from tests.interpretation.conftest import listener_dave_ready, wait_for, world_on
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 log = logging.getLogger(__name__)
 RATE = 48000

@@ -13,7 +13,7 @@ from tests.fakes.audio import utterance_correlations
 from tests.interpretation.conftest import wait_for, world_on
 from tests.interpretation.test_speaker_availability import RATE, rms, speech, sqlite_db, start_session
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 __all__ = ["sqlite_db"]  # the fixture, shared with the availability tests
 

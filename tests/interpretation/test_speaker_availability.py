@@ -15,7 +15,7 @@ from bot.db import Database, upgrade_to_head
 from tests.fakes.audio import SPEECH_A, decode, mono
 from tests.interpretation.conftest import wait_for, world_on
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 RATE = 48000
 SIBLINGS = {"es": "Voice B", "fr": "Voice C"}

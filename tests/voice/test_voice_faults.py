@@ -12,7 +12,7 @@ from tests.fakes.discord.listening import listener_in
 from tests.fakes.discord.server import FakeDiscord
 from tests.fakes.discord.voice_faults import assert_recovered, report, speak_through
 
-pytestmark = [pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 @pytest.mark.parametrize(

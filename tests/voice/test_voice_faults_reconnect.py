@@ -12,7 +12,7 @@ from tests.fakes.discord.listening import appears_in, dave_ready, listener_in, w
 from tests.fakes.discord.server import FakeDiscord
 from tests.fakes.discord.voice_faults import MAX_OUTAGE_S, SPEECH, assert_recovered, report, speak_through
 
-pytestmark = [pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 async def test_4015_under_realism(realism_seed):

@@ -15,7 +15,7 @@ from bot.voice import adapter
 from bot.voice.jitter import SpeakingChanged, UserFrame
 from bot.voice.receiver import ListeningVoiceClient, ReceiverEvent, VoiceReceiver
 from tests.fakes import secrets
-from tests.fakes.audio import mono, windowed_xcorr
+from tests.fakes.audio import found_in, mono
 from tests.fakes.discord.clients import running_clients
 from tests.fakes.discord.server import FakeDiscord
 from tests.fakes.discord.users import FakeUser
@@ -76,12 +76,13 @@ class Collector:
 
 
 def appears_in(sent_pcm: bytes, heard_pcm: bytes, seconds: float = 2.0) -> float:
-    """How well the first `seconds` of `heard_pcm` (48 kHz stereo) match some stretch of `sent_pcm`:
-    windowed normalised correlation, 1.0 = an exact (delayed) copy; 0.0 if less was heard."""
+    """How well the first `seconds` of `heard_pcm` (48 kHz stereo) match stretches of `sent_pcm`: the
+    median of its pieces' normalised correlations (`found_in`), 1.0 = an exact (delayed) copy, even
+    with a jitter hold in it; 0.0 if less was heard."""
     heard = mono(heard_pcm, 2)[: int(seconds * 48000)]
     if len(heard) < int(seconds * 48000):
         return 0.0
-    return windowed_xcorr(mono(sent_pcm, 2), heard)[0]
+    return found_in(mono(sent_pcm, 2), heard, 48000)
 
 
 @dataclass(frozen=True)
