@@ -92,16 +92,22 @@ async def test_voice_gateway_close_during_speech_and_receive_carries_on(close_co
         await alice.speak(first)
         counter = "resumes" if close_code == 4015 else "sessions"
         seen = vc.receiver.stats()[counter]
+        epoch = alice.dave.epoch
         await fake.close_voice(vc.user.id, close_code)
         # Usually ~1 s. After 4006 discord.py 2.7.1 can stall up to 30 s in IP discovery (its socket
         # reader blocked on the old socket); the adapter wakes it, the generous timeout covers a miss.
         await wait_until(
             lambda: vc.receiver.stats()[counter] > seen, timeout=45, what=f"the {counter[:-1]} after {close_code}"
         )
-        await wait_until(lambda: vc.is_connected() and dave_ready(vc, 2), timeout=20, what="DAVE after the reconnect")
+        # Both answers re-make the DAVE group (a new key follows the resume): settled once Alice is in
+        # the new epoch and the listener is ready in it. A packet of the old group still queued, or sent
+        # before the re-make, may fail to decrypt; once settled, none may.
+        await wait_until(
+            lambda: vc.is_connected() and alice.dave.epoch > epoch and dave_ready(vc, 2),
+            timeout=20,
+            what="DAVE after the reconnect",
+        )
         await alice.wait_dave_ready(members=2)
-        # A packet of `first` still queued when the group was re-made may fail to decrypt (it is from the
-        # old group); once settled, none may.
         failures_settled = vc.receiver.stats()["dave_failures"]
         before, ended = len(collector.frames[alice.id]), collector.spurts_ended(alice.id)
         await alice.speak(second)
