@@ -153,16 +153,7 @@ def _sliding_energy(a: np.ndarray, size: int) -> np.ndarray:
 def windowed_xcorr(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     """Peak of the cross-correlation of `b` slid along `a` (len(b) <= len(a)), normalised by the energy of
     the stretch of `a` under `b` (so 1.0 means `b` appears somewhere in a longer `a`), and its offset."""
-    if len(b) > len(a):
-        a, b = b, a
-    n = len(a) + len(b)
-    size = 1 << (n - 1).bit_length()
-    corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)[: len(a) - len(b) + 1]
-    window = _sliding_energy(a, len(b))
-    denom = np.sqrt(window * np.sum(b * b)) + 1e-12
-    scores = corr / denom
-    lag = int(np.argmax(scores))
-    return float(scores[lag]), lag
+    return _best_match(a, b) if len(b) <= len(a) else _best_match(b, a)
 
 
 def pieces_heard(sent: np.ndarray, heard: np.ndarray, rate: int, piece_s: float = 0.2) -> float:
@@ -171,12 +162,8 @@ def pieces_heard(sent: np.ndarray, heard: np.ndarray, rate: int, piece_s: float 
     20 ms gap (an adaptive jitter hold) or drops a frame costs only the pieces it touches, not the
     alignment of everything after it; speech that did not get through still scores near 0."""
     size = int(piece_s * rate)
-    loud = 10 ** (-40 / 20)
     found = total = position = 0
-    for start in range(0, len(sent) - size + 1, size):
-        piece = sent[start : start + size]
-        if np.sqrt(np.mean(piece**2)) < loud:
-            continue  # a pause: nothing to find
+    for piece in _audible_pieces(sent, size):
         total += 1
         rest = heard[position:]
         if len(rest) < size:
@@ -188,9 +175,16 @@ def pieces_heard(sent: np.ndarray, heard: np.ndarray, rate: int, piece_s: float 
     return found / total if total else 0.0
 
 
+def _audible_pieces(signal: np.ndarray, size: int) -> list[np.ndarray]:
+    """`signal` cut into `size`-long pieces, pauses (under -40 dBFS RMS) left out."""
+    pieces = (signal[start : start + size] for start in range(0, len(signal) - size + 1, size))
+    return [piece for piece in pieces if dbfs(rms(piece)) >= -40.0]
+
+
 def _best_match(a: np.ndarray, piece: np.ndarray) -> tuple[float, int]:
-    """Like `windowed_xcorr`, but a stretch of `a` far quieter than `piece` scores 0 (digital silence
-    would otherwise divide FFT rounding noise by almost nothing)."""
+    """Where `piece` best matches a stretch of the longer `a`: normalised correlation and offset. A
+    stretch of `a` far quieter than `piece` scores 0 (digital silence would otherwise divide FFT rounding
+    noise by almost nothing)."""
     n = len(a) + len(piece)
     size = 1 << (n - 1).bit_length()
     corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(piece, size)), size)[: len(a) - len(piece) + 1]
@@ -207,12 +201,8 @@ def found_in(sent: np.ndarray, heard: np.ndarray, rate: int, piece_s: float = 0.
     holds and lost frames move or spoil a few pieces, not the median; audio that is not `sent`'s scores
     near 0 (and 0.0 when nothing audible was heard)."""
     size = int(piece_s * rate)
-    loud = 10 ** (-40 / 20)
-    scores = [
-        _best_match(sent, heard[start : start + size])[0]
-        for start in range(0, len(heard) - size + 1, size)
-        if np.sqrt(np.mean(heard[start : start + size] ** 2)) >= loud and len(sent) >= size
-    ]
+    pieces = _audible_pieces(heard, size) if len(sent) >= size else []
+    scores = [_best_match(sent, piece)[0] for piece in pieces]
     return float(np.median(scores)) if scores else 0.0
 
 
