@@ -19,6 +19,7 @@ import numpy as np
 from bot.audio.latency import BUDGET_MS, EGRESS_STAGES, INGRESS_STAGES
 from bot.bench.harness import Harness
 from bot.bench.rig import SESSION_RATE, BenchSession, Identities
+from bot.bench.threads import ThreadCpu
 
 CHUNK_MS = 320
 LATE_LIMIT = 0.005  # < 0.5 % late or lost frames on every clock
@@ -210,9 +211,12 @@ async def measure_capacity(plan: Plan) -> dict[str, Any]:
             sessions += await harness.open_sessions(ids, "continuous", lead_s(), remaining)
             await asyncio.sleep(plan.settle_s + 0.5)
             before = [s.counters() for s in sessions]
+            threads = ThreadCpu()
+            threads.start()
             cpu0, t0 = cpu_seconds(), time.monotonic()
             await asyncio.sleep(plan.window_s)
             cpu = (cpu_seconds() - cpu0) / (time.monotonic() - t0)
+            split = threads.cores()
             worst: dict[str, float] = {}
             for session, old in zip(sessions, before, strict=True):
                 for clock, rate in rates(old, session.counters()).items():
@@ -224,6 +228,7 @@ async def measure_capacity(plan: Plan) -> dict[str, Any]:
                     "ok": ok,
                     "worst_late_or_lost_pct": {k: round(v * 100, 3) for k, v in worst.items()},
                     "cpu_cores": round(cpu, 3),
+                    "threads_cpu_cores": split,
                     "rss_mb": round(rss_mb(), 1),
                 }
             )

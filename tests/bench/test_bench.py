@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STABLE = (
     "receive_ratio",
     "playback_ratio",
@@ -41,6 +41,9 @@ def test_bench_quick_prints_every_stable_key_as_json():
     assert set(figures["latency_breakdown_ms_p95"]) == set(figures["latency_budget_ms_p95"])
     assert figures["idle_frames_encoded"] == 0  # nobody spoke, nothing played: nothing encoded
     assert figures["sink_packets"] > 0  # the speakers' packets reached the counting sink
+    for step in figures["capacity_steps"]:  # where each step's CPU went, busiest first
+        split = step["threads_cpu_cores"]
+        assert "MainThread" in split and any(group.startswith("playback-clock") for group in split), split
     assert figures["bench_seconds"] < 120
 
 
