@@ -1,11 +1,13 @@
 """`python -m bot run` as a real process against the fake Discord and the Palabra emulator (both in this
 test's event loop): slash commands start a session; the process is SIGKILLed mid-session; the restarted
 process deletes the dead process's Palabra session, resumes interpretation in the channel that still has
-people, serves health and metrics, and stops cleanly on SIGTERM. No secret appears in its output."""
+people (a caption overlay link given out before the crash shows the resumed session), serves health and
+metrics, and stops cleanly on SIGTERM. No secret appears in its output."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 
 import httpx
@@ -22,9 +24,11 @@ from tests.fakes import secrets
 from tests.fakes.audio import SPEECH_A, decode, mono, pieces_heard
 from tests.fakes.botprocess import BotProcess, assert_no_secrets, bot_env, command, free_port, wait_healthy
 from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.sse import EventReader
 from tests.interpretation.conftest import emulator_config, wait_for
 
 pytestmark = pytest.mark.timeout(180)
+OVERLAY_LINK = re.compile(r"http://127\.0\.0\.1:\d+/overlay/[A-Za-z0-9_.\-]+")
 
 
 async def live_rows(url: str) -> list:
@@ -61,6 +65,10 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
             [dead_palabra_id] = list(emulator.state.sessions)
             [row] = await live_rows(isolated_url)
             assert row.palabra_session_ids == [dead_palabra_id]  # recorded before it was used
+            overlay = await command(fake, alice, "interpret", "overlay")
+            found = OVERLAY_LINK.search(overlay.text())
+            assert found, overlay.text()
+            link = found.group(0)  # e.g. an OBS browser source, added once
 
             first.proc.send_signal(signal.SIGKILL)
             assert await first.wait() == -signal.SIGKILL
@@ -77,6 +85,7 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
             resumed_after = loop.time() - restarted_at
             rows = await live_rows(isolated_url)
             assert len(rows) == 1 and rows[0].id != row.id and rows[0].source_channel_id == fake.channel("Voice A").id
+            assert rows[0].continues_session_ids == [row.id]  # what the old overlay link follows
             database = Database(isolated_url)
             async with database.session() as s:
                 old = await db_sessions.get_session(s, row.id)
@@ -95,6 +104,13 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
             received = np.frombuffer(bytes(stream.input_pcm), dtype="<i2").astype(np.float64) / 32768
             spoken = mono(decode(SPEECH_A, rate=16000, channels=1), 1)[: 3 * 16000]
             assert pieces_heard(spoken, received, 16000) >= 0.8
+            # The link from before the crash shows the resumed session's captions of that speech.
+            async with httpx.AsyncClient(timeout=30) as http:
+                assert (await http.get(link)).status_code == 200
+                async with http.stream("GET", f"{link}/events") as response:
+                    assert response.status_code == 200
+                    events = await asyncio.wait_for(EventReader(response).next(1), 30)
+            assert [kind for _id, kind, _data in events] == ["line"] and events[0][2]["text"], events
             print(
                 f"SIGKILL + restart: {len(emulator.state.sessions) - 1} leaked Palabra sessions, interpretation "
                 f"resumed {resumed_after:.1f} s after the restart"

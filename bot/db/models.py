@@ -148,6 +148,8 @@ class InterpretationSession(Base):
 
     `instance_id` names the process that owns it: when that process dies, its sessions are closed by
     the next start (crash recovery) and the Palabra sessions listed in `palabra_session_ids` deleted.
+    A session the next start resumes lists the crashed one in `continues_session_ids` (with what that one
+    continued, newest first): caption overlay links to any of them follow it.
     """
 
     __tablename__ = "interpretation_sessions"
@@ -164,6 +166,7 @@ class InterpretationSession(Base):
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(64))
     palabra_session_ids: Mapped[list[str]] = mapped_column(default=list)
+    continues_session_ids: Mapped[list[int]] = mapped_column(default=list)
     instance_id: Mapped[str] = mapped_column(String(128), index=True)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
 

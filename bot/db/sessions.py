@@ -48,6 +48,7 @@ async def start_session(
     instance_id: str,
     text_channel_id: int | None = None,
     started_by_user_id: int | None = None,
+    continues: Iterable[int] = (),
 ) -> InterpretationSession:
     """Record a new active session; raises SessionAlreadyActive if the channel already has a live one.
 
@@ -63,6 +64,7 @@ async def start_session(
         status=SESSION_ACTIVE,
         instance_id=instance_id,
         started_by_user_id=started_by_user_id,
+        continues_session_ids=list(continues),
     )
     try:
         async with session.begin_nested():

@@ -291,6 +291,7 @@ class InterpretationManager:
                 started_by_name="the bot, resuming after a restart",
                 source=row.source_language,
                 targets=row.target_languages,
+                continues=row.lineage,
             )
             report = await self._start(channel.guild, channel, requested)
             log.info("resumed the interpretation of channel %s as session %s", channel.id, report.session_id)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UNTRACKED_LOOKBACK = timedelta(days=2)  # Palabra sessions expire long before this
+MAX_LINEAGE = 20  # sessions a resumed one remembers continuing (links older than that many restarts die)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,12 @@ class CrashedSession:
     palabra_session_ids: tuple[str, ...]
     guild_id: int = 0
     previous_instance_id: str = ""
+    continues: tuple[int, ...] = ()  # the sessions this one itself continued
+
+    @property
+    def lineage(self) -> tuple[int, ...]:
+        """What a session resuming this one continues: this one, then what it continued (bounded)."""
+        return (self.id, *self.continues)[:MAX_LINEAGE]
 
     @classmethod
     def of(cls, row: InterpretationSession) -> CrashedSession:
@@ -56,6 +63,7 @@ class CrashedSession:
             tuple(row.palabra_session_ids or ()),
             row.guild_id,
             row.instance_id,
+            tuple(row.continues_session_ids or ()),
         )
 
 

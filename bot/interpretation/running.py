@@ -33,6 +33,7 @@ class StartPlan:
     targets: tuple[str, ...]
     warnings: tuple[str, ...]
     started_by_name: str
+    continues: tuple[int, ...] = ()  # crashed sessions this one resumes, newest first
 
 
 @dataclass
@@ -46,6 +47,7 @@ class RunningSession:
     placements: dict[str, Placement]
     rest: RecordingRest
     slots: list[SpeakerSlot] = field(default_factory=list)
+    continues: tuple[int, ...] = ()  # crashed sessions this one resumes: their overlay links follow it
 
     @property
     def session_id(self) -> int:

@@ -53,6 +53,7 @@ class Requested:
     started_by_name: str
     source: str | None = None
     targets: tuple[str, ...] = ()
+    continues: tuple[int, ...] = ()  # crashed sessions this start resumes (bot.interpretation.recovery)
 
 
 @dataclass
@@ -93,6 +94,7 @@ class SessionStarter:
                     instance_id=self.instance_id,
                     text_channel_id=transcript_channel.id,
                     started_by_user_id=requested.started_by_id,
+                    continues=requested.continues,
                 )
                 session_id = row.id
         except SessionAlreadyActive:
@@ -108,6 +110,7 @@ class SessionStarter:
             tuple(codes),
             tuple(warnings),
             requested.started_by_name,
+            requested.continues,
         )
 
     async def build(
@@ -182,6 +185,7 @@ class SessionStarter:
             placed.placements,
             rest,
             placed.slots,
+            plan.continues,
         )
         return Built(running, warnings)
 

@@ -5,6 +5,10 @@ line whose sequence number is above N, in order" is exactly what a page that las
 the newest state of each line it has not seen in that state, nothing skipped. Only the last
 `MAX_LINES` lines are kept (a page shows a few), so a feed's memory is bounded however long it runs.
 
+Sequence numbers start at the wall-clock millisecond the feed was made, so they also grow across a
+restart: a page that reconnects to the session that resumed its crashed one (its link follows, see
+`FeedHub.alias`) passes a last id below every line of the new feed and misses none of them.
+
 `FeedHub` is the sessions' `TranscriptSubscriber`. A session's feeds live while it runs and for
 `GRACE_S` after it ended (a page still learns that it ended); then they are forgotten, and with them
 every link to the session. A session that is gone without having said so (its stop failed halfway)
@@ -35,10 +39,14 @@ class FeedLine:
     speaker: str
 
 
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class CaptionFeed:
-    def __init__(self, max_lines: int = MAX_LINES) -> None:
+    def __init__(self, max_lines: int = MAX_LINES, first_seq: int = 0) -> None:
         self.max_lines = max_lines
-        self.seq = 0
+        self.seq = first_seq  # the first change gets first_seq + 1
         self.ended_seq: int | None = None
         self._lines: OrderedDict[str, FeedLine] = OrderedDict()  # transcription id -> line, by seq
         self._next_key = 1
@@ -103,19 +111,28 @@ class FeedHub:
     clock: Callable[[], float] = time.monotonic
     running: Callable[[], Iterable[int]] | None = None  # ids of the sessions still running
     max_lines: int = MAX_LINES
+    first_seq: Callable[[], int] = wall_clock_ms
     _sessions: dict[int, SessionFeeds] = field(default_factory=dict)
+    _aliases: dict[int, int] = field(default_factory=dict)  # crashed session -> the session resuming it
 
     def watch(self, session_id: int, source: str, targets: Iterable[str]) -> None:
         """Open the feeds of a session (once; later calls change nothing)."""
         self.prune()
         if session_id not in self._sessions:
             languages = dict.fromkeys([source, *targets])
-            self._sessions[session_id] = SessionFeeds(source, {lang: CaptionFeed(self.max_lines) for lang in languages})
+            first = self.first_seq()
+            feeds = {lang: CaptionFeed(self.max_lines, first) for lang in languages}
+            self._sessions[session_id] = SessionFeeds(source, feeds)
+
+    def alias(self, crashed_id: int, session_id: int) -> None:
+        """Links to `crashed_id` show `session_id`'s feeds (the session that resumed it), for as long as
+        those feeds live."""
+        self._aliases[crashed_id] = session_id
 
     def feed(self, session_id: int, language: str) -> CaptionFeed | None:
         """The feed a link may show, or None once the session is unknown or past its grace."""
         self.prune()
-        session = self._sessions.get(session_id)
+        session = self._sessions.get(self._aliases.get(session_id, session_id))
         return session.feeds.get(language) if session is not None else None
 
     def prune(self) -> None:
@@ -130,6 +147,8 @@ class FeedHub:
         ]
         for session_id in expired:
             del self._sessions[session_id]
+        if expired:
+            self._aliases = {old: new for old, new in self._aliases.items() if new in self._sessions}
 
     # --- TranscriptSubscriber ------------------------------------------------------------------
     def caption_updated(self, update: CaptionUpdate) -> None:

@@ -70,13 +70,26 @@ class OverlayService:
             row = await db_sessions.get_session(s, session_id)
         return row.started_by_user_id if row is not None else None
 
+    def follow(self, session_id: int) -> bool:
+        """A link to a session that crashed follows the session this process resumed it as (the same
+        channel, languages and signing key): True once the hub shows that session under the old id."""
+        for running in self._sessions():
+            if session_id in running.continues:
+                self._watch(running)
+                self.hub.alias(session_id, running.session_id)
+                return True
+        return False
+
+    def _watch(self, running: RunningSession) -> None:
+        self.hub.watch(running.session_id, running.source, running.targets)
+        running.live.subscribe(self.hub)
+
     def link(self, running: RunningSession, language: str | None) -> OverlayLink:
         base = self._base_url()
         if base is None:
             raise OverlayUnavailable()
         chosen = self.language_of(running, language)
-        self.hub.watch(running.session_id, running.source, running.targets)
-        running.live.subscribe(self.hub)
+        self._watch(running)
         token = self.signer.issue(OverlayGrant(running.session_id, chosen))
         return OverlayLink(f"{base}/overlay/{token}", chosen, chosen == running.source, self.hub.grace_s)
 
@@ -122,4 +135,5 @@ async def build_overlay(
 
     hub = FeedHub(running=lambda: [r.session_id for r in sessions()])
     signer = TokenSigner(await overlay_secret(settings, database))
-    return Overlay(OverlayService(hub, signer, database, sessions, base_url), OverlayWeb(hub, signer, limits))
+    service = OverlayService(hub, signer, database, sessions, base_url)
+    return Overlay(service, OverlayWeb(hub, signer, limits, follow=service.follow))

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +57,17 @@ class StreamLimits:
 class OverlayWeb:
     """Installs the overlay's routes on the bot's HTTP server (an `HttpExtension` of bot.http)."""
 
-    def __init__(self, hub: FeedHub, signer: TokenSigner, limits: StreamLimits | None = None) -> None:
+    def __init__(
+        self,
+        hub: FeedHub,
+        signer: TokenSigner,
+        limits: StreamLimits | None = None,
+        follow: Callable[[int], bool] | None = None,
+    ) -> None:
         self.hub, self.signer = hub, signer
+        # For a link whose session the hub does not know: True once the session resuming it (after a
+        # crash) is followed, so the hub knows it now (OverlayService.follow).
+        self.follow = follow
         self.limits = limits or StreamLimits()
         self._open: Counter[str] = Counter()
         self._wakers: set[asyncio.Event] = set()
@@ -86,7 +96,12 @@ class OverlayWeb:
     # --- handlers -------------------------------------------------------------------------------
     def _feed(self, request: web.Request) -> CaptionFeed | None:
         grant = self.signer.verify(request.match_info["token"])
-        return self.hub.feed(grant.session_id, grant.language) if grant is not None else None
+        if grant is None:
+            return None
+        feed = self.hub.feed(grant.session_id, grant.language)
+        if feed is None and self.follow is not None and self.follow(grant.session_id):
+            feed = self.hub.feed(grant.session_id, grant.language)
+        return feed
 
     async def _page_handler(self, request: web.Request) -> web.Response:
         if self._feed(request) is None:

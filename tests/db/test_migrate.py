@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import make_url
 
 from bot.db import Database, upgrade_to_head
@@ -228,3 +228,31 @@ async def test_the_instances_revision_upgrades_a_database_in_use_and_downgrades_
         async with db.engine.connect() as connection:
             tables = set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
     assert TABLES - tables == {"instances"}  # only its own table goes
+
+
+CONTINUES_REVISION = "session_continues_d4"
+
+
+async def test_the_continues_revision_gives_sessions_of_the_previous_version_an_empty_lineage(isolated_url):
+    from alembic.script import ScriptDirectory
+
+    from bot.db.models import InterpretationSession
+    from bot.interpretation.recovery import CrashedSession
+
+    before = ScriptDirectory.from_config(alembic_config()).get_revision(CONTINUES_REVISION).down_revision
+    async with Database(isolated_url) as db:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(_alembic, "upgrade", before)
+        async with db.session() as s:  # a session left live by a bot of the previous version
+            await s.execute(
+                text(
+                    "INSERT INTO interpretation_sessions (guild_id, source_channel_id, source_language, "
+                    "target_languages, status, started_at, palabra_session_ids, instance_id, heartbeat_at) "
+                    "VALUES (1, 2, 'en', '[]', 'active', CURRENT_TIMESTAMP, '[]', 'old:1', CURRENT_TIMESTAMP)"
+                )
+            )
+    assert (await upgrade_to_head(isolated_url)).before == before
+    async with Database(isolated_url) as db, db.session() as s:
+        [row] = (await s.scalars(select(InterpretationSession))).all()
+        crashed = CrashedSession.of(row)
+    assert row.continues_session_ids == [] and crashed.lineage == (row.id,)

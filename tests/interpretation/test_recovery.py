@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from bot.db import sessions as db_sessions
 from bot.interpretation.palabra_sessions import PalabraSessions
-from bot.interpretation.recovery import Recovery
+from bot.interpretation.recovery import MAX_LINEAGE, CrashedSession, Recovery
 from bot.metrics import Metrics
 from bot.palabra.credentials import Credentials
 from bot.palabra.emulator.app import serve
@@ -53,3 +53,13 @@ async def test_recovery_on_one_shard_leaves_the_other_shard_alone(db):
         async with db.session() as s:
             live = {row.id for row in await db_sessions.list_active_sessions(s)}
         assert live == {other_shard[0], mine[0]}
+
+
+def test_a_resumed_session_continues_the_crashed_one_and_what_it_continued_within_a_bound():
+    def crashed(session_id: int, continues: tuple[int, ...]) -> CrashedSession:
+        return CrashedSession(session_id, 1, "en", ("es",), None, (), continues=continues)
+
+    assert crashed(5, ()).lineage == (5,)
+    assert crashed(9, (5,)).lineage == (9, 5)  # resumed twice: links of both sessions follow the third
+    long = crashed(100, tuple(range(99, 0, -1))).lineage
+    assert len(long) == MAX_LINEAGE and long[:3] == (100, 99, 98)  # the newest kept

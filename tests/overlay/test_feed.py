@@ -85,3 +85,31 @@ def test_a_session_gone_without_ending_counts_as_ended_when_the_hub_next_looks()
     assert hub.feed(2, "en").ended_seq is None
     now[0] += 60.0
     assert hub.feed(1, "en") is None and hub.feed(2, "en") is not None
+
+
+def test_a_link_to_a_crashed_session_follows_the_session_resuming_it_and_misses_none_of_its_lines():
+    # The crashed process's feed: the page saw its lines up to `seen` (a wall-clock based number).
+    wall_ms = [1_700_000_000_000]
+    before = FeedHub(first_seq=lambda: wall_ms[0])
+    before.watch(7, "en", ["es"])
+    for k in range(3):
+        before.caption_updated(update(f"t{k}", f"line {k}", True, session_id=7))
+    seen = before.feed(7, "en").seq
+    assert seen == wall_ms[0] + 3
+
+    # The restarted process (its own hub) resumes session 7 as session 9, a few seconds later.
+    wall_ms[0] += 4_000
+    now = [0.0]
+    after = FeedHub(grace_s=60.0, clock=lambda: now[0], first_seq=lambda: wall_ms[0])
+    assert after.feed(7, "en") is None  # unknown until the link is followed
+    after.watch(9, "en", ["es"])
+    after.alias(7, 9)
+    after.caption_updated(update("n1", "after the restart", True, session_id=9))
+    after.caption_updated(update("n2", "[es] después", True, language="es", session_id=9))
+    assert after.feed(7, "en") is after.feed(9, "en")
+    assert [line.text for line in after.feed(7, "en").lines_after(seen)] == ["after the restart"]
+    assert [line.text for line in after.feed(7, "es").lines_after(seen)] == ["[es] después"]
+
+    after.session_ended(9)
+    now[0] += 60.0
+    assert after.feed(7, "en") is None and after.feed(9, "en") is None  # gone with the session it followed

@@ -5,38 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
 import httpx
 
 from bot.interpretation.captions import CaptionUpdate
+from bot.overlay.feed import FeedHub
 from bot.overlay.tokens import OverlayGrant, TokenSigner
+from bot.overlay.web import OverlayWeb
+from tests.fakes.sse import EventReader
+from tests.overlay.conftest import KEY, serving
 
 
 def publish(hub, tid: str, text: str, final: bool = True, session_id: int = 1) -> None:
     hub.caption_updated(CaptionUpdate(session_id, tid, None, text, final, "Alice", 0.0))
-
-
-class EventReader:
-    """Parses a text/event-stream response into (id, event name, data) triples, across several reads."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._lines = response.aiter_lines()
-
-    async def next(self, count: int) -> list[tuple[str, str, dict]]:
-        found: list[tuple[str, str, dict]] = []
-        fields: dict[str, str] = {}
-        async for line in self._lines:
-            if line == "":
-                if "event" in fields:
-                    found.append((fields.get("id", ""), fields["event"], json.loads(fields.get("data", "{}"))))
-                    if len(found) == count:
-                        return found
-                fields = {}
-            elif not line.startswith(":"):
-                name, _, value = line.partition(":")
-                fields[name] = value.removeprefix(" ")
-        return found
 
 
 async def test_a_wrong_tampered_foreign_or_expired_token_is_the_same_plain_404(standalone):
@@ -114,6 +95,35 @@ async def test_a_stream_sends_every_line_then_resumes_after_its_last_event_id(st
         ("end", None),
     ]
     assert standalone.served.web.resumed == 1
+
+
+async def test_a_link_to_a_crashed_session_is_followed_to_the_session_resuming_it():
+    """A link signed for session 7, which crashed; this process resumed it as 9 (follow knows) and knows
+    nothing of 8. The old link serves 9's captions; a link to 8 stays a 404."""
+    hub = FeedHub(first_seq=lambda: 5_000)
+    signer = TokenSigner(KEY)
+    asked: list[int] = []
+
+    def follow(session_id: int) -> bool:
+        asked.append(session_id)
+        if session_id != 7:
+            return False
+        hub.watch(9, "en", ["es"])
+        hub.alias(7, 9)
+        return True
+
+    async with serving(OverlayWeb(hub, signer, follow=follow)) as served, httpx.AsyncClient(timeout=10) as http:
+        old = f"{served.base_url}/overlay/{signer.issue(OverlayGrant(7, 'en'))}"
+        other = f"{served.base_url}/overlay/{signer.issue(OverlayGrant(8, 'en'))}"
+        assert (await http.get(other)).status_code == 404
+        assert (await http.get(old)).status_code == 200
+        publish(hub, "a", "hello again", session_id=9)
+        # The page comes back with the last id the crashed process gave it (below every new one).
+        async with http.stream("GET", f"{old}/events", headers={"Last-Event-ID": "4999"}) as response:
+            assert response.status_code == 200
+            [(event_id, kind, data)] = await EventReader(response).next(1)
+    assert kind == "line" and data["text"] == "hello again" and int(event_id) > 4999
+    assert asked[:2] == [8, 7] and 7 not in asked[2:]  # once followed, the hub knows the old link
 
 
 async def test_streams_per_link_are_bounded_and_a_closed_one_frees_its_place(standalone):
