@@ -9,9 +9,10 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pytest
 
-from bot.db import Database, guilds
+from bot.db import Database, guilds, upgrade_to_head
 from bot.interpretation.manager import InterpretationManager
 from bot.interpretation.session import SessionOptions
 from bot.metrics import Metrics
@@ -24,6 +25,7 @@ from bot.settings import load_settings
 from bot.voice import adapter
 from bot.voice.speakers import SpeakerPool, start_speakers, stop_speakers
 from tests.fakes import secrets
+from tests.fakes.audio import SPEECH_A, decode, mono
 from tests.fakes.discord.clients import running_clients
 from tests.fakes.discord.server import FakeDiscord
 
@@ -138,3 +140,58 @@ def listener_dave_ready(manager: InterpretationManager, members: int) -> bool:
 @pytest.fixture
 def postgres_or_sqlite(database_url):
     return database_url
+
+
+# --- sessions with a Spanish listener in the sibling channel (availability and resume tests) ---------
+RATE = 48000
+SIBLINGS = {"es": "Voice B", "fr": "Voice C"}
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    await upgrade_to_head(url)
+    database = Database(url)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def speech(seconds: float) -> bytes:
+    """The first `seconds` of the speech fixture, 48 kHz stereo as Discord clients send it."""
+    return decode(SPEECH_A, rate=RATE, channels=2)[: int(seconds * RATE) * 4]
+
+
+def rms(pcm: bytes) -> float:
+    """RMS of 48 kHz stereo s16le (full scale 1.0)."""
+    signal = mono(pcm, 2)
+    return float(np.sqrt(np.mean(signal**2))) if len(signal) else 0.0
+
+
+async def start_session(world: World, targets: tuple[str, ...] = ("es", "fr")):
+    """Alice starts a session from Voice A, each target language configured with its sibling channel."""
+    await world.configure(targets=targets, siblings={t: SIBLINGS[t] for t in targets})
+    alice = await world.fake.add_user("Alice")
+    await alice.join("Voice A")
+    report = await world.manager.start(
+        guild=world.guild, voice_channel=world.channel("Voice A"), requested_by=world.guild.get_member(alice.id)
+    )
+    return alice, report
+
+
+async def spanish_session(world: World):
+    """Eva listens in Voice B; Alice starts a Spanish-only session. Returns (alice, eva, the es lease)
+    once both hear the voice channel's DAVE group."""
+    eva = await world.fake.add_user("Eva")
+    await eva.join("Voice B")
+    alice, _report = await start_session(world, targets=("es",))
+    [lease] = world.pool.leases()
+    await alice.wait_dave_ready(members=2, timeout=20)
+    await eva.wait_dave_ready(members=2, timeout=20)
+    return alice, eva, lease
+
+
+async def until_heard(listener, speaker_id: int, what: str = "Spanish", timeout: float = 20) -> None:
+    """Until the last 200 ms `listener` heard from `speaker_id` are audible."""
+    await wait_for(lambda: rms(listener.heard(speaker_id)[-RATE * 4 // 5 :]) > 0.01, timeout=timeout, what=what)

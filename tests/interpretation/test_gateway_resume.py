@@ -10,12 +10,9 @@ import numpy as np
 import pytest
 
 from tests.fakes.audio import utterance_correlations
-from tests.interpretation.conftest import wait_for, world_on
-from tests.interpretation.test_speaker_availability import RATE, rms, speech, sqlite_db, start_session
+from tests.interpretation.conftest import RATE, rms, spanish_session, speech, until_heard, wait_for, world_on
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
-
-__all__ = ["sqlite_db"]  # the fixture, shared with the availability tests
 
 
 def finals(world) -> int:
@@ -43,16 +40,11 @@ async def heard_until(user, sender_id: int, until: float) -> bytes:
 @pytest.mark.parametrize("whose", ["listener", "speaker"])
 async def test_a_dropped_main_gateway_resumes_and_speech_is_heard_again_within_3_s(sqlite_db, whose):
     async with world_on(sqlite_db) as world:
-        eva = await world.fake.add_user("Eva")
-        await eva.join("Voice B")
-        alice, _report = await start_session(world, targets=("es",))
-        [lease] = world.pool.leases()
-        await alice.wait_dave_ready(members=2, timeout=20)
-        await eva.wait_dave_ready(members=2, timeout=20)
+        alice, eva, lease = await spanish_session(world)
         pause = bytes(int(1.5 * RATE) * 4)
         sent = speech(5.5) + pause + backwards(speech(5.5)) + pause  # four distinct utterances
         started = asyncio.create_task(alice.speak(sent))
-        await wait_for(lambda: rms(eva.heard(lease.speaker_id)[-RATE * 4 // 5 :]) > 0.01, timeout=20, what="Spanish")
+        await until_heard(eva, lease.speaker_id)
         bot_id = world.listener.user.id if whose == "listener" else lease.speaker_id
         [account] = [bot for bot in world.fake.bots if bot.id == bot_id]
         loop = asyncio.get_running_loop()

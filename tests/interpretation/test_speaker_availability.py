@@ -8,37 +8,21 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
 
-from bot.db import Database, upgrade_to_head
-from tests.fakes.audio import SPEECH_A, decode, mono
-from tests.interpretation.conftest import wait_for, world_on
+from tests.interpretation.conftest import (
+    RATE,
+    SIBLINGS,
+    rms,
+    spanish_session,
+    speech,
+    start_session,
+    until_heard,
+    wait_for,
+    world_on,
+)
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
-
-RATE = 48000
-SIBLINGS = {"es": "Voice B", "fr": "Voice C"}
-
-
-@pytest.fixture
-async def sqlite_db(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-    await upgrade_to_head(url)
-    database = Database(url)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-def speech(seconds: float) -> bytes:
-    return decode(SPEECH_A, rate=RATE, channels=2)[: int(seconds * RATE) * 4]
-
-
-def rms(pcm: bytes) -> float:
-    signal = mono(pcm, 2)
-    return float(np.sqrt(np.mean(signal**2))) if len(signal) else 0.0
 
 
 def kinds(world) -> dict[str, str]:
@@ -49,16 +33,6 @@ def kinds(world) -> dict[str, str]:
 def notices(world) -> list[str]:
     """The one-line placement notices in the transcript channel (the source voice channel's chat)."""
     return [m.content for m in world.fake.messages("Voice A") if m.content[:1] in ("🔁", "⚠", "🔊")]
-
-
-async def start_session(world, targets=("es", "fr")):
-    await world.configure(targets=targets, siblings={t: SIBLINGS[t] for t in targets})
-    alice = await world.fake.add_user("Alice")
-    await alice.join("Voice A")
-    report = await world.manager.start(
-        guild=world.guild, voice_channel=world.channel("Voice A"), requested_by=world.guild.get_member(alice.id)
-    )
-    return alice, report
 
 
 async def test_a_start_while_the_speaker_bots_log_in_waits_for_them(sqlite_db):
@@ -110,14 +84,9 @@ async def test_languages_move_to_their_channels_when_speaker_bots_become_ready(s
 @pytest.mark.parametrize("fault", ["kicked", "moved"])
 async def test_a_speaker_bot_kicked_or_moved_mid_session_rejoins_and_is_heard_again(sqlite_db, fault):
     async with world_on(sqlite_db) as world:
-        eva = await world.fake.add_user("Eva")
-        await eva.join("Voice B")
-        alice, _report = await start_session(world, targets=("es",))
-        [lease] = world.pool.leases()
-        await alice.wait_dave_ready(members=2, timeout=20)
-        await eva.wait_dave_ready(members=2, timeout=20)
+        alice, eva, lease = await spanish_session(world)
         speaking = asyncio.create_task(alice.speak(speech(6.0) + bytes(int(1.5 * RATE) * 4)))
-        await wait_for(lambda: rms(eva.heard(lease.speaker_id)[-RATE * 4 // 5 :]) > 0.01, timeout=20, what="Spanish")
+        await until_heard(eva, lease.speaker_id)
         loop = asyncio.get_running_loop()
         faulted_at = loop.time()
         if fault == "kicked":
@@ -145,14 +114,9 @@ async def test_a_speaker_bot_whose_voice_resume_stalls_is_heard_again_within_3_s
     """Voice close 4015: discord.py resumes; when the server never completes the resume (or late), the
     speaker rejoins afresh instead of staying silent for discord.py's 30 s connect timeout."""
     async with world_on(sqlite_db) as world:
-        eva = await world.fake.add_user("Eva")
-        await eva.join("Voice B")
-        alice, _report = await start_session(world, targets=("es",))
-        [lease] = world.pool.leases()
-        await alice.wait_dave_ready(members=2, timeout=20)
-        await eva.wait_dave_ready(members=2, timeout=20)
+        alice, eva, lease = await spanish_session(world)
         speaking = asyncio.create_task(alice.speak(speech(6.0) + bytes(int(1.5 * RATE) * 4)))
-        await wait_for(lambda: rms(eva.heard(lease.speaker_id)[-RATE * 4 // 5 :]) > 0.01, timeout=20, what="Spanish")
+        await until_heard(eva, lease.speaker_id)
         loop = asyncio.get_running_loop()
         faulted_at = loop.time()
         await world.fake.close_voice(lease.speaker_id, 4015, resume=resume)
@@ -198,7 +162,7 @@ async def test_stop_answers_within_3_s_even_with_a_dead_voice_connection(sqlite_
         [lease] = world.pool.leases()
         await alice.wait_dave_ready(members=2, timeout=20)
         await alice.speak(speech(6.0) + bytes(int(1.5 * RATE) * 4))
-        await wait_for(lambda: rms(eva.heard(lease.speaker_id)[-RATE * 4 // 5 :]) > 0.01, timeout=20, what="Spanish")
+        await until_heard(eva, lease.speaker_id)
         await world.fake.disconnect_member(lease.speaker_id)  # its queue of translation will not drain now
         loop = asyncio.get_running_loop()
         started_at = loop.time()
