@@ -202,14 +202,17 @@ def _alembic(sync_connection, action: str, revision: str) -> None:
     getattr(command, action)(config, revision)
 
 
-async def test_the_instances_revision_upgrades_a_database_in_use_and_downgrades_alone(isolated_url):
+async def _in_use_before(url: str, revision: str) -> str:
+    """The database as the revision before `revision` left it, with a session left live by a bot of that
+    version; returns that previous revision."""
     from alembic.script import ScriptDirectory
 
-    before = ScriptDirectory.from_config(alembic_config()).get_revision(INSTANCES_REVISION).down_revision
-    async with Database(isolated_url) as db:
+    before = ScriptDirectory.from_config(alembic_config()).get_revision(revision).down_revision
+    assert isinstance(before, str)
+    async with Database(url) as db:
         async with db.engine.begin() as connection:
             await connection.run_sync(_alembic, "upgrade", before)
-        async with db.session() as s:  # a session left live by a bot of the previous version
+        async with db.session() as s:
             await s.execute(
                 text(
                     "INSERT INTO interpretation_sessions (guild_id, source_channel_id, source_language, "
@@ -217,6 +220,12 @@ async def test_the_instances_revision_upgrades_a_database_in_use_and_downgrades_
                     "VALUES (1, 2, 'en', '[]', 'active', CURRENT_TIMESTAMP, '[]', 'old:1', CURRENT_TIMESTAMP)"
                 )
             )
+    return before
+
+
+async def test_the_instances_revision_upgrades_a_database_in_use_and_downgrades_alone(isolated_url):
+
+    before = await _in_use_before(isolated_url, INSTANCES_REVISION)
     result = await upgrade_to_head(isolated_url)
     assert result.before == before and result.after == head_revision()
     async with Database(isolated_url) as db:
@@ -234,23 +243,11 @@ CONTINUES_REVISION = "session_continues_d4"
 
 
 async def test_the_continues_revision_gives_sessions_of_the_previous_version_an_empty_lineage(isolated_url):
-    from alembic.script import ScriptDirectory
 
     from bot.db.models import InterpretationSession
     from bot.interpretation.recovery import CrashedSession
 
-    before = ScriptDirectory.from_config(alembic_config()).get_revision(CONTINUES_REVISION).down_revision
-    async with Database(isolated_url) as db:
-        async with db.engine.begin() as connection:
-            await connection.run_sync(_alembic, "upgrade", before)
-        async with db.session() as s:  # a session left live by a bot of the previous version
-            await s.execute(
-                text(
-                    "INSERT INTO interpretation_sessions (guild_id, source_channel_id, source_language, "
-                    "target_languages, status, started_at, palabra_session_ids, instance_id, heartbeat_at) "
-                    "VALUES (1, 2, 'en', '[]', 'active', CURRENT_TIMESTAMP, '[]', 'old:1', CURRENT_TIMESTAMP)"
-                )
-            )
+    before = await _in_use_before(isolated_url, CONTINUES_REVISION)
     assert (await upgrade_to_head(isolated_url)).before == before
     async with Database(isolated_url) as db, db.session() as s:
         [row] = (await s.scalars(select(InterpretationSession))).all()
