@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from bot.errors import BotError, ConfigurationError
+from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bot.client import InterpreterBot
@@ -244,8 +245,7 @@ class App:
             with _logged("closing the Discord client"):
                 await self.bot.close()
             if self.bot_task is not None:
-                self.bot_task.cancel()
-                await asyncio.gather(self.bot_task, return_exceptions=True)
+                await cancel_and_wait(self.bot_task, log_errors=False)  # its failure is what start-up reports
         if self.http is not None:
             await self.http.stop()
         if self.rest is not None:
@@ -318,8 +318,7 @@ async def _started_unless_stopped(app: App, stop: asyncio.Event) -> bool:
         starting.result()  # a start-up error is raised here
         return True
     log.info("stop signal during start-up: cancelling the start")
-    starting.cancel()
-    await asyncio.gather(starting, return_exceptions=True)
+    await cancel_and_wait(starting)
     return False
 
 

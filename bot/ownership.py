@@ -19,7 +19,6 @@ long): `lost` is set and the process must stop serving, not register again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +32,7 @@ from bot.db.types import utcnow
 from bot.errors import BotError, ConfigurationError
 from bot.interpretation.recovery import CrashedSession
 from bot.shards import ShardPlan
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -183,11 +183,8 @@ class Ownership:
                 log.exception("instance heartbeat failed")
 
     async def close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        task, self._heartbeat = self._heartbeat, None
+        await cancel_and_wait(task)
         if self.registered:
             try:
                 async with self.database.session() as s:

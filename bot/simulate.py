@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from bot.errors import BotError
 from bot.interpretation.srt import format_srt
 from bot.palabra.task import SESSION_SAMPLE_RATE
+from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bot.palabra.credentials import Credentials
@@ -468,9 +468,7 @@ async def _stream(
         await asyncio.wait_for(reader, timeout=30.0)
     finally:
         if not reader.done():
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
         await session.close()
         await _forget_rest_session(session, credentials, api_url)
     progress.update(input_seconds, collector.confirmed, final=True)

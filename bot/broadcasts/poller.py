@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.broadcasts.service import BroadcastService, StatusChange
 from bot.errors import BotError
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,7 @@ class BroadcastPoller:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
 
     @property
     def running(self) -> bool:

@@ -33,6 +33,7 @@ from bot.interpretation.placement import (
     upgradable,
 )
 from bot.interpretation.reports import Placement
+from bot.tasks import cancel_and_wait
 from bot.voice.playback import OPUS_SETTINGS, TranslationSource, ensure_discord_opus
 from bot.voice.speakers import Lease, SpeakerPool
 
@@ -107,11 +108,8 @@ class SpeakerKeeper:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

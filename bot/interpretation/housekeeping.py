@@ -4,13 +4,13 @@ is alive) and the transcript retention purge (the consent notice's promise)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
 
 from bot.db import sessions as db_sessions
 from bot.db import transcripts as db_transcripts
+from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
@@ -39,11 +39,8 @@ class Housekeeping:
             self._task = asyncio.create_task(self._run(), name="session-heartbeat")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def purge_expired_transcripts(self) -> int:
         """Lines older than their guild's retention are deleted; a failure is logged, not raised."""

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bot.db import transcripts as db_transcripts
 from bot.db.errors import DatabaseUnavailable
+from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
@@ -121,10 +122,7 @@ class TranscriptStore:
             self._count_error()
 
     async def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        await cancel_and_wait(self._writer)
 
     async def _run(self) -> None:
         while (entry := await self._queue.get()) is not None:

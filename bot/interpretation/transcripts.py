@@ -20,6 +20,7 @@ import discord
 
 from bot.interpretation.srt import format_srt
 from bot.messages import clip
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -278,11 +279,8 @@ class TranscriptPoster:
         return not self._finals
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

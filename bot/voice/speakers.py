@@ -17,6 +17,7 @@ from typing import Any
 
 import discord
 
+from bot.tasks import cancel_and_wait
 from bot.voice import adapter, playback
 from bot.voice.errors import VoiceError
 from bot.voice.playback import OPUS_SETTINGS, TranslationSource, ensure_discord_opus
@@ -341,7 +342,4 @@ async def stop_speakers(pool: SpeakerPool, tasks: Sequence[asyncio.Task[None]]) 
         await pool.release(lease)
     for client in [*pool.speakers, *pool.failed_speakers]:
         await client.close()
-    for task in tasks:
-        if not task.done():
-            task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await cancel_and_wait(*tasks, log_errors=False)  # a failed login was reported when it failed

@@ -1,0 +1,28 @@
+"""Stopping background tasks: one way, written once.
+
+`task.cancel()` then `with suppress(CancelledError): await task` looks right but swallows the caller's
+own cancellation too (a shutdown that cancels the stopper carries on as if nothing happened), and raises
+whatever error the task had already died of in the middle of a stop. `cancel_and_wait` lets the caller's
+cancellation through, and logs a task's own error instead of raising it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+async def cancel_and_wait(*tasks: asyncio.Future[Any] | None, log_errors: bool = True) -> None:
+    """Cancel the tasks (None is skipped) and wait until every one has finished. `log_errors=False` where
+    the caller has reported the tasks' failures already."""
+    pending = [task for task in tasks if task is not None]
+    for task in pending:
+        task.cancel()
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    for task, result in zip(pending, results, strict=True):
+        if log_errors and isinstance(result, Exception):
+            name = task.get_name() if isinstance(task, asyncio.Task) else repr(task)
+            log.error("background task %s had ended with an error", name, exc_info=result)
