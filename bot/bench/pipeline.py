@@ -210,9 +210,9 @@ async def measure_capacity(plan: Plan) -> dict[str, Any]:
             ids = [Identities.build(2000 + i) for i in range(len(sessions), target)]
             sessions += await harness.open_sessions(ids, "continuous", lead_s(), remaining)
             await asyncio.sleep(plan.settle_s + 0.5)
-            before = [s.counters() for s in sessions]
             threads = ThreadCpu()
-            threads.start()
+            threads.start()  # its /proc reads before the window's counters, not inside the window
+            before = [s.counters() for s in sessions]
             cpu0, t0 = cpu_seconds(), time.monotonic()
             await asyncio.sleep(plan.window_s)
             cpu = (cpu_seconds() - cpu0) / (time.monotonic() - t0)

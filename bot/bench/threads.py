@@ -53,11 +53,11 @@ class ThreadCpu:
         elapsed = time.monotonic() - self._t0
         if elapsed <= 0:
             return {}
-        per_second = os.sysconf("SC_CLK_TCK")
+        per_second = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         used: dict[str, int] = {}
         for native_id, (group, ticks) in self._snapshot().items():
             before = self._start.get(native_id)
             start = before[1] if before is not None else ticks  # started inside the window: not counted
-            used[group] = used.get(group, 0) + ticks - start
+            used[group] = used.get(group, 0) + max(0, ticks - start)  # a reused thread id never goes negative
         ordered = sorted(used.items(), key=lambda item: -item[1])
         return {group: round(ticks / per_second / elapsed, 3) for group, ticks in ordered if ticks > 0}

@@ -166,7 +166,8 @@ class InterpretationSession(Base):
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(64))
     palabra_session_ids: Mapped[list[str]] = mapped_column(default=list)
-    continues_session_ids: Mapped[list[int]] = mapped_column(default=list)
+    # The server default lets a process of the previous version (a rolling upgrade) insert rows.
+    continues_session_ids: Mapped[list[int]] = mapped_column(default=list, server_default="[]")
     instance_id: Mapped[str] = mapped_column(String(128), index=True)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -9,7 +9,6 @@ back writes every line; a slow commit never holds up the translated audio behind
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 from collections.abc import Callable, Mapping
@@ -110,9 +109,7 @@ class TranscriptStore:
         try:
             await asyncio.wait_for(asyncio.shield(self._writer), timeout=timeout)
         except (TimeoutError, asyncio.CancelledError):
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+            await cancel_and_wait(self._writer)
         if self._pending:
             log.error(
                 "session %s: %d transcript entries could not be stored (the database stayed unreachable)",

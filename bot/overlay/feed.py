@@ -5,9 +5,10 @@ line whose sequence number is above N, in order" is exactly what a page that las
 the newest state of each line it has not seen in that state, nothing skipped. Only the last
 `MAX_LINES` lines are kept (a page shows a few), so a feed's memory is bounded however long it runs.
 
-Sequence numbers start at the wall-clock millisecond the feed was made, so they also grow across a
-restart: a page that reconnects to the session that resumed its crashed one (its link follows, see
-`FeedHub.alias`) passes a last id below every line of the new feed and misses none of them.
+Sequence numbers and line keys start at the wall-clock millisecond the feed was made, so they also grow
+across a restart: a page that reconnects to the session that resumed its crashed one (its link follows,
+see `FeedHub.alias`) passes a last id below every line of the new feed and misses none of them, and no
+new line takes the place of one it still shows.
 
 `FeedHub` is the sessions' `TranscriptSubscriber`. A session's feeds live while it runs and for
 `GRACE_S` after it ended (a page still learns that it ended); then they are forgotten, and with them
@@ -49,7 +50,7 @@ class CaptionFeed:
         self.seq = first_seq  # the first change gets first_seq + 1
         self.ended_seq: int | None = None
         self._lines: OrderedDict[str, FeedLine] = OrderedDict()  # transcription id -> line, by seq
-        self._next_key = 1
+        self._next_key = first_seq + 1  # keys too: a followed page must not update an old line in place
         self._waiters: set[asyncio.Event] = set()
 
     def update(self, transcription_id: str, text: str, final: bool, speaker: str) -> None:

@@ -19,12 +19,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Existing rows continue nothing; the server default fills them (SQLite cannot add a NOT NULL
-    # column without one) and is dropped again where the database can, as the model has none.
+    # Existing rows continue nothing. The server default stays: a process of the previous version (a
+    # rolling upgrade of shards) inserts rows without the column, and they must not fail.
     with op.batch_alter_table("interpretation_sessions") as batch:
         batch.add_column(sa.Column("continues_session_ids", sa.JSON(), nullable=False, server_default="[]"))
-    if op.get_bind().dialect.name != "sqlite":
-        op.alter_column("interpretation_sessions", "continues_session_ids", server_default=None)
 
 
 def downgrade() -> None:

@@ -68,7 +68,7 @@ class Standalone:
 @pytest.fixture
 async def standalone():
     clock = [1000.0]
-    hub = FeedHub(grace_s=60.0, clock=lambda: clock[0])
+    hub = FeedHub(grace_s=60.0, clock=lambda: clock[0], first_seq=lambda: 0)  # ids and keys from 1
     signer = TokenSigner(KEY)
     limits = StreamLimits(connections_per_link=3, heartbeat_s=5.0, retry_ms=200)
     async with serving(OverlayWeb(hub, signer, limits)) as served:

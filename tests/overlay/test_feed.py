@@ -96,6 +96,7 @@ def test_a_link_to_a_crashed_session_follows_the_session_resuming_it_and_misses_
         before.caption_updated(update(f"t{k}", f"line {k}", True, session_id=7))
     seen = before.feed(7, "en").seq
     assert seen == wall_ms[0] + 3
+    shown_keys = {line.key for line in before.feed(7, "en").lines_after(0)}  # the elements on the page
 
     # The restarted process (its own hub) resumes session 7 as session 9, a few seconds later.
     wall_ms[0] += 4_000
@@ -108,6 +109,8 @@ def test_a_link_to_a_crashed_session_follows_the_session_resuming_it_and_misses_
     after.caption_updated(update("n2", "[es] después", True, language="es", session_id=9))
     assert after.feed(7, "en") is after.feed(9, "en")
     assert [line.text for line in after.feed(7, "en").lines_after(seen)] == ["after the restart"]
+    [new_line] = after.feed(7, "en").lines_after(seen)
+    assert new_line.key not in shown_keys  # a new element, not an old line overwritten in place
     assert [line.text for line in after.feed(7, "es").lines_after(seen)] == ["[es] después"]
 
     after.session_ended(9)
