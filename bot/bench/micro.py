@@ -204,7 +204,7 @@ def measure_playback(pcm_frames: list[bytes], repeat: int) -> dict[str, Any]:
     from bot.audio.frames import DISCORD, FRAME_MS, PALABRA_OUTPUT
     from bot.audio.resample import Resampler
     from bot.voice.playback import OPUS_COMPLEXITY, OPUS_SETTINGS, TranslationSource
-    from bot.voice.playback_clock import Outlet
+    from bot.voice.playback_clock import Outlet, make_encoder
 
     to_24k = Resampler(DISCORD.rate, DISCORD.channels, PALABRA_OUTPUT.rate, PALABRA_OUTPUT.channels)
     translation_24k = to_24k.process(b"".join(pcm_frames)) + to_24k.flush()
@@ -240,15 +240,7 @@ def measure_playback(pcm_frames: list[bytes], repeat: int) -> dict[str, Any]:
         return playback_path
 
     # Raw baseline: opus_encode straight into a preallocated buffer, same settings as the outlet's.
-    baseline = opus.Encoder(
-        application=OPUS_SETTINGS["application"],
-        bitrate_kbps=OPUS_SETTINGS["bitrate"],
-        fec=OPUS_SETTINGS["fec"],
-        expected_packet_loss=OPUS_SETTINGS["expected_packet_loss"],
-        signal=OPUS_SETTINGS["signal_type"],
-        complexity=OPUS_COMPLEXITY,
-        bandwidth="full",
-    )
+    baseline = make_encoder()
     lib = opus.load()
     out = ctypes.create_string_buffer(opus.MAX_PACKET_BYTES)
 

@@ -9,12 +9,12 @@ The playback settings (bot.voice.playback.OPUS_SETTINGS) were chosen from this t
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 
 from bot.audio import opus
 from bot.audio.frames import FRAME_BYTES
+from bot.voice.playback_clock import make_encoder
 
 COMPLEXITIES = (0, 1, 2, 3, 5, 7, 10)
 BITRATES = (32, 48, 64, 96)
@@ -39,21 +39,12 @@ def correlation(reference: np.ndarray, decoded: np.ndarray, max_lag: int = 960) 
     return best, best_lag
 
 
-def measure(
-    frames: list[bytes], complexity: int, bitrate: int, settings: dict[str, Any], repeat: int = 3
-) -> dict[str, float]:
+def measure(frames: list[bytes], complexity: int, bitrate: int, repeat: int = 3) -> dict[str, float]:
+    """The playback encoder (application, FEC, loss figure as played) at this complexity and bitrate."""
     best = float("inf")
     packets: list[bytes] = []
     for _ in range(repeat):
-        encoder = opus.Encoder(
-            application=settings["application"],
-            bitrate_kbps=bitrate,
-            fec=settings["fec"],
-            expected_packet_loss=settings["expected_packet_loss"],
-            signal=settings["signal_type"],
-            complexity=complexity,
-            bandwidth="full",
-        )
+        encoder = make_encoder(bitrate_kbps=bitrate, complexity=complexity)
         start = time.perf_counter()
         packets = [encoder.encode(frame) for frame in frames]
         best = min(best, (time.perf_counter() - start) / len(frames))
@@ -73,7 +64,5 @@ def measure(
 
 
 def sweep(frames: list[bytes]) -> list[dict[str, float]]:
-    from bot.voice.playback import OPUS_SETTINGS
-
     assert all(len(frame) == FRAME_BYTES for frame in frames)
-    return [measure(frames, c, b, OPUS_SETTINGS) for c in COMPLEXITIES for b in BITRATES]
+    return [measure(frames, c, b) for c in COMPLEXITIES for b in BITRATES]

@@ -48,16 +48,17 @@ class PacketSink(Protocol):
     def send_audio_packet(self, data: bytes, *, encode: bool = True) -> None: ...
 
 
-def make_encoder() -> opus.Encoder:
+def make_encoder(*, bitrate_kbps: int | None = None, complexity: int | None = None) -> opus.Encoder:
+    """The playback encoder (bot.voice.playback's settings); the Opus sweep varies bitrate and complexity."""
     from bot.voice.playback import OPUS_COMPLEXITY, OPUS_SETTINGS
 
     return opus.Encoder(
         application=OPUS_SETTINGS["application"],
-        bitrate_kbps=OPUS_SETTINGS["bitrate"],
+        bitrate_kbps=OPUS_SETTINGS["bitrate"] if bitrate_kbps is None else bitrate_kbps,
         fec=OPUS_SETTINGS["fec"],
         expected_packet_loss=OPUS_SETTINGS["expected_packet_loss"],
         signal=OPUS_SETTINGS["signal_type"],
-        complexity=OPUS_COMPLEXITY,
+        complexity=OPUS_COMPLEXITY if complexity is None else complexity,
         bandwidth="full",
     )
 
