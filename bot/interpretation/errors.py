@@ -44,3 +44,13 @@ class DatabaseProblem(InterpretationError):
         "The bot's database is not answering, so interpretation was not started; try again in a minute, "
         "and tell the bot's operator if it keeps happening."
     )
+
+
+class ShuttingDown(InterpretationError):
+    default_message = "The bot is shutting down (it restarts shortly); start the interpretation again in a minute."
+
+
+class StillStarting(InterpretationError):
+    """Not an error for the user: a stop asked while the session is still being started."""
+
+    default_message = "The interpretation is still starting; it will stop as soon as it has started."

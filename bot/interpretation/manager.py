@@ -17,7 +17,9 @@ process), `housekeeping` (heartbeat, retention purge), `store` (transcript lines
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import discord
@@ -26,7 +28,14 @@ from bot.db import privacy
 from bot.db import sessions as db_sessions
 from bot.db.sessions import default_instance_id
 from bot.interpretation.availability import SessionPlacements, SpeakerKeeper
-from bot.interpretation.errors import InterpretationError, NoActiveSession, NotInVoiceChannel, SessionAlreadyRunning
+from bot.interpretation.errors import (
+    InterpretationError,
+    NoActiveSession,
+    NotInVoiceChannel,
+    SessionAlreadyRunning,
+    ShuttingDown,
+    StillStarting,
+)
 from bot.interpretation.housekeeping import Housekeeping
 from bot.interpretation.languages import check_languages
 from bot.interpretation.leasing import SpeakerLeases
@@ -86,6 +95,10 @@ class InterpretationManager:
         )
         self.sessions: dict[int, RunningSession] = {}  # source channel id -> running session
         self._starting: dict[int, int] = {}  # channel id -> guild id, while a start is under way
+        self._stop_when_started: dict[int, str] = {}  # channel id -> stop reason asked for during its start
+        self._starts_done = asyncio.Event()  # set whenever no start is under way (close waits for it)
+        self._starts_done.set()
+        self._closing = False
         self._stopping: dict[int, asyncio.Task[StopReport]] = {}
         self._keepers: dict[int, SpeakerKeeper] = {}  # source channel id -> its session's speaker keeper
 
@@ -108,7 +121,15 @@ class InterpretationManager:
         return await self._start(guild, voice_channel, requested)
 
     async def stop(self, *, guild_id: int, channel_id: int | None = None, reason: str = "stopped") -> StopReport:
-        return await self._stop(self._find(guild_id, channel_id), reason)
+        try:
+            running = self._find(guild_id, channel_id)
+        except NoActiveSession:
+            starting = [c for c, g in self._starting.items() if g == guild_id and channel_id in (None, c)]
+            if not starting:
+                raise
+            self._stop_when_started[starting[0]] = reason  # stopped the moment its start completes
+            raise StillStarting() from None
+        return await self._stop(running, reason)
 
     def status(self, guild_id: int) -> list[SessionStatus]:
         shard = (shard_of(guild_id, self.core.settings.shard_count), self.core.settings.shard_count)
@@ -146,6 +167,11 @@ class InterpretationManager:
         return await self.housekeeping.purge_expired_transcripts()
 
     async def close(self) -> None:
+        """Refuse new starts, let the ones under way finish (bounded), then stop every session."""
+        self._closing = True
+        if not self._starts_done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._starts_done.wait(), SHUTDOWN_WAIT_S)
         for running in list(self.sessions.values()):
             try:
                 await self._stop(running, "shutdown")
@@ -159,6 +185,8 @@ class InterpretationManager:
             raise NotInVoiceChannel()
         channel_id = voice_channel.id
         await self._await_shutdowns(guild.id)
+        if self._closing:
+            raise ShuttingDown()
         if channel_id in self.sessions or channel_id in self._starting or channel_id in self._stopping:
             raise SessionAlreadyRunning()
         if (
@@ -171,6 +199,7 @@ class InterpretationManager:
                 "(the bot can be in one voice channel per server); stop it first with /interpret stop."
             )
         self._starting[channel_id] = guild.id
+        self._starts_done.clear()
         try:
             plan = await self.starter.plan(guild, voice_channel, requested)
             built = await self.starter.build(plan, self._request_stop, self._bot_user_ids())
@@ -181,8 +210,17 @@ class InterpretationManager:
             raise told from exc
         finally:
             del self._starting[channel_id]
+            asked_to_stop = self._stop_when_started.pop(channel_id, None)
+            if not self._starting:
+                self._starts_done.set()
         running = built.running
         self.sessions[channel_id] = running
+        stop_reason = "shutdown" if self._closing else asked_to_stop
+        if stop_reason is not None:  # asked to stop (or shutting down) while it was starting
+            await self._stop(running, stop_reason)
+            if self._closing:
+                raise ShuttingDown()
+            raise NoActiveSession("The interpretation was stopped as asked while it was starting.")
         running.live.start_output()
         keeper = SpeakerKeeper(SessionPlacements(running, self.leases, plan.prefs), self.speaker_pool)
         self._keepers[channel_id] = keeper
@@ -261,12 +299,15 @@ class InterpretationManager:
                     await db_sessions.mark_stopping(s, running.session_id)
             except Exception as exc:
                 log.warning("session %s: could not mark it stopping: %s", running.session_id, exc)
-            await live.wind_down()
-            await self.palabra.delete_created(running.rest)
-            await self.leases.release_session(running.session_id)
+            # Each step runs whatever the one before did: a stream that failed mid-stop must not keep the
+            # speaker bot in its channel, the Palabra session billed or the row stuck in "stopping".
+            sid = running.session_id
+            await _step(sid, "winding down", live.wind_down())
+            await _step(sid, "deleting its Palabra session", self.palabra.delete_created(running.rest))
+            await _step(sid, "releasing its speaker bots", self.leases.release_session(sid))
             running.slots.clear()
-            await _leave_voice(live.parts.voice_client)
-            await end_row(self.core, running.session_id, reason)
+            await _step(sid, "leaving voice", _leave_voice(live.parts.voice_client))
+            await end_row(self.core, sid, reason)
             lines = len(live.parts.transcript.finals())
             summary_id = await post_summary(running, reason, self.metrics)
         finally:
@@ -297,6 +338,8 @@ class InterpretationManager:
             log.info("resumed the interpretation of channel %s as session %s", channel.id, report.session_id)
         except InterpretationError as exc:
             log.warning("could not resume the interpretation of channel %s: %s", channel.id, exc.user_message)
+        except Exception:  # one session that cannot resume must not keep the others (or start-up) down
+            log.exception("could not resume the interpretation of channel %s", channel.id)
 
     def _bot_user_ids(self) -> set[int]:
         ids = {self.listener.user.id} if self.listener.user else set()
@@ -349,3 +392,11 @@ async def _leave_voice(vc: ListenerVoice) -> None:
 def _log_failure(task: asyncio.Task[StopReport]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("stopping a session failed", exc_info=task.exception())
+
+
+async def _step(session_id: int, what: str, step: Awaitable[object]) -> None:
+    """One step of a session's shutdown: a failure is logged and the shutdown goes on."""
+    try:
+        await step
+    except Exception:
+        log.exception("session %s: %s failed while stopping", session_id, what)

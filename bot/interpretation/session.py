@@ -218,7 +218,11 @@ class LiveSession:
         if self._clock.skipped > self._skips_seen:
             # A long stall drained the stream's buffer (it padded and re-anchored): restore the lead.
             self._skips_seen = self._clock.skipped
-            await self.parts.streaming.send_audio(bytes(int(self.config.stream_lead_s * self.config.session_rate) * 2))
+            lead = bytes(int(self.config.stream_lead_s * self.config.session_rate) * 2)
+            try:
+                await self.parts.streaming.send_audio(lead)
+            except Exception as exc:  # the stream failed or is ending: the events task reports it
+                log.debug("session %s: lead not restored: %s", self.config.session_id, exc)
         for source in self.parts.floor_playbacks:
             source.feed_floor(frame)
         pcm = self._resampler.process(frame)

@@ -173,3 +173,17 @@ def test_auto_stop_rules_on_a_fake_clock():
     world.guild.me.voice.channel = world.channel
     assert live._stop_reason_now(t0 + 599) is None
     assert live._stop_reason_now(t0 + 600.5) == "max_duration"
+
+
+async def test_a_stall_after_the_stream_failed_does_not_kill_the_mixer_clock():
+    """After a long stall the session restores the stream's lead; if the stream has failed meanwhile (the
+    stop is on its way), that send fails like every other and the frame path goes on."""
+    world = World()
+
+    async def closed(_pcm: bytes) -> None:
+        raise SessionClosedError("the stream failed")
+
+    world.stream.send_audio = closed  # type: ignore[method-assign]
+    world.live._clock.skipped += 1  # a stall longer than the clock's catch-up
+    await world.live._on_mixed_frame(bytes(FRAME_BYTES))  # raised SessionClosedError before
+    assert world.live._skips_seen == world.live._clock.skipped
