@@ -103,8 +103,10 @@ class Outlet:
 
     @property
     def idle(self) -> bool:
-        """Between talk spurts: nothing is being sent, so the next spurt may start at any moment."""
-        return self._silent_run >= SILENCE_TAIL_FRAMES
+        """Between talk spurts: nothing is being sent, so the next spurt may start at any moment. Not
+        while the connection is down: audio queued meanwhile wakes nobody again, so the sender keeps
+        ticking until the connection is back (or the outlet gives up)."""
+        return self._was_connected and self._silent_run >= SILENCE_TAIL_FRAMES
 
     def tick(self) -> None:
         self.stats.ticks += 1

@@ -23,7 +23,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,7 +172,7 @@ class VoiceReceiver:
                 self.gateway_errors += 1
                 self._log("transport", logging.ERROR, "voice receive: cannot use the session key: %s", exc)
         elif isinstance(event, voice_gateway.SsrcAnnounced):
-            self._enqueue_events(self.pipeline.map_ssrc(event.ssrc, event.user_id, now))
+            self._map_ssrc(event.ssrc, event.user_id, now)
         elif isinstance(event, voice_gateway.ClientsConnected):
             self._publish_event(MemberJoined(event.user_ids))
         elif isinstance(event, voice_gateway.ClientDisconnected):
@@ -180,9 +180,16 @@ class VoiceReceiver:
             self._inbox.put(("forget", event.user_id))
             self._publish_event(MemberLeft(event.user_id))
 
-    def _enqueue_events(self, events: Iterable[Any]) -> None:
-        for event in events:
-            self._inbox.put(("event", event))
+    def _map_ssrc(self, ssrc: int, user_id: int, now: float) -> None:
+        """Map and hand over the packets held for the SSRC in one step, under the streams' lock: the UDP
+        thread's next packet of that SSRC (mapped now) waits for them, so they stay first in the stream
+        instead of reaching the worker after it and counting as late."""
+        with self._streams_lock:
+            out = [item for event in self.pipeline.map_ssrc(ssrc, user_id, now) for item in self._handle(event)]
+            if out:
+                self._deliver(out)
+        if any(isinstance(item, SpeakingChanged) and item.speaking for item in out):
+            self._inbox.put(("wake", None))  # the worker polls while someone speaks
 
     # ---- decode worker -----------------------------------------------------------------------------
     def _work(self) -> None:

@@ -142,3 +142,34 @@ def test_an_outlet_whose_connection_never_comes_back_is_dropped():
     for _ in range(3001):
         outlet.tick()
     assert outlet.detached
+
+
+def test_audio_queued_while_the_connection_is_down_plays_once_it_is_back():
+    """The speaker's voice connection drops between talk spurts (a resume, a reconnect); translation
+    arrives meanwhile and wakes the sleeping sender, which finds the connection down. The sender must keep
+    ticking that outlet until the connection is back, not fall asleep again with the audio queued (later
+    chunks find the queue non-empty and wake nobody)."""
+    sent = threading.Event()
+
+    class Counting(RecordingSink):
+        def send_audio_packet(self, data: bytes, *, encode: bool = True) -> None:
+            super().send_audio_packet(data, encode=encode)
+            sent.set()
+
+    sink, source = Counting(), TranslationSource()
+    clock = PlaybackClock(senders=1)
+    try:
+        outlet = clock.attach(Outlet(sink, source))
+        sink.connected = False
+        source.feed(speech_24k(1.0))  # wakes the sender; it finds the connection down
+        pause = threading.Event()
+        for _ in range(500):  # at most 5 s
+            if outlet.stats.not_connected or pause.wait(0.01):
+                break
+        assert outlet.stats.not_connected
+        source.feed(speech_24k(1.0))  # the queue is not empty: no wake-up from this one
+        sink.connected = True
+        assert sent.wait(timeout=5), "the queued translation never played after the reconnect"
+        assert all(len(packet) > 3 for _ts, packet in sink.packets[:5])  # speech, not silence
+    finally:
+        clock.stop()

@@ -143,3 +143,44 @@ async def test_listener_negotiates_aes_gcm_and_can_also_play_into_its_channel():
         assert corr.peak >= 0.9, f"correlation {corr.peak:.3f}"
         assert alice.stats.transport_failures == 0 and alice.stats.dave_failures == 0
         assert_heard(speech(SPEECH_A, 2.0), collector.audio(alice.id), 0.95, vc.receiver)
+
+
+async def test_packets_held_until_op_5_come_out_before_the_next_live_packet_whatever_the_worker_does():
+    """Transport-only call: an SSRC's first packets arrive before its op 5 and are held. op 5 releases
+    them; the next packet follows at once on the UDP thread. The released ones must not wait behind it
+    for the decode worker (they would be "late" and the first words of the utterance lost)."""
+    import os
+
+    import numpy as np
+
+    from bot.voice.receiver import VoiceReceiver
+    from tests.fakes.discord.sender import XCHACHA, Sender
+
+    key, alice, ssrc = os.urandom(32), 2002, 500
+    receiver = VoiceReceiver(asyncio.get_running_loop(), lambda: (None, 0), own_user_id=1001)
+    for message in ({"op": 2, "d": {"ssrc": 1}}, {"op": 4, "d": {"mode": XCHACHA, "secret_key": list(key)}}):
+        receiver.on_gateway_message(message)
+    sender = Sender(ssrc=ssrc, key=key)
+    tone = (np.sin(np.arange(960) / 5) * 8000).astype("<i2").repeat(2).tobytes()
+    packets = []
+    for _ in range(11):
+        packets.append(sender.packet(sender.frame(tone)))
+    for datagram in packets[:10]:
+        receiver.on_datagram(datagram)  # unmapped: held
+    receiver.on_gateway_message({"op": 5, "d": {"ssrc": ssrc, "user_id": alice, "speaking": 1}})
+    receiver.on_datagram(packets[10])  # the UDP thread, before the worker has run at all
+    receiver.start()
+    try:
+        frames = []
+
+        async def collect() -> None:
+            async for frame in receiver.frames():
+                frames.append(frame)
+                if len(frames) == 11:
+                    return
+
+        await asyncio.wait_for(collect(), 5)
+    finally:
+        receiver.stop()
+    assert [f.timestamp // 960 for f in frames] == list(range(11))
+    assert receiver.stats().get("jitter_late", 0) == 0
