@@ -239,6 +239,18 @@ def dave_state(voice_client: discord.VoiceClient) -> tuple[object | None, int]:
     return state.dave_session, int(state.dave_protocol_version or 0)
 
 
+def media_ready(voice_client: discord.VoiceClient) -> bool:
+    """Whether audio sent now reaches the channel's DAVE members: a transport-only call, or our DAVE
+    group is ready. Between a (re)connect's SESSION_DESCRIPTION and our welcome, discord.py sends plain
+    Opus (`_get_voice_packet` encrypts only when `can_encrypt`), which DAVE receivers drop.
+
+    Why: the private `_connection` holds `dave_protocol_version` and `can_encrypt`.
+    Checked against discord.py 2.7.1 / davey 0.1.7.
+    """
+    state = voice_client._connection
+    return not state.dave_protocol_version or bool(state.can_encrypt)
+
+
 def send_datagram(voice_client: discord.VoiceClient, data: bytes) -> bool:
     """Send one raw UDP datagram on the voice socket (the NAT keepalive); False if not connected.
 

@@ -37,6 +37,7 @@ import numpy as np
 from bot.audio import opus
 from bot.audio.frames import FRAME_BYTES, FRAME_S, SILENT_FRAME, FrameAssembler, as_samples, saturate
 from bot.audio.resample import palabra_to_discord
+from bot.voice import adapter
 from bot.voice.playback_clock import Outlet, PlaybackClock, shared_clock
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,8 @@ async def play(vc: discord.VoiceClient, source: TranslationSource, clock: Playba
 
     # Discord forwards a client's audio (and maps its SSRC for the others) after op 5 SPEAKING.
     await vc.ws.speak(discord.SpeakingState.voice)
-    outlet = (clock or shared_clock()).attach(Outlet(vc, source, on_reconnected=speak_again))
+    outlet = Outlet(vc, source, on_reconnected=speak_again, media_ready=lambda: adapter.media_ready(vc))
+    outlet = (clock or shared_clock()).attach(outlet)
     _outlets[id(vc)] = outlet
     return outlet
 

@@ -72,6 +72,7 @@ class OutletStats:
     late: int = 0
     skipped: int = 0  # ticks lost to a stall longer than MAX_CATCH_UP_TICKS
     not_connected: int = 0
+    held_for_e2ee: int = 0  # connected, but the DAVE group not ready: audio waits instead of being dropped
 
 
 class Outlet:
@@ -83,15 +84,19 @@ class Outlet:
         source: FrameSource,
         encoder: opus.Encoder | None = None,
         on_reconnected: Callable[[], None] | None = None,
+        media_ready: Callable[[], bool] | None = None,
     ) -> None:
         self.sink, self.source = sink, source
         self.on_reconnected = on_reconnected  # e.g. re-send the speaking op (a new voice session needs it)
+        # False while frames would go out unencrypted into a DAVE call (bot.voice.adapter.media_ready)
+        self.media_ready = media_ready
         self._was_connected = True
         self._disconnected_ticks = 0
         self.encoder = encoder or make_encoder()
         self.stats = OutletStats()
         self._silent_run = SILENCE_TAIL_FRAMES  # start quiet: no silence tail before the first speech
         self._unsent = 0  # ticks with nothing sent since the last packet: the RTP clock skips them
+        self._holding = False  # audio waits for the DAVE group (ticked meanwhile, like a disconnect)
         self.detached = False
         self.kicked = False
 
@@ -106,7 +111,7 @@ class Outlet:
         """Between talk spurts: nothing is being sent, so the next spurt may start at any moment. Not
         while the connection is down: audio queued meanwhile wakes nobody again, so the sender keeps
         ticking until the connection is back (or the outlet gives up)."""
-        return self._was_connected and self._silent_run >= SILENCE_TAIL_FRAMES
+        return self._was_connected and not self._holding and self._silent_run >= SILENCE_TAIL_FRAMES
 
     def tick(self) -> None:
         self.stats.ticks += 1
@@ -123,6 +128,12 @@ class Outlet:
             self._silent_run, self._unsent = SILENCE_TAIL_FRAMES, 0
             if self.on_reconnected is not None:
                 self.on_reconnected()
+        if self.media_ready is not None and not self.media_ready():
+            self.stats.held_for_e2ee += 1
+            self._holding = True
+            self._unsent += 1  # the RTP clock runs on through the wait, as through a pause
+            return
+        self._holding = False
         pcm = self.source.next_frame()
         if pcm is None:
             if self._silent_run >= SILENCE_TAIL_FRAMES:

@@ -173,3 +173,28 @@ def test_audio_queued_while_the_connection_is_down_plays_once_it_is_back():
         assert all(len(packet) > 3 for _ts, packet in sink.packets[:5])  # speech, not silence
     finally:
         clock.stop()
+
+
+def test_translation_waits_while_frames_would_go_out_unencrypted_and_plays_from_its_first_frame():
+    """Connected, but our DAVE group not ready yet (a reconnect, before the welcome): discord.py would
+    send plain Opus, which DAVE receivers drop. The outlet holds the audio instead, with the RTP clock
+    running on, and plays it from its first frame once the group is ready."""
+    ready = [False]
+    sink, source = RecordingSink(), TranslationSource()
+    outlet = Outlet(sink, source, media_ready=lambda: ready[0])
+    source.feed(speech_24k(2.0)[24000 * 2 :])  # the second second of the fixture: speech throughout
+    source.end_utterance()
+    queued = source.queued_seconds
+    for _ in range(10):
+        outlet.tick()
+    assert sink.packets == [] and source.queued_seconds == queued and outlet.stats.held_for_e2ee == 10
+    assert not outlet.idle  # the sender keeps ticking it: nothing would wake it again
+    ready[0] = True
+    while source.queued_seconds:
+        outlet.tick()
+    first_ts = sink.packets[0][0]
+    assert first_ts == 1000 + 10 * FRAME_SAMPLES  # the wait shows as a pause on the RTP clock
+    heard = timeline(sink, first_ts)
+    reference = from_pcm(decode(SPEECH_B, rate=48000, channels=2), 2)[48000:96000, 0]  # the same second
+    played = xcorr(reference, heard[: len(reference) + 2000], max_lag=2000)  # all of it, from its start
+    assert played.peak > 0.9 and 0 <= played.lag < 700, played
