@@ -7,6 +7,7 @@ apart), taken and given back together by `SpeakerLeases`. Nothing else leases or
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -68,17 +69,21 @@ class SpeakerLeases:
         if lease is None or self.busy(lease):
             return "every speaker bot is busy in this server"
         assert lease.speaker_id is not None, "the pool only leases speakers that are logged in"
-        async with self.database.session() as s:
-            row = await db_leases.acquire_speaker(
-                s,
-                candidates=[lease.speaker_id],
-                guild_id=guild_id,
-                channel_id=channel_id,
-                language=language,
-                instance_id=self.instance_id,
-                session_id=session_id,
-            )
-            row_id = row.id if row is not None else None
+        try:
+            async with self.database.session() as s:
+                row = await db_leases.acquire_speaker(
+                    s,
+                    candidates=[lease.speaker_id],
+                    guild_id=guild_id,
+                    channel_id=channel_id,
+                    language=language,
+                    instance_id=self.instance_id,
+                    session_id=session_id,
+                )
+                row_id = row.id if row is not None else None
+        except BaseException:  # a failed or cancelled write: the speaker must not stay leased in this process
+            await asyncio.shield(lease.release())
+            raise
         if row_id is None:
             await lease.release()
             return "its speaker bot or channel is in use by another session"

@@ -110,13 +110,21 @@ class Lease:
         if not isinstance(channel, (discord.VoiceChannel, discord.StageChannel)):
             raise SpeakerError(f"channel {channel_id} is not a voice channel")
         ensure_discord_opus()
-        vc = await self._connection_in(channel, settle_s)
-        if vc.is_playing():
-            vc.stop()
-        if isinstance(source, TranslationSource):
-            await playback.play(vc, source)  # the shared 20 ms clock: nothing encoded or sent for silence
-        else:
-            vc.play(source, **OPUS_SETTINGS)
+        try:
+            vc = await self._connection_in(channel, settle_s)
+            if vc.is_playing():
+                vc.stop()
+            if isinstance(source, TranslationSource):
+                await playback.play(vc, source)  # the shared 20 ms clock: nothing encoded or sent for silence
+            else:
+                vc.play(source, **OPUS_SETTINGS)
+        except BaseException:
+            # Cut short (a timeout, a stop cancelling the move, an error after the connect): a connection
+            # made here is not the lease's yet, so nothing else would ever take the bot out of the channel.
+            stray = channel.guild.voice_client
+            if stray is not None and stray is not self.voice_client:
+                await asyncio.shield(leave(stray))
+            raise
         self.voice_client, self.source, self.channel_id = vc, source, channel_id
         return vc
 

@@ -134,3 +134,31 @@ async def test_a_resume_failing_with_an_unexpected_error_is_logged_and_the_other
         assert any("could not resume" in r.getMessage() for r in caplog.records)
         assert len(world.manager.sessions) == 1
         await world.manager.stop(guild_id=world.fake.guild.id)
+
+
+async def test_a_speaker_acquisition_cancelled_during_its_database_write_leaves_the_speaker_free(db, monkeypatch):
+    from bot.interpretation import leasing
+    from bot.voice.playback import TranslationSource
+
+    async with world_on(db) as world:
+        entered = asyncio.Event()
+
+        async def stuck_write(*_args, **_kwargs):
+            entered.set()
+            await asyncio.Event().wait()
+
+        monkeypatch.setattr(leasing.db_leases, "acquire_speaker", stuck_write)
+        acquiring = asyncio.create_task(
+            world.manager.leases.acquire(
+                guild_id=world.fake.guild.id,
+                channel_id=world.channel("Voice B").id,
+                language="es",
+                session_id=1,
+                source=TranslationSource(),
+            )
+        )
+        await entered.wait()
+        assert len(world.pool.leases()) == 1
+        acquiring.cancel()  # a stop or a shutdown while the keeper moves a language
+        await asyncio.gather(acquiring, return_exceptions=True)
+        assert world.pool.leases() == []  # not leased forever to a session that never got it

@@ -213,3 +213,44 @@ async def test_releasing_a_speaker_whose_connection_was_dropped_is_prompt():
             assert pool.leases() == []
         finally:
             await stop_speakers(pool, tasks)
+
+
+async def test_a_join_cut_short_leaves_the_channel_instead_of_sitting_in_it_silent():
+    """The voice server never answers the speaker's join (no VOICE_SERVER_UPDATE), and the caller gives
+    up: a rejoin's time limit, or a stop cancelling a move. The half-made connection is not the lease's
+    yet, so it must be left here, or the bot stays in the channel, silent, until it is next used."""
+    async with FakeDiscord() as fake:
+        pool, tasks = await started(fake)
+        try:
+            lease = await pool.lease(fake.guild.id, "es")
+            assert lease is not None and lease.speaker_id is not None
+            speaker_id, real_session_of = lease.speaker_id, fake.gateway.session_of
+
+            class NoServerUpdate:
+                def __init__(self, session) -> None:
+                    self._session = session
+
+                def __getattr__(self, name):
+                    return getattr(self._session, name)
+
+                async def dispatch(self, event, data):
+                    if event != "VOICE_SERVER_UPDATE":
+                        await self._session.dispatch(event, data)
+
+            def session_of(user_id, guild_id=None):
+                session = real_session_of(user_id, guild_id)
+                return NoServerUpdate(session) if user_id == speaker_id and session is not None else session
+
+            fake.gateway.session_of = session_of
+            voice_b = fake.channel("Voice B").id
+            joining = asyncio.create_task(lease.play(voice_b, TranslationSource()))
+            await wait_for(lambda: speaker_id in fake.voice_members(voice_b), what="the speaker in Voice B")
+            joining.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await joining
+            await wait_for(lambda: speaker_id not in fake.voice_members(voice_b), what="the speaker out of Voice B")
+            assert lease.voice_client is None
+            fake.gateway.session_of = real_session_of
+            await lease.release()
+        finally:
+            await stop_speakers(pool, tasks)
