@@ -52,6 +52,7 @@ OPUS_SETTINGS: dict[str, Any] = {
 OPUS_COMPLEXITY = 1  # not a discord.py Encoder setting: our encoder (PlaybackClock) sets it
 MAX_QUEUE_SECONDS = 60.0  # translation is never dropped below this; beyond it the oldest goes (counted)
 FLOOR_QUEUE_FRAMES = 10  # 200 ms: floor audio is live; a backlog would only add delay
+SPURT_START_FRAMES = 3  # a talk spurt starts with 60 ms queued, or after waiting 60 ms at most
 
 
 def ensure_discord_opus() -> None:
@@ -111,11 +112,13 @@ class TranslationSource(discord.AudioSource):
         self.translation_frames = 0
         self.dropped_frames = 0
         self.closed = False
+        self._utterance_complete = False  # end_utterance since the last feed: all of it is queued
         self.on_audio: Callable[[], None] | None = None  # called when audio is queued into an empty queue
 
     # ---- producers (event loop) --------------------------------------------------------------------
     def feed(self, pcm_24k_mono: bytes) -> None:
         """Queue translated speech (s16le, 24 kHz mono, any length)."""
+        self._utterance_complete = False
         self._enqueue(self._assembler.feed(self._resampler.process(pcm_24k_mono)))
 
     def end_utterance(self) -> None:
@@ -123,8 +126,22 @@ class TranslationSource(discord.AudioSource):
         tail = self._resampler.flush()
         frames = self._assembler.feed(tail)
         last = self._assembler.flush(pad=True)
+        self._utterance_complete = True
         self._enqueue(frames + ([last] if last else []))
         self._resampler = palabra_to_discord(self._resampler.quality)
+
+    def spurt_ready(self, waited_ticks: int) -> bool:
+        """Whether a talk spurt may start now (the sender asks between spurts): SPURT_START_FRAMES queued,
+        or the whole utterance, or it has waited that many ticks. A translation whose first chunk is tiny
+        then does not start on 20 ms and stutter when the next chunk is a moment late."""
+        with self._lock:
+            queued = len(self._queue)
+        return (
+            queued == 0
+            or queued >= SPURT_START_FRAMES
+            or self._utterance_complete
+            or waited_ticks >= SPURT_START_FRAMES
+        )
 
     def feed_floor(self, frame_48k_stereo: bytes) -> None:
         """One 20 ms frame of the original speakers (already mixed), for the floor under the translation."""

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.audio import opus
 from bot.audio.frames import FRAME_S, FRAME_SAMPLES
@@ -37,6 +37,13 @@ GIVE_UP_TICKS = 3000  # an outlet whose connection stays down for a minute is dr
 
 class FrameSource(Protocol):
     def next_frame(self) -> bytes | None: ...
+
+
+@runtime_checkable
+class SpurtSource(FrameSource, Protocol):
+    """A source that may ask the sender to wait a moment before starting a talk spurt."""
+
+    def spurt_ready(self, waited_ticks: int) -> bool: ...
 
 
 class PacketSink(Protocol):
@@ -97,6 +104,8 @@ class Outlet:
         self._silent_run = SILENCE_TAIL_FRAMES  # start quiet: no silence tail before the first speech
         self._unsent = 0  # ticks with nothing sent since the last packet: the RTP clock skips them
         self._holding = False  # audio waits for the DAVE group (ticked meanwhile, like a disconnect)
+        self._start_wait = 0  # ticks a talk spurt has waited for its first frames (SpurtSource)
+        self._spurt_ready = source.spurt_ready if isinstance(source, SpurtSource) else None
         self.detached = False
         self.kicked = False
 
@@ -111,7 +120,12 @@ class Outlet:
         """Between talk spurts: nothing is being sent, so the next spurt may start at any moment. Not
         while the connection is down: audio queued meanwhile wakes nobody again, so the sender keeps
         ticking until the connection is back (or the outlet gives up)."""
-        return self._was_connected and not self._holding and self._silent_run >= SILENCE_TAIL_FRAMES
+        return (
+            self._was_connected
+            and not self._holding
+            and not self._start_wait
+            and self._silent_run >= SILENCE_TAIL_FRAMES
+        )
 
     def tick(self) -> None:
         self.stats.ticks += 1
@@ -134,6 +148,12 @@ class Outlet:
             self._unsent += 1  # the RTP clock runs on through the wait, as through a pause
             return
         self._holding = False
+        if self._silent_run >= SILENCE_TAIL_FRAMES and not self._spurt_may_start():
+            self._start_wait += 1
+            self.stats.idle_ticks += 1
+            self._unsent += 1
+            return
+        self._start_wait = 0
         pcm = self.source.next_frame()
         if pcm is None:
             if self._silent_run >= SILENCE_TAIL_FRAMES:
@@ -147,6 +167,9 @@ class Outlet:
         self._silent_run = 0
         self.stats.encoded += 1
         self._send(self.encoder.encode(pcm))  # libopus through ctypes: the GIL is released
+
+    def _spurt_may_start(self) -> bool:
+        return self._spurt_ready is None or self._spurt_ready(self._start_wait)
 
     def _send(self, packet: bytes) -> None:
         if self._unsent:

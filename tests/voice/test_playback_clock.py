@@ -198,3 +198,43 @@ def test_translation_waits_while_frames_would_go_out_unencrypted_and_plays_from_
     reference = from_pcm(decode(SPEECH_B, rate=48000, channels=2), 2)[48000:96000, 0]  # the same second
     played = xcorr(reference, heard[: len(reference) + 2000], max_lag=2000)  # all of it, from its start
     assert played.peak > 0.9 and 0 <= played.lag < 700, played
+
+
+def test_a_talk_spurt_whose_first_chunk_is_tiny_waits_a_moment_for_more_instead_of_stuttering():
+    """Palabra may open a translation with a chunk of a few ms. Starting on 20 ms would leave a hole as
+    soon as the next chunk is a moment late; the spurt waits for 60 ms of audio (at most 3 ticks), and
+    a whole short utterance, or a first chunk that is long enough, starts at once."""
+    sink, source = RecordingSink(), TranslationSource()
+    outlet = Outlet(sink, source)
+    speech = speech_24k(2.0)[24000 * 2 :]
+    frame_24k = 480 * 2  # 20 ms at 24 kHz
+    source.feed(speech[: 5 * frame_24k // 2])  # a tiny first chunk: 50 ms, one frame past the resampler
+    assert 0 < source.queued_seconds < 0.06
+    outlet.tick()
+    assert sink.packets == [] and not outlet.idle  # waiting, and the sender keeps ticking it
+    source.feed(speech[5 * frame_24k // 2 : 6 * frame_24k])  # the next chunk, a tick later
+    outlet.tick()
+    assert len(sink.packets) == 1 and sink.packets[0][0] == 1000 + FRAME_SAMPLES  # one tick of wait on the clock
+    for _ in range(3):
+        outlet.tick()
+    assert len(sink.packets) == 4  # then every frame in turn, no hole
+
+    # Nothing more comes: a lone frame starts after 3 ticks at most.
+    late_sink, late_source = RecordingSink(), TranslationSource()
+    late = Outlet(late_sink, late_source)
+    late_source.feed(speech[: 5 * frame_24k // 2])
+    for _ in range(3):
+        late.tick()
+    assert late_sink.packets == []
+    late.tick()
+    assert len(late_sink.packets) == 1
+
+    # A whole utterance shorter than the wait, or a long first chunk: at once.
+    for feed in (speech[:frame_24k], speech[: 10 * frame_24k]):
+        quick_sink, quick_source = RecordingSink(), TranslationSource()
+        quick = Outlet(quick_sink, quick_source)
+        quick_source.feed(feed)
+        if len(feed) == frame_24k:
+            quick_source.end_utterance()
+        quick.tick()
+        assert len(quick_sink.packets) == 1
