@@ -23,7 +23,9 @@ BUDGET_MS: dict[str, float] = {
     "pacing": 4.0,  # a full chunk -> on the socket (the stream's send loop, the event loop)
     # egress
     "decode_feed": 4.0,  # output_audio_data on the socket -> parsed, resampled to 48 kHz, queued
-    "playback_clock": 4.0,  # an idle speaker starts at once; a busy one sends on its next tick
+    "playback_clock": 4.0,  # an idle speaker starts at once; a busy one sends on its next tick. A first
+    #                         chunk under 60 ms waits up to 3 ticks for more (bot.voice.playback
+    #                         SPURT_START_FRAMES): Palabra's ~200 ms chunks never do
     "send": 2.0,  # DAVE + transport encrypt + sendto
 }
 INGRESS_STAGES = ("receive", "prebuffer", "mixer_clock", "resampler", "pacing")
