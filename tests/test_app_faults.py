@@ -40,6 +40,16 @@ async def active_rows(url: str) -> list:
         await database.close()
 
 
+def catches_sigterm(pid: int) -> bool:
+    """Whether the process has a handler for SIGTERM (Linux: the SigCgt mask of /proc/<pid>/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            caught = next(line for line in status if line.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+
+
 async def terminate(bot: BotProcess) -> tuple[int, float]:
     """SIGTERM; (exit code, seconds until it exited)."""
     assert bot.proc is not None
@@ -79,7 +89,10 @@ async def test_sigterm_during_start_up_exits_0_promptly_leaving_nothing(tmp_path
         try:
             await bot.start()
             if moment == "importing":
-                await asyncio.sleep(0.2)
+                # Once `python -m bot` catches SIGTERM (its first lines), the imports are under way: before
+                # that the interpreter itself is starting and the signal's default action applies.
+                await wait_for(lambda: catches_sigterm(bot.proc.pid), timeout=30, what="the early handler")
+                await asyncio.sleep(0.05)
             elif moment == "discord-hangs":
                 await wait_for(lambda: held, timeout=30, what="the login under way")
                 await asyncio.sleep(0.5)
