@@ -59,12 +59,18 @@ async def _session_world(db, world):
     return alice
 
 
+async def _start_held(db, world):
+    """Alice's start, held inside its build: (alice, the hold, the start's task)."""
+    alice = await _session_world(db, world)
+    held = HeldBuild(world)
+    starting = asyncio.create_task(_start(world, alice))
+    await held.entered.wait()
+    return alice, held, starting
+
+
 async def test_a_stop_asked_while_the_session_starts_stops_it_once_started(db):
     async with world_on(db) as world:
-        alice = await _session_world(db, world)
-        held = HeldBuild(world)
-        starting = asyncio.create_task(_start(world, alice))
-        await held.entered.wait()
+        _alice, held, starting = await _start_held(db, world)
         with pytest.raises(StillStarting):  # told, not "no session is running"
             await world.manager.stop(guild_id=world.fake.guild.id)
         held.release.set()
@@ -75,10 +81,7 @@ async def test_a_stop_asked_while_the_session_starts_stops_it_once_started(db):
 
 async def test_a_shutdown_during_a_start_waits_for_it_and_stops_it_and_later_starts_are_refused(db):
     async with world_on(db) as world:
-        alice = await _session_world(db, world)
-        held = HeldBuild(world)
-        starting = asyncio.create_task(_start(world, alice))
-        await held.entered.wait()
+        alice, held, starting = await _start_held(db, world)
         closing = asyncio.create_task(world.manager.close())
         await asyncio.sleep(0.1)
         assert not closing.done()  # it waits for the start under way

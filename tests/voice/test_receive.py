@@ -140,11 +140,9 @@ def test_transport_only_call_passes_plain_opus(group):
     assert [p.opus for p in packets_of(pipeline.feed(sender.packet(b"\x78plain"), 0))] == [b"\x78plain"]
 
 
-def test_frames_keyed_for_an_epoch_we_have_not_reached_yet_are_opened_once_we_have():
-    """Carol joins; Alice processes the commit first and encrypts for the new epoch while our session
-    (a slower link) still has the old one. Those frames are kept briefly and opened after our commit,
-    not lost (a failed DAVE attempt does not consume the nonce)."""
-    from tests.fakes.discord.dave import OP_ANNOUNCE_COMMIT, OP_WELCOME, LocalDaveGroup
+def alice_and_us_in_a_group():
+    """Our DAVE session and Alice's in one group (no networking), our pipeline with her SSRC mapped."""
+    from tests.fakes.discord.dave import LocalDaveGroup
 
     local = LocalDaveGroup()
     for member in (BOT, ALICE):
@@ -152,7 +150,16 @@ def test_frames_keyed_for_an_epoch_we_have_not_reached_yet_are_opened_once_we_ha
     pipeline = ReceivePipeline(lambda: (local.sessions[BOT], 1), own_user_id=BOT, own_ssrc=1)
     pipeline.set_transport(XCHACHA, KEY)
     pipeline.map_ssrc(500, ALICE, 0.0)
-    alice = Sender(ssrc=500, key=KEY, session=local.sessions[ALICE])
+    return local, pipeline, Sender(ssrc=500, key=KEY, session=local.sessions[ALICE])
+
+
+def test_frames_keyed_for_an_epoch_we_have_not_reached_yet_are_opened_once_we_have():
+    """Carol joins; Alice processes the commit first and encrypts for the new epoch while our session
+    (a slower link) still has the old one. Those frames are kept briefly and opened after our commit,
+    not lost (a failed DAVE attempt does not consume the nonce)."""
+    from tests.fakes.discord.dave import OP_ANNOUNCE_COMMIT, OP_WELCOME
+
+    local, pipeline, alice = alice_and_us_in_a_group()
     sent = [os.urandom(60) for _ in range(3)]
     local.hold(BOT, ops={OP_ANNOUNCE_COMMIT, OP_WELCOME})
     local.join(3003)  # Carol: Alice moves to the new epoch, we do not yet
@@ -170,15 +177,9 @@ def test_frames_for_the_new_group_that_arrive_while_our_session_is_re_initialise
     """Our session re-initialises (a voice reconnect: discord.py re-creates it at SESSION_DESCRIPTION)
     while Alice is already in the re-formed group and encrypting for it. Until our welcome arrives the
     session is not ready; the frames of that gap are kept briefly and opened once it is, not lost."""
-    from tests.fakes.discord.dave import OP_WELCOME, LocalDaveGroup
+    from tests.fakes.discord.dave import OP_WELCOME
 
-    local = LocalDaveGroup()
-    for member in (BOT, ALICE):
-        local.join(member)
-    pipeline = ReceivePipeline(lambda: (local.sessions[BOT], 1), own_user_id=BOT, own_ssrc=1)
-    pipeline.set_transport(XCHACHA, KEY)
-    pipeline.map_ssrc(500, ALICE, 0.0)
-    alice = Sender(ssrc=500, key=KEY, session=local.sessions[ALICE])
+    local, pipeline, alice = alice_and_us_in_a_group()
     sent = [os.urandom(60) for _ in range(3)]
     local.hold(BOT, ops={OP_WELCOME})
     local.reinit(BOT)
