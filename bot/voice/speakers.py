@@ -29,6 +29,7 @@ CONNECT_TIMEOUT = 30.0
 LEAVE_TIMEOUT = 2.0
 DEAD_LEAVE_TIMEOUT = 0.3
 SETTLE_TIMEOUT = 2.0  # a voice connection in the middle of a reconnect
+LEFT_CONFIRM_TIMEOUT = 1.0  # after a bounded leave, how long a join waits for Discord to say we are out
 
 
 class SpeakerVoiceClient(discord.VoiceClient):
@@ -141,6 +142,9 @@ class Lease:
             # Dead (kicked, dropped) or elsewhere (moved): leave and join afresh. discord.py's move_to
             # waits for a handshake it never drives when the move follows a moderator's move.
             await leave(channel.guild.voice_client)
+            # The leave is bounded and discord.py's disconnect may still send its op 4 (no channel) after
+            # that: joining first would let that late op 4 take the bot out again mid-handshake.
+            await _until(lambda: _out_of_voice(channel.guild), LEFT_CONFIRM_TIMEOUT)
         return await channel.connect(cls=SpeakerVoiceClient, timeout=CONNECT_TIMEOUT, reconnect=True, self_deaf=True)
 
     async def rejoin(self) -> discord.VoiceClient:
@@ -153,6 +157,11 @@ class Lease:
     async def release(self) -> None:
         if self._pool is not None:
             await self._pool.release(self)
+
+
+def _out_of_voice(guild: discord.Guild) -> bool:
+    me = guild.me
+    return me is None or me.voice is None or me.voice.channel is None
 
 
 async def _until(condition: Callable[[], bool], timeout: float) -> None:
