@@ -416,14 +416,16 @@ class MixerClock:
     async def _emit_batch(self, frames: list[bytes]) -> None:
         """The idle branch's ticks: all silent (the usual case) go to `on_silence` in one call."""
         if frames and self.on_silence is not None and all(frame is SILENT_FRAME for frame in frames):
-            result = self.on_silence(len(frames))
-            if inspect.isawaitable(result):
-                await result
+            await _settled(self.on_silence(len(frames)))
             return
         for frame in frames:
             await self._emit(frame)
 
     async def _emit(self, frame: bytes) -> None:
-        result = self.on_frame(frame)
-        if inspect.isawaitable(result):
-            await result
+        await _settled(self.on_frame(frame))
+
+
+async def _settled(result: Awaitable[None] | None) -> None:
+    """A callback's result: awaited when the callback was a coroutine function."""
+    if inspect.isawaitable(result):
+        await result

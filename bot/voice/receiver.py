@@ -141,8 +141,7 @@ class VoiceReceiver:
                     out = self._handle(event)
                     if out:
                         self._deliver(out)
-                if any(isinstance(item, SpeakingChanged) and item.speaking for item in out):
-                    self._inbox.put(("wake", None))  # the worker polls while someone speaks
+                self._wake_worker_if_speaking(out)
         except Exception:
             self.callback_errors += 1
             self._log("datagram", logging.ERROR, "voice receive: unexpected error handling a datagram")
@@ -188,7 +187,10 @@ class VoiceReceiver:
             out = [item for event in self.pipeline.map_ssrc(ssrc, user_id, now) for item in self._handle(event)]
             if out:
                 self._deliver(out)
-        if any(isinstance(item, SpeakingChanged) and item.speaking for item in out):
+        self._wake_worker_if_speaking(out)
+
+    def _wake_worker_if_speaking(self, items: list[Any]) -> None:
+        if any(isinstance(item, SpeakingChanged) and item.speaking for item in items):
             self._inbox.put(("wake", None))  # the worker polls while someone speaks
 
     # ---- decode worker -----------------------------------------------------------------------------
