@@ -31,9 +31,8 @@ HOLD_SSRCS = 32  # distinct unmapped SSRCs held at once
 TRIAL_EVERY = 5  # trial-decrypt an unmapped SSRC on its 1st, 6th, 11th ... held packet
 # Report repeated failures on the 1st, then every REPORT_EVERY-th consecutive failure per sender.
 REPORT_EVERY = 25
-# DAVE failures that a commit or welcome we have not processed yet may explain (the sender is in an epoch
-# we have not reached, or our session is re-forming after a reconnect): retried once our epoch changes.
-RETRY_REASONS = frozenset({e2ee.NO_CRYPTOR, e2ee.NO_DECRYPTOR, e2ee.NOT_READY})
+# DAVE failures that a commit we have not processed yet may explain: retried once our epoch changes.
+RETRY_REASONS = frozenset({e2ee.NO_CRYPTOR, e2ee.NO_DECRYPTOR})
 RETRY_SECONDS = 0.2
 RETRY_PACKETS = 50
 
@@ -221,9 +220,9 @@ class ReceivePipeline:
         return events
 
     def _retry_after_epoch_change(self, session: Any, version: int, now: float) -> list[Event]:
-        """Frames a sender keyed for an epoch we had not reached (it processed the commit before we did),
-        or sent while our session re-formed: open them once our epoch moved on. Safe: a failed attempt
-        does not consume the nonce. Kept RETRY_SECONDS at most, so the jitter buffer can still place them."""
+        """Frames a sender keyed for an epoch we had not reached: open them once our epoch moved on
+        (the sender processed the commit before we did). Safe: a failed attempt does not consume the
+        nonce. Kept RETRY_SECONDS at most, so the jitter buffer can still place them."""
         if not self._retry or session is None:
             return []
         epoch, waiting = _epoch(session), deque[_Retry](maxlen=RETRY_PACKETS)

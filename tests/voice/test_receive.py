@@ -171,25 +171,3 @@ def test_frames_keyed_for_an_epoch_we_have_not_reached_yet_are_opened_once_we_ha
         events += pipeline.feed(alice.packet(local.sessions[ALICE].encrypt_opus(opus)), index * 0.02)
     assert [p.opus for p in packets_of(events)] == sent
     assert pipeline.stats.dave_recovered == 1
-
-
-def test_frames_for_the_new_group_that_arrive_while_our_session_is_re_initialised_are_opened_once_ready():
-    """Our session re-initialises (a voice reconnect: discord.py re-creates it at SESSION_DESCRIPTION)
-    while Alice is already in the re-formed group and encrypting for it. Until our welcome arrives the
-    session is not ready; the frames of that gap are kept briefly and opened once it is, not lost."""
-    from tests.fakes.discord.dave import OP_WELCOME
-
-    local, pipeline, alice = alice_and_us_in_a_group()
-    sent = [os.urandom(60) for _ in range(3)]
-    local.hold(BOT, ops={OP_WELCOME})
-    local.reinit(BOT)
-    assert not local.sessions[BOT].ready and local.sessions[ALICE].ready
-    early = pipeline.feed(alice.packet(local.sessions[ALICE].encrypt_opus(sent[0])), 0.00)
-    assert packets_of(early) == [] and pipeline.stats.dave_failures_by_reason == {"session_not_ready": 1}
-    local.release(BOT)
-    assert local.sessions[BOT].ready
-    events = early
-    for index, opus in enumerate(sent[1:], start=1):
-        events += pipeline.feed(alice.packet(local.sessions[ALICE].encrypt_opus(opus)), index * 0.02)
-    assert [p.opus for p in packets_of(events)] == sent
-    assert pipeline.stats.dave_recovered == 1
