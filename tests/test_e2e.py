@@ -129,6 +129,9 @@ async def test_a_new_user_who_does_not_wait_gets_every_translation_heard_and_pos
             assert bot.proc is not None
             bot.proc.send_signal(signal.SIGTERM)
             assert await bot.wait(15) == 0
+        except BaseException:
+            print(f"realism: {fake.realism.log}\nthe bot's log, excerpt:\n{bot.log_excerpt()}")
+            raise
         finally:
             await bot.kill()
         assert_no_secrets(bot.text())

@@ -98,6 +98,10 @@ class _ListenerConnectionState(VoiceConnectionState):
     3. `_create_socket()` (same three steps as 2.7.1's) uses a socket whose close() shuts it down first:
        on a reconnect with a new session discord.py closes the UDP socket while its SocketReader thread
        sits in a 30 s select() on it, so IP discovery on the new socket (and all audio) would stall.
+    4. `disconnect()` (a leave, ours or Discord's) first cancels the voice websocket poller: 2.7.1's
+       leaves it running, and a poller in the middle of its own reconnect (after close 4014, a move)
+       then overwrites the left state, fails on its stale token and sends a leave (op 4, no channel)
+       of its own, which takes a rejoin made meanwhile out of the channel again.
     """
 
     def __init__(self, voice_client: discord.VoiceClient, hook: VoiceHook, resume_grace_s: float) -> None:
@@ -118,6 +122,13 @@ class _ListenerConnectionState(VoiceConnectionState):
         self.socket = _WakingSocket(socket.AF_INET, socket.SOCK_DGRAM)
         self.socket.setblocking(False)
         self._socket_reader.resume()
+
+    async def disconnect(self, *, force: bool = True, cleanup: bool = True, wait: bool = False) -> None:
+        # cleanup=False is the poller's own "reconnect afresh" step (never from outside it): keep it.
+        if cleanup and self._runner is not None and not self._inside_runner():
+            self._runner.cancel()
+            self._runner = None
+        await super().disconnect(force=force, cleanup=cleanup, wait=wait)
 
     async def _connect_websocket(self, resume: bool) -> DiscordVoiceWebSocket:
         self._ws_resuming = resume

@@ -49,6 +49,17 @@ class BotProcess:
     def text(self) -> str:
         return self.output.decode(errors="replace")
 
+    def log_excerpt(self, limit: int = 150) -> str:
+        """The last `limit` lines at INFO and above, plus discord.py's voice connection steps at DEBUG:
+        what a failed run prints, so a CI failure says what the bot saw."""
+        voice_steps = (" discord.voice_state: ", " discord.gateway: Updating our voice")
+        lines = [
+            line
+            for line in self.text().splitlines()
+            if " DEBUG " not in line[:40] or any(step in line for step in voice_steps)
+        ]
+        return "\n".join(lines[-limit:])
+
     async def wait(self, timeout: float = 60) -> int:
         assert self.proc
         code = await asyncio.wait_for(self.proc.wait(), timeout)

@@ -194,6 +194,44 @@ async def test_a_kicked_or_moved_speaker_is_noticed_rejoins_and_is_heard_again(f
             await stop_speakers(pool, tasks)
 
 
+async def test_a_moved_speakers_own_reconnect_still_connecting_cannot_take_its_rejoin_out_again():
+    """Moved, discord.py's poller reconnects to the new channel by itself. If the leave comes while that
+    reconnect's websocket is still connecting, the reconnect overwrites the left state, fails on its stale
+    token and then sends a leave (op 4, no channel) of its own, which took the rejoined speaker out again
+    (seen in CI as the rejoin's 30 s connect timeout)."""
+    async with FakeDiscord() as fake:
+        pool, tasks = await started(fake)
+        try:
+            bob = await fake.add_user("Bob")
+            await bob.join("Voice B")
+            voice_b = fake.channel("Voice B").id
+            lease = await pool.lease(fake.guild.id, "es")
+            source = TranslationSource()
+            vc = await lease.play(voice_b, source)
+            await wait_for(lambda: dave_members(vc) == 2, what="the speaker's DAVE group")
+            await bob.wait_dave_ready(members=2)
+            fake.voice.hold_upgrades = held = asyncio.Event()
+            await fake.move_member(lease.speaker_id, "Voice C")
+            await wait_for(lambda: fake.voice.upgrades_waiting == 1, what="discord.py's own reconnect under way")
+            assert not lease.healthy
+            rejoining = asyncio.create_task(lease.rejoin())
+            session = (fake.guild.id, lease.speaker_id)
+            await wait_for(
+                lambda: session in fake.voice.sessions and fake.voice.sessions[session].channel_id == voice_b,
+                what="the rejoin's op 4",
+            )
+            fake.voice.hold_upgrades = None
+            held.set()  # the stale reconnect and the rejoin both go on now
+            await rejoining
+            before = len(bob.heard(lease.speaker_id))
+            source.feed(decode(SPEECH_B, rate=24000, channels=1)[: 24000 * 2])
+            await asyncio.sleep(1.5)  # time for a stray leave of the stale reconnect to land
+            assert lease.healthy and lease.speaker_id in fake.voice_members(voice_b)
+            await wait_for(lambda: rms(bob.heard(lease.speaker_id)[before:]) > 0.02, what="speech after the rejoin")
+        finally:
+            await stop_speakers(pool, tasks)
+
+
 async def test_releasing_a_speaker_whose_connection_was_dropped_is_prompt():
     """discord.py waits up to 30 s for Discord to confirm a leave that Discord never confirms (the
     connection was already dropped); the pool bounds it."""

@@ -89,6 +89,10 @@ class VoiceServer(Sfu):
         self._open_ws: set[web.WebSocketResponse] = set()
         self.events: list[tuple[int, int]] = []  # (user id, op) of every client message, for tests
         self.resume_answers: list[tuple[int, str]] = []  # (user id, behaviour) per resume attempt
+        # A test may hold every new voice websocket's upgrade until this event is set (a slow TLS or
+        # HTTP handshake); `upgrades_waiting` counts the ones held now.
+        self.hold_upgrades: asyncio.Event | None = None
+        self.upgrades_waiting = 0
 
     @property
     def port(self) -> int:
@@ -316,6 +320,12 @@ class VoiceServer(Sfu):
     # -- the voice gateway ----------------------------------------------------------------------------
 
     async def _handle_ws(self, request: web.Request, server: int) -> web.WebSocketResponse:
+        if self.hold_upgrades is not None:
+            self.upgrades_waiting += 1
+            try:
+                await self.hold_upgrades.wait()
+            finally:
+                self.upgrades_waiting -= 1
         ws = web.WebSocketResponse(heartbeat=None, compress=True)
         await ws.prepare(request)
         participant = WsParticipant(ws, server)
