@@ -51,6 +51,22 @@ class Collector:
     def heard_since(self, user_id: int, since: float) -> bytes:
         return b"".join(f.pcm for t, f in self.heard_times(user_id) if t >= since)
 
+    def by_sequence(self, user_id: int) -> bytes:
+        """Each frame decoded from a packet, placed at that packet's index in what the sender sent (its
+        RTP sequence number), zeros where nothing was received: what she said, where she said it. The
+        jitter buffer's slots may not line up with that under load (silence filled on the wall clock
+        while packets were delayed, the delayed packets played after it), which says nothing about
+        whether the right audio was received and decoded."""
+        frames = [f for f in self.frames[user_id] if f.kind == "audio" and f.sequence is not None]
+        if not frames:
+            return b""
+        first = min(f.sequence for f in frames)
+        timeline = bytearray((max(f.sequence for f in frames) - first + 1) * len(frames[0].pcm))
+        for frame in frames:
+            at = (frame.sequence - first) * len(frame.pcm)
+            timeline[at : at + len(frame.pcm)] = frame.pcm
+        return bytes(timeline)
+
     def audio(self, user_id: int, start: int = 0) -> bytes:
         """The decoded (and FEC/PLC-recovered) frames from frame `start` on, without silence filled in on
         the wall clock: a scheduling hiccup of the shared test loop inserts such silence, which says
