@@ -10,7 +10,10 @@ clocks. Every output frame occupies one 20 ms *slot* of the sender's RTP clock (
 - while a sender is speaking and nothing arrives (DTX, loss), `poll()` fills silence on the wall clock,
   so a consumer gets a continuous stream without a burst of silence when speech resumes;
 - after `speaking_timeout` without packets the sender stops speaking; the next packet starts a new
-  talk spurt (re-anchored, no fill for the pause).
+  talk spurt (re-anchored, no fill for the pause);
+- the SFU numbers a sender's packets afresh for each new voice session of ours (any offset, backwards
+  too): told of a new session (`expect_renumbering`), or seeing a jump beyond `resync_packets` or a run
+  of `late_run_resync` late packets, the stream follows the new numbering.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class UserStream:
     max_wait: float = 0.06
     max_fill: int = 50  # longest gap (slots) filled on arrival; longer gaps re-anchor
     resync_packets: int = 500  # a sequence jump beyond this (10 s of packets) is a new numbering
+    late_run_resync: int = 5  # this many late packets in a row are a new numbering too (backwards)
     plc_limit: int = 5
     speaking_timeout: float = 0.3
     stats: JitterStats = field(default_factory=JitterStats)
@@ -107,8 +111,16 @@ class UserStream:
         # we shift their clock forward instead of dropping in-sequence audio.
         self._ts_shift = 0
         self.speaking = False
+        self._renumbered = False  # set by `expect_renumbering`: the next packet re-anchors the numbering
+        self._late_run = 0  # late packets in a row
 
     # ---- input -------------------------------------------------------------------------------------
+    def expect_renumbering(self) -> None:
+        """Our voice session is new (a fresh connection): the SFU numbers this sender's packets afresh
+        for it, by any offset, so her next packet re-anchors the numbering. A jump backwards by less
+        than `resync_packets` would otherwise make all her packets late."""
+        self._renumbered = True
+
     def push(self, packet: VoicePacket) -> list[Output]:
         out: list[Output] = []
         if self._next_seq is None:
@@ -116,8 +128,9 @@ class UserStream:
             self._base_ts = packet.timestamp
         seq = unwrap(packet.sequence, self._seq_ref, 16)
         ts = unwrap(packet.timestamp, self._ts_ref, 32)
-        if self._next_seq is not None and abs(seq - self._next_seq) > self.resync_packets:
+        if self._next_seq is not None and (self._renumbered or abs(seq - self._next_seq) > self.resync_packets):
             seq = self._resync(packet.sequence)
+        self._renumbered = False
         # Comparisons rather than max(): a builtin call each, three per packet.
         if seq > self._seq_ref:  # noqa: PLR1730
             self._seq_ref = seq
@@ -129,8 +142,14 @@ class UserStream:
             self._last_arrival = packet.arrival
         assert self._next_seq is not None
         if seq < self._next_seq:
-            self.stats.late += 1
-            return out
+            self._late_run += 1
+            if self._late_run < self.late_run_resync:
+                self.stats.late += 1
+                return out
+            # Reordering makes single packets late, not runs: the numbering went backwards (a new
+            # session whose start we were not told of). Follow it from this packet on.
+            seq = self._resync(packet.sequence)
+        self._late_run = 0
         if seq in self._buffer:
             self.stats.duplicates += 1
             return out

@@ -162,8 +162,11 @@ class VoiceReceiver:
 
     def on_gateway_event(self, event: voice_gateway.GatewayEvent) -> None:
         now = time.monotonic()
-        if isinstance(event, voice_gateway.Ready):  # our own SSRC
+        if isinstance(event, voice_gateway.Ready):  # our own SSRC, of a new voice session
             self.pipeline.set_own_ssrc(event.ssrc)
+            with self._streams_lock:
+                for stream in self._streams.values():
+                    stream.expect_renumbering()
         elif isinstance(event, voice_gateway.SessionDescription):  # the (new) transport key
             try:
                 self.pipeline.set_transport(event.mode, event.secret_key)

@@ -169,3 +169,47 @@ def test_sequence_renumbered_after_a_reconnect_keeps_playing(packets, jump):
     audio = [f.pcm for f in frames(out) if f.kind == "audio"]
     assert audio == reference(packets)
     assert stream.stats.resyncs == 1 and stream.stats.late == 0
+
+
+def renumbered_backwards(stream, packets, *, told, jump=-300):
+    """30 packets, then the other 30 numbered `jump` lower (within the resync distance); `told`: the
+    stream hears of the new voice session in between, as the receiver tells every stream."""
+    out = []
+    for i in range(30):
+        out += stream.push(vp(i, packets[i]))
+    if told:
+        stream.expect_renumbering()
+    for i in range(30, 60):
+        out += stream.push(vp(i, packets[i], seq0=100 + jump))
+    return out + stream.poll(60 * 0.02 + 1)
+
+
+def test_a_new_session_that_renumbers_backwards_loses_nothing_when_told(packets):
+    stream = UserStream(USER)
+    audio = [f.pcm for f in frames(renumbered_backwards(stream, packets, told=True)) if f.kind == "audio"]
+    assert audio == reference(packets)
+    assert stream.stats.resyncs == 1 and stream.stats.late == 0
+
+
+def test_a_run_of_late_packets_is_taken_for_a_new_numbering(packets):
+    """Not told (a numbering restart we cannot see): reordering makes single packets late, a run of
+    them means the numbering went back; the stream follows it after `late_run_resync` packets."""
+    stream = UserStream(USER)
+    audio = [f.pcm for f in frames(renumbered_backwards(stream, packets, told=False)) if f.kind == "audio"]
+    lost = stream.late_run_resync - 1
+    assert len(audio) == 60 - lost and audio[:30] == reference(packets[:30])
+    heard = from_pcm(b"".join(audio[30 + 5 :]))  # the decoder's state settles within a few frames
+    expected = from_pcm(b"".join(reference(packets)[30 + lost + 5 :]))
+    assert np.corrcoef(heard, expected)[0, 1] > 0.95
+    assert stream.stats.resyncs == 1 and stream.stats.late == lost
+
+
+def test_single_late_packets_are_dropped_not_taken_for_a_new_numbering(packets):
+    stream = UserStream(USER)
+    out = []
+    for i in range(40):
+        out += stream.push(vp(i, packets[i]))
+        if i % 10 == 9:
+            out += stream.push(vp(i - 8, packets[i - 8]))  # a duplicate from the past, late
+    assert stream.stats.resyncs == 0 and stream.stats.late == 4
+    assert [f.pcm for f in frames(out)] == reference(packets[:40])

@@ -50,3 +50,26 @@ async def test_4015_when_the_server_update_comes_after_the_state_update():
         assert_recovered(figures, vc, fake)
         report("voice 4015, state update before server update", figures)
         assert adapter.resume_fallbacks(vc) == 1
+
+
+@pytest.mark.parametrize("shift", [-300, -3, 200])
+async def test_a_new_voice_session_that_renumbers_a_speaker_hears_her_at_once(shift):
+    """After a fresh connection (here: the resume refused, so discord.py leaves and rejoins) the SFU
+    numbers each sender's packets afresh for the new session, by any offset. A jump backwards by less
+    than the jitter buffer's resync distance made every packet of hers look late: 10 s of her speech
+    lost (seen in CI once, 361 packets late)."""
+    async with FakeDiscord() as fake, listener_in(fake, "Voice A") as (vc, collector):
+        alice = await fake.add_user("Alice")
+        await alice.join("Voice A")
+
+        async def fault() -> None:
+            listener = fake.voice.session_of(vc.user.id)
+            assert listener is not None
+            fake.voice.next_sequence_offsets = [listener.sequence_offsets[alice.ssrc] + shift]
+            await fake.close_voice(vc.user.id, 4015, resume=realism.RESUME_INVALID)
+
+        figures = await speak_through(fake, vc, collector, alice, fault)
+        assert_recovered(figures, vc, fake)
+        report(f"new voice session renumbering her packets by {shift:+d}", figures)
+        assert not fake.voice.next_sequence_offsets, "the new session's offset was not used"
+        assert vc.receiver.stats()["jitter_late"] <= 5, vc.receiver.stats()

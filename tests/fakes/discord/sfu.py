@@ -36,6 +36,9 @@ class Sfu:
     udp_idle_timeout_s: float | None
     relay_extension: bool
     _transports: list[asyncio.DatagramTransport]
+    # Offsets a test picks for the next receivers' views of a sender's sequence numbers (used first,
+    # in order); otherwise each (receiver session, sender) pair gets a random one, as Discord's SFU does.
+    next_sequence_offsets: list[int]
 
     def _late_after(self, session: VoiceSession) -> int:
         raise NotImplementedError
@@ -115,13 +118,20 @@ class Sfu:
             if not self._mapping_alive(receiver):
                 self.stats.expired += 1
                 continue
-            offset = receiver.sequence_offsets.setdefault(sender.ssrc, int.from_bytes(os.urandom(2), "big"))
+            offset = receiver.sequence_offsets.get(sender.ssrc)
+            if offset is None:
+                offset = receiver.sequence_offsets[sender.ssrc] = self._new_sequence_offset()
             header = bytearray(aad)
             struct.pack_into(">H", header, 2, (sequence + offset) & 0xFFFF)
             receiver.tx_counter += 1
             packet = rtp.seal(bytes(header), plaintext, receiver.mode, receiver.secret_key, receiver.tx_counter)
             self._transports[receiver.endpoint].sendto(packet, receiver.address)
             self.stats.relayed += 1
+
+    def _new_sequence_offset(self) -> int:
+        if self.next_sequence_offsets:
+            return self.next_sequence_offsets.pop(0) & 0xFFFF
+        return int.from_bytes(os.urandom(2), "big")
 
 
 class SfuProtocol(asyncio.DatagramProtocol):

@@ -92,6 +92,7 @@ class VoiceServer(Sfu):
         # A test may hold every new voice websocket's upgrade until this event is set (a slow TLS or
         # HTTP handshake); `upgrades_waiting` counts the ones held now.
         self.hold_upgrades: asyncio.Event | None = None
+        self.next_sequence_offsets: list[int] = []
         self.upgrades_waiting = 0
 
     @property
