@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING
 
 from bot.errors import BotError, ConfigurationError
@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
+# Closing the Discord clients (speaker bots, then the listener) waits on Discord; a step that takes longer
+# is cut short (logged), so a stop never hangs on it. SLOW_STEP_S: a step this slow is logged too.
+CLOSE_STEP_TIMEOUT_S = 10.0
+SLOW_STEP_S = 2.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -237,13 +241,12 @@ class App:
 
         if self.manager is not None:
             with _logged("stopping sessions"):
-                await self.manager.close()
+                await self.manager.close()  # bounded by the manager: each session drains its tail
         if self.speaker_tasks or self.pool is not None:
-            with _logged("stopping speaker bots"):
-                await stop_speakers(self.pool or SpeakerPool(), self.speaker_tasks)
+            pool = self.pool or SpeakerPool()
+            await _bounded("stopping speaker bots", stop_speakers(pool, self.speaker_tasks), CLOSE_STEP_TIMEOUT_S)
         if self.bot is not None:
-            with _logged("closing the Discord client"):
-                await self.bot.close()
+            await _bounded("closing the Discord client", self.bot.close(), CLOSE_STEP_TIMEOUT_S)
             if self.bot_task is not None:
                 await cancel_and_wait(self.bot_task, log_errors=False)  # its failure is what start-up reports
         if self.http is not None:
@@ -271,6 +274,20 @@ def _shard_health(bot: InterpreterBot, shard_ids: tuple[int, ...]) -> dict[str, 
             "guilds": sum(1 for guild in bot.guilds if guild.shard_id == shard_id),
         }
     return report
+
+
+async def _bounded(what: str, step: Awaitable[None], timeout: float) -> None:
+    """A shutdown step that may wait on Discord: at most `timeout`, then the shutdown goes on (and says
+    so), so a stop signal always ends the process within the orchestrator's grace period."""
+    started = time.monotonic()
+    with _logged(what):
+        try:
+            await asyncio.wait_for(step, timeout)
+        except TimeoutError:
+            log.warning("%s did not finish within %g s; going on", what, timeout)
+            return
+    if time.monotonic() - started > SLOW_STEP_S:
+        log.info("%s took %.1f s", what, time.monotonic() - started)
 
 
 @contextlib.contextmanager

@@ -142,3 +142,25 @@ async def test_sigterm_mid_session_drains_the_tail_posts_finals_and_deletes_the_
         finally:
             await bot.kill()
         assert_no_secrets(bot.text())
+
+
+async def test_sigterm_when_discord_never_answers_the_close_still_exits_promptly(tmp_path):
+    """Discord unreachable at shutdown: the gateway takes each client's close frame (the listener's and
+    both speaker bots') and never answers; the shutdown must not wait for the answers."""
+    isolated_url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    async with FakeDiscord() as fake, serve(emulator_config()) as emulator:
+        http_port = free_port()
+        bot = BotProcess(bot_env(fake, emulator.base_url, isolated_url, http_port))
+        try:
+            await bot.start()
+            await wait_healthy(http_port)
+            await wait_for(lambda: "the bot is running" in bot.text(), timeout=30, what="start-up complete")
+            fake.gateway.answer_close = False
+            code, took = await terminate(bot)
+            print(f"SIGTERM with Discord not answering the close: exit {code} after {took:.2f} s")
+            assert code == 0, bot.text()[-3000:]
+            assert took < EXIT_WITHIN_S
+            assert "the bot stopped cleanly" in bot.text(), bot.log_excerpt(30)
+        finally:
+            await bot.kill()
+        assert_no_secrets(bot.text())

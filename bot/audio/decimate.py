@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bot.audio.frames import DISCORD_RATE, PCM_DTYPE, SAMPLE_WIDTH, AudioFormat
+from bot.audio.frames import DISCORD_RATE, FRAME_MS, PCM_DTYPE, SAMPLE_WIDTH, AudioFormat
 
 TAPS_PER_FACTOR = 36
 KAISER_BETA = 6.0
@@ -85,6 +85,13 @@ class Decimator:
         self._append(mono, trailing)
         return self._produce()
 
+    def process_silence(self, frames: int) -> bytes:
+        """`process` of `frames` 20 ms frames of digital silence, without building or scanning them."""
+        samples = frames * (self.input.rate * FRAME_MS // 1000)
+        if self._partial or self._flushed or self._zeros < len(self._taps) + self.factor:
+            return self.process(bytes(samples * self.input.bytes_per_sample_frame))
+        return self._silence(samples)
+
     def flush(self) -> bytes:
         """End of stream. Every input sample already has its output, so the total length is the input's
         divided by the factor (as with `Resampler`); the filter's last 1.1 ms of ring-out is dropped."""
@@ -123,7 +130,8 @@ class Decimator:
         self._next += count
         keep = len(self._taps) + self.factor
         self._start = end - keep
-        self._buffer = np.zeros(keep, dtype=np.float32)
+        if len(self._buffer) != keep or self._zeros < keep:  # else it already holds just `keep` zeros
+            self._buffer = np.zeros(keep, dtype=np.float32)
         self._zeros += frames
         return bytes(count * SAMPLE_WIDTH)
 

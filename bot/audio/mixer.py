@@ -139,6 +139,11 @@ class Mixer:
         """Nothing queued: the next ticks are silence until a frame is pushed."""
         return not any(self._queues.values())
 
+    def silent_ticks(self, count: int) -> None:
+        """`count` ticks of an idle mixer at once: what that many `tick()` calls would do (each gives
+        SILENT_FRAME), for the clock's idle batches."""
+        self.stats.ticks += count
+
     def starving(self) -> bool:
         """A user in the middle of a talk spurt has no frame for this tick (it may be a moment late)."""
         return False
@@ -280,6 +285,16 @@ class PrebufferedMixer(Mixer):
     def starving(self) -> bool:
         return any(self.queued(user_id) == 0 for user_id in self._flowing)
 
+    def silent_ticks(self, count: int) -> None:
+        # Idle: nothing held or flowing, so of `tick()` only the depth decay remains, at the tick it
+        # falls on (at most one per user: a batch is far shorter than DECAY_TICKS).
+        start = self.tick_index
+        for user_id, (depth, changed) in list(self._depth.items()):
+            due = max(changed + self.DECAY_TICKS, start)
+            if depth > self.prebuffer_frames and due < start + count:
+                self._depth[user_id] = (depth - 1, due)
+        super().silent_ticks(count)
+
     def tick(self) -> bytes:
         now = self.tick_index
         for user_id in [u for u in self._flowing if self.queued(u) == 0]:
@@ -376,7 +391,12 @@ class MixerClock:
                 await self._wait_for_push(delay + (self.idle_batch - 1) * self.interval_s)
                 due = int((self.clock() - anchor) / self.interval_s + 1e-9) + 1 - scheduled
                 count = max(0, min(due, self.idle_batch) if max_ticks is None else min(due, max_ticks - self.ticks))
-                await self._emit_batch([self.mixer.tick() for _ in range(count)])
+                if self.on_silence is not None and self.mixer.idle():
+                    self.mixer.silent_ticks(count)  # still idle: all silent, and said at once
+                    if count:
+                        await _settled(self.on_silence(count))
+                else:
+                    await self._emit_batch([self.mixer.tick() for _ in range(count)])
                 self.ticks += count
                 scheduled += count
                 continue

@@ -64,6 +64,10 @@ class Resampler:
         converted = mono if self._passthrough else self._stream.resample_chunk(mono)
         return self._shape_output(converted)
 
+    def process_silence(self, frames: int) -> bytes:
+        """`process` of `frames` 20 ms frames of digital silence."""
+        return self.process(bytes(frames * (self.input.rate * FRAME_MS // 1000) * self.input.bytes_per_sample_frame))
+
     def flush(self) -> bytes:
         """End of stream: everything still held back (the filter's tail). Call once."""
         if self._flushed:

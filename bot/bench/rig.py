@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.audio.frames import FRAME_S, FRAME_SAMPLES, SILENT_FRAME
+from bot.audio.frames import FRAME_S, FRAME_SAMPLES
 from bot.audio.mixer import MixerClock, PrebufferedMixer
 from bot.audio.resample import discord_to_session
 from bot.palabra import protocol as p
@@ -207,7 +207,10 @@ class BenchSession:
             self.mixer.push_timed(frame.user_id, frame.pcm, spoken, time.monotonic())
 
     async def _on_silent_ticks(self, count: int) -> None:
-        await self._on_tick(SILENT_FRAME * count)
+        pcm = self.resampler.process_silence(count)  # as LiveSession does
+        if pcm:
+            await self.streaming.send_audio(pcm)
+            self.stream_bytes += len(pcm)
 
     async def _on_tick(self, frame: bytes) -> None:
         now = time.monotonic()

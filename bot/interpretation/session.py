@@ -110,8 +110,7 @@ class LiveSession:
         self.config, self.parts, self.mixer = config, parts, mixer
         self.bot_user_ids = bot_user_ids
         self.resolve_speaker, self.on_stop, self.on_latency = resolve_speaker, on_stop, on_latency
-        self.store = store
-        self.metrics = metrics
+        self.store, self.metrics = store, metrics
         self.started_at = time.monotonic()
         self.stopping = False
         self.latencies: list[float] = []
@@ -129,7 +128,7 @@ class LiveSession:
         self._latency_done: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_stats = {"packets": 0, "transport_failures": 0, "dave_failures": 0}
-        self._empty_since: float | None = None
+        self._empty_since: float | None = None  # the channel without people, since
         self._gone_since: float | None = None
         self._bot_check: dict[int, bool] = {}
         self._output_started = False
@@ -208,29 +207,31 @@ class LiveSession:
         if self.parts.floor_playbacks:  # floor audio is mixed under the translation frame by frame
             for _ in range(count):
                 await self._on_mixed_frame(SILENT_FRAME)
-        else:
-            await self._on_mixed_frame(SILENT_FRAME * count)
+            return
+        await self._before_audio()
+        await self._send(self._resampler.process_silence(count))
 
     async def _on_mixed_frame(self, frame: bytes) -> None:
-        """One mixed 20 ms frame (or several silent ones, from `_on_silent_ticks`)."""
+        """One mixed 20 ms frame."""
+        await self._before_audio()
+        for source in self.parts.floor_playbacks:
+            source.feed_floor(frame)
+        await self._send(self._resampler.process(frame))
+
+    async def _before_audio(self) -> None:
         if self._mixer_anchor is None:
             self._mixer_anchor = time.monotonic()
         if self._clock.skipped > self._skips_seen:
             # A long stall drained the stream's buffer (it padded and re-anchored): restore the lead.
             self._skips_seen = self._clock.skipped
-            lead = bytes(int(self.config.stream_lead_s * self.config.session_rate) * 2)
-            try:
-                await self.parts.streaming.send_audio(lead)
-            except Exception as exc:  # the stream failed or is ending: the events task reports it
-                log.debug("session %s: lead not restored: %s", self.config.session_id, exc)
-        for source in self.parts.floor_playbacks:
-            source.feed_floor(frame)
-        pcm = self._resampler.process(frame)
-        if pcm:
-            try:
+            await self._send(bytes(int(self.config.stream_lead_s * self.config.session_rate) * 2), "the lead")
+
+    async def _send(self, pcm: bytes, what: str = "audio") -> None:
+        try:
+            if pcm:
                 await self.parts.streaming.send_audio(pcm)
-            except Exception as exc:  # the stream failed or is ending: the events task reports it
-                log.debug("session %s: audio not sent: %s", self.config.session_id, exc)
+        except Exception as exc:  # the stream failed or is ending: the events task reports it
+            log.debug("session %s: %s not sent: %s", self.config.session_id, what, exc)
 
     # --- Palabra events ----------------------------------------------------------------------------
     async def _consume_events(self) -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MAX_REPLAY_S = 30.0  # bound of the replay history
+# With nothing but silence since the last finalised utterance there is nothing worth replaying: the
+# history keeps only this much of it (instead of 30 s, re-copied with every chunk of an idle session).
+SILENT_REPLAY_S = 1.0
 
 
 @dataclass
@@ -33,6 +36,9 @@ class AudioTimeline:
         self._history_start = 0  # timeline byte where `_history` starts
         self._cursor = 0  # bytes of `_history` sent on the current socket (the replay cursor)
         self._max_history = int(MAX_REPLAY_S * bytes_per_second)
+        self._max_silent_history = int(SILENT_REPLAY_S * bytes_per_second)
+        self._zero_chunk = bytes(chunk_bytes)
+        self._voiced_until = 0  # timeline byte where the last chunk with any sound in it ends
 
     @property
     def history_start(self) -> int:
@@ -69,7 +75,11 @@ class AudioTimeline:
         new = fresh + bytes(padding)
         self._history.extend(new)
         self._cursor += len(new)
+        if new != self._zero_chunk:
+            self._voiced_until = self._history_start + len(self._history)
         excess = len(self._history) - self._max_history
+        if self._voiced_until <= self._history_start:  # only silence held: keep a little of it
+            excess = min(max(excess, len(self._history) - self._max_silent_history), self._cursor)
         if excess > 0:
             self._drop(excess - excess % self.frame_bytes)
         self.stats.chunks_sent += 1

@@ -58,3 +58,20 @@ def test_nothing_is_held_back_and_soxr_remains_for_other_rates():
     assert len(first) // 2 == 320  # a 20 ms frame comes out whole at once
     assert isinstance(discord_to_session(44100), Resampler)
     assert isinstance(discord_to_session(16000, quality="HQ"), Resampler)
+
+
+@pytest.mark.parametrize("settled", [True, False])
+def test_process_silence_is_process_of_that_many_silent_frames(settled):
+    """The idle clock's batches skip building and scanning the zeros; the output and what follows
+    are the same, whether the filter still rings out speech (not settled) or not."""
+    tone = stereo(audio.sine(440, 0.1, 48000))
+    after = stereo(audio.sine(660, 0.1, 48000))
+    outputs = []
+    for shortcut in (False, True):
+        decimator = Decimator(48000, 2, 16000)
+        out = decimator.process(tone) + (decimator.process(bytes(3840 * 4)) if settled else b"")
+        out += decimator.process_silence(8) if shortcut else decimator.process(bytes(3840 * 8))
+        outputs.append(out + decimator.process(after))
+    assert outputs[0] == outputs[1]
+    resampler = Resampler(48000, 2, 16000, 1)
+    assert len(resampler.process_silence(8)) == len(Resampler(48000, 2, 16000, 1).process(bytes(3840 * 8)))

@@ -74,3 +74,28 @@ def test_the_end_of_a_talk_spurt_does_not_grow_the_depth():
         for _ in range(30):  # a pause: the next frame comes long after the underrun
             mixer.tick()
     assert mixer.depth("bob") == 1 and mixer.jitter_underruns == 0
+
+
+def jittery_speech(mixer: PrebufferedMixer) -> None:
+    """A talk spurt that grows alice's depth, then its end: the mixer is idle afterwards."""
+    values = iter(range(1, 200))
+    for count in [1, 0, 2] * 20:
+        for _ in range(count):
+            mixer.push("alice", frame(next(values)))
+        mixer.tick()
+    while not mixer.idle():
+        mixer.tick()
+
+
+def test_silent_ticks_at_once_are_what_as_many_ticks_do_across_a_depth_decay():
+    """The clock's idle batches call `silent_ticks(8)` instead of eight `tick()`s: the depth still
+    decays at the tick it is due (DECAY_TICKS after it last changed), not at the batch's end."""
+    ticked, batched = PrebufferedMixer(prebuffer_frames=1), PrebufferedMixer(prebuffer_frames=1)
+    for mixer in (ticked, batched):
+        jittery_speech(mixer)
+    assert ticked.depth("alice") == batched.depth("alice") == 2 and ticked.tick_index == batched.tick_index
+    for _ in range(100):  # 800 ticks: past DECAY_TICKS, whose boundary falls inside a batch
+        assert all(ticked.tick() == SILENT_FRAME for _ in range(8))
+        batched.silent_ticks(8)
+        assert (batched.tick_index, batched._depth) == (ticked.tick_index, ticked._depth)
+    assert batched.depth("alice") == 1

@@ -22,6 +22,7 @@ from bot.palabra.errors import (
     UnsupportedLanguageError,
 )
 from bot.palabra.task import build_task
+from bot.palabra.timeline import SILENT_REPLAY_S
 
 RATE = 16000
 BPS = RATE * 2
@@ -298,6 +299,52 @@ def test_reconnect_replays_the_unfinished_utterance_and_keeps_one_timeline():
     assert (event.start, event.end) == (pytest.approx(0.74), pytest.approx(1.14))
     assert conn.stats.reconnects == 1 and conn.stats.outages_s == [pytest.approx(conn.stats.outages_s[0])]
     assert conn.stats.outages_s[0] == pytest.approx(first_delay)
+
+
+def reconnect(wire: Wire) -> None:
+    conn = wire.conn
+    conn.connection_lost(wire.now, "connection lost (no close frame received or sent)")
+    wire.advance(conn.connect_at)
+    conn.connecting()
+    conn.connection_made(wire.now)
+    wire.at(wire.now)
+    wire.receive(frame("task_status", ACK))
+
+
+def test_only_a_little_of_a_long_silence_after_the_last_final_is_kept_for_replay():
+    """An idle session: nothing but silence since the last finalised utterance is nothing worth
+    replaying, so the history keeps SILENT_REPLAY_S of it (not 30 s, copied along with every chunk);
+    after a reconnect the new socket's times still land on the one timeline."""
+    wire = started()
+    conn = wire.conn
+    conn.send_audio(ramp(0.64))
+    wire.advance(0.7)
+    wire.receive(validated(0.0, 0.64))
+    conn.send_audio(bytes(BPS * 10))  # ten seconds nobody speaks
+    wire.advance(10.7)
+    assert conn.timeline.replay_bytes <= SILENT_REPLAY_S * BPS
+    wire.clear()
+    reconnect(wire)
+    starts_at = conn.timeline.history_start / BPS  # where the new socket's audio starts on the timeline
+    wire.advance(wire.now + 1.0)
+    replayed = next(e for e in conn.events_received() if isinstance(e, p.Reconnected)).replayed_s
+    assert replayed <= SILENT_REPLAY_S + 0.32 and not any(b"".join(c for _, c in wire.audio()))
+    wire.receive(validated(0.1, 0.5, "t2"))
+    assert conn.events_received()[-1].start == pytest.approx(starts_at + 0.1)
+    assert starts_at > 9.0  # the trimmed silence still counts on the timeline
+
+
+def test_silence_after_an_unfinished_utterance_is_kept_with_it_for_replay():
+    wire = started()
+    conn = wire.conn
+    pcm = ramp(0.64) + bytes(BPS * 5)
+    conn.send_audio(pcm)
+    wire.advance(6.0)  # no final: the utterance may still be in Palabra's pipeline
+    assert conn.timeline.replay_bytes >= len(pcm)  # the utterance and all the silence after it
+    wire.clear()
+    reconnect(wire)
+    wire.advance(wire.now + 0.5)
+    assert b"".join(c for _, c in wire.audio())[: int(0.64 * RATE) * 2] == pcm[: int(0.64 * RATE) * 2]
 
 
 def test_backoff_is_seeded_jittered_and_capped():

@@ -72,6 +72,10 @@ class Gateway:
         self.max_guilds_per_shard = DISCORD_MAX_GUILDS_PER_SHARD
         self._guilds_released = asyncio.Event()  # cleared by hold_guilds(): READY goes out, GUILD_CREATE waits
         self._guilds_released.set()
+        # False: a client's close frame is never answered and its connection is held open (a Discord
+        # unreachable at shutdown); the client's close then waits for its own timeout.
+        self.answer_close = True
+        self._unanswered = asyncio.Event()  # set by close_all(): the held connections end
 
     def hold_guilds(self) -> None:
         """Identifies from now on get READY (guilds unavailable) but GUILD_CREATE only at release_guilds()."""
@@ -95,7 +99,7 @@ class Gateway:
         app.router.add_get("/gateway", self.handle)
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=0)
+        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=0, autoclose=False)  # answered below
         await ws.prepare(request)
         await ws.send_str(json.dumps({"op": HELLO, "d": {"heartbeat_interval": 41250}, "s": None, "t": None}))
         session: GatewaySession | None = None
@@ -118,6 +122,11 @@ class Gateway:
                 await self.fake.voice_state_update(session.account, data)
             elif op == REQUEST_MEMBERS:
                 await self._members_chunk(session, data)
+        if not ws.closed:
+            if self.answer_close:
+                await ws.close()
+            else:
+                await self._unanswered.wait()
         return ws
 
     async def _identify(self, ws: web.WebSocketResponse, data: dict) -> GatewaySession | None:
@@ -217,6 +226,7 @@ class Gateway:
                 await session.dispatch(event, data)
 
     async def close_all(self) -> None:
+        self._unanswered.set()
         for session in self.shard_sessions.values():
             if session.ws is not None:
                 await session.ws.close()
