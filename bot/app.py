@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
-# Closing the Discord clients (speaker bots, then the listener) waits on Discord; a step that takes longer
-# is cut short (logged), so a stop never hangs on it. SLOW_STEP_S: a step this slow is logged too.
+# Shutdown steps that wait on a peer (Discord, the database) are cut short after this (and say so), so a
+# stop never hangs on one of them. SLOW_STEP_S: a step this slow is logged too.
 CLOSE_STEP_TIMEOUT_S = 10.0
 SLOW_STEP_S = 2.0
 
@@ -250,13 +250,13 @@ class App:
             if self.bot_task is not None:
                 await cancel_and_wait(self.bot_task, log_errors=False)  # its failure is what start-up reports
         if self.http is not None:
-            await self.http.stop()
+            await _bounded("stopping the HTTP server", self.http.stop(), CLOSE_STEP_TIMEOUT_S)
         if self.rest is not None:
             await self.rest.aclose()
-        if self.ownership is not None:
-            await self.ownership.close()
+        if self.ownership is not None:  # a database write: a database down at shutdown must not hang it
+            await _bounded("unregistering the instance", self.ownership.close(), CLOSE_STEP_TIMEOUT_S)
         if self.database is not None:
-            await self.database.close()
+            await _bounded("closing the database", self.database.close(), CLOSE_STEP_TIMEOUT_S)
         log.info("the bot stopped cleanly" if self.started else "the bot stopped (it had not finished starting)")
 
 
