@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING
 
 from bot.errors import BotError, ConfigurationError
-from bot.tasks import cancel_and_wait
+from bot.tasks import cancel_and_wait, pending_tasks
 
 if TYPE_CHECKING:
     from bot.client import InterpreterBot
@@ -38,6 +38,7 @@ READY_TIMEOUT_S = 60.0
 # stop never hangs on one of them. SLOW_STEP_S: a step this slow is logged too.
 CLOSE_STEP_TIMEOUT_S = 10.0
 SLOW_STEP_S = 2.0
+SLOW_SHUTDOWN_S = 8.0  # then the shutdown logs what it is waiting on
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -237,6 +238,13 @@ class App:
                 log.error("the Discord client stopped: %s", type(failure).__name__)
 
     async def close(self) -> None:
+        watchdog = asyncio.create_task(_report_slow_shutdown(SLOW_SHUTDOWN_S), name="shutdown-watchdog")
+        try:
+            await self._close()
+        finally:
+            watchdog.cancel()
+
+    async def _close(self) -> None:
         from bot.voice.speakers import SpeakerPool, stop_speakers
 
         if self.manager is not None:
@@ -274,6 +282,12 @@ def _shard_health(bot: InterpreterBot, shard_ids: tuple[int, ...]) -> dict[str, 
             "guilds": sum(1 for guild in bot.guilds if guild.shard_id == shard_id),
         }
     return report
+
+
+async def _report_slow_shutdown(after_s: float) -> None:
+    """A shutdown still running after `after_s` says what it is waiting on (once)."""
+    await asyncio.sleep(after_s)
+    log.warning("the shutdown is taking over %g s; waiting on: %s", after_s, "; ".join(pending_tasks()) or "nothing")
 
 
 async def _bounded(what: str, step: Awaitable[None], timeout: float) -> None:

@@ -26,3 +26,26 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any] | None, log_errors: bool =
         if log_errors and isinstance(result, Exception):
             name = task.get_name() if isinstance(task, asyncio.Task) else repr(task)
             log.error("background task %s had ended with an error", name, exc_info=result)
+
+
+def pending_tasks(limit: int = 20) -> list[str]:
+    """What the event loop's other tasks are waiting on, one line each: the task's name and the innermost
+    coroutine it awaits in (file:line, function); for a log line when something that should be quick (a
+    shutdown) is not."""
+    lines = []
+    current = asyncio.current_task()
+    for task in asyncio.all_tasks():
+        if task is not current and not task.done():
+            lines.append(f"{task.get_name()} at {_innermost(task.get_coro())}")
+    return sorted(lines)[:limit]
+
+
+def _innermost(coro: object, depth: int = 3) -> str:
+    """The await chain's last `depth` coroutines, innermost first ("not started" before the first step)."""
+    chain = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno} ({frame.f_code.co_name})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return " <- ".join(reversed(chain[-depth:])) or "not started"

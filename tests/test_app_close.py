@@ -23,3 +23,22 @@ async def test_a_shutdown_step_that_fails_is_logged_and_the_shutdown_goes_on(cap
 
     await app._bounded("stopping speaker bots", failing(), 5.0)
     assert "stopping speaker bots failed" in caplog.text and "the gateway went away" in caplog.text
+
+
+async def test_a_slow_shutdown_says_what_it_is_waiting_on(caplog):
+    async def drain_forever() -> None:
+        await asyncio.Event().wait()
+
+    async def stop_session() -> None:
+        await drain_forever()
+
+    stuck = asyncio.create_task(stop_session(), name="session-drain")
+    await asyncio.sleep(0)
+    try:
+        await app._report_slow_shutdown(0.1)
+    finally:
+        stuck.cancel()
+    assert "the shutdown is taking over 0.1 s; waiting on:" in caplog.text
+    # the innermost coroutine it waits in, Event.wait inside drain_forever inside stop_session
+    assert "session-drain at locks.py:" in caplog.text and "(wait) <- test_app_close.py:" in caplog.text
+    assert "(drain_forever) <- test_app_close.py:" in caplog.text
