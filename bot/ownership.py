@@ -32,7 +32,7 @@ from bot.db.types import utcnow
 from bot.errors import BotError, ConfigurationError
 from bot.interpretation.recovery import CrashedSession
 from bot.shards import ShardPlan
-from bot.tasks import cancel_and_wait
+from bot.tasks import stop_between_steps
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class Ownership:
         self.shard_claim = ShardClaim(instance_id, plan.ids, plan.count)
         self._clock, self._sleep, self._now = clock, sleep, now
         self._heartbeat: asyncio.Task[None] | None = None
+        self._beating = False  # a heartbeat write is under way (close() lets it finish)
         self.registered = False
         self.lost = asyncio.Event()
 
@@ -176,15 +177,18 @@ class Ownership:
     async def _beat_forever(self) -> None:
         while True:
             await self._sleep(self.interval_s)
+            self._beating = True
             try:
                 if not await self.beat():
                     return
             except Exception:
                 log.exception("instance heartbeat failed")
+            finally:
+                self._beating = False
 
     async def close(self) -> None:
         task, self._heartbeat = self._heartbeat, None
-        await cancel_and_wait(task)
+        await stop_between_steps(task, lambda: self._beating)
         if self.registered:
             try:
                 async with self.database.session() as s:

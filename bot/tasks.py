@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+STEP_FINISH_TIMEOUT_S = 5.0
+STEP_POLL_S = 0.01
 
 
 async def cancel_and_wait(*tasks: asyncio.Future[Any] | None, log_errors: bool = True) -> None:
@@ -26,6 +30,21 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any] | None, log_errors: bool =
         if log_errors and isinstance(result, Exception):
             name = task.get_name() if isinstance(task, asyncio.Task) else repr(task)
             log.error("background task %s had ended with an error", name, exc_info=result)
+
+
+async def stop_between_steps(
+    task: asyncio.Task[Any] | None, in_step: Callable[[], bool], timeout: float = STEP_FINISH_TIMEOUT_S
+) -> None:
+    """Stop a periodic task without cutting a step short: at once while it waits for its next step, else
+    once the step in progress has ended (at most `timeout`). A database write that a cancellation cuts
+    short leaves its SQLite connection holding the write lock, and every later write then waits out the
+    busy timeout and fails (a stop's own last write among them)."""
+    if task is None:
+        return
+    deadline = asyncio.get_running_loop().time() + timeout
+    while in_step() and not task.done() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(STEP_POLL_S)
+    await cancel_and_wait(task)
 
 
 def pending_tasks(limit: int = 20) -> list[str]:

@@ -168,3 +168,25 @@ async def test_a_restart_under_the_same_instance_id_takes_over_at_once(db):
     session_id = await live_session(db, GUILD_ON_0, 10, "bot-1")
     taken = await ownership(db, clock, instance_id="bot-1").claim()
     assert [t.id for t in taken] == [session_id] and clock.sleeps == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # SQLite's lock is what a cut write leaks
+async def test_closing_while_a_heartbeat_writes_lets_it_finish_so_the_last_write_is_not_locked_out(db):
+    """close() cancelled the heartbeat task mid-write: on SQLite the cut transaction kept the write lock,
+    so close()'s own delete of the instance row waited out the 15 s busy timeout and failed (a bot that
+    did not exit after SIGTERM). Closing at random moments of a fast heartbeat, each close stays quick."""
+    import asyncio
+    import random
+
+    rng = random.Random(5)
+    loop = asyncio.get_running_loop()
+    for attempt in range(25):
+        owner = Ownership(db, ShardPlan((0,), 1), f"beat:{attempt}", interval_s=0.002)
+        await owner.claim()
+        owner.start_heartbeat()
+        await asyncio.sleep(rng.uniform(0.001, 0.03))
+        started = loop.time()
+        await owner.close()
+        assert loop.time() - started < 2.0, f"close {attempt} waited on a lock"
+        async with db.session() as s:
+            assert await instances.rival_instances(s, ShardClaim("other", (0,), 1)) == []  # its row is gone

@@ -63,3 +63,27 @@ async def test_errors_already_reported_by_the_caller_are_not_logged_again(caplog
     with caplog.at_level(logging.ERROR, logger="bot.tasks"):
         await cancel_and_wait(task, log_errors=False)
     assert caplog.records == []
+
+
+async def test_stop_between_steps_lets_a_step_in_progress_finish_and_cancels_a_waiting_loop():
+    from bot.tasks import stop_between_steps
+
+    steps_done = []
+    in_step = False
+
+    async def loop_forever() -> None:
+        nonlocal in_step
+        while True:
+            await asyncio.sleep(0.01)
+            in_step = True
+            try:
+                await asyncio.sleep(0.1)  # a write that must not be cut short
+                steps_done.append(True)
+            finally:
+                in_step = False
+
+    task = asyncio.create_task(loop_forever())
+    while not in_step:
+        await asyncio.sleep(0.001)
+    await stop_between_steps(task, lambda: in_step)
+    assert task.cancelled() and steps_done == [True]  # the step ended, then the wait was cancelled
