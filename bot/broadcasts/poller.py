@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.broadcasts.service import BroadcastService, StatusChange
 from bot.errors import BotError
-from bot.tasks import cancel_and_wait
+from bot.tasks import stop_between_steps
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class BroadcastPoller:
         self.rounds = 0  # completed rounds
         self.failed_rounds = 0
         self._task: asyncio.Task[None] | None = None
+        self._polling = False  # a round is under way (stop() lets it finish)
 
     async def poll_once(self) -> list[StatusChange]:
         """One round: detect changes, save them, announce those with a channel."""
@@ -70,7 +71,7 @@ class BroadcastPoller:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        await cancel_and_wait(task)
+        await stop_between_steps(task, lambda: self._polling)  # a round's database writes are not cut short
 
     @property
     def running(self) -> bool:
@@ -82,6 +83,7 @@ class BroadcastPoller:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.next_delay())
+            self._polling = True
             try:
                 await self.poll_once()
             except BotError as exc:
@@ -90,3 +92,5 @@ class BroadcastPoller:
             except Exception:
                 self.failed_rounds += 1
                 log.exception("broadcast status round failed")
+            finally:
+                self._polling = False
