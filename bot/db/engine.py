@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +21,7 @@ from bot.db.urls import ensure_sqlite_directory, parse_database_url, redact_url
 
 # How long a SQLite connection waits for another writer before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+LEAKED_CONNECTION_GC_DELAY_S = 0.25
 POSTGRES_CONNECT_TIMEOUT_S = 10
 
 
@@ -58,6 +62,15 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine.sync_engine.pool, "invalidate")
+    def _on_invalidate(_dbapi_connection: Any, _record: Any, _exception: BaseException | None) -> None:
+        # A transaction cut short by a cancellation (SQLAlchemy 2.1 + aiosqlite 0.22) leaves its sqlite3
+        # connection, still holding the file's write lock, in a reference cycle: every other write would
+        # wait out the busy timeout and fail until the cyclic collector happens to run. Run it once the
+        # invalidation's own clean-up is done (at once is too early: measured).
+        with contextlib.suppress(RuntimeError):  # no running loop: a synchronous disposal
+            asyncio.get_running_loop().call_later(LEAKED_CONNECTION_GC_DELAY_S, gc.collect)
 
 
 def _use_wal(cursor: Any) -> None:
