@@ -300,8 +300,9 @@ async def _bounded(what: str, step: Awaitable[None], timeout: float) -> None:
         except TimeoutError:
             log.warning("%s did not finish within %g s; going on", what, timeout)
             return
-    if time.monotonic() - started > SLOW_STEP_S:
-        log.info("%s took %.1f s", what, time.monotonic() - started)
+    took = time.monotonic() - started
+    if took > SLOW_STEP_S:
+        log.info("%s took %.1f s", what, took)
 
 
 @contextlib.contextmanager

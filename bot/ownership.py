@@ -32,7 +32,7 @@ from bot.db.types import utcnow
 from bot.errors import BotError, ConfigurationError
 from bot.interpretation.recovery import CrashedSession
 from bot.shards import ShardPlan
-from bot.tasks import stop_between_steps
+from bot.tasks import Steps
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Ownership:
         self.shard_claim = ShardClaim(instance_id, plan.ids, plan.count)
         self._clock, self._sleep, self._now = clock, sleep, now
         self._heartbeat: asyncio.Task[None] | None = None
-        self._beating = False  # a heartbeat write is under way (close() lets it finish)
+        self._beats = Steps()  # close() lets a heartbeat write under way finish
         self.registered = False
         self.lost = asyncio.Event()
 
@@ -177,18 +177,16 @@ class Ownership:
     async def _beat_forever(self) -> None:
         while True:
             await self._sleep(self.interval_s)
-            self._beating = True
-            try:
-                if not await self.beat():
-                    return
-            except Exception:
-                log.exception("instance heartbeat failed")
-            finally:
-                self._beating = False
+            with self._beats.step():
+                try:
+                    if not await self.beat():
+                        return
+                except Exception:
+                    log.exception("instance heartbeat failed")
 
     async def close(self) -> None:
         task, self._heartbeat = self._heartbeat, None
-        await stop_between_steps(task, lambda: self._beating)
+        await self._beats.stop(task)
         if self.registered:
             try:
                 async with self.database.session() as s:

@@ -9,8 +9,9 @@ cancellation through, and logs a task's own error instead of raising it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -32,19 +33,30 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any] | None, log_errors: bool =
             log.error("background task %s had ended with an error", name, exc_info=result)
 
 
-async def stop_between_steps(
-    task: asyncio.Task[Any] | None, in_step: Callable[[], bool], timeout: float = STEP_FINISH_TIMEOUT_S
-) -> None:
-    """Stop a periodic task without cutting a step short: at once while it waits for its next step, else
-    once the step in progress has ended (at most `timeout`). A database write that a cancellation cuts
-    short leaves its SQLite connection holding the write lock, and every later write then waits out the
-    busy timeout and fails (a stop's own last write among them)."""
-    if task is None:
-        return
-    deadline = asyncio.get_running_loop().time() + timeout
-    while in_step() and not task.done() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(STEP_POLL_S)
-    await cancel_and_wait(task)
+class Steps:
+    """The steps of a periodic task (`with steps.step(): ...`), so that `stop()` never cuts one short."""
+
+    def __init__(self) -> None:
+        self.running = False
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        self.running = True
+        try:
+            yield
+        finally:
+            self.running = False
+
+    async def stop(self, task: asyncio.Task[Any] | None, timeout: float = STEP_FINISH_TIMEOUT_S) -> None:
+        """Stop `task` at once while it waits for its next step, else once the step in progress has ended
+        (at most `timeout`). A database write that a cancellation cuts short leaves its SQLite connection
+        holding the write lock, and every later write then waits for it (a stop's own last write among them)."""
+        if task is None:
+            return
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.running and not task.done() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(STEP_POLL_S)
+        await cancel_and_wait(task)
 
 
 def pending_tasks(limit: int = 20) -> list[str]:

@@ -65,25 +65,21 @@ async def test_errors_already_reported_by_the_caller_are_not_logged_again(caplog
     assert caplog.records == []
 
 
-async def test_stop_between_steps_lets_a_step_in_progress_finish_and_cancels_a_waiting_loop():
-    from bot.tasks import stop_between_steps
+async def test_steps_stop_lets_a_step_in_progress_finish_and_cancels_a_waiting_loop():
+    from bot.tasks import Steps
 
     steps_done = []
-    in_step = False
+    steps = Steps()
 
     async def loop_forever() -> None:
-        nonlocal in_step
         while True:
             await asyncio.sleep(0.01)
-            in_step = True
-            try:
+            with steps.step():
                 await asyncio.sleep(0.1)  # a write that must not be cut short
                 steps_done.append(True)
-            finally:
-                in_step = False
 
     task = asyncio.create_task(loop_forever())
-    while not in_step:  # noqa: ASYNC110 (the loop under test exposes a flag, not an event)
+    while not steps.running:  # noqa: ASYNC110 (the loop under test exposes a flag, not an event)
         await asyncio.sleep(0.001)
-    await stop_between_steps(task, lambda: in_step)
+    await steps.stop(task)
     assert task.cancelled() and steps_done == [True]  # the step ended, then the wait was cancelled

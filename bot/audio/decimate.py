@@ -87,10 +87,10 @@ class Decimator:
 
     def process_silence(self, frames: int) -> bytes:
         """`process` of `frames` 20 ms frames of digital silence, without building or scanning them."""
-        samples = frames * (self.input.rate * FRAME_MS // 1000)
+        size = self.input.bytes_for(frames * FRAME_MS)
         if self._partial or self._flushed or self._zeros < len(self._taps) + self.factor:
-            return self.process(bytes(samples * self.input.bytes_per_sample_frame))
-        return self._silence(samples)
+            return self.process(bytes(size))
+        return self._silence(size // self.input.bytes_per_sample_frame)
 
     def flush(self) -> bytes:
         """End of stream. Every input sample already has its output, so the total length is the input's

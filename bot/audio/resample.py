@@ -66,7 +66,7 @@ class Resampler:
 
     def process_silence(self, frames: int) -> bytes:
         """`process` of `frames` 20 ms frames of digital silence."""
-        return self.process(bytes(frames * (self.input.rate * FRAME_MS // 1000) * self.input.bytes_per_sample_frame))
+        return self.process(bytes(self.input.bytes_for(frames * FRAME_MS)))
 
     def flush(self) -> bytes:
         """End of stream: everything still held back (the filter's tail). Call once."""

@@ -207,21 +207,20 @@ class BenchSession:
             self.mixer.push_timed(frame.user_id, frame.pcm, spoken, time.monotonic())
 
     async def _on_silent_ticks(self, count: int) -> None:
-        pcm = self.resampler.process_silence(count)  # as LiveSession does
-        if pcm:
-            await self.streaming.send_audio(pcm)
-            self.stream_bytes += len(pcm)
+        await self._send(self.resampler.process_silence(count))  # as LiveSession does
 
     async def _on_tick(self, frame: bytes) -> None:
         now = time.monotonic()
         mixed = self.mixer.last_mixed  # floor audio is off in the bench, as by default
-        pcm = self.resampler.process(frame)
-        if pcm:
-            await self.streaming.send_audio(pcm)
-            self.stream_bytes += len(pcm)
+        await self._send(self.resampler.process(frame))
         if self.mode == "utterances":  # only the latency run maps chunks back to ticks
             spoken = max((s for s, _p in mixed if s), default=None)
             self.ticks.append((now, spoken, mixed, self.stream_bytes))
+
+    async def _send(self, pcm: bytes) -> None:
+        if pcm:
+            await self.streaming.send_audio(pcm)
+            self.stream_bytes += len(pcm)
 
     async def _consume_events(self) -> None:
         async for event in self.streaming:

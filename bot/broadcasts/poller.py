@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.broadcasts.service import BroadcastService, StatusChange
 from bot.errors import BotError
-from bot.tasks import stop_between_steps
+from bot.tasks import Steps
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class BroadcastPoller:
         self.rounds = 0  # completed rounds
         self.failed_rounds = 0
         self._task: asyncio.Task[None] | None = None
-        self._polling = False  # a round is under way (stop() lets it finish)
+        self._rounds = Steps()  # stop() lets a round under way (its database writes) finish
 
     async def poll_once(self) -> list[StatusChange]:
         """One round: detect changes, save them, announce those with a channel."""
@@ -71,7 +71,7 @@ class BroadcastPoller:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        await stop_between_steps(task, lambda: self._polling)  # a round's database writes are not cut short
+        await self._rounds.stop(task)
 
     @property
     def running(self) -> bool:
@@ -83,14 +83,12 @@ class BroadcastPoller:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.next_delay())
-            self._polling = True
-            try:
-                await self.poll_once()
-            except BotError as exc:
-                self.failed_rounds += 1
-                log.warning("broadcast status round failed: %s", exc)
-            except Exception:
-                self.failed_rounds += 1
-                log.exception("broadcast status round failed")
-            finally:
-                self._polling = False
+            with self._rounds.step():
+                try:
+                    await self.poll_once()
+                except BotError as exc:
+                    self.failed_rounds += 1
+                    log.warning("broadcast status round failed: %s", exc)
+                except Exception:
+                    self.failed_rounds += 1
+                    log.exception("broadcast status round failed")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from bot.db import sessions as db_sessions
 from bot.db import transcripts as db_transcripts
-from bot.tasks import stop_between_steps
+from bot.tasks import Steps
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
@@ -33,7 +33,7 @@ class Housekeeping:
         self.database, self.instance_id = database, instance_id
         self.heartbeat_interval_s, self.purge_interval_s = heartbeat_interval_s, purge_interval_s
         self._task: asyncio.Task[None] | None = None
-        self._writing = False  # a heartbeat or purge is under way (close() lets it finish)
+        self._steps = Steps()  # close() lets a heartbeat or purge under way finish
 
     def ensure_running(self) -> None:
         if self._task is None or self._task.done():
@@ -41,7 +41,7 @@ class Housekeeping:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        await stop_between_steps(task, lambda: self._writing)
+        await self._steps.stop(task)
 
     async def purge_expired_transcripts(self) -> int:
         """Lines older than their guild's retention are deleted; a failure is logged, not raised."""
@@ -66,11 +66,8 @@ class Housekeeping:
         last_purge = time.monotonic()
         while True:
             await asyncio.sleep(self.heartbeat_interval_s)
-            self._writing = True
-            try:
+            with self._steps.step():
                 await self.heartbeat()
                 if time.monotonic() - last_purge >= self.purge_interval_s:
                     last_purge = time.monotonic()
                     await self.purge_expired_transcripts()
-            finally:
-                self._writing = False
