@@ -139,6 +139,7 @@ class App:
                 self.database,
                 lambda: self.manager.sessions.values() if self.manager is not None else (),
                 lambda: self.http.port if self.http is not None else None,
+                resuming=lambda session_id: self.manager is not None and self.manager.resuming(session_id),
             )
             if settings.http_port
             else None
@@ -155,6 +156,8 @@ class App:
             )
 
         self.bot = InterpreterBot(services_for, shards=plan)
+        assert self.manager is not None, "InterpreterBot builds its services at once"
+        self.manager.expect_resumes(taken)  # overlay links of these wait from the moment the server is up
         self.metrics.listener = self.bot
         if settings.http_port:
             extensions = [overlay.web] if overlay is not None else []

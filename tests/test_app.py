@@ -40,6 +40,12 @@ async def live_rows(url: str) -> list:
         await database.close()
 
 
+async def first_caption(http: httpx.AsyncClient, link: str) -> list:
+    async with http.stream("GET", f"{link}/events", timeout=60) as response:
+        assert response.status_code == 200
+        return await EventReader(response).next(1)
+
+
 async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolated_url, tmp_path):
     async with FakeDiscord() as fake, serve(emulator_config()) as emulator:
         http_port = free_port()
@@ -74,6 +80,9 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
             assert await first.wait() == -signal.SIGKILL
             assert list(emulator.state.sessions) == [dead_palabra_id]  # left behind by the dead process
 
+            # The restarted speaker bots log in slowly: the resume waits for them, its stream already
+            # open, and the overlay link is opened (an OBS source reloading) in that window.
+            fake.gateway.hold_logins(*(fake.bot(token).id for token in secrets.SPEAKER_TOKENS))
             loop = asyncio.get_running_loop()
             restarted_at = loop.time()
             await second.start()
@@ -92,24 +101,25 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
                 assert old.status == "ended" and old.end_reason == "crashed"
             await database.close()
 
-            # The resumed session really interprets: Alice's speech reaches the new stream.
-            await wait_for(
-                lambda: fake.voice_members(fake.channel("Voice A").id) >= {alice.id, fake.bot().id},
-                what="the listener back in Voice A",
-            )
-            await alice.wait_dave_ready(members=2, timeout=20)
-            sent = decode(SPEECH_A, rate=48000, channels=2)[: 3 * 48000 * 4]
-            await alice.speak(sent + bytes(48000 * 4))
-            stream = emulator.state.streams[-1]
-            received = np.frombuffer(bytes(stream.input_pcm), dtype="<i2").astype(np.float64) / 32768
-            spoken = mono(decode(SPEECH_A, rate=16000, channels=1), 1)[: 3 * 16000]
-            assert pieces_heard(spoken, received, 16000) >= 0.8
-            # The link from before the crash shows the resumed session's captions of that speech.
             async with httpx.AsyncClient(timeout=30) as http:
+                # The link from before the crash is served while the resume is still under way...
                 assert (await http.get(link)).status_code == 200
-                async with http.stream("GET", f"{link}/events") as response:
-                    assert response.status_code == 200
-                    events = await asyncio.wait_for(EventReader(response).next(1), 30)
+                captions = asyncio.create_task(first_caption(http, link))
+                # ...and the resumed session really interprets: Alice's speech reaches the new stream.
+                await wait_for(
+                    lambda: fake.voice_members(fake.channel("Voice A").id) >= {alice.id, fake.bot().id},
+                    what="the listener back in Voice A",
+                )
+                await alice.wait_dave_ready(members=2, timeout=20)
+                sent = decode(SPEECH_A, rate=48000, channels=2)[: 3 * 48000 * 4]
+                await alice.speak(sent + bytes(48000 * 4))
+                stream = emulator.state.streams[-1]
+                received = np.frombuffer(bytes(stream.input_pcm), dtype="<i2").astype(np.float64) / 32768
+                spoken = mono(decode(SPEECH_A, rate=16000, channels=1), 1)[: 3 * 16000]
+                assert pieces_heard(spoken, received, 16000) >= 0.8
+                fake.gateway.release_logins()
+                # The stream opened during the resume shows the resumed session's captions of that speech.
+                events = await asyncio.wait_for(captions, 60)
             assert [kind for _id, kind, _data in events] == ["line"] and events[0][2]["text"], events
             print(
                 f"SIGKILL + restart: {len(emulator.state.sessions) - 1} leaked Palabra sessions, interpretation "

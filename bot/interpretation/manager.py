@@ -101,6 +101,7 @@ class InterpretationManager:
         self._closing = False
         self._stopping: dict[int, asyncio.Task[StopReport]] = {}
         self._keepers: dict[int, SpeakerKeeper] = {}  # source channel id -> its session's speaker keeper
+        self._resumes_due: set[int] = set()  # crashed sessions recover() is still to resume (expect_resumes)
 
     # --- public API ------------------------------------------------------------------------------
     async def start(
@@ -150,17 +151,32 @@ class InterpretationManager:
             elif not await self._still_opted_out(running.guild.id, user_id):
                 mixer.include(user_id)
 
+    def expect_resumes(self, taken: Sequence[CrashedSession]) -> None:
+        """Until recover() has dealt with them, these crashed sessions (and those they continued) count
+        as `resuming`: their overlay links wait for the resumed session instead of being refused."""
+        self._resumes_due.update(session_id for row in taken for session_id in row.lineage)
+
+    def resuming(self, session_id: int) -> bool:
+        return session_id in self._resumes_due
+
     async def recover(self, taken: Sequence[CrashedSession] | None = None) -> None:
         """Close what a crashed process left on our shards, then resume where people are still listening.
 
         `taken`: the sessions bot.ownership took over at start-up; None takes them over here.
         """
-        crashed = await self.recovery.close_crashed(taken)
-        await self.recovery.delete_untracked(pid for r in self.sessions.values() for pid in r.rest.created)
-        await self.purge_expired_transcripts()
-        self.housekeeping.ensure_running()
-        for row in crashed:
-            await self._resume(row)
+        try:
+            crashed = await self.recovery.close_crashed(taken)
+            self.expect_resumes(crashed)
+            await self.recovery.delete_untracked(pid for r in self.sessions.values() for pid in r.rest.created)
+            await self.purge_expired_transcripts()
+            self.housekeeping.ensure_running()
+            for row in crashed:
+                try:
+                    await self._resume(row)
+                finally:
+                    self._resumes_due.difference_update(row.lineage)
+        finally:
+            self._resumes_due.clear()
 
     async def purge_expired_transcripts(self) -> int:
         """Keep the consent notice's promise: lines older than the guild's retention are deleted."""

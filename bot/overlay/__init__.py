@@ -4,5 +4,6 @@
     /interpret overlay --> OverlayService (service.py) --> signed link (tokens.py)
     GET /overlay/<token>, /overlay/<token>/events (SSE), /overlay/static/* (web.py, static/)
 
-A link is valid while its session runs and for a short grace after it ended; anything else is a 404.
+A link is valid while its session runs and for a short grace after it ended, and while a restarted bot
+is still resuming that session after a crash; anything else is a 404.
 """

@@ -124,8 +124,10 @@ async def build_overlay(
     sessions: Callable[[], Iterable[RunningSession]],
     bound_port: Callable[[], int | None],
     limits: StreamLimits | None = None,
+    resuming: Callable[[int], bool] | None = None,
 ) -> Overlay:
-    """Links point at PUBLIC_URL, else at this machine's loopback on the port the server bound."""
+    """Links point at PUBLIC_URL, else at this machine's loopback on the port the server bound.
+    `resuming(session_id)`: True while this process is still to resume that crashed session."""
 
     def base_url() -> str | None:
         port = bound_port()
@@ -136,4 +138,4 @@ async def build_overlay(
     hub = FeedHub(running=lambda: [r.session_id for r in sessions()])
     signer = TokenSigner(await overlay_secret(settings, database))
     service = OverlayService(hub, signer, database, sessions, base_url)
-    return Overlay(service, OverlayWeb(hub, signer, limits, follow=service.follow))
+    return Overlay(service, OverlayWeb(hub, signer, limits, follow=service.follow, resuming=resuming))

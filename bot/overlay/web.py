@@ -6,7 +6,9 @@
                                   what it had
     GET /overlay/static/<file>    overlay.css, overlay.js
 
-A wrong, tampered or expired token is a plain 404, the same as any other unknown path. Every response
+A link whose session a restarted bot is still resuming (after a crash) is served, and its event stream
+waits for the resumed session. A wrong, tampered or expired token is a plain 404, the same as any other
+unknown path. Every response
 carries a Content-Security-Policy that allows only this origin's script, style and event stream, so even
 a transcript that slipped into markup could not run. Streams per link are bounded; each stream ends
 after `stream_lifetime_s` (the page reconnects and resumes), so no connection outlives its purpose.
@@ -25,7 +27,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.overlay.feed import CaptionFeed, FeedHub, FeedLine
-from bot.overlay.tokens import TokenSigner
+from bot.overlay.tokens import OverlayGrant, TokenSigner
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 STATIC_TYPES = {"overlay.css": "text/css", "overlay.js": "text/javascript"}
+RESUME_POLL_S = 0.25  # how often a stream waiting for a resume looks again (a rare, short wait)
 TOKEN_PATTERN = r"[A-Za-z0-9_\-]{1,120}\.[A-Za-z0-9_\-]{1,60}"
 
 
@@ -63,11 +66,14 @@ class OverlayWeb:
         signer: TokenSigner,
         limits: StreamLimits | None = None,
         follow: Callable[[int], bool] | None = None,
+        resuming: Callable[[int], bool] | None = None,
     ) -> None:
         self.hub, self.signer = hub, signer
         # For a link whose session the hub does not know: True once the session resuming it (after a
         # crash) is followed, so the hub knows it now (OverlayService.follow).
         self.follow = follow
+        # True while this process is still to resume that session: not followed yet, but soon.
+        self.resuming = resuming
         self.limits = limits or StreamLimits()
         self._open: Counter[str] = Counter()
         self._wakers: set[asyncio.Event] = set()
@@ -94,17 +100,28 @@ class OverlayWeb:
         self.drop_streams()
 
     # --- handlers -------------------------------------------------------------------------------
-    def _feed(self, request: web.Request) -> CaptionFeed | None:
-        grant = self.signer.verify(request.match_info["token"])
-        if grant is None:
-            return None
+    def _feed(self, grant: OverlayGrant) -> CaptionFeed | None:
         feed = self.hub.feed(grant.session_id, grant.language)
         if feed is None and self.follow is not None and self.follow(grant.session_id):
             feed = self.hub.feed(grant.session_id, grant.language)
         return feed
 
+    def _being_resumed(self, grant: OverlayGrant) -> bool:
+        return self.resuming is not None and self.resuming(grant.session_id)
+
+    async def _feed_once_resumed(self, grant: OverlayGrant) -> CaptionFeed | None:
+        """The link's feed; for a session still being resumed, once the resumed one is followed (None if
+        the resume gave up, or the server is closing)."""
+        generation = self._generation
+        feed = self._feed(grant)
+        while feed is None and self._being_resumed(grant) and generation == self._generation:
+            await asyncio.sleep(RESUME_POLL_S)
+            feed = self._feed(grant)
+        return feed
+
     async def _page_handler(self, request: web.Request) -> web.Response:
-        if self._feed(request) is None:
+        grant = self.signer.verify(request.match_info["token"])
+        if grant is None or (self._feed(grant) is None and not self._being_resumed(grant)):
             return not_found()
         return web.Response(body=self._page, content_type="text/html", charset="utf-8", headers=SECURITY_HEADERS)
 
@@ -117,8 +134,8 @@ class OverlayWeb:
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         token = request.match_info["token"]
-        feed = self._feed(request)
-        if feed is None or self._closing:
+        grant = self.signer.verify(token)
+        if grant is None or self._closing or (self._feed(grant) is None and not self._being_resumed(grant)):
             return not_found()
         if self._open[token] >= self.limits.connections_per_link or self._open.total() >= self.limits.connections_total:
             log.info("overlay: a stream was refused, the link already has %d open", self._open[token])
@@ -128,6 +145,9 @@ class OverlayWeb:
             self.resumed += 1
         self._open[token] += 1
         try:
+            feed = await self._feed_once_resumed(grant)
+            if feed is None or self._closing:
+                return not_found()
             return await self._stream(request, feed, last_seen or 0)
         finally:
             self._open[token] -= 1

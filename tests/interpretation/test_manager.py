@@ -86,6 +86,11 @@ async def test_auto_stop(db, trigger):
         assert len(summaries) == 1
 
 
+async def crashed_rows(db) -> list:
+    async with db.session() as s:
+        return [r for r in await db_sessions.list_active_sessions(s) if r.instance_id == "dead-host:1"]
+
+
 async def test_recovery_deletes_crashed_and_untracked_palabra_sessions_and_resumes_only_where_people_are(db):
     async with world_on(db, speaker_count=0) as world:
         fake, manager, rest = world.fake, world.manager, world.services.palabra
@@ -127,7 +132,19 @@ async def test_recovery_deletes_crashed_and_untracked_palabra_sessions_and_resum
                 .values(created_at=datetime.now(UTC) - timedelta(days=DEFAULT_TRANSCRIPT_RETENTION_DAYS + 1))
             )
 
+        # While a crashed session is being resumed its overlay links wait for it (manager.resuming).
+        crashed_ids = sorted(r.id for r in await crashed_rows(db))
+        seen_resuming: list[list[bool]] = []
+        resume = manager._resume
+
+        async def observed(row):
+            seen_resuming.append([manager.resuming(sid) for sid in crashed_ids])
+            await resume(row)
+
+        manager._resume = observed
         await manager.recover()
+        assert seen_resuming == [[True, True], [False, True]]  # each one until its own resume is done
+        assert not any(manager.resuming(sid) for sid in crashed_ids)
 
         async with db.session() as s:  # retention is enforced from start-up on
             kept = await db_transcripts.session_transcript(s, old.id)

@@ -126,6 +126,48 @@ async def test_a_link_to_a_crashed_session_is_followed_to_the_session_resuming_i
     assert asked[:2] == [8, 7] and 7 not in asked[2:]  # once followed, the hub knows the old link
 
 
+async def test_a_link_to_a_session_still_being_resumed_is_served_and_its_stream_waits_for_the_resume():
+    """Session 7 crashed; the restarted process is still resuming it (as 9) when the page loads. The page
+    is served and its stream shows 9's captions once 9 runs; a link to 8, whose resume gave up, ends in a
+    404 at that moment; a link to 6, which nobody resumes, is a 404 at once."""
+    hub = FeedHub(first_seq=lambda: 5_000)
+    signer = TokenSigner(KEY)
+    resuming, running, said_in_9 = {7, 8}, set[int](), list[str]()
+
+    def follow(session_id: int) -> bool:  # as OverlayService.follow: watch 9, then what 9 said so far
+        if session_id != 7 or 9 not in running:
+            return False
+        hub.watch(9, "en", ["es"])
+        hub.alias(7, 9)
+        for k, text in enumerate(said_in_9):
+            publish(hub, str(k), text, session_id=9)
+        return True
+
+    web = OverlayWeb(hub, signer, follow=follow, resuming=resuming.__contains__)
+    async with serving(web) as served, httpx.AsyncClient(timeout=10) as http:
+        link = {sid: f"{served.base_url}/overlay/{signer.issue(OverlayGrant(sid, 'en'))}" for sid in (6, 7, 8)}
+        assert [(await http.get(link[sid])).status_code for sid in (6, 7, 8)] == [404, 200, 200]
+        assert (await http.get(f"{link[6]}/events")).status_code == 404
+        waiting = asyncio.create_task(http.get(f"{link[8]}/events"))
+        captions = asyncio.create_task(first_event(http, f"{link[7]}/events"))
+        await asyncio.sleep(0.6)  # both streams are waiting now
+        assert not waiting.done() and not captions.done()
+        resuming.discard(8)  # that resume gave up
+        assert (await asyncio.wait_for(waiting, 5)).status_code == 404
+        running.add(9)
+        said_in_9.append("hello after the restart")
+        resuming.discard(7)  # resumed: the hub follows 9 from now on
+        kind, data = await asyncio.wait_for(captions, 5)
+    assert kind == "line" and data["text"] == "hello after the restart"
+
+
+async def first_event(http: httpx.AsyncClient, url: str) -> tuple[str, dict]:
+    async with http.stream("GET", url) as response:
+        assert response.status_code == 200
+        [(_id, kind, data)] = await EventReader(response).next(1)
+        return kind, data
+
+
 async def test_streams_per_link_are_bounded_and_a_closed_one_frees_its_place(standalone):
     standalone.hub.watch(1, "en", [])
     link, other = standalone.link(), standalone.link()

@@ -105,6 +105,8 @@ Gateway, events and interactions:
 - `await fake.drop_gateway(bot, code=4000)`: the client resumes (op 6); `fake.gateway.resumes`.
 - `fake.gateway.hold_guilds()` / `.release_guilds()`: identifies get READY (guilds unavailable) at once
   but GUILD_CREATE only once released (a client that has just come online, before it has its guilds).
+- `fake.gateway.hold_logins(*bot_ids)` / `.release_logins()`: those bots' identifies get READY only
+  once released (a slow login).
 - Sharding as on Discord: IDENTIFY's `shard: [id, count]` (default [0, 1]); each shard session gets
   READY (with `shard`) and GUILD_CREATE for, and events of, only the guilds with `(guild_id >> 22) %
   count == id` (`fake.dispatch` and broadcasts pick the session of the payload's guild). 4010 closes

@@ -76,6 +76,9 @@ class Gateway:
         # unreachable at shutdown); the client's close then waits for its own timeout.
         self.answer_close = True
         self._unanswered = asyncio.Event()  # set by close_all(): the held connections end
+        self._held_logins: set[int] = set()  # hold_logins(): these bots' identifies wait for a release
+        self._logins_released = asyncio.Event()
+        self._logins_released.set()
 
     def hold_guilds(self) -> None:
         """Identifies from now on get READY (guilds unavailable) but GUILD_CREATE only at release_guilds()."""
@@ -83,6 +86,15 @@ class Gateway:
 
     def release_guilds(self) -> None:
         self._guilds_released.set()
+
+    def hold_logins(self, *user_ids: int) -> None:
+        """These bots' identifies from now on get no READY until release_logins() (a slow login)."""
+        self._held_logins.update(user_ids)
+        self._logins_released.clear()
+
+    def release_logins(self) -> None:
+        self._held_logins.clear()
+        self._logins_released.set()
 
     def session_of(self, user_id: int, guild_id: int | None = None) -> GatewaySession | None:
         """The bot's session that serves `guild_id` (any of its sessions if None), preferring open ones."""
@@ -144,6 +156,8 @@ class Gateway:
         assert shard is not None
         ready_delay, guild_delay = self.fake.realism.ready_delays(self.fake.bots.index(account))
         await asyncio.sleep(ready_delay)  # clients log in at different speeds
+        if account.id in self._held_logins:
+            await self._logins_released.wait()
         session = GatewaySession(account, shard)
         session.ws = ws
         self.shard_sessions[(account.id, shard[0])] = session
