@@ -1,5 +1,4 @@
 import asyncio
-import time
 
 import numpy as np
 import pytest
@@ -7,6 +6,7 @@ import pytest
 from bot.audio.frames import SILENT_FRAME, FrameAssembler
 from bot.audio.mixer import ActivityTimeline, Mixer, MixerClock
 from tests.fakes import audio
+from tests.fakes.virtual_time import run_on_virtual_time
 
 RATE = 48000
 
@@ -149,18 +149,29 @@ def test_activity_timeline_runs_and_pruning():
     assert timeline.seconds_active("x", 0.4, 0.5) == pytest.approx(0.1)
 
 
-async def test_mixer_clock_ticks_on_schedule(speech_a):
+def test_mixer_clock_ticks_on_schedule(speech_a):
+    run_on_virtual_time(ticks_on_schedule(speech_a))
+
+
+async def ticks_on_schedule(speech_a: list[bytes]) -> None:
+    loop = asyncio.get_running_loop()
     mixer = Mixer()
     for frame in speech_a[:10]:
         mixer.push("a", frame)
     received: list[bytes] = []
-    clock = MixerClock(mixer, received.append)
-    started = time.monotonic()
-    await asyncio.wait_for(clock.run(max_ticks=25), timeout=10)
-    elapsed = time.monotonic() - started
+    emitted_at: list[float] = []
+
+    def on_frame(frame: bytes) -> None:
+        received.append(frame)
+        emitted_at.append(loop.time())
+
+    clock = MixerClock(mixer, on_frame, clock=loop.time)
+    await clock.run(max_ticks=25)
     assert len(received) == clock.ticks == mixer.stats.ticks == 25
     assert received[:10] == speech_a[:10] and set(received[10:]) == {SILENT_FRAME}
-    assert 0.4 <= elapsed < 5  # 24 intervals of 20 ms; generous upper bound for a busy machine
+    # Speech goes out at its deadline, every 20 ms; the silence after it in batches, never early.
+    assert emitted_at[:10] == pytest.approx([k * 0.02 for k in range(10)])
+    assert all(at >= k * 0.02 - 1e-9 for k, at in enumerate(emitted_at))
 
 
 async def test_mixer_clock_start_stop_with_async_callback():
