@@ -8,10 +8,10 @@
 
 A link whose session a restarted bot is still resuming (after a crash) is served, and its event stream
 waits for the resumed session. A wrong, tampered or expired token is a plain 404, the same as any other
-unknown path. Every response
-carries a Content-Security-Policy that allows only this origin's script, style and event stream, so even
-a transcript that slipped into markup could not run. Streams per link are bounded; each stream ends
-after `stream_lifetime_s` (the page reconnects and resumes), so no connection outlives its purpose.
+unknown path. Every response carries a Content-Security-Policy that allows only this origin's script,
+style and event stream, so even a transcript that slipped into markup could not run. Streams per link
+are bounded; each stream ends after `stream_lifetime_s` (the page reconnects and resumes), so no
+connection outlives its purpose.
 """
 
 from __future__ import annotations
