@@ -39,6 +39,13 @@ class VoiceUnavailable(InterpretationError):
     default_message = "The bot could not join the voice channel; check its permissions and try again."
 
 
+class VoiceConnectTimeout(VoiceUnavailable):
+    default_message = (
+        "The bot could not join the voice channel in time: Discord's voice server did not complete the "
+        "connection. Try again in a minute."
+    )
+
+
 class DatabaseProblem(InterpretationError):
     default_message = (
         "The bot's database is not answering, so interpretation was not started; try again in a minute, "

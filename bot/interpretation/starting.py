@@ -4,7 +4,6 @@ transcript poster. A start that fails halfway undoes what it built, newest first
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -21,7 +20,13 @@ from bot.db import sessions as db_sessions
 from bot.db.errors import DatabaseError, SessionAlreadyActive
 from bot.errors import UserFacingError
 from bot.interpretation import channels
-from bot.interpretation.errors import DatabaseProblem, PalabraUnavailable, SessionAlreadyRunning, VoiceUnavailable
+from bot.interpretation.errors import (
+    DatabaseProblem,
+    PalabraUnavailable,
+    SessionAlreadyRunning,
+    VoiceConnectTimeout,
+    VoiceUnavailable,
+)
 from bot.interpretation.languages import check_languages
 from bot.interpretation.notices import DecryptFailureNotices
 from bot.interpretation.palabra_sessions import PalabraSessions, RecordingRest, palabra_problem
@@ -140,9 +145,15 @@ class SessionStarter:
     ) -> Built:
         guild, transcript_channel = plan.guild, plan.transcript_channel
         warnings = list(plan.warnings)
-        vc = await plan.voice_channel.connect(
-            cls=ListeningVoiceClient, timeout=CONNECT_TIMEOUT_S, reconnect=True, self_deaf=False
-        )
+        try:
+            vc = await plan.voice_channel.connect(
+                cls=ListeningVoiceClient, timeout=CONNECT_TIMEOUT_S, reconnect=True, self_deaf=False
+            )
+        except TimeoutError as exc:  # only this wait is "could not join"; any other timeout is told as itself
+            log.warning(
+                "session %s: the voice connection did not complete within %.0f s", plan.session_id, CONNECT_TIMEOUT_S
+            )
+            raise VoiceConnectTimeout() from exc
         undo.push_async_callback(_logged_step(lambda: vc.disconnect(force=True)))
         vc.receiver.on_failure = DecryptFailureNotices(
             lambda text: transcript_channel.send(text, allowed_mentions=discord.AllowedMentions.none()),
@@ -262,7 +273,7 @@ def start_failure(exc: BaseException) -> BaseException:
         return VoiceUnavailable(
             "The bot cannot play or encode voice on its host (libopus is missing); ask the bot's operator."
         )
-    if isinstance(exc, (discord.HTTPException, discord.ClientException, asyncio.TimeoutError, VoiceError)):
+    if isinstance(exc, (discord.HTTPException, discord.ClientException, VoiceError)):
         return VoiceUnavailable()
     return exc
 

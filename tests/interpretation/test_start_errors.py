@@ -3,6 +3,8 @@ the database, the voice connection and libopus as themselves; and leaves nothing
 
 from __future__ import annotations
 
+import asyncio
+
 import discord
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -11,7 +13,14 @@ from bot.audio.opus import OpusUnavailable
 from bot.db import sessions as db_sessions
 from bot.db.errors import DatabaseUnavailable
 from bot.errors import UserFacingError
-from bot.interpretation.errors import DatabaseProblem, InvalidLanguages, PalabraUnavailable, VoiceUnavailable
+from bot.interpretation import starting
+from bot.interpretation.errors import (
+    DatabaseProblem,
+    InvalidLanguages,
+    PalabraUnavailable,
+    VoiceConnectTimeout,
+    VoiceUnavailable,
+)
 from bot.interpretation.starting import start_failure
 from bot.palabra.errors import InsufficientBalanceError, PalabraConnectionError
 from bot.voice.speakers import SpeakerError
@@ -31,7 +40,6 @@ pytestmark = pytest.mark.timeout(90)
         (OpusUnavailable("no libopus"), VoiceUnavailable, "libopus"),
         (SpeakerError("cannot see channel"), VoiceUnavailable, "voice channel"),
         (discord.ClientException("already connected"), VoiceUnavailable, "voice channel"),
-        (TimeoutError(), VoiceUnavailable, "voice channel"),
     ],
 )
 def test_each_failure_is_told_as_itself(error, told, says):
@@ -46,6 +54,33 @@ def test_user_facing_errors_pass_through_and_bugs_stay_bugs():
     assert start_failure(refusal) is refusal
     bug = RuntimeError("a bug")
     assert start_failure(bug) is bug and not isinstance(bug, UserFacingError)
+    # A timeout is only "could not join" where it is the voice connection's (VoiceConnectTimeout); any
+    # other one is not guessed at: logged with its traceback, told as an unexpected error.
+    timeout = TimeoutError()
+    assert start_failure(timeout) is timeout
+
+
+async def test_a_voice_connection_that_never_completes_is_told_as_that_and_leaves_nothing(db, monkeypatch):
+    monkeypatch.setattr(starting, "CONNECT_TIMEOUT_S", 1.0)
+    async with world_on(db, speaker_count=0) as world:
+        fake, manager = world.fake, world.manager
+        await world.configure(targets=("es",))
+        alice = await fake.add_user("Alice")
+        await alice.join("Voice A")
+        member, channel = world.guild.get_member(alice.id), world.channel("Voice A")
+        fake.voice.hold_upgrades = asyncio.Event()  # the voice server never answers the websocket
+        with pytest.raises(VoiceConnectTimeout) as error:
+            await manager.start(guild=world.guild, voice_channel=channel, requested_by=member)
+        assert "in time" in error.value.user_message and "translation" not in error.value.user_message
+        assert manager.sessions == {} and world.guild.voice_client is None
+        assert world.emulator.state.sessions == {}
+        async with db.session() as s:
+            assert await db_sessions.list_active_sessions(s) == []
+        fake.voice.hold_upgrades.set()
+        fake.voice.hold_upgrades = None
+        report = await manager.start(guild=world.guild, voice_channel=channel, requested_by=member)
+        assert report.session_id in {r.session_id for r in manager.sessions.values()}
+        await manager.stop(guild_id=fake.guild.id)
 
 
 async def test_a_database_failure_at_start_is_told_as_a_database_problem(db):
