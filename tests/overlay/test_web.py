@@ -11,8 +11,9 @@ import httpx
 from bot.interpretation.captions import CaptionUpdate
 from bot.overlay.feed import FeedHub
 from bot.overlay.tokens import OverlayGrant, TokenSigner
-from bot.overlay.web import OverlayWeb
+from bot.overlay.web import RESUME_POLL_S, OverlayWeb
 from tests.fakes.sse import EventReader
+from tests.fakes.waiting import wait_until
 from tests.overlay.conftest import KEY, serving
 
 
@@ -150,8 +151,9 @@ async def test_a_link_to_a_session_still_being_resumed_is_served_and_its_stream_
         assert (await http.get(f"{link[6]}/events")).status_code == 404
         waiting = asyncio.create_task(http.get(f"{link[8]}/events"))
         captions = asyncio.create_task(first_event(http, f"{link[7]}/events"))
-        await asyncio.sleep(0.6)  # both streams are waiting now
-        assert not waiting.done() and not captions.done()
+        await wait_until(lambda: web._open.total() == 2, what="both streams waiting for their resume")
+        await asyncio.sleep(3 * RESUME_POLL_S)
+        assert not waiting.done() and not captions.done()  # neither answered while its resume is under way
         resuming.discard(8)  # that resume gave up
         assert (await asyncio.wait_for(waiting, 5)).status_code == 404
         running.add(9)
