@@ -23,21 +23,13 @@ from bot.settings import load_settings
 from tests.fakes import secrets
 from tests.fakes.audio import SPEECH_A, decode, mono, pieces_heard
 from tests.fakes.botprocess import BotProcess, assert_no_secrets, bot_env, command, free_port, wait_healthy
+from tests.fakes.database import active_session_rows
 from tests.fakes.discord.server import FakeDiscord
 from tests.fakes.sse import EventReader
 from tests.interpretation.conftest import emulator_config, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 OVERLAY_LINK = re.compile(r"http://127\.0\.0\.1:\d+/overlay/[A-Za-z0-9_.\-]+")
-
-
-async def live_rows(url: str) -> list:
-    database = Database(url)
-    try:
-        async with database.session() as s:
-            return await db_sessions.list_active_sessions(s)
-    finally:
-        await database.close()
 
 
 async def first_caption(http: httpx.AsyncClient, link: str) -> list:
@@ -69,7 +61,7 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
                 what="a Palabra session",
             )
             [dead_palabra_id] = list(emulator.state.sessions)
-            [row] = await live_rows(isolated_url)
+            [row] = await active_session_rows(isolated_url)
             assert row.palabra_session_ids == [dead_palabra_id]  # recorded before it was used
             overlay = await command(fake, alice, "interpret", "overlay")
             found = OVERLAY_LINK.search(overlay.text())
@@ -92,7 +84,7 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
                 what="the dead session deleted and a new one started",
             )
             resumed_after = loop.time() - restarted_at
-            rows = await live_rows(isolated_url)
+            rows = await active_session_rows(isolated_url)
             assert len(rows) == 1 and rows[0].id != row.id and rows[0].source_channel_id == fake.channel("Voice A").id
             assert rows[0].continues_session_ids == [row.id]  # what the old overlay link follows
             database = Database(isolated_url)
@@ -137,7 +129,7 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
             second.proc.send_signal(signal.SIGTERM)
             assert await second.wait(60) == 0
             assert emulator.state.sessions == {}  # the clean stop deleted the resumed session too
-            assert await live_rows(isolated_url) == []
+            assert await active_session_rows(isolated_url) == []
             assert "the bot stopped cleanly" in second.text()
         finally:
             await first.kill()

@@ -10,8 +10,6 @@ import signal
 
 import pytest
 
-from bot.db import Database
-from bot.db import sessions as db_sessions
 from bot.palabra.emulator.app import serve
 from tests.fakes.audio import SPEECH_A, decode
 from tests.fakes.botprocess import (
@@ -23,21 +21,13 @@ from tests.fakes.botprocess import (
     wait_healthy,
     wait_listener_online,
 )
+from tests.fakes.database import active_session_rows
 from tests.fakes.discord.server import FakeDiscord
 from tests.interpretation.conftest import emulator_config, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 EXIT_WITHIN_S = 10.0
-
-
-async def active_rows(url: str) -> list:
-    database = Database(url)
-    try:
-        async with database.session() as s:
-            return await db_sessions.list_active_sessions(s)
-    finally:
-        await database.close()
 
 
 def catches_sigterm(pid: int) -> bool:
@@ -138,7 +128,7 @@ async def test_sigterm_mid_session_drains_the_tail_posts_finals_and_deletes_the_
             assert emulator.state.sessions == {}  # the Palabra session was deleted
             [stream] = emulator.state.streams
             assert stream.messages_in.get("end_task") == 1  # end_task was sent, not just a dropped socket
-            assert await active_rows(isolated_url) == []
+            assert await active_session_rows(isolated_url) == []
         finally:
             await bot.kill()
         assert_no_secrets(bot.text())

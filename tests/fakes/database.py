@@ -1,6 +1,7 @@
 """A real database whose connection can be cut: `FlakyDatabase` wraps a migrated `Database` and, while
 it is down (or for chosen units of work), fails `session()` the way an unreachable server does
-(SQLAlchemy's OperationalError around a refused connection). Everything else is the real database."""
+(SQLAlchemy's OperationalError around a refused connection). Everything else is the real database.
+`active_session_rows(url)` reads the sessions a bot process left active, from outside the process."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from contextlib import asynccontextmanager
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.db import sessions as db_sessions
 from bot.db.engine import Database
+from bot.db.models import InterpretationSession
 
 
 class FlakyDatabase(Database):
@@ -29,3 +32,12 @@ class FlakyDatabase(Database):
             raise OperationalError("connect", {}, ConnectionRefusedError(111, "Connection refused"))
         async with super().session() as session:
             yield session
+
+
+async def active_session_rows(url: str) -> list[InterpretationSession]:
+    database = Database(url)
+    try:
+        async with database.session() as s:
+            return list(await db_sessions.list_active_sessions(s))
+    finally:
+        await database.close()
