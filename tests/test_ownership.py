@@ -13,6 +13,7 @@ from bot.db.instances import ShardClaim
 from bot.db.types import utcnow
 from bot.ownership import STALE_HEARTBEATS, Ownership, ShardConflict
 from bot.shards import ShardPlan
+from tests.fakes.database import start_row
 
 INTERVAL = 10.0
 GUILD_ON_0 = (1_000_000 << 22) | 5
@@ -61,14 +62,7 @@ async def register(db, claim: ShardClaim, at: datetime) -> None:
 
 async def live_session(db, guild: int, channel: int, instance: str) -> int:
     async with db.session() as s:
-        row = await sessions.start_session(
-            s,
-            guild_id=guild,
-            source_channel_id=channel,
-            source_language="en",
-            target_languages=["es"],
-            instance_id=instance,
-        )
+        row = await start_row(s, guild=guild, channel=channel, instance=instance)
         await sessions.add_palabra_session_id(s, row.id, f"palabra-{channel}")
         return row.id
 

@@ -6,6 +6,7 @@ from bot.db import instances, leases, sessions
 from bot.db.instances import ShardClaim
 from bot.db.types import utcnow
 from bot.shards import shard_of
+from tests.fakes.database import start_row
 
 SHARD_COUNT = 2
 # Guild ids whose shard (of 2) is known: (n << 22) lands on shard n % 2.
@@ -18,14 +19,7 @@ B = ShardClaim("host-b:1", (1,), SHARD_COUNT)
 
 async def start(db, guild, channel, instance):
     async with db.session() as s:
-        row = await sessions.start_session(
-            s,
-            guild_id=guild,
-            source_channel_id=channel,
-            source_language="en",
-            target_languages=["es"],
-            instance_id=instance,
-        )
+        row = await start_row(s, guild=guild, channel=channel, instance=instance)
         await leases.acquire_speaker(
             s,
             candidates=[SPEAKER],

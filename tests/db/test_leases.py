@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.db import Database, leases, sessions
+from bot.db import Database, leases
+from tests.fakes.database import start_row
 
 GUILD = 2_100_000_000_000_000_001
 OTHER_GUILD = 2_100_000_000_000_000_002
@@ -12,14 +13,7 @@ HERE = "host-a:1"
 
 async def start(db, channel, guild=GUILD, instance=HERE):
     async with db.session() as s:
-        return await sessions.start_session(
-            s,
-            guild_id=guild,
-            source_channel_id=channel,
-            source_language="en",
-            target_languages=["es", "fr"],
-            instance_id=instance,
-        )
+        return await start_row(s, guild=guild, channel=channel, instance=instance, targets=("es", "fr"))
 
 
 async def acquire(db, *, channel, language="es", session_id=None, guild=GUILD, candidates=SPEAKERS, instance=HERE):

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from bot.db import privacy, sessions, transcripts
+from bot.db import privacy, transcripts
 from bot.db.models import GLOBAL_SCOPE
+from tests.fakes.database import start_row
 
 GUILD = 4_100_000_000_000_000_001
 OTHER_GUILD = 4_100_000_000_000_000_002
@@ -42,14 +43,7 @@ async def test_global_opt_out_applies_in_every_guild(db):
 
 async def _session_with_lines(db, guild: int, channel: int) -> int:
     async with db.session() as s:
-        row = await sessions.start_session(
-            s,
-            guild_id=guild,
-            source_channel_id=channel,
-            source_language="en",
-            target_languages=["es"],
-            instance_id="host:1",
-        )
+        row = await start_row(s, guild=guild, channel=channel)
         for n, speaker in enumerate([ALICE, BOB, ALICE, None]):
             await transcripts.add_transcript_line(
                 s, session_id=row.id, transcription_id=f"t{n}", source_text=f"line {n}", speaker_user_id=speaker

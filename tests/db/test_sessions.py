@@ -8,6 +8,7 @@ import pytest
 from bot.db import leases, sessions
 from bot.db.errors import NotFound, SessionAlreadyActive
 from bot.db.models import SESSION_ACTIVE, SESSION_ENDED, SESSION_STOPPING
+from tests.fakes.database import start_row
 
 GUILD = 1_100_000_000_000_000_001
 CHANNEL = 1_200_000_000_000_000_001
@@ -20,13 +21,12 @@ DEAD = "host-a:99"
 
 async def start(db, channel=CHANNEL, instance=HERE, guild=GUILD):
     async with db.session() as s:
-        return await sessions.start_session(
+        return await start_row(
             s,
-            guild_id=guild,
-            source_channel_id=channel,
-            source_language="en",
-            target_languages=["es", "fr"],
-            instance_id=instance,
+            guild=guild,
+            channel=channel,
+            instance=instance,
+            targets=("es", "fr"),
             text_channel_id=TEXT_CHANNEL,
             started_by_user_id=42,
         )

@@ -1,11 +1,12 @@
 """A real database whose connection can be cut: `FlakyDatabase` wraps a migrated `Database` and, while
 it is down (or for chosen units of work), fails `session()` the way an unreachable server does
 (SQLAlchemy's OperationalError around a refused connection). Everything else is the real database.
-`active_session_rows(url)` reads the sessions a bot process left active, from outside the process."""
+`active_session_rows(url)` reads the sessions a bot process left active, from outside the process;
+`start_row(s, ...)` records a session as a start does, for tests that need one to exist."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from sqlalchemy.exc import OperationalError
@@ -41,3 +42,26 @@ async def active_session_rows(url: str) -> list[InterpretationSession]:
             return list(await db_sessions.list_active_sessions(s))
     finally:
         await database.close()
+
+
+async def start_row(
+    s: AsyncSession,
+    *,
+    guild: int,
+    channel: int,
+    instance: str = "host:1",
+    targets: Iterable[str] = ("es",),
+    text_channel_id: int | None = None,
+    started_by_user_id: int | None = None,
+) -> InterpretationSession:
+    """A session row as a start records it, English to `targets`."""
+    return await db_sessions.start_session(
+        s,
+        guild_id=guild,
+        source_channel_id=channel,
+        source_language="en",
+        target_languages=list(targets),
+        instance_id=instance,
+        text_channel_id=text_channel_id,
+        started_by_user_id=started_by_user_id,
+    )
