@@ -97,21 +97,26 @@ async def test_killed_mid_session_the_restarted_bot_cleans_up_and_resumes(isolat
                 # The link from before the crash is served while the resume is still under way...
                 assert (await http.get(link)).status_code == 200
                 captions = asyncio.create_task(first_caption(http, link))
-                # ...and the resumed session really interprets: Alice's speech reaches the new stream.
-                await wait_for(
-                    lambda: fake.voice_members(fake.channel("Voice A").id) >= {alice.id, fake.bot().id},
-                    what="the listener back in Voice A",
-                )
-                await alice.wait_dave_ready(members=2, timeout=20)
-                sent = decode(SPEECH_A, rate=48000, channels=2)[: 3 * 48000 * 4]
-                await alice.speak(sent + bytes(48000 * 4))
-                stream = emulator.state.streams[-1]
-                received = np.frombuffer(bytes(stream.input_pcm), dtype="<i2").astype(np.float64) / 32768
-                spoken = mono(decode(SPEECH_A, rate=16000, channels=1), 1)[: 3 * 16000]
-                assert pieces_heard(spoken, received, 16000) >= 0.8
-                fake.gateway.release_logins()
-                # The stream opened during the resume shows the resumed session's captions of that speech.
-                events = await asyncio.wait_for(captions, 60)
+                health = (await http.get(f"http://127.0.0.1:{http_port}/healthz")).json()
+                assert health["sessions"] == 0 and health["speakers_ready"] == 0, health  # (still under way)
+                try:
+                    # ...and the resumed session really interprets: Alice's speech reaches the new stream.
+                    await wait_for(
+                        lambda: fake.voice_members(fake.channel("Voice A").id) >= {alice.id, fake.bot().id},
+                        what="the listener back in Voice A",
+                    )
+                    await alice.wait_dave_ready(members=2, timeout=20)
+                    sent = decode(SPEECH_A, rate=48000, channels=2)[: 3 * 48000 * 4]
+                    await alice.speak(sent + bytes(48000 * 4))
+                    stream = emulator.state.streams[-1]
+                    received = np.frombuffer(bytes(stream.input_pcm), dtype="<i2").astype(np.float64) / 32768
+                    spoken = mono(decode(SPEECH_A, rate=16000, channels=1), 1)[: 3 * 16000]
+                    assert pieces_heard(spoken, received, 16000) >= 0.8
+                    fake.gateway.release_logins()
+                    # The stream opened during the resume shows the resumed session's captions of that speech.
+                    events = await asyncio.wait_for(captions, 60)
+                finally:
+                    captions.cancel()
             assert [kind for _id, kind, _data in events] == ["line"] and events[0][2]["text"], events
             print(
                 f"SIGKILL + restart: {len(emulator.state.sessions) - 1} leaked Palabra sessions, interpretation "

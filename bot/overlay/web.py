@@ -72,7 +72,7 @@ class OverlayWeb:
         # For a link whose session the hub does not know: True once the session resuming it (after a
         # crash) is followed, so the hub knows it now (OverlayService.follow).
         self.follow = follow
-        # True while this process is still to resume that session: not followed yet, but soon.
+        # True while this process is still to resume that session: not followed yet (it may yet give up).
         self.resuming = resuming
         self.limits = limits or StreamLimits()
         self._open: Counter[str] = Counter()
@@ -109,12 +109,16 @@ class OverlayWeb:
     def _being_resumed(self, grant: OverlayGrant) -> bool:
         return self.resuming is not None and self.resuming(grant.session_id)
 
-    async def _feed_once_resumed(self, grant: OverlayGrant) -> CaptionFeed | None:
-        """The link's feed; for a session still being resumed, once the resumed one is followed (None if
-        the resume gave up, or the server is closing)."""
+    async def _feed_once_resumed(self, request: web.Request, grant: OverlayGrant) -> CaptionFeed | None:
+        """The link's feed; for a session still being resumed, once the resumed one is followed. None if
+        the resume gave up, the streams were dropped (drop_streams, shutdown) or the client went away:
+        aiohttp does not cancel a handler whose client left, and this wait writes nothing that would fail,
+        so it looks at the connection itself (else the gone client would keep its place in the limit)."""
         generation = self._generation
         feed = self._feed(grant)
         while feed is None and self._being_resumed(grant) and generation == self._generation:
+            if request.transport is None or request.transport.is_closing():
+                return None
             await asyncio.sleep(RESUME_POLL_S)
             feed = self._feed(grant)
         return feed
@@ -145,7 +149,7 @@ class OverlayWeb:
             self.resumed += 1
         self._open[token] += 1
         try:
-            feed = await self._feed_once_resumed(grant)
+            feed = await self._feed_once_resumed(request, grant)
             if feed is None or self._closing:
                 return not_found()
             return await self._stream(request, feed, last_seen or 0)

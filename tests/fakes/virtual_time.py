@@ -45,10 +45,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return self._jumping.now
 
 
-def run_on_virtual_time(main: Coroutine[Any, Any, T]) -> T:
+def run_on_virtual_time(main: Coroutine[Any, Any, T], timeout_s: float = 60.0) -> T:
+    """`main`'s result; TimeoutError once `timeout_s` of virtual time passed (a loop that never ends
+    fails at once instead of spinning the clock until the test's own timeout)."""
     loop = VirtualTimeLoop()
     try:
-        return loop.run_until_complete(main)
+        return loop.run_until_complete(asyncio.wait_for(main, timeout_s))
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()

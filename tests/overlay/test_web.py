@@ -11,7 +11,7 @@ import httpx
 from bot.interpretation.captions import CaptionUpdate
 from bot.overlay.feed import FeedHub
 from bot.overlay.tokens import OverlayGrant, TokenSigner
-from bot.overlay.web import RESUME_POLL_S, OverlayWeb
+from bot.overlay.web import RESUME_POLL_S, OverlayWeb, StreamLimits
 from tests.fakes.sse import EventReader
 from tests.fakes.waiting import wait_until
 from tests.overlay.conftest import KEY, serving
@@ -161,6 +161,21 @@ async def test_a_link_to_a_session_still_being_resumed_is_served_and_its_stream_
         resuming.discard(7)  # resumed: the hub follows 9 from now on
         kind, data = await asyncio.wait_for(captions, 5)
     assert kind == "line" and data["text"] == "hello after the restart"
+
+
+async def test_a_client_that_leaves_while_its_stream_waits_for_a_resume_frees_its_place():
+    hub, signer = FeedHub(), TokenSigner(KEY)
+    web = OverlayWeb(hub, signer, StreamLimits(connections_per_link=1), resuming=lambda _session_id: True)
+    async with serving(web) as served:
+        link = f"{served.base_url}/overlay/{signer.issue(OverlayGrant(7, 'en'))}"
+        async with httpx.AsyncClient(timeout=10) as http:
+            waiting = asyncio.create_task(http.get(f"{link}/events"))
+            await wait_until(lambda: web._open.total() == 1, what="the stream waiting for its resume")
+            waiting.cancel()  # the page went away (an OBS source reloaded)
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+        # Still resuming, but the place is free again: the reloaded page is not refused with a 429.
+        await wait_until(lambda: web._open.total() == 0, what="the gone client's place freed")
 
 
 async def first_event(http: httpx.AsyncClient, url: str) -> tuple[str, dict]:

@@ -241,6 +241,8 @@ class Gateway:
 
     async def close_all(self) -> None:
         self._unanswered.set()
+        self.release_guilds()  # identifies still held end too, not left pending at shutdown
+        self.release_logins()
         for session in self.shard_sessions.values():
             if session.ws is not None:
                 await session.ws.close()
