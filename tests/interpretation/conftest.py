@@ -4,7 +4,6 @@ the Palabra emulator (app credentials, so sessions live in its session storage),
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ from tests.fakes import secrets
 from tests.fakes.audio import SPEECH_A, decode, mono
 from tests.fakes.discord.clients import running_clients
 from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.waiting import wait_until
 
 
 @dataclass
@@ -123,11 +123,8 @@ async def world_on(
 
 
 async def wait_for(predicate, timeout=15.0, what="condition"):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+    """`tests.fakes.waiting.wait_until` with this package's longer default and coarser poll."""
+    await wait_until(predicate, timeout=timeout, what=what, interval=0.05)
 
 
 def listener_dave_ready(manager: InterpretationManager, members: int) -> bool:

@@ -4,6 +4,7 @@ who speak real Opus. Audio is compared as signals (normalised cross-correlation 
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from bot.audio.mixer import Mixer
@@ -54,6 +55,15 @@ async def test_speech_with_dave_padding_extensions_and_late_mapping_is_heard_per
         assert SpeakingChanged(alice.id, True) in collector.events
 
 
+def placed(signal: np.ndarray, lag: int, length: int) -> np.ndarray:
+    """`signal` starting at sample `lag` (cut at either end) of `length` samples of silence."""
+    out = np.zeros(length)
+    start, skip = max(lag, 0), max(-lag, 0)
+    part = signal[skip : skip + length - start]
+    out[start : start + len(part)] = part
+    return out
+
+
 async def test_two_users_at_once_come_out_separately_and_the_mixer_has_both():
     async with FakeDiscord() as fake, listener_in(fake, "Voice A") as (vc, collector):
         alice, bob = await fake.add_user("Alice"), await fake.add_user("Bob")
@@ -77,8 +87,12 @@ async def test_two_users_at_once_come_out_separately_and_the_mixer_has_both():
                 mixer.push(user, frame.pcm)
         mixed = b"".join(mixer.tick() for _ in range(max(len(collector.frames[u]) for u in (alice.id, bob.id))))
         both = mono(mixed, 2)
-        assert xcorr(mono(a, 2), both).peak >= 0.6 and xcorr(mono(b, 2), both).peak >= 0.6
-        assert xcorr(mono(a, 2) + mono(b, 2), both).peak >= 0.9
+        in_a, in_b = xcorr(mono(a, 2), both), xcorr(mono(b, 2), both)
+        assert in_a.peak >= 0.6 and in_b.peak >= 0.6
+        # The mix is the sum of the two voices, each where it is in the mix: the two senders start a
+        # moment apart under load (66 ms seen), so the sum is not assumed to line up as sent.
+        expected = placed(mono(a, 2), in_a.lag, len(both)) + placed(mono(b, 2), in_b.lag, len(both))
+        assert xcorr(expected, both, max_lag=480).peak >= 0.9
 
 
 @pytest.mark.parametrize("close_code", [4015, 4006])
