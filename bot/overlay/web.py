@@ -109,6 +109,10 @@ class OverlayWeb:
     def _being_resumed(self, grant: OverlayGrant) -> bool:
         return self.resuming is not None and self.resuming(grant.session_id)
 
+    def _servable(self, grant: OverlayGrant | None) -> bool:
+        """A genuine link whose session is known here, or is being resumed (else: a plain 404)."""
+        return grant is not None and (self._feed(grant) is not None or self._being_resumed(grant))
+
     async def _feed_once_resumed(self, request: web.Request, grant: OverlayGrant) -> CaptionFeed | None:
         """The link's feed; for a session still being resumed, once the resumed one is followed. None if
         the resume gave up, the streams were dropped (drop_streams, shutdown) or the client went away:
@@ -125,7 +129,7 @@ class OverlayWeb:
 
     async def _page_handler(self, request: web.Request) -> web.Response:
         grant = self.signer.verify(request.match_info["token"])
-        if grant is None or (self._feed(grant) is None and not self._being_resumed(grant)):
+        if not self._servable(grant):
             return not_found()
         return web.Response(body=self._page, content_type="text/html", charset="utf-8", headers=SECURITY_HEADERS)
 
@@ -139,7 +143,7 @@ class OverlayWeb:
     async def _events(self, request: web.Request) -> web.StreamResponse:
         token = request.match_info["token"]
         grant = self.signer.verify(token)
-        if grant is None or self._closing or (self._feed(grant) is None and not self._being_resumed(grant)):
+        if grant is None or self._closing or not self._servable(grant):
             return not_found()
         if self._open[token] >= self.limits.connections_per_link or self._open.total() >= self.limits.connections_total:
             log.info("overlay: a stream was refused, the link already has %d open", self._open[token])

@@ -60,14 +60,19 @@ def test_user_facing_errors_pass_through_and_bugs_stay_bugs():
     assert start_failure(timeout) is timeout
 
 
+async def alice_in_voice_a(world):
+    """The server set up for Spanish, Alice in Voice A: her member and the channel she starts in."""
+    await world.configure(targets=("es",))
+    alice = await world.fake.add_user("Alice")
+    await alice.join("Voice A")
+    return world.guild.get_member(alice.id), world.channel("Voice A")
+
+
 async def test_a_voice_connection_that_never_completes_is_told_as_that_and_leaves_nothing(db, monkeypatch):
     monkeypatch.setattr(starting, "CONNECT_TIMEOUT_S", 1.0)
     async with world_on(db, speaker_count=0) as world:
         fake, manager = world.fake, world.manager
-        await world.configure(targets=("es",))
-        alice = await fake.add_user("Alice")
-        await alice.join("Voice A")
-        member, channel = world.guild.get_member(alice.id), world.channel("Voice A")
+        member, channel = await alice_in_voice_a(world)
         fake.voice.hold_upgrades = asyncio.Event()  # the voice server never answers the websocket
         with pytest.raises(VoiceConnectTimeout) as error:
             await manager.start(guild=world.guild, voice_channel=channel, requested_by=member)
@@ -87,10 +92,7 @@ async def test_a_database_failure_at_start_is_told_as_a_database_problem(db):
     flaky = FlakyDatabase(db)
     async with world_on(flaky, speaker_count=0) as world:
         fake, manager = world.fake, world.manager
-        await world.configure(targets=("es",))
-        alice = await fake.add_user("Alice")
-        await alice.join("Voice A")
-        member, channel = world.guild.get_member(alice.id), world.channel("Voice A")
+        member, channel = await alice_in_voice_a(world)
 
         flaky.down = True  # unreachable before anything is built
         with pytest.raises(DatabaseProblem) as error:
