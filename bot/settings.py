@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # How often this process proves it is alive in the database; another process takes over its
     # shards' sessions once it has been silent for STALE_HEARTBEATS intervals.
     heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    # Seconds nobody speaks before a session pauses its Palabra task (not billed while paused; the next
+    # speech resumes it); 0 never pauses. Under 2 s it would pause in the gaps between sentences.
+    palabra_idle_pause_s: float = Field(default=30.0, ge=0, le=3600)
     # Where people reach the HTTP server (caption overlay links); unset: http://127.0.0.1:<bound port>.
     public_url: str | None = None
     # Signs caption overlay links; unset: a random key generated once and kept in the database.
@@ -120,6 +123,18 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value().encode()) < 16:
             raise ValueError("must be at least 16 characters (better: 32 random bytes, e.g. `openssl rand -hex 32`)")
         return value
+
+    @field_validator("palabra_idle_pause_s")
+    @classmethod
+    def _pause_after_sentences(cls, value: float) -> float:
+        if 0 < value < 2:
+            raise ValueError("must be 0 (never pause) or at least 2 seconds (shorter pauses between sentences)")
+        return value
+
+    @property
+    def idle_pause_s(self) -> float | None:
+        """PALABRA_IDLE_PAUSE_S as the stream takes it (None: never pause)."""
+        return self.palabra_idle_pause_s or None
 
     @field_validator("discord_gateway_url")
     @classmethod

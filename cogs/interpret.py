@@ -110,6 +110,14 @@ def _speakers(heard: Sequence[int] | int) -> str:
     return shown + (f" and {len(heard) - 10} more" if len(heard) > 10 else "")
 
 
+def _paused_line(status: SessionStatus) -> list[str]:
+    if status.palabra_paused:
+        return [f"Palabra paused while nobody speaks (not billed; {duration(status.palabra_paused_s)} so far)"]
+    if status.palabra_paused_s >= 1:
+        return [f"Palabra was paused for {duration(status.palabra_paused_s)} while nobody spoke (not billed)"]
+    return []
+
+
 def _runner(status: SessionStatus) -> str:
     shard_id, count = status.shard
     return f"Run by instance `{status.instance_id}` on shard {shard_id} of {count}"
@@ -130,6 +138,7 @@ def status_text(sessions: Sequence[SessionStatus]) -> str:
                     f"Uptime: {duration(status.uptime_s)} · latency p50 {_seconds(status.latency_p50_s)}, "
                     f"p90 {_seconds(status.latency_p90_s)} · packets {status.packets}, "
                     f"decrypt failures {status.decrypt_failures}",
+                    *_paused_line(status),
                     _runner(status),
                 ]
             )

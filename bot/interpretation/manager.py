@@ -388,6 +388,8 @@ def _status_of(running: RunningSession, instance_id: str, shard: tuple[int, int]
         latency_p90_s=p90,
         packets=live.receiver_count("packets"),
         decrypt_failures=live.receiver_count("transport_failures") + live.receiver_count("dave_failures"),
+        palabra_paused=live.parts.streaming.idle_paused,
+        palabra_paused_s=live.parts.streaming.idle_paused_s(),
         instance_id=instance_id,
         shard=shard,
     )

@@ -48,5 +48,7 @@ class SessionStatus:
     latency_p90_s: float | None
     packets: int
     decrypt_failures: int
+    palabra_paused: bool = False  # paused because nobody speaks (not billed); speech resumes it
+    palabra_paused_s: float = 0.0  # time paused so in this session
     instance_id: str = ""  # the process running the session (bot.ownership)
     shard: tuple[int, int] = (0, 1)  # (shard id, SHARD_COUNT) of the session's guild

@@ -209,6 +209,7 @@ class SessionStarter:
                 task=task,
                 api_url=self.core.settings.palabra_api_url,
                 rest=rest,
+                idle_pause_s=self.core.settings.idle_pause_s,
             )
         except PalabraError as exc:
             log.error("session %s: Palabra did not start: %s", plan.session_id, exc)

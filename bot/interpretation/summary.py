@@ -42,6 +42,7 @@ def summary_text(
     targets: Sequence[str],
     speakers_heard: Sequence[int],
     latency: tuple[float | None, float | None],
+    paused_s: float = 0.0,
 ) -> str:
     minutes, seconds = divmod(int(uptime_s), 60)
     heard = ", ".join(f"<@{uid}>" for uid in sorted(speakers_heard)) or "nobody"
@@ -51,10 +52,16 @@ def summary_text(
         if p50 is not None and p90 is not None
         else ""
     )
+    paused_minutes, paused_seconds = divmod(int(paused_s), 60)
+    paused = (
+        f"; Palabra paused for {paused_minutes} min {paused_seconds} s while nobody spoke (not billed)"
+        if paused_s >= 1
+        else ""
+    )
     return (
         f"⏹️ Interpretation of <#{channel_id}> ended ({reason_text(reason)}) after "
         f"{minutes} min {seconds} s: {lines} lines, {source} → "
-        f"{', '.join(targets)}; speakers heard: {heard}{delay}."
+        f"{', '.join(targets)}; speakers heard: {heard}{delay}{paused}."
     )
 
 
@@ -71,6 +78,7 @@ async def post_summary(running: RunningSession, reason: str, metrics: Metrics) -
         targets=running.targets,
         speakers_heard=sorted(live.speakers_heard),
         latency=live.latency_percentiles(),
+        paused_s=live.parts.streaming.idle_paused_s(),
     )
     targets = list(running.targets)
     files = [

@@ -15,7 +15,15 @@ It owns: the readiness handshake in both dialects (a pushed `task_status` ack, S
 chunking on a real-time schedule with silence padding when the producer stalls (Palabra closes after
 10 s without audio and confirms a sentence only after trailing silence); the audio timeline — one
 continuous timeline of seconds since the first audio, with a replay cursor so that after a
-reconnect the audio since the last finalised utterance is sent again — and the reconnect backoff.
+reconnect the audio since the last finalised utterance is sent again — the idle pause (below) and
+the reconnect backoff.
+
+Idle pause (`idle_pause_s`): once that much audio in a row was silence, every utterance is final and
+Palabra has sent nothing for as long, the stream sends `pause_task` and stops sending silence: the
+docs say a paused task is not billed and does not time out. The first voiced audio resumes it
+(`set_task` with the same task, which the docs say resumes a paused one) and goes out right behind it,
+after a short lead of the silence before it, so no syllable is lost; the silence not sent still counts
+on the timeline, so segment times after the pause land where the mixer put the audio.
 """
 
 from __future__ import annotations
@@ -51,7 +59,17 @@ POLL_INTERVAL_S = 2.1  # get_task while waiting for the task; shares set_task's 
 STALL_GRACE_CHUNKS = 1.0  # wait this many chunk lengths for late audio before padding with silence
 STABLE_AFTER_S = 30.0  # a connection up this long resets the reconnect attempt count
 CATCH_UP_SPEED = 2.0  # replayed and backlogged audio goes out this much faster than real time
+# After an idle pause the stream restarts with this much of the silence before the speech: the same
+# lead the session starts with (bot.interpretation.session.STREAM_LEAD_S), which keeps every chunk
+# full by its deadline without delaying it.
+RESUME_LEAD_S = 0.25
 LEGACY_EOS_TIMEOUT = 4
+
+
+class Idle(enum.Enum):
+    OFF = "off"  # streaming as usual
+    PAUSED = "paused"  # pause_task sent (or queued): silence is counted, not sent
+    RESUMING = "resuming"  # voiced audio came: set_task queued, the audio waits for it
 
 
 class Phase(enum.Enum):
@@ -70,6 +88,10 @@ class _Link:
     opened_at: float
     offset: int  # timeline byte where this socket's audio starts (its segment times count from here)
     ready_deadline: float
+    sent_bytes: int = 0  # audio sent on this socket: where Palabra's clock for it stands
+    # Idle pauses on this socket: (Palabra's time from which a segment is after the pause, the timeline
+    # seconds skipped before it in all), in order.
+    skips: list[tuple[float, float]] = field(default_factory=list)
     last_command: dict[str, float] = field(default_factory=dict)  # rate-limit budget -> time of last send
     ready: bool = False
     anchored: bool = False  # the audio schedule started (first tick after the task ran)
@@ -96,9 +118,12 @@ class PalabraConnection:
         max_reconnects: int = 5,
         dialect: Dialect = "auto",
         rng: random.Random | None = None,
+        idle_pause_s: float | None = None,
     ) -> None:
         if pace <= 0:
             raise ValueError("pace must be positive")
+        if idle_pause_s is not None and idle_pause_s <= 0:
+            raise ValueError("idle_pause_s must be positive (None: never pause)")
         if dialect not in DIALECTS:
             raise ValueError(f"dialect must be 'auto', 'current' or 'legacy', got {dialect!r}")
         source = task["input_stream"]["source"]
@@ -138,6 +163,12 @@ class PalabraConnection:
         self._paused = False
         self._unpause_on_set_task = False
         self._end: _End | None = None
+        self.idle_pause_s = idle_pause_s
+        self._idle_pause_bytes = None if idle_pause_s is None else int(idle_pause_s * self.bytes_per_second)
+        self._resume_lead_bytes = int(RESUME_LEAD_S * self.sample_rate) * self.frame_bytes
+        self._silent_run = 0  # bytes of silence sent in a row, reset by anything Palabra sends back
+        self._idle = Idle.OFF
+        self._idle_since: float | None = None
 
     # --- state -----------------------------------------------------------------------------------
     @property
@@ -164,6 +195,15 @@ class PalabraConnection:
     @property
     def unsent_bytes(self) -> int:
         return self.timeline.unsent_bytes
+
+    @property
+    def idle(self) -> Idle:
+        return self._idle
+
+    def idle_paused_s(self, now: float) -> float:
+        """Time spent in idle pauses so far, the current one included."""
+        current = now - self._idle_since if self._idle_since is not None else 0.0
+        return self.stats.idle_paused_s + current
 
     # --- socket lifecycle inputs -----------------------------------------------------------------
     def connecting(self) -> None:
@@ -237,8 +277,10 @@ class PalabraConnection:
             return
         if not link.ready and self._handshake(link, event):
             return
+        if isinstance(event, (p.Transcription, p.OutputAudio)):
+            self._silent_run = 0  # Palabra is still at work: not idle yet
         if isinstance(event, p.Transcription):
-            event = event.shifted(link.offset / self.bytes_per_second)
+            event = event.mapped(lambda t: self._timeline_offset(link, t))
             if isinstance(event, p.ValidatedTranscription) and event.end is not None:
                 self.timeline.finalised(event.end)
         elif isinstance(event, p.EndOfStream):
@@ -258,20 +300,67 @@ class PalabraConnection:
             return True
         return False
 
+    def _timeline_offset(self, link: _Link, t: float) -> float:
+        """Timeline seconds to add to Palabra's time `t` on this socket. Palabra's segment times are
+        "seconds from stream start" (docs); no probe covered a pause, and we take them as the audio
+        it was sent (what its recogniser hears; the emulator counts so too), so the silence an idle
+        pause did not send is added back after each pause."""
+        skipped = 0.0
+        for after, total in link.skips:
+            if t < after:
+                break
+            skipped = total
+        return link.offset / self.bytes_per_second + skipped
+
     def _became_ready(self, link: _Link) -> None:
         link.ready, self._phase = True, Phase.STREAMING
         self._ever_ready = True
-        if self._paused:  # the new task runs; tell it we are still paused on purpose
+        if self._idle is Idle.RESUMING:  # the new socket's set_task already resumed the task
+            self._end_idle()
+        if self._paused or self._idle is Idle.PAUSED:  # the new task runs; tell it we are still paused
             self._commands.append(p.PauseTask())
 
-    def send_audio(self, pcm: bytes) -> None:
-        """Audio in the task's input format, any length; it goes out in chunks on the schedule."""
+    def send_audio(self, pcm: bytes) -> bool:
+        """Audio in the task's input format, any length; it goes out in chunks on the schedule.
+        True when `tick` has something to do at once (a chunk filled, or speech ends an idle pause);
+        otherwise the deadline already given stands."""
         if self._phase is Phase.FAILED:
             raise SessionClosedError(f"the streaming session failed: {self.failure}") from self.failure
         if self._phase in (Phase.ENDING, Phase.DONE):
             raise SessionClosedError("the streaming session is ending; no more audio is accepted")
-        if not self._paused:  # paused on purpose: the audio is not for Palabra
-            self.timeline.pending.extend(pcm)
+        if self._paused:  # paused on purpose: the audio is not for Palabra
+            return False
+        before = self.timeline.unsent_bytes
+        self.timeline.pending.extend(pcm)
+        if self._idle is Idle.PAUSED:
+            if pcm.count(0) == len(pcm):
+                self._skip_silence()
+                return False
+            self._idle = Idle.RESUMING
+            if self.ready:
+                self._commands.append(p.SetTask(self.task))
+            return True
+        return before < self.chunk_bytes <= self.timeline.unsent_bytes
+
+    def _skip_silence(self) -> None:
+        """While idle-paused: count the pending silence on the timeline without sending it, all but the
+        lead that will go out before the next speech (none once the stream is ending)."""
+        keep = 0 if self._end is not None else self._resume_lead_bytes
+        size = len(self.timeline.pending) - keep
+        if size <= 0:
+            return
+        link = self._link
+        self.timeline.skip_pending(size)
+        if link is None:
+            return  # the next socket's offset counts it
+        # Any segment of the audio after the pause starts after its lead; any before it ended well
+        # before the pause (idle_pause_s of silence): the boundary sits safely inside that silence.
+        after = link.sent_bytes / self.bytes_per_second - min(1.0, (self.idle_pause_s or 0.0) / 2)
+        total = (link.skips[-1][1] if link.skips else 0.0) + size / self.bytes_per_second
+        if link.skips and link.skips[-1][0] == after:
+            link.skips[-1] = (after, total)
+        else:
+            link.skips.append((after, total))
 
     # --- commands --------------------------------------------------------------------------------
     def pause(self) -> None:
@@ -307,6 +396,8 @@ class PalabraConnection:
         """Send the buffered audio (at its pace), then end_task; wait up to `timeout` for the end of stream."""
         if self._end is None and not self.finished:
             self._end = _End(timeout)
+            if self._idle is Idle.PAUSED:
+                self._skip_silence()  # nothing to confirm: end_task can go at once
 
     def close(self) -> None:
         """Stop at once (no end_task)."""
@@ -316,6 +407,9 @@ class PalabraConnection:
 
     # --- time ------------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
+        if self._idle is Idle.OFF and self._idle_since is not None:
+            self.stats.idle_paused_s += now - self._idle_since
+            self._idle_since = None
         if self._phase is Phase.HANDSHAKE:
             self._tick_handshake(now)
         if self._end is not None:
@@ -361,8 +455,9 @@ class PalabraConnection:
         assert link is not None
         if not link.anchored:
             self._start_schedule(link, now)
-        if not self._paused:
+        if not self._paused and self._idle is Idle.OFF:
             self._send_due_audio(now)
+            self._pause_if_idle(now)
         end = self._end
         if end is not None and end.drain_until is not None and (self.unsent_bytes == 0 or now >= end.drain_until):
             if self.unsent_bytes:
@@ -410,9 +505,43 @@ class PalabraConnection:
             self._catch_up = max(0, self._catch_up - len(chunk))
             silent = chunk == self._silent_chunk
             self._outgoing.append(self._silent_message if silent else p.InputAudioData(chunk).to_json())
+            self._silent_run = self._silent_run + len(chunk) if silent else 0
+            if self._link is not None:
+                self._link.sent_bytes += len(chunk)
             self._next_chunk_at += interval / CATCH_UP_SPEED if catching_up else interval
             if now - self._next_chunk_at > interval:  # fell behind (a long tick): re-anchor, never burst
                 self._next_chunk_at = now
+
+    def _pause_if_idle(self, now: float) -> None:
+        limit = self._idle_pause_bytes
+        if (
+            limit is None
+            or self._silent_run < limit
+            or self._end is not None
+            or self._catch_up
+            or self._commands
+            or not self.timeline.idle
+            or self._slot(p.PauseTask()) > now  # never a stream that stops with no pause_task sent
+        ):
+            return
+        self._idle, self._idle_since = Idle.PAUSED, now
+        self.stats.idle_pauses += 1
+        self.timeline.forget_sent()
+        self._skip_silence()
+        self._command(p.PauseTask(), now)
+        log.info("nobody spoke for %.0f s: Palabra paused until someone does", self.idle_pause_s)
+
+    def _end_idle(self, now: float | None = None) -> None:
+        """The task runs again after an idle pause: the waiting audio goes out from `now` (None: a new
+        socket's schedule starts it). The pause's length is counted at the next tick."""
+        self._idle, self._silent_run = Idle.OFF, 0
+        if now is not None:
+            if self._idle_since is not None:
+                self.stats.idle_paused_s += now - self._idle_since
+                self._idle_since = None
+            self._next_chunk_at = now
+            backlog = self.timeline.unsent_bytes - self.chunk_bytes  # waited for set_task's budget
+            self._catch_up = max(0, backlog)
 
     # --- commands and their rate limits ----------------------------------------------------------
     def _command(self, command: p.Command, now: float) -> None:
@@ -442,6 +571,8 @@ class PalabraConnection:
             self._outgoing.append(command.to_json())
             if isinstance(command, p.SetTask) and self._unpause_on_set_task:
                 self._paused, self._unpause_on_set_task, self._next_chunk_at = False, False, now
+            if isinstance(command, p.SetTask) and self._idle is Idle.RESUMING and link.ready:
+                self._end_idle(now)
 
     # --- outputs ---------------------------------------------------------------------------------
     def events_received(self) -> list[p.Event]:
@@ -465,7 +596,12 @@ class PalabraConnection:
                 candidates.append(link.ready_deadline)
                 if self._polls():
                     candidates.append(self._poll_at(link))
-            if self._phase is Phase.STREAMING and not self._paused and self._next_chunk_at is not None:
+            if (
+                self._phase is Phase.STREAMING
+                and not self._paused
+                and self._idle is Idle.OFF
+                and self._next_chunk_at is not None
+            ):
                 late = self.unsent_bytes < self.chunk_bytes
                 candidates.append(self._next_chunk_at + (self.chunk_s / self.pace * STALL_GRACE_CHUNKS if late else 0))
         end = self._end

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -172,6 +173,11 @@ class Transcription(Event):
         if not offset:
             return self
         return dataclasses.replace(self, segments=tuple(s.shifted(offset) for s in self.segments))
+
+    def mapped(self, offset_at: Callable[[float], float]) -> Transcription:
+        """Each segment moved by `offset_at(its start)`: the times of a stream that skipped silence
+        (idle pauses) land on the one continuous timeline piece by piece."""
+        return dataclasses.replace(self, segments=tuple(s.shifted(offset_at(s.start)) for s in self.segments))
 
 
 @dataclass(frozen=True)

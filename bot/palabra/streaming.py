@@ -27,7 +27,7 @@ from websockets.protocol import State
 
 from bot.logs import redact
 from bot.palabra import protocol as p
-from bot.palabra.connection import Dialect, PalabraConnection, Phase
+from bot.palabra.connection import Dialect, Idle, PalabraConnection, Phase
 from bot.palabra.credentials import Credentials, stream_base_url
 from bot.palabra.errors import AuthenticationError, PalabraConnectionError, PalabraError, SessionClosedError
 from bot.palabra.rest import PalabraRest, StreamingSessionInfo
@@ -57,6 +57,7 @@ class StreamingSession:
         dialect: Dialect = "auto",
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        idle_pause_s: float | None = None,
     ) -> None:
         self.protocol = PalabraConnection(
             task,
@@ -66,6 +67,7 @@ class StreamingSession:
             max_reconnects=max_reconnects,
             dialect=dialect,
             rng=rng,
+            idle_pause_s=idle_pause_s,
         )
         self.credentials, self.task, self.api_url, self.ready_timeout = credentials, task, api_url, ready_timeout
         self.session_id: str | None = None  # REST session id (app credentials), for the caller to delete
@@ -85,6 +87,15 @@ class StreamingSession:
     @property
     def stats(self) -> StreamStats:
         return self.protocol.stats
+
+    @property
+    def idle_paused(self) -> bool:
+        """Palabra is paused because nobody spoke (not billed); the next speech resumes it."""
+        return self.protocol.idle is not Idle.OFF
+
+    def idle_paused_s(self) -> float:
+        """Time spent in idle pauses so far."""
+        return self.protocol.idle_paused_s(self._clock())
 
     @property
     def sample_rate(self) -> int:
@@ -162,11 +173,9 @@ class StreamingSession:
     # --- controls --------------------------------------------------------------------------------
     async def send_audio(self, pcm: bytes) -> None:
         """Queue audio in the task's input format (any length); it is paced out in chunks."""
-        before = self.protocol.unsent_bytes
-        self.protocol.send_audio(pcm)
-        # A chunk goes out as soon as it is full: wake the driver when this audio completes one (its
-        # deadline then moves earlier); short of that, the deadline it sleeps to stands.
-        if before < self.protocol.chunk_bytes <= self.protocol.unsent_bytes:
+        # The driver sleeps to the protocol's deadline; it is woken only when this audio moves that
+        # earlier (a chunk filled: it goes out at once; speech after an idle pause: set_task goes now).
+        if self.protocol.send_audio(pcm):
             self._wake.set()
 
     async def pause(self) -> None:

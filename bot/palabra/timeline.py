@@ -14,6 +14,9 @@ MAX_REPLAY_S = 30.0  # bound of the replay history
 # With nothing but silence since the last finalised utterance there is nothing worth replaying: the
 # history keeps only this much of it (instead of 30 s, re-copied with every chunk of an idle session).
 SILENT_REPLAY_S = 1.0
+# A final's end may fall a little before the last non-zero sample of its speech (a fading tail the
+# recogniser trims): sound this close after the last final counts as confirmed for an idle pause.
+FINAL_EDGE_S = 0.5
 
 
 @dataclass
@@ -23,6 +26,8 @@ class StreamStats:
     silence_chunks: int = 0  # chunks padded with silence because the producer stalled
     audio_bytes_sent: int = 0  # the producer's own audio (no padding, no replays)
     reconnects: int = 0
+    idle_pauses: int = 0  # times the stream paused Palabra (pause_task) because nobody spoke
+    idle_paused_s: float = 0.0  # time paused so, ended pauses only (Palabra does not bill it)
     replayed_s: float = 0.0
     outages_s: list[float] = field(default_factory=list)  # from each drop to the task running again
 
@@ -38,7 +43,8 @@ class AudioTimeline:
         self._max_history = int(MAX_REPLAY_S * bytes_per_second)
         self._max_silent_history = int(SILENT_REPLAY_S * bytes_per_second)
         self._zero_chunk = bytes(chunk_bytes)
-        self._voiced_until = 0  # timeline byte where the last chunk with any sound in it ends
+        self._voiced_until = 0  # timeline byte just after the last non-zero sample sent
+        self._final_edge = int(FINAL_EDGE_S * bytes_per_second)
 
     @property
     def history_start(self) -> int:
@@ -59,6 +65,31 @@ class AudioTimeline:
         """Seconds of audio on the timeline so far (sent at least once)."""
         return (self._history_start + len(self._history)) / self.bytes_per_second
 
+    @property
+    def idle(self) -> bool:
+        """Nothing left that Palabra still needs: every voiced byte is behind a final (or too old to
+        replay), everything on the timeline was sent on this socket, and what waits is silence."""
+        return (
+            self._voiced_until <= self._history_start + self._final_edge
+            and self._cursor == len(self._history)
+            and self.pending.count(0) == len(self.pending)
+        )
+
+    def forget_sent(self) -> None:
+        """An idle pause begins: the silence already sent is not worth replaying."""
+        self._drop(self._cursor)
+
+    def skip_pending(self, size: int) -> None:
+        """Drop `size` bytes of pending silence without sending them: they still take their place on the
+        timeline (as if sent and final), so later segment times and the mixer's clock stay in step.
+        Only with nothing held for replay (an idle pause keeps none)."""
+        size = min(size - size % self.frame_bytes, len(self.pending))
+        if size <= 0:
+            return
+        assert not self._history, "skipping silence with audio held for replay"
+        del self.pending[:size]
+        self._history_start += size
+
     def rewind(self) -> None:
         """A new socket: everything since the last finalised utterance is to be sent again."""
         self._cursor = 0
@@ -76,7 +107,9 @@ class AudioTimeline:
         self._history.extend(new)
         self._cursor += len(new)
         if new != self._zero_chunk:
-            self._voiced_until = self._history_start + len(self._history)
+            voiced = len(new.rstrip(b"\x00"))
+            voiced += -voiced % self.frame_bytes
+            self._voiced_until = self._history_start + len(self._history) - len(new) + voiced
         excess = len(self._history) - self._max_history
         if self._voiced_until <= self._history_start:  # only silence held: keep a little of it
             excess = min(max(excess, len(self._history) - self._max_silent_history), self._cursor)

@@ -95,6 +95,11 @@ class FakeStream:
     async def send_audio(self, pcm: bytes) -> None:
         self.sent.extend(pcm)
 
+    idle_paused = False  # this fake never pauses
+
+    def idle_paused_s(self) -> float:
+        return 0.0
+
     async def end(self, timeout: float = 30.0) -> None:
         self.ended = True
         self.finish()

@@ -12,7 +12,7 @@ import pytest
 
 from bot.palabra import protocol as p
 from bot.palabra.backoff import backoff_delays
-from bot.palabra.connection import PalabraConnection, Phase
+from bot.palabra.connection import Idle, PalabraConnection, Phase
 from bot.palabra.errors import (
     AuthenticationError,
     NotReadyError,
@@ -447,3 +447,126 @@ def test_end_while_disconnected_gives_up_after_half_the_timeout():
     wire.conn.connection_failed(1.1, PalabraConnectionError("down"))
     wire.advance(3.2)
     assert wire.conn.phase is Phase.DONE  # not stuck waiting for a server that is not there
+
+
+# --- idle pause ------------------------------------------------------------------------------------
+LEAD = int(0.25 * RATE) * 2  # RESUME_LEAD_S of the silence before the speech
+
+
+def feed_silence(wire: Wire, until: float) -> None:
+    """The mixer's part: 20 ms of silence per 20 ms of time, as a session sends it."""
+    tick = int(0.02 * RATE) * 2
+    while wire.now < until - 1e-9:
+        wire.conn.send_audio(bytes(tick))
+        wire.advance(wire.now + 0.02)
+
+
+def idle_after_an_utterance(idle_pause_s: float = 5.0) -> Wire:
+    """0.64 s of speech, confirmed by Palabra, then silence until Palabra is paused."""
+    wire = started(idle_pause_s=idle_pause_s)
+    wire.conn.send_audio(ramp(0.64))
+    wire.advance(0.7)
+    wire.receive(validated(0.0, 0.64))
+    feed_silence(wire, 0.64 + idle_pause_s + 1.0)
+    return wire
+
+
+def test_an_idle_stream_pauses_palabra_and_stops_sending_silence():
+    wire = idle_after_an_utterance(5.0)
+    conn = wire.conn
+    [(paused_at, _)] = [(t, c) for t, c in wire.commands() if c == "pause_task"]
+    # five seconds of silence sent after the final (the first chunk after the speech is its tail)
+    assert 0.64 + 5.0 <= paused_at <= 0.64 + 5.0 + 0.32 + 0.05
+    assert not [t for t, _ in wire.audio() if t > paused_at]  # nothing sent after it
+    feed_silence(wire, 60.0)  # a minute nobody speaks: no SERVICE_TIMEOUT to fear, nothing sent
+    assert not [t for t, _ in wire.audio() if t > paused_at] and wire.types().count("pause_task") == 1
+    assert conn.idle is Idle.PAUSED and conn.next_deadline() is None  # nothing to wake up for
+    assert conn.idle_paused_s(60.0) == pytest.approx(60.0 - paused_at)
+    assert conn.stats.idle_pauses == 1
+
+
+def test_speech_after_an_idle_pause_resumes_at_once_and_loses_no_sample_and_keeps_the_timeline():
+    wire = idle_after_an_utterance(5.0)
+    conn = wire.conn
+    feed_silence(wire, 20.0)
+    sent_before = sum(len(c) for _, c in wire.audio())  # what Palabra heard before the pause
+    wire.clear()
+    speech = ramp(1.0, start=7)
+    wakes = []
+    for k in range(50):  # the speech in 20 ms ticks, as the mixer gives it
+        if conn.send_audio(speech[k * 640 : (k + 1) * 640]):
+            wakes.append(k)
+        wire.advance(wire.now + 0.02)
+    feed_silence(wire, 22.0)
+    # the first voiced tick asks for a tick at once (set_task), then each chunk as it fills
+    assert wakes[:2] == [0, (CHUNK - LEAD) // 640]
+    assert wire.commands()[0] == (20.0, "set_task")
+    out = b"".join(c for _, c in wire.audio())
+    assert out[:LEAD] == bytes(LEAD)  # the lead of silence first ...
+    assert out[LEAD : LEAD + len(speech)] == speech  # ... then every sample of the speech, in order
+    first_voiced = next(t for t, c in wire.audio() if any(c))
+    assert first_voiced <= 20.0 + 0.32 + 0.01  # no later than a chunk after the speech began
+    assert conn.idle is Idle.OFF and conn.stats.idle_pauses == 1
+    # Palabra counts the audio it was sent; the segment lands where the speech is on the timeline (20 s)
+    palabra_start = (sent_before + LEAD) / BPS
+    assert palabra_start < 20.0 - 10.0  # most of the silence was never sent
+    wire.receive(validated(palabra_start, palabra_start + 1.0, "t2"))
+    event = conn.events_received()[-1]
+    assert event.start == pytest.approx(20.0, abs=1e-6) and event.end == pytest.approx(21.0, abs=1e-6)
+    # a translation of the utterance before the pause, arriving late, keeps its own time
+    segment = {"text": "hola", "start": 0.0, "end": 0.64}
+    body = {"transcription_id": "t1", "language": "es", "text": "hola", "segments": [segment]}
+    wire.receive(frame("translated_transcription", {"transcription": body}))
+    assert conn.events_received()[-1].end == pytest.approx(0.64)
+
+
+def test_no_pause_while_an_utterance_is_unconfirmed_or_palabra_is_still_answering():
+    wire = started(idle_pause_s=3.0)
+    conn = wire.conn
+    conn.send_audio(ramp(0.64))
+    feed_silence(wire, 8.0)  # no final for the speech: Palabra may still need its trailing silence
+    assert "pause_task" not in wire.types()
+    wire.receive(validated(0.0, 0.64))
+    for second in range(8, 16):  # translated speech still arriving: Palabra is at work
+        feed_silence(wire, second + 1.0)
+        wire.receive(frame("output_audio_data", {"transcription_id": "t1", "language": "es", "data": ""}))
+    assert "pause_task" not in wire.types()
+    feed_silence(wire, 20.0)
+    [(paused_at, _)] = [(t, c) for t, c in wire.commands() if c == "pause_task"]
+    assert 16.0 + 3.0 - 0.32 <= paused_at <= 20.0  # 3 s of silence sent (in whole chunks) since
+
+
+def test_a_reconnect_while_idle_pauses_the_new_task_and_replays_nothing():
+    wire = idle_after_an_utterance(3.0)
+    conn = wire.conn
+    feed_silence(wire, 10.0)
+    wire.clear()
+    reconnect(wire)
+    feed_silence(wire, 15.0)
+    assert wire.types()[:2] == ["set_task", "pause_task"] and not wire.audio()
+    wire.clear()
+    conn.send_audio(ramp(0.32, start=3))  # speech after the reconnect resumes it as usual
+    wire.advance(wire.now + 0.4)
+    assert wire.types()[0] == "set_task" and b"".join(c for _, c in wire.audio())[LEAD:].startswith(
+        ramp(0.32, start=3)[:1000]
+    )
+
+
+def test_ending_an_idle_paused_stream_sends_end_task_at_once():
+    wire = idle_after_an_utterance(3.0)
+    conn = wire.conn
+    feed_silence(wire, 10.0)
+    wire.clear()
+    conn.end(timeout=5.0)
+    conn.send_audio(bytes(BPS))  # the session's tail of silence
+    wire.advance(10.1)
+    assert wire.types() == ["end_task"] and not wire.audio()
+
+
+def test_idle_pause_is_off_by_default():
+    wire = started()
+    wire.conn.send_audio(ramp(0.64))
+    wire.advance(0.7)
+    wire.receive(validated(0.0, 0.64))
+    feed_silence(wire, 40.0)
+    assert "pause_task" not in wire.types() and wire.audio()[-1][0] > 39.0

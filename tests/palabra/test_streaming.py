@@ -323,3 +323,39 @@ async def test_end_during_a_reconnect_waits_for_it_and_keeps_the_tail():
     validated = of(events, p.ValidatedTranscription)
     assert [(round(v.start, 1), round(v.end, 1)) for v in validated] == [(0.5, 6.5)]
     assert isinstance(events[-1], p.EndOfStream)
+
+
+async def feed_in_real_time(session: StreamingSession, pcm: bytes, speed: float = SPEED) -> None:
+    """As the session's mixer does: 20 ms of audio per 20 ms (of audio time at `speed`)."""
+    tick = int(RATE * 0.02) * 2
+    started = time.monotonic()
+    for k, offset in enumerate(range(0, len(pcm), tick)):
+        await session.send_audio(pcm[offset : offset + tick])
+        await asyncio.sleep(max(0.0, started + (k + 1) * 0.02 / speed - time.monotonic()))
+
+
+async def test_an_idle_pause_stops_the_stream_and_speech_resumes_it_on_one_timeline():
+    """Nobody speaks for 6 s of audio: the stream pauses Palabra after 2 s (not billed, no timeout) and
+    sends nothing; the next speech resumes it. Both utterances are transcribed at their own place on the
+    sender's timeline and their translated audio is the speech there: nothing of it was lost."""
+    pattern = [("silence", 0.5), ("tone", 1.0), ("silence", 6.0), ("noise", 0.8), ("silence", 1.5)]
+    pcm = bursts(RATE, pattern)
+    async with serve(config(audio_timeout_s=1.0)) as emu:  # 1 s of wall time: 4 s of audio at 4x
+        session = await start(emu, idle_pause_s=2.0)
+        reader = asyncio.create_task(collect(session))
+        await feed_in_real_time(session, pcm)
+        await session.end(timeout=15)
+        events = await asyncio.wait_for(reader, 5)
+        record = emu.state.streams[0]
+    statuses = [(e.command, e.event) for e in of(events, p.TaskStatus)]
+    assert statuses == [("set_task", "started"), ("pause_task", "paused"), ("set_task", "resumed")]
+    assert not of(events, p.ErrorMessage)  # no SERVICE_TIMEOUT through a pause longer than it
+    validated = of(events, p.ValidatedTranscription)
+    assert [(round(v.start, 1), round(v.end, 1)) for v in validated] == [(0.5, 1.5), (7.5, 8.3)]
+    assert_output_matches_input(events, pcm)
+    heard = bytes(record.input_pcm)
+    skipped_s = (len(pcm) - len(heard)) / (2 * RATE)
+    assert 2.5 <= skipped_s <= 6.0 - 2.0, skipped_s  # most of the silence never went to Palabra
+    noise = pcm[int(7.5 * RATE) * 2 : int(8.3 * RATE) * 2]
+    assert noise in heard  # every sample of the speech after the pause, in one piece
+    assert session.stats.idle_pauses == 1 and 0.4 < session.stats.idle_paused_s < 6.0 / SPEED
