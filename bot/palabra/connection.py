@@ -18,7 +18,8 @@ continuous timeline of seconds since the first audio, with a replay cursor so th
 reconnect the audio since the last finalised utterance is sent again — the idle pause (below) and
 the reconnect backoff.
 
-Idle pause (`idle_pause_s`): once that much audio in a row was silence, every utterance is final and
+Idle pause (`idle_pause_s`): once that much audio in a row was quiet (nothing above about -60 dBFS: Opus
+decodes the pauses inside a transmission as +-1 LSB, not zeros), every utterance is final and
 Palabra has sent nothing for as long, the stream sends `pause_task` and stops sending silence: the
 docs say a paused task is not billed and does not time out. The first voiced audio resumes it
 (`set_task` with the same task, which the docs say resumes a paused one) and goes out right behind it,
@@ -40,7 +41,7 @@ from bot.palabra import protocol as p
 from bot.palabra.backoff import backoff_delays
 from bot.palabra.errors import NOT_RETRYABLE, NotReadyError, PalabraConnectionError, PalabraError, SessionClosedError
 from bot.palabra.task import COMMAND_RATE_LIMITS, SESSION_SAMPLE_RATE, rejection
-from bot.palabra.timeline import AudioTimeline, StreamStats
+from bot.palabra.timeline import AudioTimeline, StreamStats, is_quiet
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +334,7 @@ class PalabraConnection:
         before = self.timeline.unsent_bytes
         self.timeline.pending.extend(pcm)
         if self._idle is Idle.PAUSED:
-            if pcm.count(0) == len(pcm):
+            if is_quiet(pcm):
                 self._skip_silence()
                 return False
             self._idle = Idle.RESUMING
@@ -505,7 +506,7 @@ class PalabraConnection:
             self._catch_up = max(0, self._catch_up - len(chunk))
             silent = chunk == self._silent_chunk
             self._outgoing.append(self._silent_message if silent else p.InputAudioData(chunk).to_json())
-            self._silent_run = self._silent_run + len(chunk) if silent else 0
+            self._silent_run = self._silent_run + len(chunk) if silent or is_quiet(chunk) else 0
             if self._link is not None:
                 self._link.sent_bytes += len(chunk)
             self._next_chunk_at += interval / CATCH_UP_SPEED if catching_up else interval

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 MAX_REPLAY_S = 30.0  # bound of the replay history
 # With nothing but silence since the last finalised utterance there is nothing worth replaying: the
 # history keeps only this much of it (instead of 30 s, re-copied with every chunk of an idle session).
@@ -17,6 +19,28 @@ SILENT_REPLAY_S = 1.0
 # A final's end may fall a little before the last non-zero sample of its speech (a fading tail the
 # recogniser trims): sound this close after the last final counts as confirmed for an idle pause.
 FINAL_EDGE_S = 0.5
+# Quieter than this (peak, s16) is silence for an idle pause: about -60 dBFS. Opus decodes the pauses
+# inside a transmission as +-1 LSB, never as zeros, and nothing this quiet is speech to a recogniser.
+QUIET_PEAK = 32
+
+
+def _loud(pcm: bytes | bytearray) -> np.ndarray:
+    """Indices of the samples (s16le) above QUIET_PEAK."""
+    samples = np.frombuffer(pcm, "<i2", len(pcm) // 2)
+    return np.flatnonzero((samples > QUIET_PEAK) | (samples < -QUIET_PEAK))
+
+
+def is_quiet(pcm: bytes | bytearray) -> bool:
+    """Silence for an idle pause: zeros (the common case, one C call) or nothing above QUIET_PEAK."""
+    return pcm.count(0) == len(pcm) or not len(_loud(pcm))
+
+
+def loud_bytes(pcm: bytes | bytearray) -> int:
+    """Bytes of `pcm` up to and including its last sample above QUIET_PEAK (0: all quiet)."""
+    if pcm.count(0) == len(pcm):
+        return 0
+    loud = _loud(pcm)
+    return int(loud[-1] + 1) * 2 if len(loud) else 0
 
 
 @dataclass
@@ -43,7 +67,7 @@ class AudioTimeline:
         self._max_history = int(MAX_REPLAY_S * bytes_per_second)
         self._max_silent_history = int(SILENT_REPLAY_S * bytes_per_second)
         self._zero_chunk = bytes(chunk_bytes)
-        self._voiced_until = 0  # timeline byte just after the last non-zero sample sent
+        self._voiced_until = 0  # timeline byte just after the last sample sent above QUIET_PEAK
         self._final_edge = int(FINAL_EDGE_S * bytes_per_second)
 
     @property
@@ -72,7 +96,7 @@ class AudioTimeline:
         return (
             self._voiced_until <= self._history_start + self._final_edge
             and self._cursor == len(self._history)
-            and self.pending.count(0) == len(self.pending)
+            and is_quiet(self.pending)
         )
 
     def forget_sent(self) -> None:
@@ -107,9 +131,10 @@ class AudioTimeline:
         self._history.extend(new)
         self._cursor += len(new)
         if new != self._zero_chunk:
-            voiced = len(new.rstrip(b"\x00"))
-            voiced += -voiced % self.frame_bytes
-            self._voiced_until = self._history_start + len(self._history) - len(new) + voiced
+            voiced = loud_bytes(new)
+            if voiced:
+                voiced += -voiced % self.frame_bytes
+                self._voiced_until = self._history_start + len(self._history) - len(new) + voiced
         excess = len(self._history) - self._max_history
         if self._voiced_until <= self._history_start:  # only silence held: keep a little of it
             excess = min(max(excess, len(self._history) - self._max_silent_history), self._cursor)

@@ -86,9 +86,11 @@ async def world_on(
     partial_interval_s: float = 0.5,
     speakers: str = "ready",
     realism: int | None = None,
+    idle_pause_s: float | None = None,
 ):
     """`speakers`: "ready" (logged in before the manager exists), "starting" (logging in as the world
-    is handed over, as in `run`) or "later" (not started: `world.start_speakers()` when the test says)."""
+    is handed over, as in `run`) or "later" (not started: `world.start_speakers()` when the test says).
+    `idle_pause_s`: PALABRA_IDLE_PAUSE_S (None: the default)."""
     async with FakeDiscord(**_realism(realism)) as fake, serve(emulator_config(realism)) as emulator:
         settings = load_settings(
             palabra_client_id=secrets.PALABRA_CLIENT_ID,
@@ -96,6 +98,7 @@ async def world_on(
             palabra_api_url=emulator.base_url,
             discord_api_base=fake.api_base,
             http_port=0,
+            **({} if idle_pause_s is None else {"palabra_idle_pause_s": idle_pause_s}),
         )
         credentials = Credentials.app(secrets.PALABRA_CLIENT_ID, secrets.PALABRA_CLIENT_SECRET)
         ready_now = speaker_count if speakers == "ready" else 0

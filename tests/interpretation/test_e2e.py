@@ -15,7 +15,16 @@ from bot.db import leases as db_leases
 from bot.db import privacy
 from bot.db import sessions as db_sessions
 from bot.db import transcripts as db_transcripts
-from tests.fakes.audio import SPEECH_A, SPEECH_B, decode, mono, pieces_heard, utterance_correlations, xcorr
+from tests.fakes.audio import (
+    SPEECH_A,
+    SPEECH_B,
+    decode,
+    mono,
+    pieces_heard,
+    speech_regions,
+    utterance_correlations,
+    xcorr,
+)
 from tests.interpretation.conftest import listener_dave_ready, wait_for, world_on
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -194,3 +203,66 @@ async def test_opted_out_and_bot_audio_never_reaches_palabra_and_no_speaker_mean
         assert abs(xcorr(music_16k, received).peak) < 0.2  # ... nor the other bot's
         heard = bob.heard(listener_id)  # the translation of Alice, played by the listener in Voice A
         assert pieces_heard(mono(alice_speech, 2), mono(heard, 2), RATE) >= 0.8
+
+
+def authors(fake) -> list[str]:
+    return [m.data["author"]["username"] for m in fake.messages("Voice A") if m.data.get("webhook_id")]
+
+
+async def test_a_long_silence_pauses_palabra_and_the_next_speaker_is_heard_and_named(db):
+    """PALABRA_IDLE_PAUSE_S (2 s here): after Alice nobody speaks, so the session pauses its Palabra task
+    (not billed) and sends it nothing. Bob then speaks: his first words reach Palabra, his line is posted
+    under his name (segment times after the pause still match the mixer's clock) and Spanish hears him."""
+    async with world_on(db, speaker_count=1, idle_pause_s=2.0) as world:
+        fake, manager = world.fake, world.manager
+        await world.configure(targets=("es",), siblings={"es": "Voice B"})
+        alice, bob, eva = await fake.add_user("Alice"), await fake.add_user("Bob"), await fake.add_user("Eva")
+        for user, channel in ((alice, "Voice A"), (bob, "Voice A"), (eva, "Voice B")):
+            await user.join(channel)
+        await manager.start(
+            guild=world.guild, voice_channel=world.channel("Voice A"), requested_by=world.guild.get_member(alice.id)
+        )
+        await wait_for(lambda: listener_dave_ready(manager, 3), what="the listener's DAVE group")
+        await bob.wait_dave_ready(members=3)
+        [lease] = world.pool.leases()
+        alice_speech, bob_speech = speech(SPEECH_A, 2.5), speech(SPEECH_B, 3.0)
+        await alice.speak(alice_speech + bytes(int(1.0 * RATE) * 4))
+
+        def status():
+            return manager.status(fake.guild.id)[0]
+
+        await wait_for(lambda: status().palabra_paused, timeout=20, what="Palabra paused after the silence")
+        [stream] = world.emulator.state.streams
+        at_pause = len(stream.input_pcm)
+        await asyncio.sleep(1.5)
+        assert len(stream.input_pcm) == at_pause  # nothing sent while paused
+        assert stream.messages_in.get("pause_task") == 1
+
+        spoken = await bob.speak(bob_speech + bytes(int(1.5 * RATE) * 4))
+        await wait_for(lambda: "Bob" in authors(fake), timeout=20, what="Bob's line")
+        await wait_for(
+            lambda: len(eva.heard(lease.speaker_id)) >= (len(alice_speech) + len(bob_speech)) * 0.8,
+            timeout=20,
+            what="both translated in Voice B",
+        )
+        await asyncio.sleep(1.0)
+        assert not status().palabra_paused or status().palabra_paused_s > 0
+        names = authors(fake)
+        assert names[0] == "Alice" and names[-1] == "Bob" and set(names) == {"Alice", "Bob"}, names
+        assert names == sorted(names)  # every Alice line before every Bob line
+        assert stream.messages_in["set_task"] == 2  # the start, and the resume
+
+        received = mono(bytes(stream.input_pcm), 1)
+        bob_16k = mono(decode(SPEECH_B, rate=16000, channels=1), 1)[: 3 * 16000]
+        onset = int(speech_regions(bob_16k, 16000)[0][0] * 16000)
+        opening = pieces_heard(bob_16k[onset : onset + int(0.6 * 16000)], received, 16000)
+        print(f"Bob's first 0.6 s in Palabra's input: {opening:.0%} of its 0.2 s pieces found")
+        assert opening == 1.0  # every piece of his opening reached Palabra
+        heard = eva.heard(lease.speaker_id)
+        found = utterance_correlations(bob_speech, heard, spoken.started_at, eva.joined_at)
+        print("Bob heard in Spanish: " + ", ".join(f"{peak:.3f} (lag {lag:.2f} s)" for peak, lag in found))
+        assert found and all(peak >= 0.9 for peak, _lag in found)
+
+        stop = await manager.stop(guild_id=fake.guild.id)
+        summary = next(m for m in fake.messages("Voice A") if m.id == stop.summary_message_id)
+        assert "Palabra paused for" in summary.content and "not billed" in summary.content

@@ -570,3 +570,24 @@ def test_idle_pause_is_off_by_default():
     wire.receive(validated(0.0, 0.64))
     feed_silence(wire, 40.0)
     assert "pause_task" not in wire.types() and wire.audio()[-1][0] > 39.0
+
+
+def test_the_one_lsb_noise_opus_decodes_for_silence_is_quiet_but_a_soft_syllable_is_not():
+    """Opus decodes the pauses inside a transmission as +-1 LSB, never as zeros: that is silence for an
+    idle pause (it pauses, and stays paused), while anything a recogniser could hear resumes it."""
+    wire = started(idle_pause_s=3.0)
+    conn = wire.conn
+    noise = np.random.default_rng(3).integers(-1, 2, int(0.02 * RATE)).astype("<i2").tobytes()
+    conn.send_audio(ramp(0.64))
+    wire.advance(0.7)
+    wire.receive(validated(0.0, 0.64))
+    while wire.now < 6.0:
+        conn.send_audio(noise)
+        wire.advance(wire.now + 0.02)
+    assert "pause_task" in wire.types() and conn.idle is Idle.PAUSED
+    for _ in range(100):  # two more seconds of it: still paused
+        assert not conn.send_audio(noise)
+        wire.advance(wire.now + 0.02)
+    assert conn.idle is Idle.PAUSED
+    soft = (np.sin(np.arange(int(0.02 * RATE)) / 3) * 200).astype("<i2").tobytes()  # about -44 dBFS
+    assert conn.send_audio(soft) and conn.idle is Idle.RESUMING
