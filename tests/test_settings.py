@@ -121,3 +121,20 @@ def test_impossible_shards_are_refused_with_the_reason(monkeypatch, count, ids, 
     monkeypatch.setenv("SHARD_IDS", ids)
     with pytest.raises(ConfigurationError, match=message):
         load_settings(_env_file=None)
+
+
+@pytest.mark.parametrize(("value", "idle_pause_s"), [(None, 30.0), ("0", None), ("2", 2.0), ("600", 600.0)])
+def test_the_idle_pause_defaults_to_30_s_and_0_turns_it_off(monkeypatch, value, idle_pause_s):
+    if value is not None:
+        monkeypatch.setenv("PALABRA_IDLE_PAUSE_S", value)
+    assert load_settings(_env_file=None).idle_pause_s == idle_pause_s
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("1", "at least 2 seconds"), ("-1", "greater than or equal to 0"), ("soon", "PALABRA_IDLE_PAUSE_S")],
+)
+def test_an_idle_pause_that_would_pause_between_sentences_is_refused(monkeypatch, value, message):
+    monkeypatch.setenv("PALABRA_IDLE_PAUSE_S", value)
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(_env_file=None)

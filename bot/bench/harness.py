@@ -98,7 +98,13 @@ class Harness:
         self.traffic.stdin.flush()
 
     async def open_sessions(
-        self, identities: list[Identities], mode: str, lead_s: float, talk_s: float, talk_after_s: float = 0.5
+        self,
+        identities: list[Identities],
+        mode: str,
+        lead_s: float,
+        talk_s: float,
+        talk_after_s: float = 0.5,
+        idle_pause_s: float | None = None,
     ) -> list[BenchSession]:
         """Start sessions (each a WebSocket to the echo); their talkers start `talk_after_s` later.
 
@@ -106,7 +112,7 @@ class Harness:
         loop would stall the sessions' clocks (and pad their Palabra streams)."""
         sessions = [BenchSession(ids, self.echo_port, self.sink, self.clock, mode) for ids in identities]
         batch = [stream for s in sessions for stream in self.seal(s.ids, s.port, 0.0, talk_s)] if talk_s > 0 else []
-        await asyncio.gather(*(s.start(lead_s) for s in sessions))
+        await asyncio.gather(*(s.start(lead_s, idle_pause_s) for s in sessions))
         if batch:
             start = time.monotonic() + talk_after_s
             streams = iter(batch)

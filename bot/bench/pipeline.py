@@ -22,6 +22,7 @@ from bot.bench.rig import SESSION_RATE, BenchSession, Identities
 from bot.bench.threads import ThreadCpu
 
 CHUNK_MS = 320
+IDLE_SETTLE_S = 1.5
 LATE_LIMIT = 0.005  # < 0.5 % late or lost frames on every clock
 
 
@@ -161,23 +162,47 @@ async def measure_idle(plan: Plan) -> dict[str, Any]:
         await asyncio.sleep(plan.idle_s)
         base = (cpu_seconds() - cpu0) / (time.monotonic() - t0)
         ids = [Identities.build(1000 + i) for i in range(plan.idle_sessions)]
-        sessions = await harness.open_sessions(ids, "silent", lead_s(), 0)
-        await asyncio.sleep(1.5)
-        cpu0, t0 = cpu_seconds(), time.monotonic()
-        await asyncio.sleep(plan.idle_s)
-        busy = (cpu_seconds() - cpu0) / (time.monotonic() - t0)
+        # Each session pauses its Palabra task (PALABRA_IDLE_PAUSE_S) just after the first window: that
+        # window is a session's first seconds of silence, the second one its state after the pause.
+        pause_after_s = IDLE_SETTLE_S + plan.idle_s + 0.5
+        sessions = await harness.open_sessions(ids, "silent", lead_s(), 0, idle_pause_s=pause_after_s)
+        await asyncio.sleep(IDLE_SETTLE_S)
+        busy = await cpu_over(plan.idle_s)
         encoded = sum(o.stats.encoded for s in sessions for o in s.outlets)
+        paused = await until_paused(sessions, timeout_s=pause_after_s + 5.0)
+        await asyncio.sleep(0.5)
+        busy_paused = await cpu_over(plan.idle_s)
         for session in sessions:
             await session.stop()
         await harness.finish()
     finally:
         harness.kill()
     per_session = max(0.0, busy - base) / plan.idle_sessions * 100
+    per_paused = max(0.0, busy_paused - base) / plan.idle_sessions * 100
     return {
         "idle_session_cpu_pct": round(per_session, 4),
+        "idle_paused_session_cpu_pct": round(per_paused, 4),
+        "idle_sessions_paused": paused,
         "idle_sessions_measured": plan.idle_sessions,
         "idle_frames_encoded": encoded,
     }
+
+
+async def cpu_over(seconds: float) -> float:
+    """Cores of CPU this process used over the next `seconds`."""
+    cpu0, t0 = cpu_seconds(), time.monotonic()
+    await asyncio.sleep(seconds)
+    return (cpu_seconds() - cpu0) / (time.monotonic() - t0)
+
+
+async def until_paused(sessions: list[BenchSession], timeout_s: float) -> int:
+    """Wait (bounded) until every session's stream paused for silence; how many did."""
+    deadline = time.monotonic() + timeout_s
+    for _ in range(int(timeout_s / 0.1) + 1):  # polled: the streams have no event to wait on
+        if time.monotonic() >= deadline or all(s.streaming.idle_paused for s in sessions):
+            break
+        await asyncio.sleep(0.1)
+    return sum(bool(s.streaming.idle_paused) for s in sessions)
 
 
 # ---- capacity -----------------------------------------------------------------------------------------

@@ -153,7 +153,7 @@ class BenchSession:
         self._tasks: list[asyncio.Task[None]] = []
         self.streaming: Any = None
 
-    async def start(self, lead_s: float) -> None:
+    async def start(self, lead_s: float, idle_pause_s: float | None = None) -> None:
         from bot.palabra.credentials import Credentials
         from bot.palabra.streaming import StreamingSession
         from bot.palabra.task import build_task
@@ -170,7 +170,10 @@ class BenchSession:
         task = build_task("en", list(LANGUAGES))
         task.update(bench_id=ids.index, bench_mode=self.mode)
         self.streaming = await StreamingSession.start(
-            credentials=Credentials.from_api_key("bench-key"), task=task, api_url=f"http://127.0.0.1:{self.echo_port}"
+            credentials=Credentials.from_api_key("bench-key"),
+            task=task,
+            api_url=f"http://127.0.0.1:{self.echo_port}",
+            idle_pause_s=idle_pause_s,
         )
         self.lead_bytes = int(lead_s * SESSION_RATE) * 2
         if self.lead_bytes:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from bot.broadcasts.service import BroadcastService
 from bot.client import InterpreterBot
 from bot.db import Database, upgrade_to_head
@@ -161,6 +163,23 @@ async def test_status_lists_each_session(sqlite_harness):
     assert "• **de**: text only — no speaker bot is free" in text
     assert "Speakers heard: <@101>, <@202>" in text
     assert "Uptime: 1h 01m · latency p50 0.84 s, p90 1.27 s · packets 1234, decrypt failures 2" in text
+    assert "Palabra" not in text  # never paused: nothing to say
+
+
+@pytest.mark.parametrize(
+    ("paused", "paused_s", "line"),
+    [
+        (True, 125.0, "Palabra paused while nobody speaks (not billed; 2m 05s so far)"),
+        (False, 65.0, "Palabra was paused for 1m 05s while nobody spoke (not billed)"),
+    ],
+)
+async def test_status_says_when_palabra_is_paused_for_silence(sqlite_harness, paused, paused_s, line):
+    h = sqlite_harness
+    status = _status(h, 16)
+    status.palabra_paused, status.palabra_paused_s = paused, paused_s
+    h.manager.sessions.append(status)
+    record = await h.command(await h.fake.add_user("Curious"), "interpret", "status")
+    assert line in shown(record)
 
 
 async def test_status_of_another_guild_is_not_shown(sqlite_harness):
