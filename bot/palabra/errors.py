@@ -156,3 +156,14 @@ NOT_RETRYABLE: tuple[type[PalabraError], ...] = (
     ParallelSessionLimitError,
     TaskValidationError,
 )
+
+
+def as_palabra_error(error: BaseException) -> PalabraError:
+    """A failure to connect as the Palabra error it is (an unexpected one keeps its cause)."""
+    if isinstance(error, PalabraError):
+        return error
+    if isinstance(error, OSError):
+        return PalabraConnectionError(f"cannot connect to Palabra streaming: {error}")
+    failure = SessionClosedError(f"unexpected error while connecting to Palabra: {type(error).__name__}")
+    failure.__cause__ = error
+    return failure

@@ -27,9 +27,11 @@ from websockets.protocol import State
 
 from bot.logs import redact
 from bot.palabra import protocol as p
-from bot.palabra.connection import Dialect, Idle, PalabraConnection, Phase
+from bot.palabra.connection import PalabraConnection, Phase
 from bot.palabra.credentials import Credentials, stream_base_url
+from bot.palabra.dialects import Dialect
 from bot.palabra.errors import AuthenticationError, PalabraConnectionError, PalabraError, SessionClosedError
+from bot.palabra.idle import Idle
 from bot.palabra.rest import PalabraRest, StreamingSessionInfo
 from bot.palabra.timeline import StreamStats
 from bot.wakeup import Wakeup
@@ -91,11 +93,11 @@ class StreamingSession:
     @property
     def idle_paused(self) -> bool:
         """Palabra is paused because nobody spoke (not billed); the next speech resumes it."""
-        return self.protocol.idle is not Idle.OFF
+        return self.protocol.idle_pause.state is not Idle.OFF
 
     def idle_paused_s(self) -> float:
         """Time spent in idle pauses so far."""
-        return self.protocol.idle_paused_s(self._clock())
+        return self.protocol.idle_pause.paused_s(self._clock())
 
     @property
     def sample_rate(self) -> int:

@@ -480,8 +480,8 @@ def test_an_idle_stream_pauses_palabra_and_stops_sending_silence():
     assert not [t for t, _ in wire.audio() if t > paused_at]  # nothing sent after it
     feed_silence(wire, 60.0)  # a minute nobody speaks: no SERVICE_TIMEOUT to fear, nothing sent
     assert not [t for t, _ in wire.audio() if t > paused_at] and wire.types().count("pause_task") == 1
-    assert conn.idle is Idle.PAUSED and conn.next_deadline() is None  # nothing to wake up for
-    assert conn.idle_paused_s(60.0) == pytest.approx(60.0 - paused_at)
+    assert conn.idle_pause.state is Idle.PAUSED and conn.next_deadline() is None  # nothing to wake up for
+    assert conn.idle_pause.paused_s(60.0) == pytest.approx(60.0 - paused_at)
     assert conn.stats.idle_pauses == 1
 
 
@@ -506,7 +506,7 @@ def test_speech_after_an_idle_pause_resumes_at_once_and_loses_no_sample_and_keep
     assert out[LEAD : LEAD + len(speech)] == speech  # ... then every sample of the speech, in order
     first_voiced = next(t for t, c in wire.audio() if any(c))
     assert first_voiced <= 20.0 + 0.32 + 0.01  # no later than a chunk after the speech began
-    assert conn.idle is Idle.OFF and conn.stats.idle_pauses == 1
+    assert conn.idle_pause.state is Idle.OFF and conn.stats.idle_pauses == 1
     # Palabra counts the audio it was sent; the segment lands where the speech is on the timeline (20 s)
     palabra_start = (sent_before + LEAD) / BPS
     assert palabra_start < 20.0 - 10.0  # most of the silence was never sent
@@ -552,15 +552,61 @@ def test_a_reconnect_while_idle_pauses_the_new_task_and_replays_nothing():
     )
 
 
-def test_ending_an_idle_paused_stream_sends_end_task_at_once():
+def test_ending_an_idle_paused_stream_closes_it_at_once_and_stops_counting_the_pause():
     wire = idle_after_an_utterance(3.0)
     conn = wire.conn
     feed_silence(wire, 10.0)
+    paused_at = next(t for t, c in wire.commands() if c == "pause_task")
     wire.clear()
-    conn.end(timeout=5.0)
     conn.send_audio(bytes(BPS))  # the session's tail of silence
+    conn.end(timeout=5.0)  # every utterance is final and nothing was sent since: nothing to confirm
     wire.advance(10.1)
-    assert wire.types() == ["end_task"] and not wire.audio()
+    assert conn.phase is Phase.DONE and conn.close_wanted and wire.sent == []  # no end_task, no audio
+    assert conn.stats.idle_paused_s == pytest.approx(10.1 - paused_at)
+    assert conn.idle_pause.paused_s(100.0) == pytest.approx(10.1 - paused_at)  # not billed on after the end
+
+
+def test_an_error_during_an_idle_pause_turns_idle_pauses_off_and_silence_flows_again():
+    """Should Palabra refuse the pause (or anything else go wrong meanwhile), a stream that sends
+    nothing would time out: it resumes and keeps sending silence, as without idle pauses."""
+    wire = idle_after_an_utterance(3.0)
+    conn = wire.conn
+    wire.clear()
+    wire.receive(frame("error", {"code": "VALIDATION_ERROR", "desc": "pause_task is not allowed here"}))
+    feed_silence(wire, 30.0)
+    assert wire.types()[0] == "set_task" and "pause_task" not in wire.types()
+    assert conn.idle_pause.state is Idle.OFF and wire.audio()[-1][0] > 29.0  # silence all along
+
+
+def test_an_explicit_pause_takes_over_from_an_idle_pause_and_resume_ends_both():
+    wire = idle_after_an_utterance(3.0)
+    conn = wire.conn
+    conn.pause()
+    wire.advance(wire.now + 4.0)
+    conn.resume()
+    wire.advance(wire.now + 2.5)
+    conn.send_audio(ramp(0.64, start=5))
+    wire.advance(wire.now + 1.0)
+    heard = b"".join(c for _, c in wire.audio())
+    assert conn.idle_pause.state is Idle.OFF and ramp(0.64, start=5)[:CHUNK] in heard  # audio flows after resume()
+
+
+def test_an_explicit_resume_asked_before_a_drop_is_done_by_the_next_sockets_task():
+    wire = started()
+    conn = wire.conn
+    conn.pause()
+    wire.advance(1.0)
+    conn.resume()  # its set_task waits for the budget the handshake's set_task took at 0
+    conn.connection_lost(1.1, "connection lost")
+    wire.advance(conn.connect_at)
+    conn.connecting()
+    conn.connection_made(wire.now)
+    wire.at(wire.now)
+    wire.receive(frame("task_status", ACK))
+    wire.clear()
+    conn.send_audio(ramp(0.64))
+    wire.advance(wire.now + 1.0)
+    assert "pause_task" not in wire.types() and wire.audio()  # running, and its audio goes out
 
 
 def test_idle_pause_is_off_by_default():
@@ -584,10 +630,10 @@ def test_the_one_lsb_noise_opus_decodes_for_silence_is_quiet_but_a_soft_syllable
     while wire.now < 6.0:
         conn.send_audio(noise)
         wire.advance(wire.now + 0.02)
-    assert "pause_task" in wire.types() and conn.idle is Idle.PAUSED
+    assert "pause_task" in wire.types() and conn.idle_pause.state is Idle.PAUSED
     for _ in range(100):  # two more seconds of it: still paused
         assert not conn.send_audio(noise)
         wire.advance(wire.now + 0.02)
-    assert conn.idle is Idle.PAUSED
+    assert conn.idle_pause.state is Idle.PAUSED
     soft = (np.sin(np.arange(int(0.02 * RATE)) / 3) * 200).astype("<i2").tobytes()  # about -44 dBFS
-    assert conn.send_audio(soft) and conn.idle is Idle.RESUMING
+    assert conn.send_audio(soft) and conn.idle_pause.state is Idle.RESUMING
