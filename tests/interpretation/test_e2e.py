@@ -20,8 +20,10 @@ from tests.fakes.audio import (
     SPEECH_B,
     decode,
     mono,
+    openings_heard_in_order,
     pieces_heard,
     speech_regions,
+    speech_seconds,
     utterance_correlations,
     xcorr,
 )
@@ -209,11 +211,12 @@ def authors(fake) -> list[str]:
     return [m.data["author"]["username"] for m in fake.messages("Voice A") if m.data.get("webhook_id")]
 
 
-async def test_a_long_silence_pauses_palabra_and_the_next_speaker_is_heard_and_named(db):
+async def test_a_long_silence_pauses_palabra_and_the_next_speaker_is_heard_and_named(sqlite_db, realism_seed):
     """PALABRA_IDLE_PAUSE_S (2 s here): after Alice nobody speaks, so the session pauses its Palabra task
     (not billed) and sends it nothing. Bob then speaks: his first words reach Palabra, his line is posted
-    under his name (segment times after the pause still match the mixer's clock) and Spanish hears him."""
-    async with world_on(db, speaker_count=1, idle_pause_s=2.0) as world:
+    under his name (segment times after the pause still match the mixer's clock) and Spanish hears him.
+    Under the peers' realism seeds (no database logic here: SQLite is enough)."""
+    async with world_on(sqlite_db, speaker_count=1, idle_pause_s=2.0, realism=realism_seed) as world:
         fake, manager = world.fake, world.manager
         await world.configure(targets=("es",), siblings={"es": "Voice B"})
         alice, bob, eva = await fake.add_user("Alice"), await fake.add_user("Bob"), await fake.add_user("Eva")
@@ -238,14 +241,15 @@ async def test_a_long_silence_pauses_palabra_and_the_next_speaker_is_heard_and_n
         assert len(stream.input_pcm) == at_pause  # nothing sent while paused
         assert stream.messages_in.get("pause_task") == 1
 
-        spoken = await bob.speak(bob_speech + bytes(int(1.5 * RATE) * 4))
+        await bob.speak(bob_speech + bytes(int(1.5 * RATE) * 4))
         await wait_for(lambda: "Bob" in authors(fake), timeout=20, what="Bob's line")
+        sent = mono(alice_speech + bob_speech, 2)
         await wait_for(
-            lambda: len(eva.heard(lease.speaker_id)) >= (len(alice_speech) + len(bob_speech)) * 0.8,
-            timeout=20,
+            lambda: speech_seconds(mono(eva.heard(lease.speaker_id), 2), RATE) >= 0.9 * speech_seconds(sent, RATE),
+            timeout=30,
             what="both translated in Voice B",
         )
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the last frames of the playout
         assert not status().palabra_paused or status().palabra_paused_s > 0
         names = authors(fake)
         assert names[0] == "Alice" and names[-1] == "Bob" and set(names) == {"Alice", "Bob"}, names
@@ -258,10 +262,15 @@ async def test_a_long_silence_pauses_palabra_and_the_next_speaker_is_heard_and_n
         opening = pieces_heard(bob_16k[onset : onset + int(0.6 * 16000)], received, 16000)
         print(f"Bob's first 0.6 s in Palabra's input: {opening:.0%} of its 0.2 s pieces found")
         assert opening == 1.0  # every piece of his opening reached Palabra
-        heard = eva.heard(lease.speaker_id)
-        found = utterance_correlations(bob_speech, heard, spoken.started_at, eva.joined_at)
-        print("Bob heard in Spanish: " + ", ".join(f"{peak:.3f} (lag {lag:.2f} s)" for peak, lag in found))
-        assert found and all(peak >= 0.9 for peak, _lag in found)
+        # Spanish heard every utterance, Alice's and then Bob's, each from its opening, and all of it
+        # (the peers' realism plays a translation in parts with pauses between them: compared by
+        # openings and amount, as in tests/test_e2e.py)
+        heard = mono(eva.heard(lease.speaker_id), 2)
+        openings = openings_heard_in_order(sent, heard, RATE)
+        share = speech_seconds(heard, RATE) / speech_seconds(sent, RATE)
+        print(f"seed {realism_seed}: Spanish openings " + ", ".join(f"{o:.2f}" for o in openings) + f"; {share:.0%}")
+        assert len(openings) == len(speech_regions(sent, RATE)) and min(openings) >= 0.9, openings
+        assert 0.9 <= share <= 1.2, share
 
         stop = await manager.stop(guild_id=fake.guild.id)
         summary = next(m for m in fake.messages("Voice A") if m.id == stop.summary_message_id)
