@@ -42,6 +42,11 @@ class Metrics:
         )
         self.shard_ready = Gauge("interpreter_shard_ready", "1 while a shard is connected", ["shard"], registry=r)
         self.sessions = Gauge("interpreter_sessions_active", "Live interpretation sessions", registry=r)
+        self.sessions_paused = Gauge(
+            "interpreter_sessions_palabra_paused",
+            "Sessions whose Palabra task is paused because nobody speaks (not billed)",
+            registry=r,
+        )
         self.sessions_started = Counter("interpreter_sessions_started", "Interpretation sessions started", registry=r)
         self.sessions_stopped = Counter(
             "interpreter_sessions_stopped", "Interpretation sessions stopped, by reason", ["reason"], registry=r

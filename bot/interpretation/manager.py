@@ -94,6 +94,7 @@ class InterpretationManager:
             lists_sessions=core.palabra is not None and (credentials is None or credentials.kind != "api_key"),
         )
         self.sessions: dict[int, RunningSession] = {}  # source channel id -> running session
+        self.metrics.sessions_paused.set_function(self._palabra_paused_count)  # read at each scrape
         self._starting: dict[int, int] = {}  # channel id -> guild id, while a start is under way
         self._stop_when_started: dict[int, str] = {}  # channel id -> stop reason asked for during its start
         self._starts_done = asyncio.Event()  # set whenever no start is under way (close waits for it)
@@ -365,6 +366,9 @@ class InterpretationManager:
     async def _still_opted_out(self, guild_id: int, user_id: int) -> bool:
         async with self.core.database.session() as s:
             return await privacy.is_opted_out(s, user_id, guild_id)
+
+    def _palabra_paused_count(self) -> int:
+        return sum(running.live.parts.streaming.idle_paused for running in list(self.sessions.values()))
 
     def _update_gauges(self) -> None:
         self.metrics.sessions.set(len(self.sessions))

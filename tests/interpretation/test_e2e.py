@@ -240,6 +240,7 @@ async def test_a_long_silence_pauses_palabra_and_the_next_speaker_is_heard_and_n
         await asyncio.sleep(1.5)
         assert len(stream.input_pcm) == at_pause  # nothing sent while paused
         assert stream.messages_in.get("pause_task") == 1
+        assert "interpreter_sessions_palabra_paused 1.0" in world.metrics.render().decode()
 
         await bob.speak(bob_speech + bytes(int(1.5 * RATE) * 4))
         await wait_for(lambda: "Bob" in authors(fake), timeout=20, what="Bob's line")
@@ -275,3 +276,4 @@ async def test_a_long_silence_pauses_palabra_and_the_next_speaker_is_heard_and_n
         stop = await manager.stop(guild_id=fake.guild.id)
         summary = next(m for m in fake.messages("Voice A") if m.id == stop.summary_message_id)
         assert "Palabra paused for" in summary.content and "not billed" in summary.content
+        assert "interpreter_sessions_palabra_paused 0.0" in world.metrics.render().decode()
