@@ -160,6 +160,7 @@ class PalabraConnection:
         skips = SkipMap(offset / self.bytes_per_second)
         self._link = _Link(opened_at=now, offset=offset, ready_deadline=now + self.ready_timeout, skips=skips)
         self._phase, self.connect_at, self.close_wanted = Phase.HANDSHAKE, None, False
+        self._commands.new_socket()  # fresh budgets on a new socket, whatever ended the last one
         self.timeline.rewind()
         self._command(p.SetTask(self.task), now)
 
@@ -455,7 +456,7 @@ class PalabraConnection:
             self._outgoing.append(command.to_json())
             if command is self._unpause_on:
                 self._paused, self._unpause_on = False, None
-                self._schedule.start(now)
+                self._schedule.start(now, catch_up=self._schedule.catch_up)  # a replay under way goes on
             if isinstance(command, p.SetTask) and self.idle_pause.state is Idle.RESUMING and link.ready:
                 self._end_idle(now)
 

@@ -637,3 +637,23 @@ def test_the_one_lsb_noise_opus_decodes_for_silence_is_quiet_but_a_soft_syllable
     assert conn.idle_pause.state is Idle.PAUSED
     soft = (np.sin(np.arange(int(0.02 * RATE)) / 3) * 200).astype("<i2").tobytes()  # about -44 dBFS
     assert conn.send_audio(soft) and conn.idle_pause.state is Idle.RESUMING
+
+
+def test_a_resume_keeps_a_replay_that_is_under_way_at_its_catch_up_speed():
+    wire = started()
+    conn = wire.conn
+    conn.send_audio(ramp(20.0))
+    wire.advance(1.0)
+    conn.connection_lost(1.0, "connection lost")
+    wire.advance(8.0)  # a long outage: 7 s of backlog to send at twice real time
+    conn.connecting()
+    conn.connection_made(8.0)
+    wire.at(8.0)
+    wire.receive(frame("task_status", ACK))
+    wire.advance(9.0)
+    conn.resume()  # not paused: its set_task waits for the handshake's budget, then changes nothing
+    wire.clear()
+    wire.advance(11.0)
+    [resumed_at] = [t for t, c in wire.commands() if c == "set_task"]
+    after = [t for t, _ in wire.audio() if t > resumed_at]
+    assert after[1] - after[0] == pytest.approx(0.16)  # still twice real time after the set_task
