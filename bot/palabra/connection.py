@@ -269,9 +269,7 @@ class PalabraConnection:
             if is_quiet(pcm):
                 self._skip_silence()
                 return False
-            self.idle_pause.state = Idle.RESUMING
-            if self.ready:
-                self._commands.append(p.SetTask(self.task))
+            self._resume_from_idle()
             return True
         return before < self.chunk_bytes <= self.timeline.unsent_bytes
 
@@ -433,7 +431,14 @@ class PalabraConnection:
         self._command(p.PauseTask(), now)
 
     def _refuse_idle_pause(self, code: str) -> None:
-        if self.idle_pause.refuse(code) and self.ready:
+        if self.idle_pause.refuse(code):
+            self._resume_from_idle()
+
+    def _resume_from_idle(self) -> None:
+        """Speech, or a refused pause: set_task resumes the task, now if a socket streams (else the next
+        socket's own set_task does, see _became_ready)."""
+        self.idle_pause.state = Idle.RESUMING
+        if self.ready:
             self._commands.append(p.SetTask(self.task))
 
     def _end_idle(self, now: float) -> None:
