@@ -325,11 +325,15 @@ async def test_end_during_a_reconnect_waits_for_it_and_keeps_the_tail():
     assert isinstance(events[-1], p.EndOfStream)
 
 
-async def feed_in_real_time(session: StreamingSession, pcm: bytes, speed: float = SPEED) -> None:
-    """As the session's mixer does: 20 ms of audio per 20 ms (of audio time at `speed`)."""
+async def feed_in_real_time(session: StreamingSession, pcm: bytes, speed: float, lead_s: float = 0.25) -> None:
+    """As the session does: `lead_s` of the audio at once (its stream lead, so a late tick of the test
+    loop is not padded with silence, which would shift all later audio on the timeline), then 20 ms of
+    audio per 20 ms (of audio time at `speed`)."""
     tick = int(RATE * 0.02) * 2
+    lead = int(RATE * lead_s) * 2
+    await session.send_audio(pcm[:lead])
     started = time.monotonic()
-    for k, offset in enumerate(range(0, len(pcm), tick)):
+    for k, offset in enumerate(range(lead, len(pcm), tick)):
         await session.send_audio(pcm[offset : offset + tick])
         await asyncio.sleep(max(0.0, started + (k + 1) * 0.02 / speed - time.monotonic()))
 
@@ -340,10 +344,11 @@ async def test_an_idle_pause_stops_the_stream_and_speech_resumes_it_on_one_timel
     sender's timeline and their translated audio is the speech there: nothing of it was lost."""
     pattern = [("silence", 0.5), ("tone", 1.0), ("silence", 6.0), ("noise", 0.8), ("silence", 1.5)]
     pcm = bursts(RATE, pattern)
-    async with serve(config(audio_timeout_s=1.0)) as emu:  # 1 s of wall time: 4 s of audio at 4x
-        session = await start(emu, idle_pause_s=2.0)
+    speed = 2.0  # twice real time: the test loop's own hiccups under a loaded CI stay inside the lead
+    async with serve(config(audio_timeout_s=1.0, time_scale=speed)) as emu:  # 1 s wall: 2 s of audio
+        session = await start(emu, idle_pause_s=2.0, pace=speed)
         reader = asyncio.create_task(collect(session))
-        await feed_in_real_time(session, pcm)
+        await feed_in_real_time(session, pcm, speed)
         await session.end(timeout=15)
         events = await asyncio.wait_for(reader, 5)
         record = emu.state.streams[0]
@@ -358,4 +363,4 @@ async def test_an_idle_pause_stops_the_stream_and_speech_resumes_it_on_one_timel
     assert 2.5 <= skipped_s <= 6.0 - 2.0, skipped_s  # most of the silence never went to Palabra
     noise = pcm[int(7.5 * RATE) * 2 : int(8.3 * RATE) * 2]
     assert noise in heard  # every sample of the speech after the pause, in one piece
-    assert session.stats.idle_pauses == 1 and 0.4 < session.stats.idle_paused_s < 6.0 / SPEED
+    assert session.stats.idle_pauses == 1 and 0.4 < session.stats.idle_paused_s < 6.0 / speed
